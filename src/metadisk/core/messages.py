@@ -1,0 +1,344 @@
+"""Signed wire messages between bridge, farmers and clients.
+
+- `OrderLimit`: the bridge's permission for one action on one piece at one farmer.
+- `PieceReceipt`: the farmer's signed statement that it stored a piece (size, hash, Merkle root).
+- `NodeContact`: the farmer's signed check-in (key, address, space, version).
+
+Each message is a frozen dataclass with `encode()` / `decode()` over the canonical format of
+`metadisk.core.encoding`; the signature covers a domain prefix plus every field before it, so a
+signature for one kind of message can never be replayed as another. Verification takes `now` as an
+argument; core never reads a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+
+import blake3
+
+from metadisk.core.encoding import Reader, Writer
+from metadisk.core.errors import CoreError, DecodeError, SignatureError
+from metadisk.core.identity import (
+    NODE_ID_SIZE,
+    PUBLIC_KEY_SIZE,
+    SIGNATURE_SIZE,
+    Identity,
+    NodeId,
+    verify_signature,
+)
+
+PIECE_ID_SIZE = 32
+SERIAL_SIZE = 16
+HASH_SIZE = 32
+_SIGNING_DOMAIN = b"metadisk signed message\x00"
+_PIECE_ID_CONTEXT = "metadisk 2026 derived piece id v1"
+
+TAG_ORDER_LIMIT = 1
+TAG_PIECE_RECEIPT = 2
+TAG_NODE_CONTACT = 3
+
+
+class Action(enum.IntEnum):
+    """What an order limit allows. Values are wire format: never renumber, only append."""
+
+    PUT = 1
+    GET = 2
+    AUDIT = 3
+    DELETE = 4
+    GET_REPAIR = 5
+    PUT_REPAIR = 6
+
+    @property
+    def is_put(self) -> bool:
+        return self in (Action.PUT, Action.PUT_REPAIR)
+
+    @property
+    def is_get(self) -> bool:
+        return self in (Action.GET, Action.GET_REPAIR)
+
+
+def derive_piece_id(root_piece_id: bytes, node_id: NodeId, piece_number: int) -> bytes:
+    """The id a farmer sees for piece `piece_number` of a segment.
+
+    Derived per node with a keyed hash, so farmers holding pieces of one segment cannot tell they
+    belong together; only the bridge knows the segment's root piece id.
+    """
+    if len(root_piece_id) != PIECE_ID_SIZE:
+        raise ValueError("a root piece id is exactly 32 bytes")
+    if not 0 <= piece_number < 1 << 16:
+        raise ValueError("piece number out of range")
+    key = blake3.blake3(root_piece_id, derive_key_context=_PIECE_ID_CONTEXT).digest()
+    return blake3.blake3(node_id.raw + piece_number.to_bytes(2, "big"), key=key).digest()
+
+
+def _signing_bytes(body: bytes) -> bytes:
+    return _SIGNING_DOMAIN + body
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLimit:
+    """A bridge's signed permission: `action` on `piece_id` at `node_id`, up to `limit` bytes."""
+
+    serial: bytes
+    bridge_id: NodeId
+    node_id: NodeId
+    piece_id: bytes
+    action: Action
+    limit: int
+    issued_at: int
+    expires_at: int
+    piece_expires_at: int = 0  # 0: the piece is kept until deleted
+    signature: bytes = b""
+
+    VERSION = 1
+
+    def __post_init__(self) -> None:
+        _check_size("serial", self.serial, SERIAL_SIZE)
+        _check_size("piece id", self.piece_id, PIECE_ID_SIZE)
+        for name in ("limit", "issued_at", "expires_at", "piece_expires_at"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < 1 << 64:
+                raise DecodeError(f"{name} out of range")
+
+    def _body(self) -> bytes:
+        return (
+            Writer()
+            .u8(TAG_ORDER_LIMIT)
+            .u8(self.VERSION)
+            .fixed(self.serial, SERIAL_SIZE)
+            .fixed(self.bridge_id.raw, NODE_ID_SIZE)
+            .fixed(self.node_id.raw, NODE_ID_SIZE)
+            .fixed(self.piece_id, PIECE_ID_SIZE)
+            .u8(int(self.action))
+            .u64(self.limit)
+            .u64(self.issued_at)
+            .u64(self.expires_at)
+            .u64(self.piece_expires_at)
+            .getvalue()
+        )
+
+    def signed_by(self, bridge: Identity) -> OrderLimit:
+        """Return a copy signed by `bridge` (whose node id must be `bridge_id`)."""
+        if bridge.node_id != self.bridge_id:
+            raise ValueError("signer is not the order limit's bridge")
+        return replace(self, signature=bridge.sign(_signing_bytes(self._body())))
+
+    def verify_signature(self, bridge_public_key: bytes) -> None:
+        if NodeId.from_public_key(bridge_public_key) != self.bridge_id:
+            raise SignatureError("key does not belong to the order limit's bridge")
+        verify_signature(bridge_public_key, _signing_bytes(self._body()), self.signature)
+
+    def encode(self) -> bytes:
+        return self._body() + self.signature
+
+    @classmethod
+    def decode(cls, data: bytes) -> OrderLimit:
+        r = Reader(data)
+        r.header(TAG_ORDER_LIMIT, cls.VERSION)
+        serial = r.fixed(SERIAL_SIZE)
+        bridge_id = NodeId(r.fixed(NODE_ID_SIZE))
+        node_id = NodeId(r.fixed(NODE_ID_SIZE))
+        piece_id = r.fixed(PIECE_ID_SIZE)
+        action = _action(r.u8())
+        limit, issued_at, expires_at, piece_expires_at = r.u64(), r.u64(), r.u64(), r.u64()
+        signature = r.fixed(SIGNATURE_SIZE)
+        r.end()
+        return cls(
+            serial, bridge_id, node_id, piece_id, action, limit, issued_at, expires_at,
+            piece_expires_at, signature,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PieceReceipt:
+    """A farmer's signed proof that it stored a piece exactly as uploaded."""
+
+    serial: bytes  # the order limit this answers
+    node_id: NodeId
+    piece_id: bytes
+    size: int
+    piece_hash: bytes  # BLAKE3 of the whole piece
+    merkle_root: bytes  # root over fixed-size leaves, for audits
+    stored_at: int
+    signature: bytes = b""
+
+    VERSION = 1
+
+    def __post_init__(self) -> None:
+        _check_size("serial", self.serial, SERIAL_SIZE)
+        _check_size("piece id", self.piece_id, PIECE_ID_SIZE)
+        _check_size("piece hash", self.piece_hash, HASH_SIZE)
+        _check_size("merkle root", self.merkle_root, HASH_SIZE)
+        for name in ("size", "stored_at"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < 1 << 64:
+                raise DecodeError(f"{name} out of range")
+
+    def _body(self) -> bytes:
+        return (
+            Writer()
+            .u8(TAG_PIECE_RECEIPT)
+            .u8(self.VERSION)
+            .fixed(self.serial, SERIAL_SIZE)
+            .fixed(self.node_id.raw, NODE_ID_SIZE)
+            .fixed(self.piece_id, PIECE_ID_SIZE)
+            .u64(self.size)
+            .fixed(self.piece_hash, HASH_SIZE)
+            .fixed(self.merkle_root, HASH_SIZE)
+            .u64(self.stored_at)
+            .getvalue()
+        )
+
+    def signed_by(self, farmer: Identity) -> PieceReceipt:
+        if farmer.node_id != self.node_id:
+            raise ValueError("signer is not the receipt's node")
+        return replace(self, signature=farmer.sign(_signing_bytes(self._body())))
+
+    def verify_signature(self, farmer_public_key: bytes) -> None:
+        if NodeId.from_public_key(farmer_public_key) != self.node_id:
+            raise SignatureError("key does not belong to the receipt's node")
+        verify_signature(farmer_public_key, _signing_bytes(self._body()), self.signature)
+
+    def encode(self) -> bytes:
+        return self._body() + self.signature
+
+    @classmethod
+    def decode(cls, data: bytes) -> PieceReceipt:
+        r = Reader(data)
+        r.header(TAG_PIECE_RECEIPT, cls.VERSION)
+        serial = r.fixed(SERIAL_SIZE)
+        node_id = NodeId(r.fixed(NODE_ID_SIZE))
+        piece_id = r.fixed(PIECE_ID_SIZE)
+        size = r.u64()
+        piece_hash = r.fixed(HASH_SIZE)
+        merkle_root = r.fixed(HASH_SIZE)
+        stored_at = r.u64()
+        signature = r.fixed(SIGNATURE_SIZE)
+        r.end()
+        return cls(serial, node_id, piece_id, size, piece_hash, merkle_root, stored_at, signature)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeContact:
+    """A farmer's signed check-in: who it is, where to reach it, how much space it has."""
+
+    public_key: bytes
+    address: str  # base URL of the farmer's data plane, e.g. http://127.0.0.1:7001
+    allocated: int
+    free: int
+    version: str
+    timestamp: int
+    signature: bytes = b""
+
+    VERSION = 1
+    MAX_ADDRESS = 2048
+
+    def __post_init__(self) -> None:
+        _check_size("public key", self.public_key, PUBLIC_KEY_SIZE)
+        if len(self.address.encode()) > self.MAX_ADDRESS or len(self.version.encode()) > 64:
+            raise DecodeError("address or version too long")
+        for name in ("allocated", "free", "timestamp"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < 1 << 64:
+                raise DecodeError(f"{name} out of range")
+
+    @property
+    def node_id(self) -> NodeId:
+        return NodeId.from_public_key(self.public_key)
+
+    def _body(self) -> bytes:
+        return (
+            Writer()
+            .u8(TAG_NODE_CONTACT)
+            .u8(self.VERSION)
+            .fixed(self.public_key, PUBLIC_KEY_SIZE)
+            .text(self.address)
+            .u64(self.allocated)
+            .u64(self.free)
+            .text(self.version)
+            .u64(self.timestamp)
+            .getvalue()
+        )
+
+    def signed_by(self, farmer: Identity) -> NodeContact:
+        if farmer.public_key != self.public_key:
+            raise ValueError("signer is not the contact's node")
+        return replace(self, signature=farmer.sign(_signing_bytes(self._body())))
+
+    def verify_signature(self) -> None:
+        verify_signature(self.public_key, _signing_bytes(self._body()), self.signature)
+
+    def encode(self) -> bytes:
+        return self._body() + self.signature
+
+    @classmethod
+    def decode(cls, data: bytes) -> NodeContact:
+        r = Reader(data)
+        r.header(TAG_NODE_CONTACT, cls.VERSION)
+        public_key = r.fixed(PUBLIC_KEY_SIZE)
+        address = r.text(cls.MAX_ADDRESS)
+        allocated, free = r.u64(), r.u64()
+        version = r.text(64)
+        timestamp = r.u64()
+        signature = r.fixed(SIGNATURE_SIZE)
+        r.end()
+        return cls(public_key, address, allocated, free, version, timestamp, signature)
+
+
+class OrderLimitRejected(CoreError):
+    """An order limit that does not allow the request; `code` names the failed check."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_order_limit(
+    limit: OrderLimit,
+    *,
+    trusted_bridges: Mapping[NodeId, bytes],
+    node_id: NodeId,
+    piece_id: bytes,
+    actions: Collection[Action],
+    now: int,
+) -> None:
+    """Check that `limit` allows one of `actions` on `piece_id` at `node_id` at time `now`.
+
+    `trusted_bridges` maps each trusted bridge's node id to its public key. Each failed check
+    raises `OrderLimitRejected` with its own code, in this order: untrusted-bridge, bad-signature,
+    wrong-node, wrong-piece, wrong-action, not-yet-valid, expired.
+    """
+    public_key = trusted_bridges.get(limit.bridge_id)
+    if public_key is None:
+        raise OrderLimitRejected("untrusted-bridge", "order limit is from a bridge not trusted")
+    try:
+        limit.verify_signature(public_key)
+    except SignatureError as exc:
+        raise OrderLimitRejected("bad-signature", "order limit signature is invalid") from exc
+    if limit.node_id != node_id:
+        raise OrderLimitRejected("wrong-node", "order limit is for another node")
+    if limit.piece_id != piece_id:
+        raise OrderLimitRejected("wrong-piece", "order limit is for another piece")
+    if limit.action not in actions:
+        raise OrderLimitRejected("wrong-action", f"order limit does not allow {limit.action.name}")
+    if now < limit.issued_at - CLOCK_SKEW:
+        raise OrderLimitRejected("not-yet-valid", "order limit is not valid yet")
+    if now >= limit.expires_at:
+        raise OrderLimitRejected("expired", "order limit has expired")
+
+
+CLOCK_SKEW = 300  # seconds of clock difference tolerated between bridge and farmer
+
+
+def _check_size(name: str, value: bytes, size: int) -> None:
+    if not isinstance(value, bytes) or len(value) != size:
+        raise DecodeError(f"{name} must be exactly {size} bytes")
+
+
+def _action(value: int) -> Action:
+    try:
+        return Action(value)
+    except ValueError as exc:
+        raise DecodeError(f"unknown action {value}") from exc
