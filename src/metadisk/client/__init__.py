@@ -1,0 +1,74 @@
+"""The metadisk client library: end-to-end encrypted objects on farmers, through a bridge.
+
+`AsyncProject` is the async API and `Project` its blocking face; both open from an access grant.
+Everything is encrypted and erasure-coded on this machine before it leaves; the bridge sees
+encrypted names and sizes, farmers see pieces of ciphertext.
+
+Example::
+
+    from metadisk.client import Project
+
+    with Project.open(grant) as project:
+        project.create_bucket("photos")
+        project.upload("photos", "cat.jpg", "cat.jpg", content_type="image/jpeg")
+        print(project.stat("photos", "cat.jpg").size)
+"""
+
+from metadisk.client.errors import (
+    AccessDenied,
+    BridgeError,
+    BridgeUnavailable,
+    ClientError,
+    Conflict,
+    DownloadFailed,
+    IntegrityFailure,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PieceError,
+    ResumeMismatch,
+    TransferError,
+    Unauthenticated,
+    UploadFailed,
+)
+from metadisk.client.project import (
+    AsyncProject,
+    Bucket,
+    ClientConfig,
+    ObjectInfo,
+    ObjectPage,
+    Permissions,
+)
+from metadisk.client.segmenter import SegmentSizing, UploadSource
+from metadisk.client.sync import Project
+from metadisk.client.upload import ProgressCallback
+from metadisk.core.grant import SharePrefix
+
+__all__ = [
+    "AccessDenied",
+    "AsyncProject",
+    "BridgeError",
+    "BridgeUnavailable",
+    "Bucket",
+    "ClientConfig",
+    "ClientError",
+    "Conflict",
+    "DownloadFailed",
+    "IntegrityFailure",
+    "InvalidArgument",
+    "NotFound",
+    "ObjectInfo",
+    "ObjectPage",
+    "PermissionDenied",
+    "Permissions",
+    "PieceError",
+    "ProgressCallback",
+    "Project",
+    "ResumeMismatch",
+    "SegmentSizing",
+    "SharePrefix",
+    "TransferError",
+    "Unauthenticated",
+    "UploadFailed",
+    "UploadSource",
+]

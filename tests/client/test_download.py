@@ -1,0 +1,250 @@
+"""Unit tests of the download pipeline over in-memory farmers and the bridge double."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metadisk.client.download import DownloadConfig, DownloadPipeline, plan_spans
+from metadisk.client.errors import DownloadFailed, IntegrityFailure, PieceError
+from metadisk.client.offload import Offload
+from metadisk.core.content import BLOCK_SIZE, TAG_SIZE
+from metadisk.core.erasure import LOCAL
+from tests.client.doubles import MemoryFarmers, PipelineBridge, Request
+from tests.client.test_upload import KEY, SEGMENT, CountingOffload, upload
+
+
+async def read(
+    farmers: MemoryFarmers,
+    offload: Offload,
+    bridge: PipelineBridge,
+    offset: int = 0,
+    length: int | None = None,
+    *,
+    config: DownloadConfig | None = None,
+    key: bytes = KEY,
+) -> bytes:
+    pipeline = DownloadPipeline(farmers, offload, config)
+    out = bytearray()
+    async with contextlib.aclosing(
+        pipeline.chunks(
+            bridge.segments(),
+            object_key=key,
+            scheme=LOCAL,
+            coordinator=bridge,
+            offset=offset,
+            length=length,
+        )
+    ) as chunks:
+        async for view in chunks:
+            out += view
+    return bytes(out)
+
+
+def gets(farmers: MemoryFarmers) -> list[Request]:
+    return [r for r in farmers.requests if r.method == "GET"]
+
+
+@pytest.fixture
+async def stored(farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge) -> bytes:
+    data = os.urandom(3 * SEGMENT + 4321)
+    await upload(farmers, offload, bridge, data)
+    farmers.requests.clear()
+    return data
+
+
+def holder(bridge: PipelineBridge, index: int, number: int) -> tuple[str, bytes]:
+    receipt = bridge.committed[index].receipts[number]
+    return bridge.placements[index][number].address, receipt.piece_id
+
+
+async def test_all_data_pieces_back_means_only_k_fetches(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    assert await read(farmers, offload, bridge) == stored
+    numbers = [bridge_number(bridge, r) for r in gets(farmers)]
+    assert sorted(numbers) == sorted(list(range(LOCAL.k)) * 4)  # 4 segments, data pieces only
+    assert not any(r.ranged for r in gets(farmers))
+
+
+def bridge_number(bridge: PipelineBridge, request: Request) -> int:
+    for segment in bridge.committed.values():
+        for number, receipt in segment.receipts.items():
+            if receipt.piece_id == request.limit.piece_id:
+                return number
+    raise AssertionError("unknown piece")
+
+
+async def test_a_failed_data_piece_is_rebuilt_from_a_spare(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    address, _ = holder(bridge, 1, 2)
+
+    async def handler(request: Request) -> None:
+        if request.address == address:
+            raise PieceError("offline", code="connection-failed")
+
+    farmers.handler = handler
+    assert await read(farmers, offload, bridge) == stored
+    assert LOCAL.k in [bridge_number(bridge, r) for r in gets(farmers)]
+
+
+async def test_a_corrupted_piece_is_skipped_and_reported(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    farmers.corrupt(*holder(bridge, 0, 0))
+    assert await read(farmers, offload, bridge) == stored
+    for number in (1, 2, 3):  # more corruption than the two spares can cover
+        farmers.corrupt(*holder(bridge, 0, number))
+    with pytest.raises(DownloadFailed) as caught:
+        await read(farmers, offload, bridge)
+    assert caught.value.code == "segment-unavailable"
+    assert caught.value.failures
+    assert all(r.startswith("bad-piece") for r in caught.value.failures.values())
+
+
+async def test_hedged_fetches_are_cancelled_once_k_pieces_are_in(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    slow = {holder(bridge, i, LOCAL.k)[0] for i in range(4)}  # the first spare never answers
+
+    async def handler(request: Request) -> None:
+        if request.address in slow:
+            await asyncio.Event().wait()
+
+    farmers.handler = handler
+    config = DownloadConfig(extra_pieces=1)
+    assert await read(farmers, offload, bridge, config=config) == stored
+    assert farmers.cancelled == 4
+
+
+async def test_a_wrong_object_key_is_an_integrity_failure(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    with pytest.raises(IntegrityFailure):
+        await read(farmers, offload, bridge, key=bytes(32))
+
+
+async def test_a_range_fetches_only_the_blocks_it_needs(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    offset = SEGMENT + 100  # segment 1, block 0: all in data piece 0 (later blocks straddle two)
+    assert await read(farmers, offload, bridge, offset, 50) == stored[offset : offset + 50]
+    requests = gets(farmers)
+    assert len(requests) == 1 and requests[0].ranged
+    assert requests[0].length == BLOCK_SIZE + TAG_SIZE
+
+
+async def test_a_range_across_pieces_and_segments(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    offset, length = SEGMENT - 1000, SEGMENT + 2000
+    assert await read(farmers, offload, bridge, offset, length) == stored[offset : offset + length]
+    fetched = sum(r.length for r in gets(farmers))
+    assert fetched < length + 4 * (BLOCK_SIZE + TAG_SIZE) + 3 * 64  # no whole segments
+
+
+async def test_a_range_falls_back_to_the_whole_segment(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    address, _ = holder(bridge, 0, 1)
+
+    async def handler(request: Request) -> None:
+        if request.address == address and request.ranged:
+            raise PieceError("no ranges here", code="range-not-satisfiable")
+
+    farmers.handler = handler
+    offset = 70_000  # block 1 of segment 0: in data piece 1
+    assert await read(farmers, offload, bridge, offset, 10) == stored[offset : offset + 10]
+    assert [r for r in gets(farmers) if not r.ranged]
+
+
+async def test_a_corrupted_range_is_caught_by_its_tag_and_refetched(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    farmers.corrupt(*holder(bridge, 2, 1))  # flips a byte in the middle of data piece 1
+    offset = 2 * SEGMENT + SEGMENT // 4 + SEGMENT // 8  # the middle of piece 1 of segment 2
+    assert await read(farmers, offload, bridge, offset, 64) == stored[offset : offset + 64]
+    requests = gets(farmers)
+    assert requests[0].ranged  # first the blocks alone, whose tag fails,
+    assert (
+        len([r for r in requests if not r.ranged]) == LOCAL.k + 1
+    )  # then the segment, less piece 1
+
+
+@settings(max_examples=25)
+@given(data=st.data())
+async def test_any_range_reads_back(data: st.DataObject) -> None:
+    from metadisk.core.identity import Identity
+
+    identity = Identity.generate()
+    farmers = MemoryFarmers(10, identity)
+    bridge = PipelineBridge(list(farmers.farmers), LOCAL, identity)
+    offload = Offload(processes=False, workers=1)
+    try:
+        size = data.draw(st.integers(1, 2 * SEGMENT + 3000))
+        content = os.urandom(size)
+        await upload(farmers, offload, bridge, content)
+        offset = data.draw(st.integers(0, size - 1))
+        length = data.draw(st.integers(1, size - offset))
+        assert (
+            await read(farmers, offload, bridge, offset, length)
+            == content[offset : offset + length]
+        )
+    finally:
+        await offload.aclose()
+
+
+async def test_read_ahead_is_bounded(farmers: MemoryFarmers, bridge: PipelineBridge) -> None:
+    counting = CountingOffload()
+    try:
+        data = os.urandom(10 * SEGMENT)
+        await upload(farmers, counting, bridge, data)
+        counting.peak = 0
+        config = DownloadConfig(read_ahead=2)
+        pipeline = DownloadPipeline(farmers, counting, config)
+        out = bytearray()
+        async with contextlib.aclosing(
+            pipeline.chunks(bridge.segments(), object_key=KEY, scheme=LOCAL, coordinator=bridge)
+        ) as chunks:
+            async for view in chunks:
+                await asyncio.sleep(0)  # a consumer that lets the fetchers run ahead
+                out += view
+        assert bytes(out) == data
+        assert counting.peak <= 3
+        assert counting.leased == 0
+    finally:
+        await counting.aclose()
+
+
+async def test_stopping_early_releases_every_buffer(
+    farmers: MemoryFarmers, bridge: PipelineBridge
+) -> None:
+    counting = CountingOffload()
+    try:
+        await upload(farmers, counting, bridge, os.urandom(6 * SEGMENT))
+        pipeline = DownloadPipeline(farmers, counting)
+        async with contextlib.aclosing(
+            pipeline.chunks(bridge.segments(), object_key=KEY, scheme=LOCAL, coordinator=bridge)
+        ) as chunks:
+            async for _ in chunks:
+                break
+        assert counting.leased == 0
+    finally:
+        await counting.aclose()
+
+
+def test_plan_spans() -> None:
+    from metadisk.client.download import SegmentInfo
+
+    segments = [SegmentInfo(i, size, 0, b"") for i, size in enumerate([10, 10, 5])]
+    spans = plan_spans(segments, 5, 10)
+    assert [(s.segment.index, s.offset, s.length) for s in spans] == [(0, 5, 5), (1, 0, 5)]
+    assert [s.length for s in plan_spans(segments, 0, None)] == [10, 10, 5]
+    assert plan_spans(segments, 25, None) == []
+    assert [s.whole for s in plan_spans(segments, 10, 10)] == [True]

@@ -1,0 +1,177 @@
+"""Unit tests of `AsyncProject` features the real bridge cannot serve yet (resume, move, copy),
+against `FakeBridgeAPI` and in-memory farmers."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from metadisk.client import AsyncProject, ClientConfig, NotFound, ResumeMismatch, SegmentSizing
+from metadisk.client.errors import PieceError, UploadFailed
+from metadisk.client.offload import Offload
+from metadisk.core.grant import AccessGrant
+from metadisk.core.identity import Identity
+from metadisk.core.macaroon import APIKey
+from metadisk.core.paths import EncryptionAccess
+from tests.client.doubles import MemoryFarmers, Request
+from tests.client.fake_bridge import FakeBridgeAPI
+
+MiB = 1 << 20
+CONFIG = ClientConfig(sizing=SegmentSizing(piece_target=256 * 1024))
+
+
+@pytest.fixture
+async def project(
+    farmers: MemoryFarmers, bridge_identity: Identity, offload: Offload
+) -> AsyncIterator[AsyncProject]:
+    fake = FakeBridgeAPI(list(farmers.farmers), bridge_identity)
+    api_key, _ = APIKey.generate()
+    grant = AccessGrant(fake.url, api_key, EncryptionAccess(os.urandom(32)))
+    opened = AsyncProject(
+        grant,
+        config=CONFIG,
+        bridge=fake,
+        transport=farmers,
+        offload=offload,  # type: ignore[arg-type]
+    )
+    await opened.create_bucket("bkt")
+    await opened.create_bucket("other")
+    yield opened
+    await opened.aclose()
+
+
+def fake(project: AsyncProject) -> FakeBridgeAPI:
+    return project._bridge  # type: ignore[return-value]
+
+
+async def read(project: AsyncProject, bucket: str, key: str) -> bytes:
+    return b"".join([chunk async for chunk in project.stream(bucket, key)])
+
+
+@pytest.mark.parametrize("size", [100, 3 * MiB + 5])
+async def test_move_rekeys_without_moving_data(
+    project: AsyncProject, farmers: MemoryFarmers, size: int
+) -> None:
+    data = os.urandom(size)
+    await project.upload("bkt", "old/name", data, content_type="a/b", metadata={"x": "y"})
+    farmers.requests.clear()
+    moved = await project.move("bkt", "old/name", "other", "new/name")
+    assert moved.key == "new/name" and moved.content_type == "a/b"
+    assert not [r for r in farmers.requests if r.method == "PUT"]
+    with pytest.raises(NotFound):
+        await project.stat("bkt", "old/name")
+    info = await project.stat("other", "new/name")
+    assert (info.size, info.metadata) == (size, {"x": "y"})
+    assert await read(project, "other", "new/name") == data
+
+
+async def test_copy_keeps_both(project: AsyncProject) -> None:
+    data = os.urandom(2 * MiB)
+    await project.upload("bkt", "a", data)
+    await project.copy("bkt", "a", "bkt", "b")
+    assert await read(project, "bkt", "a") == data
+    assert await read(project, "bkt", "b") == data
+    assert fake(project).calls[-1] == "copy_object"
+
+
+async def interrupt_after(farmers: MemoryFarmers, segments: int) -> None:
+    """Make every upload after the first `segments` segments fail (PUTs refused)."""
+    seen: set[bytes] = set()
+
+    async def handler(request: Request) -> None:
+        if request.method != "PUT":
+            return
+        seen.add(request.limit.serial)
+        if len(seen) > segments * 10:
+            raise PieceError("network gone", code="connection-failed")
+
+    farmers.handler = handler
+
+
+async def test_an_interrupted_upload_resumes(
+    project: AsyncProject, farmers: MemoryFarmers, tmp_path: Path
+) -> None:
+    source = tmp_path / "big.bin"
+    data = os.urandom(5 * MiB + 17)
+    source.write_bytes(data)
+    state_dir = tmp_path / "state"
+    await interrupt_after(farmers, 2)
+    with pytest.raises(UploadFailed):
+        await project.upload("bkt", "big", source, resume_dir=state_dir)
+    [state] = list(state_dir.iterdir())
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    saved = json.loads(state.read_text())
+    assert set(saved) == {
+        "version",
+        "bridge",
+        "bucket",
+        "key",
+        "source",
+        "size",
+        "mtime_ns",
+        "stream_id",
+        "segment_size",
+    }
+    assert "abort_upload" not in fake(project).calls  # kept for resuming
+
+    farmers.handler = None
+    fake(project).calls.clear()
+    info = await project.upload("bkt", "big", source, resume_dir=state_dir)
+    assert info.size == len(data)
+    begun = [c for c in fake(project).calls if c.startswith("begin_segment")]
+    assert "get_upload" in fake(project).calls
+    assert "begin_segment 0" not in begun and "begin_segment 1" not in begun
+    assert await read(project, "bkt", "big") == data
+    assert list(state_dir.iterdir()) == []
+
+
+async def test_a_changed_file_is_not_resumed(
+    project: AsyncProject, farmers: MemoryFarmers, tmp_path: Path
+) -> None:
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(4 * MiB))
+    state_dir = tmp_path / "state"
+    await interrupt_after(farmers, 2)
+    with pytest.raises(UploadFailed):
+        await project.upload("bkt", "big", source, resume_dir=state_dir)
+    farmers.handler = None
+    # Same size and times, different bytes: only the segment tags can tell.
+    before = source.stat()
+    changed = bytearray(source.read_bytes())
+    changed[10:17] = b"changed"
+    source.write_bytes(changed)
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(ResumeMismatch):
+        await project.upload("bkt", "big", source, resume_dir=state_dir)
+    assert fake(project).calls[-1] == "abort_upload"
+    assert list(state_dir.iterdir()) == []
+
+
+async def test_a_vanished_pending_upload_starts_over(
+    project: AsyncProject, farmers: MemoryFarmers, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * MiB)
+    source = tmp_path / "f"
+    source.write_bytes(data)
+    await interrupt_after(farmers, 1)
+    with pytest.raises(UploadFailed):
+        await project.upload("bkt", "f", source, resume_dir=tmp_path / "s")
+    farmers.handler = None
+    fake(project).uploads.clear()  # reclaimed by the bridge meanwhile
+    await project.upload("bkt", "f", source, resume_dir=tmp_path / "s")
+    assert await read(project, "bkt", "f") == data
+
+
+async def test_a_failed_upload_without_resume_is_aborted(
+    project: AsyncProject, farmers: MemoryFarmers
+) -> None:
+    await interrupt_after(farmers, 1)
+    with pytest.raises(UploadFailed):
+        await project.upload("bkt", "f", os.urandom(2 * MiB))
+    assert fake(project).calls[-1] == "abort_upload"
+    assert not fake(project).uploads

@@ -1,0 +1,105 @@
+"""Segment sizing and reading sources into segment buffers."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from metadisk.client.segmenter import MiB, SegmentSizing, SourceReader, ciphertext_total
+from metadisk.core.content import ciphertext_size
+from metadisk.core.erasure import GLOBAL, LOCAL, RedundancyScheme
+
+
+def test_segment_sizes_per_scheme() -> None:
+    sizing = SegmentSizing()
+    assert sizing.segment_size(LOCAL) == 16 * MiB  # k pieces of 4 MiB
+    assert sizing.segment_size(GLOBAL) == 13 * MiB  # the memory budget caps it
+    assert SegmentSizing(memory_budget=MiB).segment_size(LOCAL) == MiB  # never below 1 MiB
+    roomy = SegmentSizing(piece_target=128 * MiB, memory_budget=1 << 30)
+    assert roomy.segment_size(RedundancyScheme(1, 1, 1, 1)) == 64 * MiB  # never above 64 MiB
+    held = 3 * (16 * MiB) * (1 + LOCAL.n / LOCAL.k)
+    assert held <= sizing.memory_budget
+
+
+def test_ciphertext_total() -> None:
+    assert ciphertext_total(0, MiB) == ciphertext_size(0)
+    assert ciphertext_total(MiB, MiB) == ciphertext_size(MiB)
+    assert ciphertext_total(2 * MiB + 1, MiB) == 2 * ciphertext_size(MiB) + ciphertext_size(1)
+
+
+async def read_all(reader: SourceReader, size: int) -> list[bytes]:
+    parts = []
+    while True:
+        buffer = bytearray(size)
+        count = await reader.read_into(memoryview(buffer))
+        parts.append(bytes(buffer[:count]))
+        if count < size:
+            return parts
+
+
+async def test_every_source_reads_the_same(tmp_path: object) -> None:
+    import pathlib
+
+    data = os.urandom(100_000)
+    path = pathlib.Path(str(tmp_path)) / "f"
+    path.write_bytes(data)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 7_000):
+            yield data[i : i + 7_000]
+
+    class ReadOnly:  # a file-like object without readinto
+        def __init__(self) -> None:
+            self._inner = io.BytesIO(data)
+
+        def read(self, n: int) -> bytes:
+            return self._inner.read(min(n, 999))
+
+    sources = [data, bytearray(data), path, str(path), io.BytesIO(data), chunks(), ReadOnly()]
+    for source in sources:
+        reader = SourceReader.open(source)  # type: ignore[arg-type]
+        try:
+            parts = await read_all(reader, 30_000)
+        finally:
+            await reader.aclose()
+        assert [len(p) for p in parts] == [30_000, 30_000, 30_000, 10_000]
+        assert b"".join(parts) == data
+        assert reader.position == len(data)
+
+
+async def test_sizes_known_in_advance() -> None:
+    assert SourceReader.open(b"abc").size == 3
+    buffer = io.BytesIO(b"abcdef")
+    buffer.seek(2)
+    assert SourceReader.open(buffer).size == 4
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    assert SourceReader.open(chunks()).size is None
+
+
+async def test_unread_puts_bytes_back_in_front() -> None:
+    reader = SourceReader.open(b"0123456789")
+    head = bytearray(4)
+    assert await reader.read_into(memoryview(head)) == 4
+    reader.unread(bytes(head))
+    assert reader.position == 0
+    assert b"".join(await read_all(reader, 3)) == b"0123456789"
+
+
+async def test_an_iterator_of_text_is_refused() -> None:
+    async def chunks() -> AsyncIterator[str]:
+        yield "text"
+
+    reader = SourceReader.open(chunks())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await reader.read_into(memoryview(bytearray(10)))
+
+
+def test_unknown_sources_are_refused() -> None:
+    with pytest.raises(TypeError):
+        SourceReader.open(12345)  # type: ignore[arg-type]
