@@ -1,0 +1,1 @@
+"""Accounts: users, login sessions, projects with limits, and the API keys of each project."""

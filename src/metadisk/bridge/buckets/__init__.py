@@ -1,0 +1,1 @@
+"""Buckets: named containers of a project, each with its redundancy profile."""

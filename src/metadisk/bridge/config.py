@@ -1,0 +1,142 @@
+"""The bridge's configuration: one frozen dataclass per service, composed in `BridgeConfig`.
+
+Only the CLI reads files and environment variables (`metadisk.cli.bridge`); everything here is
+plain data with defaults fit for a local network on one machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_INLINE_SIZE = 4096  # ciphertext bytes an object may carry in the bridge's database
+
+
+@dataclass(frozen=True, slots=True)
+class Redundancy:
+    """Reed-Solomon parameters: any k of n pieces rebuild a segment; repair at m; success at o."""
+
+    k: int
+    m: int
+    o: int
+    n: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= self.m <= self.o <= self.n <= 255:
+            raise ValueError(f"redundancy needs 1 <= k <= m <= o <= n <= 255, got {self}")
+
+    def __str__(self) -> str:
+        return f"{self.k}/{self.m}/{self.o}/{self.n}"
+
+
+LOCAL = Redundancy(4, 6, 8, 10)
+GLOBAL = Redundancy(29, 35, 80, 110)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-project ceilings; a value of 0 means no use at all is allowed."""
+
+    buckets: int = 100
+    storage_bytes: int = 1 << 40  # encrypted bytes of committed objects
+    egress_bytes: int = 1 << 40  # encrypted bytes handed out for download, per calendar month
+    segments: int = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """Where the state lives: a SQLAlchemy URL (``sqlite:///path`` or ``postgresql://...``)."""
+
+    url: str
+    pool_size: int = 8  # PostgreSQL only; SQLite connections are cheap and per thread
+    sqlite_synchronous: str = "NORMAL"  # WAL + NORMAL: durable across process crashes
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The HTTP listener."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: pick a free port; the bound one is written to <data_dir>/bridge.url
+    workers: int = 1  # processes sharing the socket; all state is in the database
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsConfig:
+    """Users, sessions, projects and their default limits."""
+
+    session_ttl: int = 3600  # seconds a login token stays valid
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 1
+    default_limits: Limits = field(default_factory=Limits)  # also the maximum a project may ask
+    # Seconds a process reuses what it read of an API key; revocations reach other processes
+    # within this time (the process that revokes forgets at once). 0: read on every request.
+    key_cache_ttl: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodesConfig:
+    """The node directory: who may check in and who is selected for pieces."""
+
+    difficulty: int = 0  # proof-of-work bits a node id needs; raise it on public networks
+    single_host: bool = False  # a network on one machine: disables the one-piece-per-/24 rule
+    online_window: int = 3600  # seconds since a successful ping-back during which a node is online
+    contact_skew: int = 600  # seconds a check-in's timestamp may differ from the bridge's clock
+    ping_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectsConfig:
+    """Buckets, objects, segments and the order limits handed out for them."""
+
+    profiles: dict[str, Redundancy] = field(
+        default_factory=lambda: {"local": LOCAL, "global": GLOBAL}
+    )
+    default_profile: str = "local"
+    order_ttl: int = 3600  # seconds an order limit is valid
+    upload_ttl: int = 24 * 3600  # seconds an upload may stay uncommitted before it is reclaimed
+    download_spares: int = 2  # order limits beyond k handed out for a download
+    max_segment_size: int = 80 << 20  # encrypted bytes of one segment (64 MiB plaintext + slack)
+
+    def __post_init__(self) -> None:
+        if self.default_profile not in self.profiles:
+            raise ValueError(f"default profile {self.default_profile!r} is not configured")
+
+
+@dataclass(frozen=True, slots=True)
+class ChoresConfig:
+    """Background loops; every bridge process runs them, the database shares the work."""
+
+    reclaim_interval: float = 60.0
+    delete_interval: float = 10.0
+    delete_batch: int = 100
+    delete_max_attempts: int = 10  # after that, garbage collection by filters takes over
+    delete_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    """Everything one bridge process needs."""
+
+    data_dir: Path
+    database: DatabaseConfig
+    server: ServerConfig = field(default_factory=ServerConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    nodes: NodesConfig = field(default_factory=NodesConfig)
+    objects: ObjectsConfig = field(default_factory=ObjectsConfig)
+    chores: ChoresConfig = field(default_factory=ChoresConfig)
+    log_level: str = "info"
+
+    @property
+    def identity_path(self) -> Path:
+        return self.data_dir / "identity.seed"
+
+    @property
+    def url_path(self) -> Path:
+        return self.data_dir / "bridge.url"
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The default database: a SQLite file in the data directory."""
+    return f"sqlite:///{(data_dir / 'bridge.sqlite3').resolve()}"

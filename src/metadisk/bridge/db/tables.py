@@ -1,0 +1,242 @@
+"""The bridge's schema as SQLAlchemy Core tables (the only place rows are described).
+
+Times are unix seconds (BIGINT), binary ids are BLOB/BYTEA. Object keys are encrypted paths in
+ASCII (base64url components and "/"); on PostgreSQL the column uses the "C" collation so that
+ordering, prefix ranges and keyset pagination are bytewise on both engines.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    text,
+)
+
+PENDING = 1
+COMMITTED = 3
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT.
+_ROWID = BigInteger().with_variant(Integer(), "sqlite")
+_KEY = String(4096).with_variant(String(4096, collation="C"), "postgresql")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("user_id", String(32), nullable=False, index=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner_id", String(32), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("salt", LargeBinary(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("max_buckets", BigInteger, nullable=False),
+    Column("max_storage", BigInteger, nullable=False),
+    Column("max_egress", BigInteger, nullable=False),
+    Column("max_segments", BigInteger, nullable=False),
+    # Counters kept in the same transaction as the objects they count.
+    Column("used_storage", BigInteger, nullable=False, server_default=text("0")),
+    Column("used_segments", BigInteger, nullable=False, server_default=text("0")),
+    ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE"),
+)
+
+project_egress = Table(
+    "project_egress",
+    metadata,
+    Column("project_id", String(32), primary_key=True),
+    Column("period", Integer, primary_key=True),  # year * 100 + month, UTC
+    Column("bytes", BigInteger, nullable=False),
+    ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", LargeBinary(16), primary_key=True),
+    Column("project_id", String(32), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("secret", LargeBinary(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+)
+
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("tail", LargeBinary(32), primary_key=True),
+    Column("key_id", LargeBinary(16), nullable=False, index=True),
+    Column("created_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(["key_id"], ["api_keys.key_id"], ondelete="CASCADE"),
+)
+
+buckets = Table(
+    "buckets",
+    metadata,
+    Column("project_id", String(32), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("profile", String(64), nullable=False),
+    Column("k", SmallInteger, nullable=False),
+    Column("m", SmallInteger, nullable=False),
+    Column("o", SmallInteger, nullable=False),
+    Column("n", SmallInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("stream_id", LargeBinary(16), primary_key=True),
+    Column("project_id", String(32), nullable=False),
+    Column("bucket", String(63), nullable=False),
+    Column("key", _KEY, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("committed_at", BigInteger),
+    Column("deadline", BigInteger),  # pending uploads: reclaimed after this
+    Column("encrypted_size", BigInteger, nullable=False, server_default=text("0")),
+    Column("plain_size", BigInteger, nullable=False, server_default=text("0")),
+    Column("segment_count", Integer, nullable=False, server_default=text("0")),
+    Column("encrypted_metadata", LargeBinary),
+    Column("inline_data", LargeBinary),
+    ForeignKeyConstraint(
+        ["project_id", "bucket"], ["buckets.project_id", "buckets.name"], ondelete="CASCADE"
+    ),
+    # One visible object per key; concurrent commits of one key race on this index.
+    Index(
+        "uq_objects_committed_key",
+        "project_id",
+        "bucket",
+        "key",
+        unique=True,
+        sqlite_where=text("status = 3"),
+        postgresql_where=text("status = 3"),
+    ),
+    Index(
+        "ix_objects_pending_deadline",
+        "deadline",
+        sqlite_where=text("status = 1"),
+        postgresql_where=text("status = 1"),
+    ),
+)
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("stream_id", LargeBinary(16), primary_key=True),
+    Column("index", Integer, primary_key=True),
+    Column("status", SmallInteger, nullable=False),
+    Column("root_piece_id", LargeBinary(32), nullable=False),
+    Column("encrypted_size", BigInteger, nullable=False),
+    Column("plain_size", BigInteger, nullable=False, server_default=text("0")),
+    Column("piece_size", BigInteger, nullable=False),
+    Column("k", SmallInteger, nullable=False),
+    Column("m", SmallInteger, nullable=False),
+    Column("o", SmallInteger, nullable=False),
+    Column("n", SmallInteger, nullable=False),
+    Column("encrypted_metadata", LargeBinary),
+    Column("created_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(["stream_id"], ["objects.stream_id"], ondelete="CASCADE"),
+)
+
+# PUT order limits issued for segments not yet committed: receipts must answer one of these.
+segment_orders = Table(
+    "segment_orders",
+    metadata,
+    Column("serial", LargeBinary(16), primary_key=True),
+    Column("stream_id", LargeBinary(16), nullable=False),
+    Column("segment_index", Integer, nullable=False),
+    Column("piece_number", Integer, nullable=False),
+    Column("node_id", LargeBinary(32), nullable=False),
+    Column("piece_id", LargeBinary(32), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["stream_id", "segment_index"],
+        ["segments.stream_id", "segments.index"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_segment_orders_segment", "stream_id", "segment_index"),
+)
+
+pieces = Table(
+    "pieces",
+    metadata,
+    Column("stream_id", LargeBinary(16), primary_key=True),
+    Column("segment_index", Integer, primary_key=True),
+    Column("piece_number", Integer, primary_key=True),
+    Column("node_id", LargeBinary(32), nullable=False, index=True),
+    Column("piece_id", LargeBinary(32), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("piece_hash", LargeBinary(32), nullable=False),
+    Column("merkle_root", LargeBinary(32), nullable=False),
+    Column("stored_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["stream_id", "segment_index"],
+        ["segments.stream_id", "segments.index"],
+        ondelete="CASCADE",
+    ),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", LargeBinary(32), primary_key=True),
+    Column("public_key", LargeBinary(32), nullable=False),
+    Column("address", String(2048), nullable=False),
+    Column("last_net", String(64), nullable=False),
+    Column("allocated", BigInteger, nullable=False),
+    Column("free", BigInteger, nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("contact_timestamp", BigInteger, nullable=False),
+    Column("last_contact_at", BigInteger, nullable=False),
+    Column("last_ping_ok_at", BigInteger),  # NULL: the last ping-back failed
+    Column("last_ping_error", String(255)),
+    Column("disqualified_at", BigInteger),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Pieces to delete from farmers, per node; the deletion chore claims rows with a lease.
+piece_deletes = Table(
+    "piece_deletes",
+    metadata,
+    Column("id", _ROWID, primary_key=True, autoincrement=True),
+    Column("node_id", LargeBinary(32), nullable=False),
+    Column("piece_id", LargeBinary(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", BigInteger, nullable=False, index=True),
+)

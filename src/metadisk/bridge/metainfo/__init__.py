@@ -1,0 +1,1 @@
+"""Objects and segments: the map from encrypted keys to pieces on farmers."""

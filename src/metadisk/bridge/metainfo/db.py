@@ -1,0 +1,245 @@
+"""What the metainfo service needs from the database.
+
+Every method that changes more than one row is one transaction in the implementation: a commit
+that replaces an object, queues the old pieces for deletion and moves the project's counters either
+happens whole or not at all.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from metadisk.bridge.config import Redundancy
+from metadisk.bridge.orders.service import AcceptedPiece, IssuedOrder
+from metadisk.core.identity import NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An object being uploaded (pending), not visible until committed."""
+
+    stream_id: bytes
+    project_id: str
+    bucket: str
+    key: str
+    redundancy: Redundancy
+    created_at: int
+    deadline: int
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    max_storage: int
+    used_storage: int
+    max_segments: int
+    used_segments: int
+
+
+@dataclass(frozen=True, slots=True)
+class UploadState:
+    """An upload as `begin segment` sees it."""
+
+    upload: Upload
+    quota: Quota
+    segment_committed: bool  # the segment at the requested index is already committed
+
+
+@dataclass(frozen=True, slots=True)
+class NewSegment:
+    index: int
+    root_piece_id: bytes
+    encrypted_size: int
+    piece_size: int
+    redundancy: Redundancy
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentState:
+    """A pending segment as `commit segment` and replacements see it."""
+
+    upload: Upload
+    index: int
+    root_piece_id: bytes
+    piece_size: int
+    redundancy: Redundancy
+    orders: list[IssuedOrder]
+    public_keys: dict[NodeId, bytes]  # of every node an order limit was issued to
+    nets: dict[NodeId, str]  # network of each such node, for the one-piece-per-network rule
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    index: int
+    encrypted_size: int
+    plain_size: int
+    piece_size: int
+    redundancy: Redundancy
+    encrypted_metadata: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    stream_id: bytes
+    bucket: str
+    key: str
+    created_at: int  # commit time: when it became visible
+    encrypted_size: int
+    plain_size: int
+    segment_count: int
+    encrypted_metadata: bytes | None
+    inline_data: bytes | None
+    segments: list[SegmentInfo]
+
+
+@dataclass(frozen=True, slots=True)
+class ListedObject:
+    key: str
+    stream_id: bytes
+    created_at: int
+    encrypted_size: int
+    plain_size: int
+    encrypted_metadata: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class PieceLocation:
+    piece_number: int
+    node_id: NodeId
+    piece_id: bytes
+    address: str
+    online: bool  # pinged back recently and not disqualified
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPieces:
+    stream_id: bytes
+    index: int
+    encrypted_size: int
+    plain_size: int
+    piece_size: int
+    redundancy: Redundancy
+    pieces: list[PieceLocation]
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    NOT_FOUND = "not-found"  # upload, object or bucket gone
+    SEGMENT_COMMITTED = "segment-committed"
+    SEGMENTS_MISSING = "segments-missing"  # commit with pending or missing segments
+    EXISTS = "exists"  # an object at the key, and replacing it was not allowed
+    STORAGE_LIMIT = "storage-limit"
+    SEGMENT_LIMIT = "segment-limit"
+
+
+@dataclass(frozen=True, slots=True)
+class InlineObject:
+    stream_id: bytes
+    project_id: str
+    bucket: str
+    key: str
+    data: bytes
+    plain_size: int
+    encrypted_metadata: bytes | None
+
+
+class MetainfoDB(Protocol):
+    def begin_object(
+        self, project_id: str, stream_id: bytes, bucket: str, key: str, now: int, deadline: int
+    ) -> Redundancy | None:
+        """Record a pending upload; the bucket's redundancy, or None if there is no bucket."""
+        ...
+
+    def upload_state(self, project_id: str, stream_id: bytes, index: int) -> UploadState | None: ...
+
+    def begin_segment(
+        self, upload: Upload, segment: NewSegment, orders: Sequence[IssuedOrder], now: int
+    ) -> Outcome:
+        """Record a pending segment and its order limits, replacing a pending one at the index."""
+        ...
+
+    def segment_state(self, project_id: str, stream_id: bytes, index: int) -> SegmentState | None:
+        """A pending segment of a pending upload with its order limits; None otherwise."""
+        ...
+
+    def replace_orders(
+        self,
+        stream_id: bytes,
+        index: int,
+        old: Sequence[IssuedOrder],
+        new: Sequence[IssuedOrder],
+        now: int,
+    ) -> bool:
+        """Swap order limits of a pending segment, queueing the old pieces for deletion."""
+        ...
+
+    def commit_segment(
+        self,
+        stream_id: bytes,
+        index: int,
+        pieces: Sequence[AcceptedPiece],
+        plain_size: int,
+        encrypted_metadata: bytes | None,
+        now: int,
+    ) -> bool:
+        """Record the pieces and mark the segment committed; False if it is no longer pending."""
+        ...
+
+    def commit_object(
+        self,
+        project_id: str,
+        stream_id: bytes,
+        encrypted_metadata: bytes | None,
+        allow_replace: bool,
+        now: int,
+    ) -> tuple[Outcome, ObjectInfo | None]:
+        """Make a pending upload the visible object at its key, replacing an older one."""
+        ...
+
+    def put_inline(self, obj: InlineObject, allow_replace: bool, now: int) -> Outcome:
+        """Store a small object in the database and make it visible, in one transaction."""
+        ...
+
+    def abort_upload(self, project_id: str, stream_id: bytes, now: int) -> bool: ...
+
+    def get_object(
+        self, project_id: str, bucket: str, key: str, with_segments: bool
+    ) -> ObjectInfo | None: ...
+
+    def object_exists(self, project_id: str, bucket: str, key: str) -> bool: ...
+
+    def bucket_exists(self, project_id: str, bucket: str) -> bool: ...
+
+    def segment_pieces(
+        self,
+        project_id: str,
+        bucket: str,
+        key: str,
+        index: int,
+        stream_id: bytes | None,
+        online_since: int,
+    ) -> SegmentPieces | None: ...
+
+    def add_egress(self, project_id: str, period: int, amount: int) -> bool:
+        """Count `amount` bytes of egress unless that would pass the project's limit."""
+        ...
+
+    def list_objects(
+        self,
+        project_id: str,
+        bucket: str,
+        start: str,
+        inclusive: bool,
+        end: str | None,
+        limit: int,
+    ) -> list[ListedObject]:
+        """Visible objects with start <(=) key < end, in key order."""
+        ...
+
+    def delete_object(self, project_id: str, bucket: str, key: str, now: int) -> bool: ...
+
+    def reclaim(self, now: int, limit: int) -> int:
+        """Drop up to `limit` uploads past their deadline, queueing any pieces for deletion."""
+        ...

@@ -1,0 +1,1 @@
+"""The node directory: farmers' check-ins, ping-backs, and node selection for pieces."""

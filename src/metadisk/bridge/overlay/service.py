@@ -1,0 +1,188 @@
+"""The node directory: check-ins verified and pinged back, and selection of nodes for pieces.
+
+Check-in checks, in order, each a named failure: ``malformed``, ``bad-signature``,
+``insufficient-difficulty``, ``clock-skew``, ``invalid-address``, ``stale-contact``. A check-in
+that passes them is stored; the node counts as online only if the ping-back to its address answers
+with its own node id.
+
+Selection: online (pinged back within `online_window`), not disqualified, enough free space, at
+most one piece of a segment per /24 network (IPv6: /64) unless `single_host`, uniformly random
+among the rest. Unvetted nodes are not yet told apart (no audits yet): when audits land, a small
+share of each selection should go to unvetted nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from metadisk.bridge import errors
+from metadisk.bridge.config import NodesConfig
+from metadisk.bridge.overlay.db import Candidate, NodeRecord, OverlayDB
+from metadisk.bridge.overlay.pinger import Pinger, PingFailed
+from metadisk.core.encoding import b64decode
+from metadisk.core.errors import CoreError, SignatureError
+from metadisk.core.identity import NodeId
+from metadisk.core.messages import NodeContact
+
+CHECKIN_FAILURES = (
+    "malformed",
+    "bad-signature",
+    "insufficient-difficulty",
+    "clock-skew",
+    "invalid-address",
+    "stale-contact",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckinResult:
+    node_id: NodeId
+    online: bool
+    reason: str | None  # why the node is not online
+
+
+class OverlayService:
+    def __init__(self, db: OverlayDB, config: NodesConfig, pinger: Pinger) -> None:
+        self._db = db
+        self._config = config
+        self._ping = pinger
+
+    async def checkin(self, encoded_contact: str, now: int) -> CheckinResult:
+        """Verify a farmer's signed contact, ping it back, and record it."""
+        contact = self._verify(encoded_contact, now)
+        host = _check_address(contact.address)
+        node_id = contact.node_id
+        existing = await asyncio.to_thread(self._db.node, node_id.raw)
+        if existing is not None and existing.contact_timestamp > contact.timestamp:
+            raise errors.NodeRejected(
+                "an older check-in than the last one accepted", code="stale-contact"
+            )
+        reason: str | None = None
+        last_net = ""
+        try:
+            last_net = await network_of(host)
+            answered = await self._ping(contact.address, self._config.ping_timeout)
+            if answered != node_id.hex():
+                reason = "the node at this address answers with another node id"
+        except PingFailed as exc:
+            reason = str(exc)
+        except OSError as exc:
+            reason = f"cannot resolve the address: {exc}"
+        online = reason is None
+        record = NodeRecord(
+            node_id=node_id.raw,
+            public_key=contact.public_key,
+            address=contact.address,
+            last_net=last_net,
+            allocated=contact.allocated,
+            free=contact.free,
+            version=contact.version,
+            contact_timestamp=contact.timestamp,
+            last_contact_at=now,
+            last_ping_ok_at=now if online else None,
+            last_ping_error=None if reason is None else reason[:255],
+            disqualified_at=None,
+            created_at=now,
+        )
+        await asyncio.to_thread(self._db.save_contact, record)
+        return CheckinResult(node_id, online, reason)
+
+    def _verify(self, encoded: str, now: int) -> NodeContact:
+        try:
+            contact = NodeContact.decode(b64decode(encoded))
+        except CoreError as exc:
+            raise errors.NodeRejected(f"not a node contact: {exc}", code="malformed") from exc
+        try:
+            contact.verify_signature()
+        except SignatureError as exc:
+            raise errors.NodeRejected(
+                "contact is not signed by its key", code="bad-signature"
+            ) from exc
+        difficulty = contact.node_id.difficulty()
+        if difficulty < self._config.difficulty:
+            raise errors.NodeRejected(
+                f"node id has {difficulty} bits of proof of work, this bridge needs "
+                f"{self._config.difficulty}",
+                code="insufficient-difficulty",
+            )
+        if abs(now - contact.timestamp) > self._config.contact_skew:
+            raise errors.NodeRejected(
+                f"contact timestamp is {contact.timestamp - now:+d} s from the bridge's clock",
+                code="clock-skew",
+            )
+        return contact
+
+    def select(
+        self,
+        count: int,
+        minimum: int,
+        piece_size: int,
+        now: int,
+        exclude: Collection[bytes] = (),
+        exclude_nets: Collection[str] = (),
+    ) -> list[Candidate]:
+        """Pick up to `count` nodes for new pieces; `not-enough-nodes` if fewer than `minimum`."""
+        want = count if self._config.single_host else max(count * 4, 64)
+        found = self._db.candidates(
+            piece_size, now - self._config.online_window, exclude, want + len(exclude)
+        )
+        excluded = set(exclude)
+        found = [c for c in found if c.node_id not in excluded]
+        if not self._config.single_host:
+            found = distinct_networks(found, exclude_nets)
+        chosen = found[:count]
+        if len(chosen) < minimum:
+            raise errors.Unavailable(
+                f"only {len(chosen)} eligible nodes, need at least {minimum}",
+                code="not-enough-nodes",
+            )
+        return chosen
+
+    def online_since(self, now: int) -> int:
+        return now - self._config.online_window
+
+    def disqualify(self, node_id: NodeId, now: int) -> bool:
+        return self._db.disqualify(node_id.raw, now)
+
+
+def distinct_networks(
+    candidates: Sequence[Candidate], exclude_nets: Collection[str] = ()
+) -> list[Candidate]:
+    """Keep the first candidate of each network (random order in, so a random one of each)."""
+    seen = set(exclude_nets)
+    kept = []
+    for candidate in candidates:
+        if candidate.last_net in seen:
+            continue
+        seen.add(candidate.last_net)
+        kept.append(candidate)
+    return kept
+
+
+def _check_address(address: str) -> str:
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError as exc:
+        raise errors.NodeRejected(f"invalid address: {exc}", code="invalid-address") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        raise errors.NodeRejected("the address must be http(s)://host:port", code="invalid-address")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise errors.NodeRejected("the address must be a bare base URL", code="invalid-address")
+    return parts.hostname
+
+
+async def network_of(host: str) -> str:
+    """The network a host is in for the one-piece-per-network rule: /24 for IPv4, /64 for IPv6."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        ip = ipaddress.ip_address(infos[0][4][0])
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))

@@ -1,0 +1,207 @@
+"""The node directory: every check-in check, ping-backs, selection rules, disqualification."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from metadisk.bridge.launcher import BridgeProcess
+from metadisk.bridge.overlay.db import Candidate
+from metadisk.bridge.overlay.service import distinct_networks, network_of
+from metadisk.core.encoding import b64encode
+from metadisk.core.identity import Identity
+from tests.bridge.helpers import Api, Farmer, FarmerFleet, Tenant, checkin, checkin_all, upload
+
+DIFFICULTY = 4
+SETTINGS = {
+    "nodes": {"difficulty": DIFFICULTY, "single_host": False},
+    "objects": {
+        "profiles": {
+            "local": {"k": 4, "m": 6, "o": 8, "n": 10},
+            "single": {"k": 1, "m": 1, "o": 1, "n": 1},
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def bridge(
+    database_url: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BridgeProcess]:
+    """Proof of work required, and the one-piece-per-/24 rule on (all farmers are 127.0.0.1)."""
+    process = BridgeProcess(
+        tmp_path_factory.mktemp("bridge"), database_url=database_url, settings=SETTINGS
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(bridge: BridgeProcess) -> Iterator[FarmerFleet]:
+    farmers = FarmerFleet(10, bridge_public_key=bridge.public_key, difficulty=DIFFICULTY)
+    yield farmers
+    farmers.close()
+
+
+def _worker(fleet: FarmerFleet, difficulty: int = DIFFICULTY) -> Farmer:
+    return fleet.add(Identity.generate(difficulty))
+
+
+async def test_bridge_info(api: Api, bridge: BridgeProcess) -> None:
+    info = await api.ok("GET", "/v1/bridge")
+    assert info["node_id"] == bridge.node_id
+    assert info["public_key"] == b64encode(bridge.public_key)
+    assert info["difficulty"] == DIFFICULTY
+    assert info["version"]
+
+
+async def test_good_checkin_is_online(api: Api, fleet: FarmerFleet) -> None:
+    farmer = _worker(fleet)
+    reply = await checkin(api, farmer)
+    assert reply.status == 200
+    assert reply.body == {"node_id": farmer.node_id.hex(), "online": True}
+
+
+async def test_bad_signature(api: Api, fleet: FarmerFleet) -> None:
+    farmer = _worker(fleet)
+    contact = farmer.contact()
+    forged = dataclasses.replace(contact, free=contact.free + 1)  # signature no longer matches
+    reply = await api.call(
+        "POST", "/v1/nodes/checkin", json={"contact": b64encode(forged.encode())}
+    )
+    assert (reply.status, reply.code) == (400, "bad-signature")
+
+
+async def test_insufficient_difficulty(api: Api, fleet: FarmerFleet) -> None:
+    while True:
+        weak = Identity.generate()
+        if weak.node_id.difficulty() < DIFFICULTY:
+            break
+    farmer = fleet.add(weak)
+    reply = await checkin(api, farmer)
+    assert (reply.status, reply.code) == (400, "insufficient-difficulty")
+
+
+async def test_clock_skew(api: Api, fleet: FarmerFleet) -> None:
+    farmer = _worker(fleet)
+    for timestamp in (int(time.time()) - 7200, int(time.time()) + 7200):
+        reply = await checkin(api, farmer, timestamp=timestamp)
+        assert (reply.status, reply.code) == (400, "clock-skew")
+
+
+async def test_malformed_contact(api: Api) -> None:
+    for contact in ("", "AAAA", b64encode(b"\x03\x01" + bytes(40))):
+        reply = await api.call("POST", "/v1/nodes/checkin", json={"contact": contact})
+        assert (reply.status, reply.code) == (400, "malformed")
+    reply = await api.call("POST", "/v1/nodes/checkin", json={"contact": "not base64!"})
+    assert (reply.status, reply.code) == (400, "invalid-request")
+
+
+async def test_invalid_address(api: Api, fleet: FarmerFleet) -> None:
+    farmer = _worker(fleet)
+    for address in ("ftp://127.0.0.1:21", "http://127.0.0.1", "http://127.0.0.1:80/path", "x"):
+        farmer.address = address
+        reply = await checkin(api, farmer)
+        assert (reply.status, reply.code) == (400, "invalid-address"), address
+
+
+async def test_unreachable_address_is_not_online(api: Api, fleet: FarmerFleet) -> None:
+    farmer = _worker(fleet)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        farmer.address = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    reply = await checkin(api, farmer)
+    assert reply.status == 200
+    assert reply.body == {"node_id": farmer.node_id.hex(), "online": False}
+
+
+async def test_node_id_mismatch_on_ping_is_not_online(api: Api, fleet: FarmerFleet) -> None:
+    impostor = _worker(fleet)
+    impostor.answer_node_id = Identity.generate().node_id.hex()
+    reply = await checkin(api, impostor)
+    assert reply.body == {"node_id": impostor.node_id.hex(), "online": False}
+    # Pointing at another node's address does not work either.
+    victim = _worker(fleet)
+    thief = _worker(fleet)
+    thief.address = victim.address
+    assert (await checkin(api, thief)).body["online"] is False
+
+
+async def test_stale_contact(api: Api, fleet: FarmerFleet) -> None:
+    farmer = _worker(fleet)
+    now = int(time.time())
+    assert (await checkin(api, farmer, timestamp=now)).status == 200
+    reply = await checkin(api, farmer, timestamp=now - 60)
+    assert (reply.status, reply.code) == (400, "stale-contact")
+
+
+async def test_one_piece_per_network(api: Api, tenant: Tenant, fleet: FarmerFleet) -> None:
+    """All farmers share 127.0.0.0/24: only one may hold a piece of a segment."""
+    await checkin_all(api, fleet.farmers[:10])  # the others are the check-in tests' misfits
+    await tenant.bucket("wide")
+    began = await tenant.ok("POST", "/v1/buckets/wide/uploads", json={"key": "YQ"})
+    refused = await tenant.call(
+        "POST",
+        f"/v1/uploads/{began['stream_id']}/segments",
+        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+    )
+    assert (refused.status, refused.code) == (503, "not-enough-nodes")
+    await tenant.bucket("narrow", profile="single")
+    one = await upload(tenant, fleet, "narrow", "YQ", [400])
+    assert one["segments"][0]["redundancy"] == {"k": 1, "m": 1, "o": 1, "n": 1}
+
+
+def test_distinct_networks() -> None:
+    nodes = [
+        Candidate(b"a", "", "10.0.0.0/24"),
+        Candidate(b"b", "", "10.0.0.0/24"),
+        Candidate(b"c", "", "10.0.1.0/24"),
+        Candidate(b"d", "", "10.0.2.0/24"),
+    ]
+    assert [c.node_id for c in distinct_networks(nodes)] == [b"a", b"c", b"d"]
+    assert [c.node_id for c in distinct_networks(nodes, {"10.0.1.0/24"})] == [b"a", b"d"]
+
+
+async def test_network_of() -> None:
+    assert await network_of("192.168.7.200") == "192.168.7.0/24"
+    assert await network_of("2001:db8:1:2:3::4") == "2001:db8:1:2::/64"
+    assert await network_of("localhost") in ("127.0.0.0/24", "::/64")
+
+
+async def test_disqualified_nodes_get_nothing(
+    api: Api, tenant: Tenant, fleet: FarmerFleet, bridge: BridgeProcess
+) -> None:
+    await tenant.bucket("dqx", profile="single")
+    await checkin_all(api, fleet.farmers[:1])
+    obj = await upload(tenant, fleet, "dqx", "YQ", [400])
+    assert obj["segment_count"] == 1
+    path = "/v1/buckets/dqx/object/segments/0"
+    holder = (await tenant.ok("GET", path, params={"key": "YQ"}))["order_limits"][0]["node_id"]
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "metadisk.cli.bridge", "disqualify", holder,
+         "--config", str(bridge.config_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert result.stdout.strip() == "disqualified"
+    gone = await tenant.call("GET", path, params={"key": "YQ"})
+    assert (gone.status, gone.code) == (503, "segment-unavailable")
+    # A disqualified node checking in again stays out of selection.
+    await checkin(api, fleet.by_node(holder))
+    for _ in range(5):
+        began = await tenant.ok("POST", "/v1/buckets/dqx/uploads", json={"key": "Yg"})
+        segment = await tenant.call(
+            "POST",
+            f"/v1/uploads/{began['stream_id']}/segments",
+            json={"index": 0, "encrypted_size": 400, "piece_size": 400},
+        )
+        if segment.status == 201:
+            assert holder not in {o["node_id"] for o in segment.body["order_limits"]}

@@ -1,0 +1,308 @@
+"""The object lifecycle against a real bridge process, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from metadisk.bridge.launcher import BridgeProcess
+from metadisk.core.encoding import b64decode, b64encode
+from metadisk.core.messages import Action, OrderLimit, derive_piece_id
+from tests.bridge.helpers import Api, FarmerFleet, Tenant, checkin_all, sign_receipts, upload
+
+
+def _limit(order: dict[str, str]) -> OrderLimit:
+    return OrderLimit.decode(b64decode(order["order_limit"]))
+
+
+async def test_whole_lifecycle(
+    tenant: Tenant, online: FarmerFleet, bridge: BridgeProcess, api: Api
+) -> None:
+    bucket = await tenant.bucket("photos")
+    key = "c2VjcmV0/bmFtZQ"
+
+    began = await tenant.ok("POST", f"/v1/buckets/{bucket}/uploads", json={"key": key})
+    assert began["redundancy"] == {"k": 4, "m": 6, "o": 8, "n": 10}
+    stream = began["stream_id"]
+    # Not visible while uploading.
+    missing = await tenant.call("GET", f"/v1/buckets/{bucket}/object", params={"key": key})
+    assert (missing.status, missing.code) == (404, "object-not-found")
+
+    segment = await tenant.ok(
+        "POST",
+        f"/v1/uploads/{stream}/segments",
+        json={"index": 0, "encrypted_size": 4000, "piece_size": 1000},
+    )
+    orders = segment["order_limits"]
+    assert len(orders) == 10
+    assert sorted(o["piece_number"] for o in orders) == list(range(10))
+    assert len({o["node_id"] for o in orders}) == 10
+    info = await api.ok("GET", "/v1/bridge")
+    bridge_key = b64decode(info["public_key"])
+    piece_ids = set()
+    for order in orders:
+        limit = _limit(order)
+        limit.verify_signature(bridge_key)
+        assert limit.action is Action.PUT
+        assert limit.limit == 1000
+        assert limit.node_id.hex() == order["node_id"]
+        assert limit.piece_id.hex() == order["piece_id"]
+        assert order["address"] == online.by_node(order["node_id"]).address
+        assert 3000 <= limit.expires_at - limit.issued_at <= 3600
+        piece_ids.add(limit.piece_id)
+    assert len(piece_ids) == 10  # derived per node: unlinkable
+
+    receipts = sign_receipts(online, orders)
+    committed = await tenant.ok(
+        "POST",
+        f"/v1/uploads/{stream}/segments/0/commit",
+        json={"receipts": receipts, "plain_size": 3900, "encrypted_metadata": b64encode(b"wk")},
+    )
+    assert committed == {"index": 0, "pieces": 10, "rejected": []}
+    obj = await tenant.ok(
+        "POST", f"/v1/uploads/{stream}/commit", json={"encrypted_metadata": b64encode(b"md")}
+    )
+    assert obj["key"] == key and obj["stream_id"] == stream
+    assert obj["encrypted_size"] == 4000 and obj["plain_size"] == 3900
+    assert obj["segment_count"] == 1 and obj["inline_data"] is None
+
+    got = await tenant.ok("GET", f"/v1/buckets/{bucket}/object", params={"key": key})
+    assert got["encrypted_metadata"] == b64encode(b"md")
+    assert got["segments"] == [
+        {
+            "index": 0,
+            "encrypted_size": 4000,
+            "plain_size": 3900,
+            "piece_size": 1000,
+            "redundancy": {"k": 4, "m": 6, "o": 8, "n": 10},
+            "encrypted_metadata": b64encode(b"wk"),
+        }
+    ]
+
+    download = await tenant.ok(
+        "GET", f"/v1/buckets/{bucket}/object/segments/0", params={"key": key, "stream_id": stream}
+    )
+    gets = download["order_limits"]
+    assert len(gets) == 4 + 2  # k plus spares
+    for order in gets:
+        limit = _limit(order)
+        limit.verify_signature(bridge_key)
+        assert limit.action is Action.GET and limit.limit == 1000
+        assert limit.piece_id in piece_ids
+        assert order["address"] == online.by_node(order["node_id"]).address
+
+    listing = await tenant.ok("GET", f"/v1/buckets/{bucket}/objects")
+    assert [(i["key"], i["is_prefix"]) for i in listing["items"]] == [("c2VjcmV0/", True)]
+    listing = await tenant.ok(
+        "GET", f"/v1/buckets/{bucket}/objects", params={"prefix": "c2VjcmV0/"}
+    )
+    assert [i["key"] for i in listing["items"]] == [key]
+    assert listing["items"][0]["encrypted_size"] == 4000
+    assert listing["next_cursor"] is None
+
+    usage = (await tenant.project())["usage"]
+    assert usage["storage_bytes"] == 4000 and usage["segments"] == 1
+    assert usage["egress_bytes"] == 4000 and usage["buckets"] == 1
+
+    deleted = await tenant.call("DELETE", f"/v1/buckets/{bucket}/object", params={"key": key})
+    assert deleted.status == 204
+    again = await tenant.call("GET", f"/v1/buckets/{bucket}/object", params={"key": key})
+    assert again.code == "object-not-found"
+    usage = (await tenant.project())["usage"]
+    assert usage["storage_bytes"] == 0 and usage["segments"] == 0
+
+
+async def test_piece_ids_follow_the_derivation(tenant: Tenant, online: FarmerFleet) -> None:
+    """Piece ids are derive_piece_id(root, node, number) for one root per segment."""
+    bucket = await tenant.bucket()
+    began = await tenant.ok("POST", f"/v1/buckets/{bucket}/uploads", json={"key": "k"})
+    segment = await tenant.ok(
+        "POST",
+        f"/v1/uploads/{began['stream_id']}/segments",
+        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+    )
+    orders = segment["order_limits"]
+    # The root stays on the bridge; but ids of one node differ per piece number and per segment.
+    first = _limit(orders[0])
+    root_guess = bytes(32)
+    assert first.piece_id != derive_piece_id(root_guess, first.node_id, orders[0]["piece_number"])
+    assert len({_limit(o).piece_id for o in orders}) == len(orders)
+
+
+async def test_inline_objects_in_one_call(tenant: Tenant) -> None:
+    bucket = await tenant.bucket()
+    data = bytes(range(256)) * 16  # exactly 4 KiB
+    put = await tenant.put_inline(
+        bucket, "aW5saW5l", data, plain_size=4000, encrypted_metadata=b64encode(b"m")
+    )
+    assert put.status == 201, put
+    assert put.body["inline_data"] == b64encode(data) and put.body["segment_count"] == 0
+    got = await tenant.ok("GET", f"/v1/buckets/{bucket}/object", params={"key": "aW5saW5l"})
+    assert b64decode(got["inline_data"]) == data
+    assert got["plain_size"] == 4000 and got["encrypted_metadata"] == b64encode(b"m")
+    assert got["segments"] == []
+    empty = await tenant.put_inline(bucket, "ZW1wdHk", b"")
+    assert empty.status == 201
+    too_big = await tenant.put_inline(bucket, "Ymln", data + b"!")
+    assert (too_big.status, too_big.code) == (400, "inline-too-large")
+    # Inline objects have no segments to download.
+    segment = await tenant.call(
+        "GET", f"/v1/buckets/{bucket}/object/segments/0", params={"key": "aW5saW5l"}
+    )
+    assert (segment.status, segment.code) == (404, "segment-not-found")
+
+
+async def test_commit_replaces_and_queues_old_pieces(
+    tenant: Tenant, online: FarmerFleet, bridge: BridgeProcess
+) -> None:
+    bucket = await tenant.bucket()
+    first = await upload(tenant, online, bucket, "a2V5", [800])
+    second = await upload(tenant, online, bucket, "a2V5", [1200, 400])
+    assert first["stream_id"] != second["stream_id"]
+    got = await tenant.ok("GET", f"/v1/buckets/{bucket}/object", params={"key": "a2V5"})
+    assert got["stream_id"] == second["stream_id"] and got["segment_count"] == 2
+    usage = (await tenant.project())["usage"]
+    assert usage["storage_bytes"] == 1600 and usage["segments"] == 2
+    # An inline put over a segmented object replaces it too.
+    assert (await tenant.put_inline(bucket, "a2V5", b"tiny")).status == 201
+    usage = (await tenant.project())["usage"]
+    assert usage["storage_bytes"] == 4 and usage["segments"] == 0
+
+
+async def test_abort_upload(tenant: Tenant, online: FarmerFleet) -> None:
+    bucket = await tenant.bucket()
+    began = await tenant.ok("POST", f"/v1/buckets/{bucket}/uploads", json={"key": "YQ"})
+    stream = began["stream_id"]
+    assert (await tenant.call("DELETE", f"/v1/uploads/{stream}")).status == 204
+    gone = await tenant.call(
+        "POST",
+        f"/v1/uploads/{stream}/segments",
+        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+    )
+    assert (gone.status, gone.code) == (404, "upload-not-found")
+    commit = await tenant.call("POST", f"/v1/uploads/{stream}/commit", json={})
+    assert commit.code == "upload-not-found"
+
+
+async def test_commit_needs_every_segment(tenant: Tenant, online: FarmerFleet) -> None:
+    bucket = await tenant.bucket()
+    began = await tenant.ok("POST", f"/v1/buckets/{bucket}/uploads", json={"key": "YQ"})
+    stream = began["stream_id"]
+    # Segment 1 without segment 0.
+    segment = await tenant.ok(
+        "POST",
+        f"/v1/uploads/{stream}/segments",
+        json={"index": 1, "encrypted_size": 400, "piece_size": 100},
+    )
+    await tenant.ok(
+        "POST",
+        f"/v1/uploads/{stream}/segments/1/commit",
+        json={"receipts": sign_receipts(online, segment["order_limits"])},
+    )
+    missing = await tenant.call("POST", f"/v1/uploads/{stream}/commit", json={})
+    assert (missing.status, missing.code) == (400, "segments-missing")
+    # A begun but uncommitted segment 0 is not enough either.
+    await tenant.ok(
+        "POST",
+        f"/v1/uploads/{stream}/segments",
+        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+    )
+    missing = await tenant.call("POST", f"/v1/uploads/{stream}/commit", json={})
+    assert missing.code == "segments-missing"
+    # A committed segment cannot be begun again.
+    again = await tenant.call(
+        "POST",
+        f"/v1/uploads/{stream}/segments",
+        json={"index": 1, "encrypted_size": 400, "piece_size": 100},
+    )
+    assert (again.status, again.code) == (409, "segment-committed")
+
+
+async def test_segment_sizes_are_checked(tenant: Tenant, online: FarmerFleet) -> None:
+    bucket = await tenant.bucket()
+    began = await tenant.ok("POST", f"/v1/buckets/{bucket}/uploads", json={"key": "YQ"})
+    path = f"/v1/uploads/{began['stream_id']}/segments"
+    for body in (
+        {"index": 0, "encrypted_size": 4000, "piece_size": 999},  # k pieces cannot hold it
+        {"index": 0, "encrypted_size": 4000, "piece_size": 100_000},  # absurdly large pieces
+        {"index": 0, "encrypted_size": 0, "piece_size": 0},
+        {"index": 0, "encrypted_size": 1 << 40, "piece_size": 1 << 38},
+    ):
+        reply = await tenant.call("POST", path, json=body)
+        assert (reply.status, reply.code) == (400, "invalid-request"), body
+
+
+async def test_replacement_order_limits(tenant: Tenant, online: FarmerFleet, api: Api) -> None:
+    """A farmer fails mid-upload: new order limits on unused nodes, same piece numbers."""
+    bucket = await tenant.bucket()
+    extra = [online.add() for _ in range(3)]
+    await checkin_all(api, extra)
+    began = await tenant.ok("POST", f"/v1/buckets/{bucket}/uploads", json={"key": "YQ"})
+    stream = began["stream_id"]
+    segment = await tenant.ok(
+        "POST",
+        f"/v1/uploads/{stream}/segments",
+        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+    )
+    orders = segment["order_limits"]
+    failed = orders[:2]
+    replaced = await tenant.ok(
+        "POST",
+        f"/v1/uploads/{stream}/segments/0/replacements",
+        json={
+            "piece_numbers": [failed[0]["piece_number"]],
+            "node_ids": [failed[1]["node_id"]],
+        },
+    )
+    new = replaced["order_limits"]
+    assert sorted(o["piece_number"] for o in new) == sorted(o["piece_number"] for o in failed)
+    used = {o["node_id"] for o in orders}
+    assert not used & {o["node_id"] for o in new}
+    # Old order limits of the failed pieces no longer count; the new ones do.
+    final = [o for o in orders if o not in failed] + new
+    reply = await tenant.ok(
+        "POST",
+        f"/v1/uploads/{stream}/segments/0/commit",
+        json={"receipts": sign_receipts(online, final)},
+    )
+    assert reply["pieces"] == 10 and reply["rejected"] == []
+    for node in extra:
+        # Leave the module's other tests a fleet of the expected shape.
+        online.farmers.remove(node)
+        node.ping_status = 500
+        await api.call(
+            "POST",
+            "/v1/nodes/checkin",
+            json={"contact": b64encode(node.contact().encode())},
+        )
+
+
+async def test_download_skips_offline_and_disqualified_nodes(
+    tenant: Tenant, online: FarmerFleet, api: Api, bridge: BridgeProcess
+) -> None:
+    bucket = await tenant.bucket()
+    await upload(tenant, online, bucket, "YQ", [400])
+    path = f"/v1/buckets/{bucket}/object/segments/0"
+    before = await tenant.ok("GET", path, params={"key": "YQ"})
+    assert len(before["order_limits"]) == 6
+    # Take farmers offline (their ping-back fails on the next check-in) until fewer than k=4 remain.
+    down = online.farmers[:7]
+    try:
+        for farmer in down[:4]:
+            farmer.ping_status = 503
+            reply = await api.call(
+                "POST", "/v1/nodes/checkin", json={"contact": b64encode(farmer.contact().encode())}
+            )
+            assert reply.body["online"] is False
+        after = await tenant.ok("GET", path, params={"key": "YQ"})
+        offline = {f.node_id.hex() for f in down[:4]}
+        assert not offline & {o["node_id"] for o in after["order_limits"]}
+        assert len(after["order_limits"]) == 6
+        for farmer in down[4:]:
+            farmer.ping_status = 503
+            await api.call(
+                "POST", "/v1/nodes/checkin", json={"contact": b64encode(farmer.contact().encode())}
+            )
+        unavailable = await tenant.call("GET", path, params={"key": "YQ"})
+        assert (unavailable.status, unavailable.code) == (503, "segment-unavailable")
+    finally:
+        for farmer in down:
+            farmer.ping_status = 200
+        await checkin_all(api, down)
