@@ -1,7 +1,338 @@
-"""`metadisk farmer ...`: set up and run a storage node."""
+"""`metadisk farmer ...`: set up and run a storage node.
+
+Every failure prints one line, ``error: ...``, on stderr and exits non-zero, without a traceback.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from urllib.error import URLError
+from urllib.request import Request, urlopen
+
 import typer
 
+import metadisk
+from metadisk.core.encoding import b64decode
+from metadisk.core.errors import DecodeError
+from metadisk.core.identity import Identity, NodeId
+from metadisk.farmer.config import (
+    CONFIG_FILE,
+    LISTEN_FILE,
+    FarmerConfig,
+    TrustedBridge,
+    check_url,
+    format_size,
+    parse_size,
+)
+from metadisk.farmer.errors import FarmerError
+from metadisk.farmer.pieces.service import DISK_RESERVE
+from metadisk.farmer.setup import (
+    read_config,
+    read_identity,
+    remove_quietly,
+    write_atomic,
+    write_config,
+    write_identity,
+)
+
 app = typer.Typer(help="Run a farmer: a storage node that rents out disk.", no_args_is_help=True)
+
+BRIDGE_INFO_PATH = "/v1/bridge"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one line and exit."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", "-d", help="Directory for pieces, identity, config.")
+]
+
+
+@app.command()
+def setup(
+    data_dir: DataDir = None,
+    allocate: Annotated[
+        str | None, typer.Option(help="Disk space to rent out, e.g. 500GB or 2TiB.")
+    ] = None,
+    bridge: Annotated[
+        list[str] | None,
+        typer.Option(help="Trusted bridge URL, or NODEIDHEX@URL to pin its id. Repeatable."),
+    ] = None,
+    bridge_key: Annotated[
+        list[str] | None,
+        typer.Option(help="A pinned bridge's public key (base64url), if it is offline now."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
+    public_address: Annotated[
+        str | None, typer.Option(help="URL bridges and clients reach this node at.")
+    ] = None,
+    difficulty: Annotated[
+        int | None, typer.Option(help="Minimum proof-of-work bits for the node id.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Rewrite an existing config.")] = False,
+) -> None:
+    """Create the node's identity and config in the data dir."""
+    if data_dir is None:
+        fail("missing --data-dir")
+    if allocate is None:
+        fail("missing --allocate (e.g. --allocate 500GB)")
+    if not bridge:
+        fail("missing --bridge (the URL of a bridge to trust)")
+    try:
+        allocated = parse_size(allocate)
+    except ValueError as exc:
+        fail(f"--allocate: {exc}")
+    if allocated <= 0:
+        fail("--allocate must be more than 0 bytes")
+    if not 0 <= port <= 65535:
+        fail(f"--port {port} is out of range")
+    if difficulty is not None and not 0 <= difficulty <= 32:
+        fail("--difficulty must be between 0 and 32")
+    try:
+        if public_address is not None:
+            public_address = check_url(public_address)
+    except ValueError as exc:
+        fail(f"--public-address: {exc}")
+
+    # everything local first, so a typo fails before any network round trip
+    data_dir = data_dir.expanduser().absolute()
+    config_path = data_dir / CONFIG_FILE
+    if config_path.exists() and not force:
+        fail(f"{config_path} exists; add --force to rewrite it")
+    existing = next(p for p in (data_dir, *data_dir.parents) if p.exists())
+    if not existing.is_dir():
+        fail(f"data dir {data_dir}: {existing} is not a directory")
+    stat = os.statvfs(existing)
+    free = stat.f_bavail * stat.f_frsize
+    if allocated > free - DISK_RESERVE:
+        fail(f"--allocate {format_size(allocated)} is more than the {format_size(free)} free")
+    keys = _parse_keys(bridge_key or [])
+    parsed = [_parse_bridge(spec) for spec in bridge]
+
+    bridges: list[TrustedBridge] = []
+    needed = difficulty or 0
+    for pinned in parsed:
+        trusted, bridge_difficulty = _resolve_bridge(pinned, keys)
+        bridges.append(trusted)
+        needed = max(needed, bridge_difficulty)
+
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create data dir {data_dir}: {exc.strerror}")
+    if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
+        fail(f"data dir {data_dir} is not readable and writable")
+
+    try:
+        config = FarmerConfig(
+            data_dir=data_dir,
+            allocated=allocated,
+            bridges=tuple(bridges),
+            host=host,
+            port=port,
+            public_address=public_address,
+        )
+        identity_path = config.identity_path
+        if identity_path.exists():
+            identity = read_identity(data_dir)
+            if identity.node_id.difficulty() < needed:
+                fail(f"existing identity has difficulty {identity.node_id.difficulty()} < {needed}")
+        else:
+            if needed >= 16:
+                typer.echo(f"generating an identity with difficulty {needed}...", err=True)
+            identity = Identity.generate(needed)
+            write_identity(data_dir, identity)
+        write_config(config)
+    except FarmerError as exc:
+        fail(exc.message)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(f"node id    {identity.node_id.hex()}")
+    typer.echo(f"config     {config_path}")
+    typer.echo(f"allocated  {format_size(allocated)} for {len(bridges)} bridge(s)")
+
+
+@app.command()
+def run(
+    data_dir: DataDir = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+) -> None:
+    """Run the node until interrupted (SIGINT or SIGTERM)."""
+    if data_dir is None:
+        fail("missing --data-dir")
+    if log_level.lower() not in LOG_LEVELS:
+        fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+    _setup_logging(log_level.lower())
+    data_dir = data_dir.expanduser().absolute()
+    try:
+        config = read_config(data_dir)
+        identity = read_identity(data_dir)
+        asyncio.run(_serve(config, identity, access_log=log_level.lower() == "debug"))
+    except FarmerError as exc:
+        fail(exc.message)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def status(data_dir: DataDir = None) -> None:
+    """Show a running node's status (asks it on the loopback interface)."""
+    if data_dir is None:
+        fail("missing --data-dir")
+    try:
+        listen = json.loads((data_dir / LISTEN_FILE).read_text())
+        with urlopen(f"{listen['local_url']}/v1/status", timeout=5) as response:  # noqa: S310
+            info = json.loads(response.read())
+    except (OSError, ValueError, KeyError) as exc:
+        fail(f"no running node found in {data_dir}: {exc}")
+    typer.echo(f"node      {info['node_id']}  ({info['address']}, up {info['uptime']:.0f} s)")
+    typer.echo(
+        f"space     {format_size(info['used'])} used of {format_size(info['allocated'])}, "
+        f"{format_size(info['free'])} free, {info['pieces']} pieces"
+    )
+    for bridge_id, usage in info["bridges"].items():
+        typer.echo(
+            f"bridge    {bridge_id[:16]}  stored {format_size(usage['stored'])}  "
+            f"in {format_size(usage['bandwidth_in'])}  out {format_size(usage['bandwidth_out'])}"
+        )
+
+
+async def _serve(config: FarmerConfig, identity: Identity, *, access_log: bool) -> None:
+    from metadisk.farmer.peer import Peer  # aiohttp: only the commands that serve pay for it
+
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    peer = Peer(config, identity, access_log=access_log)
+    listen_path = config.data_dir / LISTEN_FILE
+    try:
+        await peer.start()
+        local_host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host  # noqa: S104
+        listening = {
+            "event": "listening",
+            "url": peer.address,
+            "local_url": f"http://{local_host}:{peer.server.port}",
+            "port": peer.server.port,
+            "node_id": identity.node_id.hex(),
+            "pid": os.getpid(),
+            "version": metadisk.__version__,
+        }
+        write_atomic(listen_path, json.dumps(listening) + "\n")
+        # one line on stdout: how launchers learn the (ephemeral) port without racing
+        sys.stdout.write(json.dumps(listening) + "\n")
+        sys.stdout.flush()
+        logging.getLogger("metadisk.farmer").info("listening on %s", peer.address)
+        with contextlib.suppress(asyncio.CancelledError):
+            await peer.run()
+    finally:
+        remove_quietly(listen_path)
+        await peer.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class _Pinned:
+    node_id: NodeId | None
+    url: str
+
+
+def _parse_bridge(spec: str) -> _Pinned:
+    node_hex, at, url = spec.partition("@")
+    if not at:
+        node_hex, url = "", spec
+    try:
+        url = check_url(url)
+        node_id = NodeId.from_hex(node_hex) if node_hex else None
+    except (ValueError, DecodeError) as exc:
+        fail(f"--bridge {spec!r}: {exc}")
+    return _Pinned(node_id, url)
+
+
+def _parse_keys(specs: list[str]) -> dict[NodeId, bytes]:
+    keys = {}
+    for spec in specs:
+        try:
+            key = b64decode(spec)
+            keys[NodeId.from_public_key(key)] = key
+        except DecodeError as exc:
+            fail(f"--bridge-key {spec!r}: {exc}")
+    return keys
+
+
+def _resolve_bridge(pinned: _Pinned, keys: dict[NodeId, bytes]) -> tuple[TrustedBridge, int]:
+    """The bridge's identity and PoW difficulty, asked from the bridge or taken from the flags."""
+    try:
+        info = _fetch_json(pinned.url + BRIDGE_INFO_PATH)
+    except (OSError, URLError, ValueError) as exc:
+        if pinned.node_id is None or pinned.node_id not in keys:
+            fail(
+                f"bridge {pinned.url} is unreachable ({_reason(exc)}); "
+                "give it as NODEIDHEX@URL with --bridge-key KEY to set up offline"
+            )
+        return TrustedBridge(pinned.node_id, keys[pinned.node_id], pinned.url), 0
+    try:
+        node_id = NodeId.from_hex(str(info["node_id"]))
+        public_key = b64decode(str(info["public_key"]))
+        difficulty = int(info.get("difficulty", 0))
+        trusted = TrustedBridge(node_id, public_key, pinned.url)
+    except (KeyError, TypeError, ValueError, DecodeError) as exc:
+        fail(f"bridge {pinned.url} sent a bad {BRIDGE_INFO_PATH} answer: {exc}")
+    if pinned.node_id is not None and pinned.node_id != node_id:
+        fail(f"bridge {pinned.url} is {node_id.hex()}, not the pinned {pinned.node_id.hex()}")
+    if not 0 <= difficulty <= 32:
+        fail(f"bridge {pinned.url} asks for an impossible difficulty {difficulty}")
+    return trusted, difficulty
+
+
+def _fetch_json(url: str) -> Any:
+    request = Request(url, headers={"Accept": "application/json"})  # noqa: S310 - http(s) checked
+    with urlopen(request, timeout=10) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, URLError):
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: easy to grep, easy to ship."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.Formatter.converter = time.gmtime
+
+
+if __name__ == "__main__":
+    app()

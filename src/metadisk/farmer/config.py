@@ -1,0 +1,228 @@
+"""The farmer's configuration: frozen dataclasses plus pure conversions to and from TOML text.
+
+Only the CLI reads and writes the file (``farmer.toml`` in the data dir); everything else gets a
+`FarmerConfig`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from metadisk.core.encoding import b64decode, b64encode
+from metadisk.core.errors import DecodeError
+from metadisk.core.identity import NodeId
+from metadisk.farmer.errors import SetupError
+
+CONFIG_FILE = "farmer.toml"
+IDENTITY_FILE = "identity.key"
+LISTEN_FILE = "listen.json"
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size like ``"500MB"`` (powers of 1000) or ``"2GiB"`` (powers of 1024).
+
+    >>> parse_size("2GiB")
+    2147483648
+    """
+    match = _SIZE.fullmatch(text)
+    if match is None or match.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (try 500MB or 2GiB)")
+    # Decimal, not float: "1.1GB" must be exactly 1_100_000_000 bytes
+    return int(Decimal(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def format_size(size: int) -> str:
+    """A human size in binary units, e.g. ``"1.5 GiB"``."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_url(url: str) -> str:
+    """Return `url` without a trailing slash if it is an http(s) URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return url.rstrip("/")
+
+
+_POSITIVE = (
+    "checkin_interval",
+    "checkin_timeout",
+    "trash_interval",
+    "expiry_interval",
+    "usage_flush_interval",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedBridge:
+    """A bridge whose order limits this farmer honours."""
+
+    node_id: NodeId
+    public_key: bytes
+    url: str
+
+    def __post_init__(self) -> None:
+        if NodeId.from_public_key(self.public_key) != self.node_id:
+            raise ValueError(f"public key does not belong to bridge {self.node_id.hex()}")
+        object.__setattr__(self, "url", check_url(self.url))
+
+
+@dataclass(frozen=True, slots=True)
+class FarmerConfig:
+    """Everything a farmer needs to run; durations are seconds."""
+
+    data_dir: Path
+    allocated: int
+    bridges: tuple[TrustedBridge, ...]
+    host: str = "127.0.0.1"
+    port: int = 0
+    public_address: str | None = None  # default: http://host:bound-port
+    checkin_interval: float = 600.0
+    checkin_timeout: float = 10.0
+    trash_grace: float = 7 * 24 * 3600.0
+    trash_interval: float = 3600.0
+    expiry_interval: float = 3600.0
+    usage_flush_interval: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.allocated <= 0:
+            raise ValueError("the allocation must be positive")
+        if not self.bridges:
+            raise ValueError("at least one trusted bridge is needed")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} out of range")
+        if self.public_address is not None:
+            object.__setattr__(self, "public_address", check_url(self.public_address))
+        for name in _POSITIVE:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.trash_grace < 0:
+            raise ValueError("trash_grace must not be negative")
+
+    @property
+    def identity_path(self) -> Path:
+        return self.data_dir / IDENTITY_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / CONFIG_FILE
+
+    def trusted_bridges(self) -> dict[NodeId, bytes]:
+        """The map `check_order_limit` takes: bridge id to public key."""
+        return {bridge.node_id: bridge.public_key for bridge in self.bridges}
+
+
+_NUMBERS = (
+    "checkin_interval",
+    "checkin_timeout",
+    "trash_grace",
+    "trash_interval",
+    "expiry_interval",
+    "usage_flush_interval",
+)
+
+
+def config_to_toml(config: FarmerConfig) -> str:
+    """The config file's text (the data dir is where the file lives, so it is not written)."""
+
+    def s(value: str) -> str:  # a JSON string with ASCII escapes is a valid TOML basic string
+        return json.dumps(value)
+
+    lines = [
+        "# metadisk farmer configuration (written by `metadisk farmer setup`).",
+        f"allocated = {config.allocated}",
+        f"host = {s(config.host)}",
+        f"port = {config.port}",
+    ]
+    if config.public_address is not None:
+        lines.append(f"public_address = {s(config.public_address)}")
+    lines += [f"{name} = {float(getattr(config, name))!r}" for name in _NUMBERS]
+    for bridge in config.bridges:
+        lines += [
+            "",
+            "[[bridges]]",
+            f"node_id = {s(bridge.node_id.hex())}",
+            f"public_key = {s(b64encode(bridge.public_key))}",
+            f"url = {s(bridge.url)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def config_from_toml(text: str, data_dir: Path) -> FarmerConfig:
+    """Parse the config file; every problem is a `SetupError` naming the bad field."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SetupError(f"{CONFIG_FILE} is not valid TOML: {exc}", code="config") from exc
+    try:
+        bridges = tuple(_bridge(item) for item in raw.pop("bridges", []))
+        allocated = raw.pop("allocated")
+        if isinstance(allocated, str):
+            allocated = parse_size(allocated)
+        kwargs: dict[str, Any] = {}
+        for name in ("host", "public_address"):
+            if name in raw:
+                kwargs[name] = _typed(raw.pop(name), str, name)
+        if "port" in raw:
+            kwargs["port"] = _typed(raw.pop("port"), int, "port")
+        for name in _NUMBERS:
+            if name in raw:
+                kwargs[name] = float(_typed(raw.pop(name), int | float, name))
+        if raw:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(raw))}")
+        return FarmerConfig(
+            data_dir=data_dir,
+            allocated=_typed(allocated, int, "allocated"),
+            bridges=bridges,
+            **kwargs,
+        )
+    except KeyError as exc:
+        raise SetupError(f"{CONFIG_FILE}: missing setting {exc}", code="config") from exc
+    except (ValueError, TypeError, DecodeError) as exc:
+        raise SetupError(f"{CONFIG_FILE}: {exc}", code="config") from exc
+
+
+def _typed(value: Any, kind: Any, name: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{name} has the wrong type")
+    return value
+
+
+def _bridge(item: Any) -> TrustedBridge:
+    if not isinstance(item, dict):
+        raise TypeError("each [[bridges]] entry must be a table")
+    return TrustedBridge(
+        node_id=NodeId.from_hex(_typed(item["node_id"], str, "bridge node_id")),
+        public_key=b64decode(_typed(item["public_key"], str, "bridge public_key")),
+        url=_typed(item["url"], str, "bridge url"),
+    )

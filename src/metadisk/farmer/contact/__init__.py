@@ -1,0 +1,1 @@
+"""Contact with bridges: signed check-ins, and the public node info the bridge pings back."""

@@ -1,0 +1,127 @@
+"""Check-ins: tell each trusted bridge, with a signed `NodeContact`, where and how big this node is.
+
+``POST {bridge}/v1/nodes/checkin`` with ``{"contact": "<b64url NodeContact>"}``; any 200 is
+success. A bridge that fails is retried with exponential backoff (5 s doubling, capped at the
+check-in interval); the first failure is logged as a warning, repeats only at debug level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+import metadisk
+from metadisk.core.encoding import b64encode
+from metadisk.core.identity import Identity
+from metadisk.core.messages import NodeContact
+from metadisk.farmer.config import TrustedBridge
+
+log = logging.getLogger("metadisk.farmer.contact")
+
+CHECKIN_PATH = "/v1/nodes/checkin"
+FIRST_RETRY = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    allocated: int
+    free: int
+
+
+class CheckinFailed(Exception):
+    """One bridge did not accept a check-in."""
+
+
+class ContactService:
+    """Builds this node's signed contact and delivers it to every trusted bridge."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        bridges: tuple[TrustedBridge, ...],
+        address: Callable[[], str],
+        space: Callable[[], Space],
+        clock: Callable[[], float],
+        interval: float,
+        timeout: float,
+    ) -> None:
+        self._identity = identity
+        self._bridges = bridges
+        self._address = address
+        self._space = space
+        self._clock = clock
+        self._interval = interval
+        self._timeout = timeout
+        self._failures: dict[str, int] = {bridge.url: 0 for bridge in bridges}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            headers={"User-Agent": f"metadisk-farmer/{metadisk.__version__}"},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def address(self) -> str:
+        return self._address()
+
+    def contact(self) -> NodeContact:
+        space = self._space()
+        return NodeContact(
+            public_key=self._identity.public_key,
+            address=self._address(),
+            allocated=space.allocated,
+            free=space.free,
+            version=metadisk.__version__,
+            timestamp=int(self._clock()),
+        ).signed_by(self._identity)
+
+    async def checkin(self) -> float | None:
+        """Check in with every bridge at once; returns a shorter delay if one failed."""
+        body = {"contact": b64encode(self.contact().encode())}
+        results = await asyncio.gather(
+            *(self._checkin_one(bridge, body) for bridge in self._bridges)
+        )
+        if all(results):
+            return None
+        worst = max(self._failures.values())
+        delay: float = min(self._interval, FIRST_RETRY * 2.0 ** (worst - 1))
+        return delay * random.uniform(0.8, 1.2)  # jitter: nodes restarted together spread out
+
+    async def _checkin_one(self, bridge: TrustedBridge, body: dict[str, str]) -> bool:
+        assert self._session is not None, "start() first"
+        try:
+            async with self._session.post(bridge.url + CHECKIN_PATH, json=body) as response:
+                if response.status != 200:
+                    raise CheckinFailed(f"HTTP {response.status}: {await _error_code(response)}")
+                await response.read()
+        except (aiohttp.ClientError, TimeoutError, CheckinFailed) as exc:
+            failures = self._failures[bridge.url] = self._failures[bridge.url] + 1
+            level = logging.WARNING if failures == 1 else logging.DEBUG
+            log.log(level, "check-in with %s failed (%d in a row): %s", bridge.url, failures, exc)
+            return False
+        if self._failures[bridge.url]:
+            log.info("check-in with %s works again", bridge.url)
+        else:
+            log.debug("checked in with %s", bridge.url)
+        self._failures[bridge.url] = 0
+        return True
+
+
+async def _error_code(response: aiohttp.ClientResponse) -> str:
+    try:
+        data = await response.json(content_type=None)
+        return str(data["error"]["code"])
+    except (ValueError, KeyError, TypeError, aiohttp.ClientError):
+        return response.reason or "error"

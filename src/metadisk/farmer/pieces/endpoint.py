@@ -1,0 +1,110 @@
+"""The data plane's HTTP handlers: parse the request, call `PieceService`, stream the answer.
+
+See docs/farmer.md for the protocol. Downloads go out with ``sendfile`` straight from the page
+cache to the socket, so a GET costs the server almost no CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from metadisk.core.encoding import b64encode
+from metadisk.farmer.errors import BadRequest, NotFound
+from metadisk.farmer.pieces.protocol import (
+    ORDER_LIMIT_HEADER,
+    PIECE_HASH_HEADER,
+    parse_order_limit,
+    parse_piece_hash,
+    parse_piece_id,
+    parse_range,
+)
+from metadisk.farmer.pieces.service import AUDIT_ACTIONS, Download, PieceService
+
+_PIECE = "/v1/pieces/{piece_id}"
+
+
+class PieceEndpoint:
+    """``/v1/pieces/{piece_id}``: PUT, GET, DELETE and POST ``/audit``."""
+
+    def __init__(self, service: PieceService) -> None:
+        self._service = service
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.put(_PIECE, self.put),
+            web.get(_PIECE, self.get, allow_head=False),
+            web.delete(_PIECE, self.delete),
+            web.post(_PIECE + "/audit", self.audit),
+            # anything else under /v1/pieces/ is a bad id (e.g. "..%2F..%2Fetc", extra segments)
+            web.route("*", "/v1/pieces/{rest:.*}", self.bad_id),
+        ]
+
+    async def put(self, request: web.Request) -> web.Response:
+        piece_id = parse_piece_id(request.match_info["piece_id"])
+        limit = parse_order_limit(request.headers.get(ORDER_LIMIT_HEADER))
+        piece_hash = parse_piece_hash(request.headers.get(PIECE_HASH_HEADER))
+        receipt = await self._service.put(
+            limit, piece_id, piece_hash, request.content_length, request.content.iter_any()
+        )
+        return web.json_response({"receipt": b64encode(receipt.encode())}, status=201)
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        piece_id = parse_piece_id(request.match_info["piece_id"])
+        limit = parse_order_limit(request.headers.get(ORDER_LIMIT_HEADER))
+        byte_range = parse_range(request.headers.get("Range"))
+        download = await self._service.get(limit, piece_id, byte_range)
+        try:
+            return await _send(request, download)
+        finally:
+            download.piece.close()
+
+    async def audit(self, request: web.Request) -> web.Response:
+        piece_id = parse_piece_id(request.match_info["piece_id"])
+        limit = parse_order_limit(request.headers.get(ORDER_LIMIT_HEADER))
+        self._service.authorize(limit, piece_id, AUDIT_ACTIONS)  # before reading any body
+        try:
+            body = json.loads(await request.read())
+            leaf_index = body["leaf_index"]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise BadRequest('expected JSON {"leaf_index": int}', code="malformed-request") from exc
+        if not isinstance(leaf_index, int) or isinstance(leaf_index, bool):
+            raise BadRequest("leaf_index must be an integer", code="malformed-request")
+        leaf, proof = await self._service.audit(limit, piece_id, leaf_index)
+        return web.json_response({"leaf": b64encode(leaf), "proof": b64encode(proof.encode())})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        piece_id = parse_piece_id(request.match_info["piece_id"])
+        limit = parse_order_limit(request.headers.get(ORDER_LIMIT_HEADER))
+        await self._service.delete(limit, piece_id)
+        return web.Response(status=204)
+
+    async def bad_id(self, request: web.Request) -> web.Response:
+        head, _, tail = request.match_info["rest"].partition("/")
+        parse_piece_id(head)
+        if tail in ("", "audit"):  # a good path with a method it does not take
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "PUT", "DELETE", "POST"])
+        raise NotFound(f"no route {request.path}")
+
+
+async def _send(request: web.Request, download: Download) -> web.StreamResponse:
+    response = web.StreamResponse(status=206 if download.partial else 200)
+    response.content_type = "application/octet-stream"
+    response.content_length = download.count
+    response.headers["Accept-Ranges"] = "bytes"
+    if download.partial:
+        last = download.offset + download.count - 1
+        response.headers["Content-Range"] = f"bytes {download.offset}-{last}/{download.size}"
+    await response.prepare(request)
+    if download.count:
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("connection lost")
+        # zero-copy from the page cache; falls back to read/write where sendfile is missing
+        await asyncio.get_running_loop().sendfile(
+            transport, download.piece.file, download.offset, download.count
+        )
+    await response.write_eof()
+    return response

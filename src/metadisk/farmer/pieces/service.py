@@ -1,0 +1,489 @@
+"""The piece service: order-limit checks, uploads, downloads, audits, deletes, TTLs and trash.
+
+Every file operation runs on a private thread pool; the event loop only parses, checks and moves
+bytes between the socket and those threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+from collections.abc import AsyncIterable, Callable, Collection, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from metadisk.core.identity import Identity, NodeId
+from metadisk.core.merkle import MerkleProof, PieceDigest, prove
+from metadisk.core.messages import (
+    Action,
+    OrderLimit,
+    OrderLimitRejected,
+    PieceReceipt,
+    check_order_limit,
+)
+from metadisk.farmer.errors import (
+    BadRequest,
+    Conflict,
+    CorruptPiece,
+    Forbidden,
+    InsufficientStorage,
+    LengthRequired,
+    NotFound,
+)
+from metadisk.farmer.pieces.db import JournalEntry, Move, PieceDB
+from metadisk.farmer.pieces.protocol import RangeSpec
+from metadisk.farmer.pieces.store import OpenPiece, PieceInfo, PieceStore, TempPiece, trailer_size
+from metadisk.farmer.usage.service import UsageService
+
+log = logging.getLogger("metadisk.farmer.pieces")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+PUT_ACTIONS = frozenset({Action.PUT, Action.PUT_REPAIR})
+GET_ACTIONS = frozenset({Action.GET, Action.GET_REPAIR})
+AUDIT_ACTIONS = frozenset({Action.AUDIT})
+DELETE_ACTIONS = frozenset({Action.DELETE})
+WRITE_BATCH = 1 << 20  # hand the disk thread ~1 MiB at a time: few thread hops, little memory
+DISK_RESERVE = 64 << 20  # keep this much of the filesystem free whatever the allocation says
+_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """An opened piece and the byte range to send from it."""
+
+    piece: OpenPiece
+    offset: int
+    count: int
+    partial: bool
+
+    @property
+    def size(self) -> int:
+        return self.piece.info.size
+
+
+class PieceService:
+    """Stores and serves pieces for the trusted bridges, within the allocation."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        store: PieceStore,
+        db: PieceDB,
+        usage: UsageService,
+        trusted_bridges: Mapping[NodeId, bytes],
+        allocated: int,
+        trash_grace: float,
+        clock: Callable[[], float],
+        io_threads: int = 16,
+    ) -> None:
+        self.identity = identity
+        self.store = store
+        self._db = db
+        self._usage = usage
+        self._trusted = dict(trusted_bridges)
+        self.allocated = allocated
+        self._trash_grace = trash_grace
+        self._clock = clock
+        self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="farmer-io")
+        self._reserved = 0
+        self._uploading_serials: set[bytes] = set()
+        self._uploading_pieces: set[tuple[bytes, bytes]] = set()
+        # bytes served per GET order limit, so one limit cannot download more than it allows
+        self._served: dict[bytes, tuple[int, int]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._io, lambda: fn(*args, **kwargs)
+        )
+
+    # -- life cycle
+
+    async def start(self) -> None:
+        """Repair what a crash left: finish journaled moves, then drop partial uploads."""
+        entries = await self._db.journal()
+        exists = await self._run(lambda: [self.store.exists(e.move.src) for e in entries])
+        done = [e for e, still_there in zip(entries, exists, strict=True) if not still_there]
+        undone = [e for e, still_there in zip(entries, exists, strict=True) if still_there]
+        if entries:
+            await self._db.finish_moves(done, undone)
+            log.info("recovered journal: %d moves done, %d undone", len(done), len(undone))
+        removed = await self._run(self.store.prepare)
+        if removed:
+            log.info("removed %d partial uploads", removed)
+        await self._usage.load()
+
+    async def close(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.to_thread(self._io.shutdown, wait=True)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background bookkeeping failed: %s", task.exception())
+
+    @property
+    def free(self) -> int:
+        return max(0, self.allocated - self._usage.used - self._reserved)
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def authorize(self, limit: OrderLimit, piece_id: bytes, actions: Collection[Action]) -> None:
+        """Forbidden, with core's code, unless `limit` allows one of `actions` right now."""
+        try:
+            check_order_limit(
+                limit,
+                trusted_bridges=self._trusted,
+                node_id=self.identity.node_id,
+                piece_id=piece_id,
+                actions=actions,
+                now=self._now(),
+            )
+        except OrderLimitRejected as exc:
+            raise Forbidden(str(exc), code=exc.code) from exc
+
+    # -- upload
+
+    async def put(
+        self,
+        limit: OrderLimit,
+        piece_id: bytes,
+        piece_hash: bytes,
+        content_length: int | None,
+        body: AsyncIterable[bytes],
+    ) -> PieceReceipt:
+        """Store a piece streamed from `body` and return the signed receipt."""
+        self.authorize(limit, piece_id, PUT_ACTIONS)
+        if content_length is None:
+            raise LengthRequired("uploads need a Content-Length")
+        if content_length > limit.limit:
+            raise BadRequest(
+                f"piece of {content_length} bytes exceeds the order limit's {limit.limit}",
+                code="over-limit",
+            )
+        bridge = limit.bridge_id.raw
+        key = (bridge, piece_id)
+        if limit.serial in self._uploading_serials:
+            raise Conflict("order limit serial already in use", code="serial-reused")
+        if key in self._uploading_pieces:
+            raise Conflict("piece is being uploaded", code="piece-exists")
+        needed = content_length + trailer_size(content_length)
+        if needed > self.free:
+            raise InsufficientStorage(f"no room for {needed} bytes in the allocation")
+        self._reserved += needed
+        self._uploading_serials.add(limit.serial)
+        self._uploading_pieces.add(key)
+        try:
+            return await self._put(limit, piece_id, piece_hash, content_length, needed, body)
+        finally:
+            self._reserved -= needed
+            self._uploading_serials.discard(limit.serial)
+            self._uploading_pieces.discard(key)
+
+    async def _put(
+        self,
+        limit: OrderLimit,
+        piece_id: bytes,
+        piece_hash: bytes,
+        size: int,
+        needed: int,
+        body: AsyncIterable[bytes],
+    ) -> PieceReceipt:
+        """Receive, check, make durable, commit. The three fsyncs a receipt needs (data, the
+        journal and serial, the rename) cost two waits: the first two run at once."""
+        bridge = limit.bridge_id.raw
+        rel = self.store.piece_rel(bridge, piece_id)
+        temp = self.store.new_temp()
+        now = self._now()
+        # a replayed serial is refused early, but that check need not hold up the body
+        replayed = asyncio.ensure_future(self._db.serial_used(limit.serial))
+        try:
+            try:
+                tail = await self._receive(temp, rel, needed, body, size, limit)
+            finally:
+                self._usage.record_in(bridge, temp.received)
+            if await replayed:
+                raise Conflict("order limit serial already used", code="serial-reused")
+            digest = await self._run(
+                _disk_full_is_507(self._finish), temp, rel, needed, tail, size, piece_hash
+            )
+            info = PieceInfo.of(digest, now, limit.piece_expires_at)
+            src = temp.path.relative_to(self.store.root).as_posix()
+            move = Move(bridge, piece_id, src, rel, stored=info.disk_size, pieces=1)
+            sealed = self._run(_disk_full_is_507(temp.seal), digest, info)
+            journaled = self._db.begin_put(
+                limit.serial, limit.expires_at, limit.piece_expires_at, move
+            )
+            outcome = await asyncio.gather(sealed, journaled, return_exceptions=True)
+            if isinstance(outcome[1], BaseException):
+                raise outcome[1]
+            entry = JournalEntry(outcome[1], move)
+            if isinstance(outcome[0], BaseException):
+                await asyncio.shield(self._db.finish_moves([], [entry]))
+                raise outcome[0]
+        except BaseException:
+            replayed.cancel()
+            if replayed.done() and not replayed.cancelled():
+                replayed.exception()  # retrieved: no "never retrieved" warning
+            await self._run(temp.discard)
+            raise
+        try:
+            await self._run(_disk_full_is_507(self.store.commit), temp, rel)
+        except BaseException:
+            # forget the move before removing its source, or recovery would count it as done
+            await asyncio.shield(self._db.finish_moves([], [entry]))
+            await self._run(temp.discard)
+            raise
+        # The piece is durable and visible: answer now, and clear the journal row in the
+        # background (a crash before that is repaired from the row at the next start).
+        self._usage.apply(move)
+        self._in_background(self._db.finish_moves([entry], []))
+        receipt = PieceReceipt(
+            serial=limit.serial,
+            node_id=self.identity.node_id,
+            piece_id=piece_id,
+            size=digest.size,
+            piece_hash=digest.piece_hash,
+            merkle_root=digest.merkle_root,
+            stored_at=now,
+        )
+        return receipt.signed_by(self.identity)
+
+    # These run on the I/O threads. The file appears with the first write, and the last batch is
+    # written together with the hash check, so a small piece costs one thread hop to write.
+
+    def _write(self, temp: TempPiece, rel: str, needed: int, chunks: list[bytes]) -> None:
+        if not temp.opened:
+            self._create(temp, rel, needed)
+        temp.write(chunks)
+
+    def _create(self, temp: TempPiece, rel: str, needed: int) -> None:
+        if self.store.exists(rel):
+            raise Conflict("piece already stored", code="piece-exists")
+        stat = os.statvfs(self.store.tmp_dir)
+        if stat.f_bavail * stat.f_frsize < needed + DISK_RESERVE:
+            raise InsufficientStorage("the disk is full")
+        temp.open()
+
+    def _finish(
+        self,
+        temp: TempPiece,
+        rel: str,
+        needed: int,
+        tail: list[bytes],
+        size: int,
+        piece_hash: bytes,
+    ) -> PieceDigest:
+        self._write(temp, rel, needed, tail)
+        if temp.written != size:
+            raise BadRequest("body shorter than Content-Length", code="incomplete-body")
+        digest = temp.digest()
+        if digest.piece_hash != piece_hash:
+            raise BadRequest("piece does not match its declared hash", code="hash-mismatch")
+        return digest
+
+    async def _receive(
+        self,
+        temp: TempPiece,
+        rel: str,
+        needed: int,
+        body: AsyncIterable[bytes],
+        size: int,
+        limit: OrderLimit,
+    ) -> list[bytes]:
+        """Stream `body` into `temp`, refusing it the moment it passes `size`; returns the last
+        chunks, not yet written."""
+        loop = asyncio.get_running_loop()
+        write = _disk_full_is_507(self._write)
+        pending: asyncio.Future[None] | None = None
+        batch: list[bytes] = []
+        batched = 0
+        try:
+            async for chunk in body:
+                temp.received += len(chunk)
+                if temp.received > size:
+                    raise BadRequest(
+                        f"body exceeds {size} bytes (order limit {limit.limit})", code="over-limit"
+                    )
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= WRITE_BATCH:
+                    if pending is not None:
+                        await pending
+                    # one write in flight while the next batch arrives from the socket
+                    pending = loop.run_in_executor(self._io, write, temp, rel, needed, batch)
+                    batch, batched = [], 0
+            if pending is not None:
+                await pending
+        except BaseException:
+            if pending is not None and not pending.done():
+                # the write thread still uses the file: wait for it before it is discarded
+                await asyncio.shield(asyncio.wait([pending]))
+            raise
+        return batch
+
+    # -- download, audit, delete
+
+    async def get(
+        self, limit: OrderLimit, piece_id: bytes, byte_range: RangeSpec | None
+    ) -> Download:
+        """Open a piece for sending; the caller sends it and closes `Download.piece`."""
+        self.authorize(limit, piece_id, GET_ACTIONS)
+        piece = await self._open(limit, piece_id)
+        try:
+            if byte_range is None:
+                offset, count = 0, piece.info.size
+            else:
+                offset, count = byte_range.resolve(piece.info.size)
+            self._charge(limit, count)
+        except BaseException:
+            piece.close()
+            raise
+        self._usage.record_out(limit.bridge_id.raw, count)
+        return Download(piece, offset, count, partial=byte_range is not None)
+
+    def _charge(self, limit: OrderLimit, count: int) -> None:
+        served, _ = self._served.get(limit.serial, (0, limit.expires_at))
+        if served + count > limit.limit:
+            raise BadRequest(
+                f"{count} bytes would pass the order limit's {limit.limit} "
+                f"({served} already served)",
+                code="over-limit",
+            )
+        self._served[limit.serial] = (served + count, limit.expires_at)
+
+    async def _open(self, limit: OrderLimit, piece_id: bytes) -> OpenPiece:
+        piece = await self._run(
+            self.store.open, self.store.piece_rel(limit.bridge_id.raw, piece_id)
+        )
+        expires_at = piece.info.expires_at
+        if expires_at and expires_at <= self._now():
+            piece.close()
+            raise NotFound("piece has expired")
+        return piece
+
+    async def audit(
+        self, limit: OrderLimit, piece_id: bytes, leaf_index: int
+    ) -> tuple[bytes, MerkleProof]:
+        """The leaf `leaf_index` of a piece and its Merkle proof against the receipt's root."""
+        self.authorize(limit, piece_id, AUDIT_ACTIONS)
+        piece = await self._open(limit, piece_id)
+        try:
+            if not 0 <= leaf_index < piece.info.leaf_count:
+                raise BadRequest(
+                    f"leaf index must be below {piece.info.leaf_count}", code="bad-leaf-index"
+                )
+            leaf, hashes = await self._run(piece.read_leaf, leaf_index)
+        finally:
+            piece.close()
+        self._usage.record_out(limit.bridge_id.raw, len(leaf))
+        return leaf, prove(hashes, leaf_index)
+
+    async def delete(self, limit: OrderLimit, piece_id: bytes) -> None:
+        """Move a piece to the trash, where it stays for the grace period."""
+        self.authorize(limit, piece_id, DELETE_ACTIONS)
+        bridge = limit.bridge_id.raw
+        rel = self.store.piece_rel(bridge, piece_id)
+        size = await self._run(self.store.disk_size, rel)  # not the footer: corrupt ones go too
+        dst = self.store.trash_rel(bridge, piece_id, self._now())
+        move = Move(bridge, piece_id, src=rel, dst=dst, stored=-size, pieces=-1, trash=size)
+        if not await self._apply_moves([move]):
+            raise NotFound("no such piece")  # deleted meanwhile
+
+    # -- chores
+
+    async def collect_expired(self) -> int:
+        """Delete pieces whose TTL passed (no trash: the bridge already forgot them)."""
+        now = self._now()
+        removed = 0
+        while True:
+            batch = await self._db.expired(now, _BATCH)
+            moves: list[Move] = []
+            for item in batch:
+                rel = self.store.piece_rel(item.bridge, item.piece_id)
+                try:
+                    info = await self._run(self.store.info, rel)
+                    expires_at = info.expires_at
+                except NotFound:
+                    expires_at = 0
+                except CorruptPiece:
+                    expires_at = now  # useless anyway: let it go
+                if not expires_at or expires_at > now:
+                    # gone already, or stored again with another TTL
+                    await self._db.forget_expiration(item.bridge, item.piece_id)
+                    continue
+                try:
+                    size = await self._run(self.store.disk_size, rel)
+                except NotFound:
+                    continue
+                moves.append(Move(item.bridge, item.piece_id, rel, None, stored=-size, pieces=-1))
+            removed += await self._apply_moves(moves)
+            if len(batch) < _BATCH:
+                break
+        await self._db.prune_serials(now)
+        self._served = {s: v for s, v in self._served.items() if v[1] > now}
+        return removed
+
+    async def empty_trash(self) -> int:
+        """Purge trashed pieces older than the grace period."""
+        cutoff = self._now() - self._trash_grace
+        entries = await self._run(lambda: list(self.store.trash_entries()))
+        moves = [
+            Move(bridge, piece_id, rel, None, trash=-size)
+            for bridge, piece_id, rel, trashed_at, size in entries
+            if trashed_at <= cutoff
+        ]
+        removed = 0
+        for start in range(0, len(moves), _BATCH):
+            removed += await self._apply_moves(moves[start : start + _BATCH])
+        return removed
+
+    async def _apply_moves(self, moves: list[Move]) -> int:
+        """Journal, perform and account file moves; returns how many happened."""
+        if not moves:
+            return 0
+        ids = await self._db.begin_moves(moves)
+        entries = [JournalEntry(i, m) for i, m in zip(ids, moves, strict=True)]
+        results = await self._run(lambda: [self._perform(m) for m in moves])
+        done = [e for e, ok in zip(entries, results, strict=True) if ok]
+        undone = [e for e, ok in zip(entries, results, strict=True) if not ok]
+        await asyncio.shield(self._db.finish_moves(done, undone))
+        for entry in done:
+            self._usage.apply(entry.move)
+        return len(done)
+
+    def _perform(self, move: Move) -> bool:
+        try:
+            if move.dst is None:
+                return self.store.remove(move.src)
+            self.store.move(move.src, move.dst)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def _disk_full_is_507(fn: Callable[P, T]) -> Callable[P, T]:
+    """Turn ENOSPC/EDQUOT from `fn` into InsufficientStorage."""
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage("the disk is full") from exc
+            raise
+
+    return wrapper

@@ -1,0 +1,1 @@
+"""Usage accounting: bytes stored and bandwidth per bridge, kept across restarts."""

@@ -1,0 +1,106 @@
+"""Sizes, the config file's round trip, and its one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from metadisk.core.encoding import b64encode
+from metadisk.core.identity import Identity
+from metadisk.farmer.config import (
+    FarmerConfig,
+    TrustedBridge,
+    config_from_toml,
+    config_to_toml,
+    parse_size,
+)
+from metadisk.farmer.errors import SetupError
+from metadisk.farmer.setup import read_identity, write_identity
+
+BRIDGE = Identity(bytes([5]) * 32)
+TRUSTED = TrustedBridge(BRIDGE.node_id, BRIDGE.public_key, "http://127.0.0.1:7000/")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("500MB", 500 * 10**6),
+        ("2GiB", 2 * 2**30),
+        ("1.5 GB", 1_500_000_000),
+        ("1.1GB", 1_100_000_000),
+        ("4096", 4096),
+        ("10k", 10_000),
+        ("3tib", 3 * 2**40),
+    ],
+)
+def test_parse_size(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "lots", "5 XB", "-1GB", "1e9", "GB"])
+def test_parse_size_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+def test_config_round_trip(tmp_path: Path) -> None:
+    config = FarmerConfig(
+        data_dir=tmp_path,
+        allocated=123_456_789,
+        bridges=(TRUSTED,),
+        host="::1",
+        port=7777,
+        public_address="https://farmer.example:443/",
+        trash_grace=0,
+        checkin_interval=5,
+    )
+    assert TRUSTED.url == "http://127.0.0.1:7000"
+    assert config_from_toml(config_to_toml(config), tmp_path) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("allocated = ", "not valid TOML"),
+        ("host = 'x'", "missing setting"),
+        ("allocated = 'lots'", "not a size"),
+        ("allocated = 10\nport = 'x'", "port"),
+        ("allocated = 10\nbogus = 1", "unknown setting"),
+        ("allocated = 10", "at least one trusted bridge"),
+        (
+            "allocated = 0\n" + "[[bridges]]\nnode_id='00'\npublic_key='AA'\nurl='http://x'",
+            "node id",
+        ),
+    ],
+)
+def test_config_errors_are_setup_errors(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(SetupError) as info:
+        config_from_toml(text, tmp_path)
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bridge_key_must_match_its_id() -> None:
+    other = Identity(bytes([6]) * 32)
+    with pytest.raises(ValueError, match="does not belong"):
+        TrustedBridge(BRIDGE.node_id, other.public_key, "http://b")
+    with pytest.raises(ValueError, match="http"):
+        TrustedBridge(BRIDGE.node_id, BRIDGE.public_key, "ftp://b")
+    assert b64encode(BRIDGE.public_key)
+
+
+def test_identity_file_is_private(tmp_path: Path) -> None:
+    identity = Identity.generate()
+    path = write_identity(tmp_path, identity)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_identity(tmp_path).seed == identity.seed
+    with pytest.raises(SetupError, match="already exists"):
+        write_identity(tmp_path, identity)
+    path.chmod(0o644)
+    with pytest.raises(SetupError, match="readable by others"):
+        read_identity(tmp_path)
+    path.chmod(0o600)
+    path.write_text("garbage\n")
+    with pytest.raises(SetupError, match="not a farmer identity"):
+        read_identity(tmp_path)
