@@ -199,7 +199,6 @@ class MemoryFarmers:
             limit.piece_id,
             len(piece),
             digest.piece_hash,
-            digest.merkle_root,
             int(time.time()),
         ).signed_by(identity)
 

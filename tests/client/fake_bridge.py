@@ -1,9 +1,8 @@
-"""An in-memory stand-in for `BridgeAPI`, for unit tests of what the real bridge cannot do yet.
+"""An in-memory stand-in for `BridgeAPI`, for unit tests of the client's side of resume, move
+and copy (interrupting uploads at exact points, counting calls) without any process.
 
-The real bridge has no route for a pending upload's committed segments (resume) nor for moving
-or copying objects (see docs/client.md, "What the bridge must add"). These tests run
-`AsyncProject` against this double, with `MemoryFarmers` as the farmers, so that the client's half
-of those features is tested now; integration tests against the real bridge cover the rest.
+`AsyncProject` runs against this double with `MemoryFarmers` as the farmers; the integration
+tests in `test_project.py` run the same features against a real bridge and real farmers.
 
 It follows the routes' documented shapes and checks what the client must get right (receipts
 signed by the farmer the order named, segments committed before the object, keys it knows).
@@ -130,7 +129,7 @@ class FakeBridgeAPI:
             segment.placements[number] = farmer
             piece_id = derive_piece_id(segment.root, farmer.node_id, number)
             limit = self._limit(farmer, piece_id, Action.PUT, piece_size)
-            limits.append(AddressedLimit(number, farmer.address, limit, None, None))
+            limits.append(AddressedLimit(number, farmer.address, limit, farmer.public_key, None))
         return SegmentOrders(index, piece_size, upload.scheme, tuple(limits))
 
     async def replace_pieces(
@@ -279,9 +278,12 @@ class FakeBridgeAPI:
         segments: Sequence[SegmentRekey],
         *,
         copy: bool = False,
+        stream_id: str | None = None,
     ) -> ObjectRecord:
         self.calls.append("copy_object" if copy else "move_object")
         record, stored = self._object(bucket, key)
+        if stream_id is not None and stream_id != record.stream_id:
+            raise Conflict("another version", code="object-changed", status=409)
         await self.get_bucket(new_bucket)
         if sorted(s.index for s in segments) != sorted(stored):
             raise BridgeError("every segment needs its new key", code="invalid-request")

@@ -1,5 +1,6 @@
-"""Unit tests of `AsyncProject` features the real bridge cannot serve yet (resume, move, copy),
-against `FakeBridgeAPI` and in-memory farmers."""
+"""Unit tests of the client's side of resume, move and copy against `FakeBridgeAPI` and in-memory
+farmers: interruptions at exact points and the calls made (`test_project.py` runs the same
+features against a real bridge and real farmers)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +177,28 @@ async def test_a_failed_upload_without_resume_is_aborted(
         await project.upload("bkt", "f", os.urandom(2 * MiB))
     assert fake(project).calls[-1] == "abort_upload"
     assert not fake(project).uploads
+
+
+async def test_a_move_rereads_an_object_overwritten_meanwhile(
+    project: AsyncProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys re-wrapped for one version are never stored on another: the move starts over."""
+    second = os.urandom(2 * MiB)
+    await project.upload("bkt", "a", os.urandom(MiB + 1))
+    bridge = fake(project)
+    original = bridge.get_object
+    reads = 0
+
+    async def overwritten_after_first_read(bucket: str, key: str) -> Any:
+        nonlocal reads
+        record = await original(bucket, key)
+        reads += 1
+        if reads == 1:
+            await project.upload("bkt", "a", second)
+        return record
+
+    monkeypatch.setattr(bridge, "get_object", overwritten_after_first_read)
+    await project.move("bkt", "a", "other", "b")
+    assert reads == 2
+    monkeypatch.setattr(bridge, "get_object", original)
+    assert await read(project, "other", "b") == second

@@ -209,7 +209,6 @@ _RECEIPT_FIELDS = (
     "piece_id",
     "size",
     "piece_hash",
-    "merkle_root",
     "stored_at",
     "signature",
 )

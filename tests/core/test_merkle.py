@@ -63,9 +63,10 @@ def test_hasher_equals_digest_for_any_chunking(size: int, cuts: list[int], kind:
     digest = hasher.finish()
     assert digest == digest_piece(piece)
     assert digest.size == size
-    assert digest.piece_hash == blake3.blake3(piece).digest()
     assert len(digest.leaf_hashes) == leaf_count(size)
-    assert digest.merkle_root == merkle_root(digest.leaf_hashes)
+    assert digest.piece_hash == merkle_root(digest.leaf_hashes)
+    # A plain BLAKE3 of the bytes is not the piece hash: the root binds leaf positions and count.
+    assert digest.piece_hash != blake3.blake3(piece).digest()
 
 
 def test_hasher_accepts_wide_buffers_and_refuses_reuse() -> None:
@@ -87,7 +88,7 @@ def test_every_leaf_proves_and_verifies(size: int, seed: int) -> None:
     for index in range(leaf_count(size)):
         proof = prove(digest.leaf_hashes, index)
         start, end = leaf_span(size, index)
-        verify_leaf(digest.merkle_root, piece[start:end], proof)
+        verify_leaf(digest.piece_hash, piece[start:end], proof)
         assert MerkleProof.decode(proof.encode()) == proof
 
 
@@ -123,7 +124,7 @@ def test_flipped_bit_fails(index: int, data: st.DataObject) -> None:
     bit = data.draw(st.integers(0, len(leaf) * 8 - 1))
     leaf[bit // 8] ^= 1 << (bit % 8)
     with pytest.raises(IntegrityError):
-        verify_leaf(digest.merkle_root, bytes(leaf), prove(digest.leaf_hashes, index))
+        verify_leaf(digest.piece_hash, bytes(leaf), prove(digest.leaf_hashes, index))
 
 
 @given(st.integers(0, 5), st.integers(0, 5))
@@ -134,20 +135,20 @@ def test_leaf_under_another_index_fails(index: int, other: int) -> None:
     proof = prove(digest.leaf_hashes, index)
     moved = MerkleProof(other, proof.leaf_count, proof.siblings)
     with pytest.raises(IntegrityError):
-        verify_leaf(digest.merkle_root, leaf_of(piece, index), moved)
+        verify_leaf(digest.piece_hash, leaf_of(piece, index), moved)
     with pytest.raises(IntegrityError):  # another leaf's bytes with this leaf's proof
-        verify_leaf(digest.merkle_root, leaf_of(piece, other), proof)
+        verify_leaf(digest.piece_hash, leaf_of(piece, other), proof)
 
 
 def test_wrong_root_fails() -> None:
     piece, digest = proof_case()
     proof = prove(digest.leaf_hashes, 2)
-    other = digest_piece(piece[:-1]).merkle_root
-    for root in (other, bytes(32), digest.merkle_root[:31], digest.merkle_root + b"\0", b""):
+    other = digest_piece(piece[:-1]).piece_hash
+    for root in (other, bytes(32), digest.piece_hash[:31], digest.piece_hash + b"\0", b""):
         with pytest.raises(IntegrityError):
             verify_leaf(root, leaf_of(piece, 2), proof)
     with pytest.raises(IntegrityError):
-        verify_leaf(digest.piece_hash, leaf_of(piece, 2), proof)
+        verify_leaf(blake3.blake3(piece).digest(), leaf_of(piece, 2), proof)
 
 
 @pytest.mark.parametrize("index", range(6))
@@ -165,28 +166,28 @@ def test_truncated_and_extended_siblings_fail(index: int) -> None:
     ]
     for siblings in variants:
         with pytest.raises(IntegrityError):
-            verify_leaf(digest.merkle_root, leaf, MerkleProof(index, proof.leaf_count, siblings))
+            verify_leaf(digest.piece_hash, leaf, MerkleProof(index, proof.leaf_count, siblings))
 
 
 def test_wrong_leaf_count_fails() -> None:
     piece, digest = proof_case(4 * LEAF_SIZE)
     proof = prove(digest.leaf_hashes, 0)  # two siblings in a 4-leaf tree, as in a 3-leaf one
     with pytest.raises(IntegrityError):
-        verify_leaf(digest.merkle_root, leaf_of(piece, 0), MerkleProof(0, 3, proof.siblings))
+        verify_leaf(digest.piece_hash, leaf_of(piece, 0), MerkleProof(0, 3, proof.siblings))
 
 
 def test_leaf_sizes_are_checked() -> None:
     piece, digest = proof_case()  # 6 leaves, the last one 1234 bytes
     middle = prove(digest.leaf_hashes, 1)
     with pytest.raises(IntegrityError, match="expected"):
-        verify_leaf(digest.merkle_root, leaf_of(piece, 1)[:-1], middle)
+        verify_leaf(digest.piece_hash, leaf_of(piece, 1)[:-1], middle)
     last = prove(digest.leaf_hashes, 5)
     with pytest.raises(IntegrityError):
-        verify_leaf(digest.merkle_root, leaf_of(piece, 5) + b"\0", last)
+        verify_leaf(digest.piece_hash, leaf_of(piece, 5) + b"\0", last)
     with pytest.raises(IntegrityError):
-        verify_leaf(digest.merkle_root, b"", last)
+        verify_leaf(digest.piece_hash, b"", last)
     with pytest.raises(IntegrityError):
-        verify_leaf(digest.merkle_root, "text", last)  # type: ignore[arg-type]
+        verify_leaf(digest.piece_hash, "text", last)  # type: ignore[arg-type]
 
 
 def test_node_cannot_pass_for_a_leaf() -> None:
@@ -196,8 +197,8 @@ def test_node_cannot_pass_for_a_leaf() -> None:
     digest = digest_piece(piece)
     pair = digest.leaf_hashes[0] + digest.leaf_hashes[1]
     with pytest.raises(IntegrityError):
-        verify_leaf(digest.merkle_root, pair, MerkleProof(0, 1, ()))
-    assert digest_piece(pair).merkle_root != digest.merkle_root
+        verify_leaf(digest.piece_hash, pair, MerkleProof(0, 1, ()))
+    assert digest_piece(pair).piece_hash != digest.piece_hash
 
 
 def test_root_follows_the_documented_construction() -> None:
@@ -216,8 +217,8 @@ def test_root_follows_the_documented_construction() -> None:
     top = h("node", h("node", leaves[0] + leaves[1]) + leaves[2])
     digest = digest_piece(piece)
     assert list(digest.leaf_hashes) == leaves
-    assert digest.merkle_root == h("root", (3).to_bytes(8, "big") + top)
-    assert digest_piece(b"").merkle_root == h("root", bytes(8))
+    assert digest.piece_hash == h("root", (3).to_bytes(8, "big") + top)
+    assert digest_piece(b"").piece_hash == h("root", bytes(8))
 
 
 def test_odd_node_is_not_duplicated() -> None:
@@ -232,9 +233,8 @@ def test_empty_piece() -> None:
     assert digest.size == 0
     assert digest.leaf_hashes == ()
     assert leaf_count(0) == 0
-    assert digest.piece_hash == blake3.blake3(b"").digest()
-    assert digest.merkle_root == merkle_root(())
-    assert digest.merkle_root != digest_piece(b"\0").merkle_root
+    assert digest.piece_hash == merkle_root(())
+    assert digest.piece_hash != digest_piece(b"\0").piece_hash
     with pytest.raises(IntegrityError):
         prove((), 0)
     with pytest.raises(IntegrityError):
@@ -262,8 +262,8 @@ def test_prove_rejects_bad_input() -> None:
 
 def test_verify_piece() -> None:
     piece = piece_of(1000, 3)
-    verify_piece(piece, blake3.blake3(piece).digest())
-    for wrong in (blake3.blake3(piece[1:]).digest(), b"", "hash"):
+    verify_piece(piece, digest_piece(piece).piece_hash)
+    for wrong in (digest_piece(piece[1:]).piece_hash, blake3.blake3(piece).digest(), b"", "hash"):
         with pytest.raises(IntegrityError):
             verify_piece(piece, wrong)  # type: ignore[arg-type]
 
@@ -271,17 +271,15 @@ def test_verify_piece() -> None:
 def test_piece_digest_checks_itself() -> None:
     digest = digest_piece(piece_of(LEAF_SIZE + 1, 2))
     with pytest.raises(DecodeError):
-        PieceDigest(
-            digest.size + LEAF_SIZE, digest.piece_hash, digest.merkle_root, digest.leaf_hashes
-        )
+        PieceDigest(digest.size + LEAF_SIZE, digest.piece_hash, digest.leaf_hashes)
     with pytest.raises(DecodeError):
-        PieceDigest(digest.size, digest.piece_hash[:31], digest.merkle_root, digest.leaf_hashes)
+        PieceDigest(digest.size, digest.piece_hash[:31], digest.leaf_hashes)
     with pytest.raises(DecodeError):
-        PieceDigest(-1, digest.piece_hash, digest.merkle_root, ())
+        PieceDigest(-1, digest.piece_hash, ())
     with pytest.raises(DecodeError):
-        PieceDigest(digest.size, digest.piece_hash, digest.merkle_root, (b"x" * 32, b"y"))
+        PieceDigest(digest.size, digest.piece_hash, (b"x" * 32, b"y"))
     as_list: Any = list(digest.leaf_hashes)  # a list from storage is kept as a tuple
-    assert PieceDigest(digest.size, digest.piece_hash, digest.merkle_root, as_list) == digest
+    assert PieceDigest(digest.size, digest.piece_hash, as_list) == digest
 
 
 def test_proof_fields_are_checked() -> None:
@@ -345,7 +343,6 @@ def compute_vectors() -> dict[str, Any]:
             {
                 "size": size,
                 "piece_hash": digest.piece_hash.hex(),
-                "merkle_root": digest.merkle_root.hex(),
                 "leaf_hashes": [h.hex() for h in digest.leaf_hashes],
             }
         )
@@ -369,7 +366,7 @@ def compute_vectors() -> dict[str, Any]:
         "digests": digests,
         "proof": {
             "piece_size": 5 * LEAF_SIZE - 7,
-            "merkle_root": five.merkle_root.hex(),
+            "merkle_root": five.piece_hash.hex(),
             "leaf_index": 4,
             "encoded": prove(five.leaf_hashes, 4).encode().hex(),
         },

@@ -52,7 +52,6 @@ def receipt() -> PieceReceipt:
         piece_id=bytes([5]) * 32,
         size=12345,
         piece_hash=bytes([6]) * 32,
-        merkle_root=bytes([7]) * 32,
         stored_at=1_800_000_010,
     ).signed_by(FARMER)
 
@@ -228,7 +227,7 @@ def test_constructors_validate_fields() -> None:
     with pytest.raises(DecodeError):
         replace(order_limit(), limit=-1)
     with pytest.raises(DecodeError):
-        replace(receipt(), merkle_root=b"")
+        replace(receipt(), piece_hash=b"")
     with pytest.raises(DecodeError):
         replace(contact(), address="x" * 5000)
     assert isinstance(order_limit().node_id, NodeId)

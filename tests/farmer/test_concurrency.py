@@ -59,7 +59,7 @@ async def test_fifty_pieces_with_sixteen_streams(
                 leaf = b64decode(body["leaf"])
                 assert leaf == data[index * LEAF_SIZE : (index + 1) * LEAF_SIZE]
                 proof = MerkleProof.decode(b64decode(body["proof"]))
-                verify_leaf(receipt.merkle_root, leaf, proof)
+                verify_leaf(receipt.piece_hash, leaf, proof)
 
         await asyncio.gather(
             *(download(pid, data) for (pid, _), data in zip(stored, pieces, strict=True)),

@@ -66,7 +66,7 @@ async def test_put_get_round_trip(
     receipt.verify_signature(farmer.identity.public_key)
     digest = digest_piece(data)
     assert (receipt.piece_id, receipt.size) == (pid, size)
-    assert (receipt.piece_hash, receipt.merkle_root) == (digest.piece_hash, digest.merkle_root)
+    assert receipt.piece_hash == digest.piece_hash
     assert receipt.node_id == farmer.identity.node_id
 
     status, body, response = await get(session, farmer.url, BRIDGE, farmer.node_id, pid)
@@ -184,7 +184,7 @@ async def test_audit_proofs_verify_against_the_receipt(
             body = await response.json()
         leaf = b64decode(body["leaf"])
         assert leaf == data[index * LEAF_SIZE : (index + 1) * LEAF_SIZE]
-        verify_leaf(receipt.merkle_root, leaf, MerkleProof.decode(b64decode(body["proof"])))
+        verify_leaf(receipt.piece_hash, leaf, MerkleProof.decode(b64decode(body["proof"])))
 
 
 @pytest.mark.parametrize(

@@ -142,6 +142,15 @@ class PendingUpload:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadSummary:
+    """A pending upload to a key, as `list_uploads` names it."""
+
+    stream_id: str
+    created_at: int
+    deadline: int
+
+
+@dataclass(frozen=True, slots=True)
 class SegmentRekey:
     """A segment's new opaque metadata (its content key re-wrapped) for a move or copy."""
 
@@ -313,9 +322,15 @@ class BridgeAPI:
         await self._call("DELETE", f"/v1/uploads/{stream_id}", None)
 
     async def get_upload(self, stream_id: str) -> PendingUpload:
-        """A pending upload and its committed segments. Not served by the bridge yet: see
-        docs/client.md, "What the bridge must add"."""
+        """A pending upload and its committed segments (to resume it); `NotFound` with code
+        ``upload-not-found`` once it is committed, aborted or reclaimed."""
         return await self._call("GET", f"/v1/uploads/{stream_id}", _pending)  # type: ignore[no-any-return]
+
+    async def list_uploads(self, bucket: str, key: str) -> tuple[UploadSummary, ...]:
+        """The pending uploads to a key, oldest first (to resume one whose stream id was lost)."""
+        return await self._call(  # type: ignore[no-any-return]
+            "GET", f"/v1/buckets/{_seg(bucket)}/uploads", _uploads, params={"key": key}
+        )
 
     async def put_inline(
         self, bucket: str, key: str, data: bytes, plain_size: int, encrypted_metadata: bytes
@@ -379,11 +394,17 @@ class BridgeAPI:
         segments: Sequence[SegmentRekey],
         *,
         copy: bool = False,
+        stream_id: str | None = None,
     ) -> ObjectRecord:
-        """Move (or copy) an object without moving its data. Not served by the bridge yet: see
-        docs/client.md, "What the bridge must add"."""
+        """Move (or copy) an object without moving its data; the object at its new key.
+
+        `segments` re-wraps every segment's metadata, each exactly once. `stream_id` pins the
+        version those were made from: if another version is at the key by then, the bridge
+        answers `Conflict` with code ``object-changed`` instead of storing mismatched keys.
+        """
         body = {
             "key": key,
+            "stream_id": stream_id,
             "new_bucket": new_bucket,
             "new_key": new_key,
             "encrypted_metadata": None
@@ -578,6 +599,13 @@ def _list_page(raw: Any) -> ListPage:
     cursor = raw["next_cursor"]
     return ListPage(
         tuple(_listed(item) for item in raw["items"]), None if cursor is None else _str(cursor)
+    )
+
+
+def _uploads(raw: Any) -> tuple[UploadSummary, ...]:
+    return tuple(
+        UploadSummary(_str(u["stream_id"]), _int(u["created_at"]), _int(u["deadline"]))
+        for u in raw["uploads"]
     )
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from metadisk.client.bridge_api import (
-    AddressedLimit,
     BridgeAPI,
     ListedRecord,
     ObjectRecord,
@@ -35,11 +34,12 @@ from metadisk.client.download import (
 )
 from metadisk.client.errors import (
     AccessDenied,
+    BridgeError,
     ClientError,
+    Conflict,
     IntegrityFailure,
     InvalidArgument,
     NotFound,
-    PieceError,
     ResumeMismatch,
 )
 from metadisk.client.farmer_transport import FarmerTransport, HttpFarmerTransport, TransportConfig
@@ -57,11 +57,11 @@ from metadisk.core import content
 from metadisk.core.erasure import ErasureCodec, RedundancyScheme
 from metadisk.core.errors import AccessError, CoreError, DecodeError, DecryptionError
 from metadisk.core.grant import AccessGrant, SharePrefix
-from metadisk.core.identity import NodeId
 from metadisk.core.keys import new_content_key
 from metadisk.core.paths import decrypt_path, encrypt_path, object_key
 
 INLINE_LIMIT = 4096  # ciphertext bytes the bridge keeps in its database instead of on farmers
+_RELOCATE_ATTEMPTS = 3  # a move or copy re-reads an object overwritten meanwhile this many times
 _RESUME_VERSION = 1
 
 
@@ -173,7 +173,6 @@ class AsyncProject:
         self._bridge = bridge
         self._transport = transport
         self._offload = offload
-        self._node_keys: dict[NodeId, bytes] = {}
         self._closed = False
 
     @classmethod
@@ -346,7 +345,7 @@ class AsyncProject:
             segment_size = self._config.sizing.segment_size(scheme, in_flight)
             if state is not None:
                 state.save(stream_id, segment_size)
-        coordinator = _UploadCoordinator(self, stream_id, scheme)
+        coordinator = _UploadCoordinator(self._bridge, stream_id, scheme)
         pipeline = UploadPipeline(self._transport, self._offload, self._config.upload)
         try:
             summary = await pipeline.run(
@@ -392,28 +391,6 @@ class AsyncProject:
         # Best effort, and shielded: the caller may be here because it was cancelled.
         with contextlib.suppress(ClientError, asyncio.CancelledError):
             await asyncio.shield(self._bridge.abort_upload(stream_id))
-
-    async def _node_key(self, limit: AddressedLimit) -> bytes:
-        """The farmer's public key: from the bridge if it sent one, else from the farmer."""
-        if limit.public_key is not None:
-            return limit.public_key
-        node = limit.limit.node_id
-        known = self._node_keys.get(node)
-        if known is None:
-            try:
-                known = await self._transport.node_key(limit.address)
-            except PieceError:
-                return b""  # the piece fails as bad-target and is retried elsewhere
-            if NodeId.from_public_key(known) == node:
-                self._node_keys[node] = known
-        return known
-
-    async def _targets(self, orders: SegmentOrders) -> list[PieceTarget]:
-        keys = await asyncio.gather(*[self._node_key(o) for o in orders.limits])
-        return [
-            PieceTarget(o.piece_number, o.limit, o.address, key)
-            for o, key in zip(orders.limits, keys, strict=True)
-        ]
 
     # -- download ----------------------------------------------------------------------------
 
@@ -596,24 +573,27 @@ class AsyncProject:
     ) -> ObjectInfo:
         encrypted_key, key = self._locate(bucket, path)
         new_encrypted_key, new_key = self._locate(new_bucket, new_path)
-        record = await self._bridge.get_object(bucket, encrypted_key)
-        meta = _open_metadata(record, key)
-        sealed = _sealed(record)
-        rekeyed = []
-        try:
-            for segment in record.segments:
-                if segment.encrypted_metadata is None:
-                    raise IntegrityFailure(f"segment {segment.index} has no key")
-                old = SegmentKey.decode(segment.encrypted_metadata)
-                new = old.rewrap(key, new_key).encode()
-                rekeyed.append(SegmentRekey(segment.index, new))
-            new_sealed = None if sealed is None else sealed.rewrap(key, new_key).encode()
-        except (DecryptionError, DecodeError) as exc:
-            raise IntegrityFailure(f"the object's keys do not open: {exc}") from exc
-        moved = await self._bridge.move_object(
-            bucket, encrypted_key, new_bucket, new_encrypted_key, new_sealed, rekeyed, copy=copy
-        )
-        return _object_info(new_bucket, new_path, moved, meta)
+        for attempt in range(_RELOCATE_ATTEMPTS):
+            record = await self._bridge.get_object(bucket, encrypted_key)
+            meta = _open_metadata(record, key)
+            new_sealed, rekeyed = _rewrapped(record, key, new_key)
+            try:
+                moved = await self._bridge.move_object(
+                    bucket,
+                    encrypted_key,
+                    new_bucket,
+                    new_encrypted_key,
+                    new_sealed,
+                    rekeyed,
+                    copy=copy,
+                    stream_id=record.stream_id,  # keys re-wrapped for this version only
+                )
+            except Conflict as exc:
+                if exc.code != "object-changed" or attempt == _RELOCATE_ATTEMPTS - 1:
+                    raise
+                continue  # overwritten since it was read: re-wrap the new version's keys
+            return _object_info(new_bucket, new_path, moved, meta)
+        raise AssertionError("unreachable")
 
     # -- sharing -----------------------------------------------------------------------------
 
@@ -667,9 +647,8 @@ class _Opened:
 class _UploadCoordinator:
     """The pipeline's `UploadCoordinator` over the bridge API for one pending upload."""
 
-    def __init__(self, project: AsyncProject, stream_id: str, scheme: RedundancyScheme) -> None:
-        self._project = project
-        self._bridge = project._bridge
+    def __init__(self, bridge: BridgeAPI, stream_id: str, scheme: RedundancyScheme) -> None:
+        self._bridge = bridge
         self._stream_id = stream_id
         self._codec = ErasureCodec(scheme.k, scheme.n)
 
@@ -678,7 +657,7 @@ class _UploadCoordinator:
         orders = await self._bridge.begin_segment(
             self._stream_id, index, ciphertext_size, piece_size
         )
-        return await self._project._targets(orders)
+        return _targets(orders)
 
     async def replace_pieces(
         self, index: int, failed: Sequence[PieceTarget]
@@ -686,7 +665,7 @@ class _UploadCoordinator:
         orders = await self._bridge.replace_pieces(
             self._stream_id, index, [t.number for t in failed], []
         )
-        return await self._project._targets(orders)
+        return _targets(orders)
 
     async def commit_segment(self, segment: CommittedSegment) -> None:
         receipts = [segment.receipts[n].encode() for n in sorted(segment.receipts)]
@@ -771,6 +750,43 @@ class _ResumeState:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self.saved = None
+
+
+def _targets(orders: SegmentOrders) -> list[PieceTarget]:
+    """Where each piece goes, with the farmer key its receipt must verify under.
+
+    The bridge names each farmer's key in its PUT order limits; the upload checks that the key
+    hashes to the order limit's node id, so a lying bridge cannot make a forged receipt count.
+    """
+    targets = []
+    for order in orders.limits:
+        if order.public_key is None:
+            raise BridgeError(
+                f"the order limit for piece {order.piece_number} names no farmer key",
+                code="bad-response",
+            )
+        targets.append(
+            PieceTarget(order.piece_number, order.limit, order.address, order.public_key)
+        )
+    return targets
+
+
+def _rewrapped(
+    record: ObjectRecord, key: bytes, new_key: bytes
+) -> tuple[bytes | None, list[SegmentRekey]]:
+    """The object's sealed metadata and segment keys re-wrapped from `key` to `new_key`."""
+    sealed = _sealed(record)
+    rekeyed = []
+    try:
+        for segment in record.segments:
+            if segment.encrypted_metadata is None:
+                raise IntegrityFailure(f"segment {segment.index} has no key")
+            old = SegmentKey.decode(segment.encrypted_metadata)
+            rekeyed.append(SegmentRekey(segment.index, old.rewrap(key, new_key).encode()))
+        new_sealed = None if sealed is None else sealed.rewrap(key, new_key).encode()
+    except (DecryptionError, DecodeError) as exc:
+        raise IntegrityFailure(f"the object's keys do not open: {exc}") from exc
+    return new_sealed, rekeyed
 
 
 def _bucket(record: Any) -> Bucket:

@@ -23,8 +23,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import blake3
-
 from metadisk.client.formats import plaintext_tag
 from metadisk.core import content
 from metadisk.core.erasure import ErasureCodec
@@ -65,8 +63,7 @@ def layout_for(capacity: int, k: int, slots: int) -> SegmentLayout:
 class PieceDigest:
     """What the client checks a farmer's receipt against."""
 
-    piece_hash: bytes
-    merkle_root: bytes
+    piece_hash: bytes  # the piece's Merkle root
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +112,7 @@ def encode_segment(
     for number in range(n):
         start = base + number * piece_size
         digest = digest_piece(view[start : start + piece_size])
-        digests.append(PieceDigest(digest.piece_hash, digest.merkle_root))
+        digests.append(PieceDigest(digest.piece_hash))
     return EncodedSegment(plaintext_size, ciphertext_size, piece_size, tuple(digests), tag)
 
 
@@ -141,8 +138,8 @@ def piece_view(view: memoryview, layout: SegmentLayout, slot: int, piece_size: i
 
 
 def piece_hash(ref: BufferRef, start: int, size: int) -> bytes:
-    """BLAKE3-256 of buffer bytes [start, start + size): a fetched piece's hash."""
-    return bytes(blake3.blake3(_resolve(ref)[start : start + size]).digest())
+    """The hash (Merkle root) of buffer bytes [start, start + size): a fetched piece's hash."""
+    return digest_piece(_resolve(ref)[start : start + size]).piece_hash
 
 
 def decode_segment(

@@ -1,7 +1,7 @@
 """Signed wire messages between bridge, farmers and clients.
 
 - `OrderLimit`: the bridge's permission for one action on one piece at one farmer.
-- `PieceReceipt`: the farmer's signed statement that it stored a piece (size, hash, Merkle root).
+- `PieceReceipt`: the farmer's signed statement that it stored a piece (size, Merkle-root hash).
 - `NodeContact`: the farmer's signed check-in (key, address, space, version).
 
 Each message is a frozen dataclass with `encode()` / `decode()` over the canonical format of
@@ -159,8 +159,7 @@ class PieceReceipt:
     node_id: NodeId
     piece_id: bytes
     size: int
-    piece_hash: bytes  # BLAKE3 of the whole piece
-    merkle_root: bytes  # root over fixed-size leaves, for audits
+    piece_hash: bytes  # the piece's Merkle root (metadisk.core.merkle), which audits prove against
     stored_at: int
     signature: bytes = b""
 
@@ -170,7 +169,6 @@ class PieceReceipt:
         _check_size("serial", self.serial, SERIAL_SIZE)
         _check_size("piece id", self.piece_id, PIECE_ID_SIZE)
         _check_size("piece hash", self.piece_hash, HASH_SIZE)
-        _check_size("merkle root", self.merkle_root, HASH_SIZE)
         for name in ("size", "stored_at"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value < 1 << 64:
@@ -186,7 +184,6 @@ class PieceReceipt:
             .fixed(self.piece_id, PIECE_ID_SIZE)
             .u64(self.size)
             .fixed(self.piece_hash, HASH_SIZE)
-            .fixed(self.merkle_root, HASH_SIZE)
             .u64(self.stored_at)
             .getvalue()
         )
@@ -213,11 +210,10 @@ class PieceReceipt:
         piece_id = r.fixed(PIECE_ID_SIZE)
         size = r.u64()
         piece_hash = r.fixed(HASH_SIZE)
-        merkle_root = r.fixed(HASH_SIZE)
         stored_at = r.u64()
         signature = r.fixed(SIGNATURE_SIZE)
         r.end()
-        return cls(serial, node_id, piece_id, size, piece_hash, merkle_root, stored_at, signature)
+        return cls(serial, node_id, piece_id, size, piece_hash, stored_at, signature)
 
 
 @dataclass(frozen=True, slots=True)

@@ -257,7 +257,6 @@ class PieceService:
             piece_id=piece_id,
             size=digest.size,
             piece_hash=digest.piece_hash,
-            merkle_root=digest.merkle_root,
             stored_at=now,
         )
         return receipt.signed_by(self.identity)

@@ -32,8 +32,8 @@ from metadisk.core.messages import HASH_SIZE
 from metadisk.farmer.errors import CorruptPiece, NotFound
 
 MAGIC = b"MDPIECE1"
-# magic, size, stored_at, expires_at, piece_hash, merkle_root, leaf_count
-FOOTER = struct.Struct(f">8sQQQ{HASH_SIZE}s{HASH_SIZE}sI")
+# magic, size, stored_at, expires_at, piece_hash (the Merkle root), leaf_count
+FOOTER = struct.Struct(f">8sQQQ{HASH_SIZE}sI")
 FAN_OUT = 2  # hex digits of the piece id naming its directory: 256 directories per bridge
 
 
@@ -50,7 +50,6 @@ class PieceInfo:
     stored_at: int
     expires_at: int  # 0: no TTL
     piece_hash: bytes
-    merkle_root: bytes
     leaf_count: int
 
     @classmethod
@@ -60,7 +59,6 @@ class PieceInfo:
             stored_at,
             expires_at,
             digest.piece_hash,
-            digest.merkle_root,
             len(digest.leaf_hashes),
         )
 
@@ -75,7 +73,6 @@ class PieceInfo:
             self.stored_at,
             self.expires_at,
             self.piece_hash,
-            self.merkle_root,
             self.leaf_count,
         )
 
@@ -83,8 +80,8 @@ class PieceInfo:
     def unpack(cls, footer: bytes, file_size: int) -> PieceInfo:
         if len(footer) != FOOTER.size:
             raise CorruptPiece("piece file too short")
-        magic, size, stored_at, expires_at, piece_hash, root, leaves = FOOTER.unpack(footer)
-        info = cls(size, stored_at, expires_at, piece_hash, root, leaves)
+        magic, size, stored_at, expires_at, piece_hash, leaves = FOOTER.unpack(footer)
+        info = cls(size, stored_at, expires_at, piece_hash, leaves)
         if magic != MAGIC or leaves != leaf_count(size) or info.disk_size != file_size:
             raise CorruptPiece("piece file footer is corrupt")
         return info
