@@ -9,6 +9,7 @@ order limit, with the farmer's own `Identity` (fine for bridge-only tests).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -168,10 +169,14 @@ class Farmer:
             node_id=self.node_id,
             piece_id=piece_id if piece_id is not None else limit.piece_id,
             size=limit.limit if size is None else size,
-            piece_hash=bytes(32),
-            merkle_root=bytes(range(32)),
+            piece_hash=fake_piece_hash(limit.piece_id),
             stored_at=int(time.time()),
         ).signed_by(self.identity)
+
+
+def fake_piece_hash(piece_id: bytes) -> bytes:
+    """What the doubles' receipts give as a piece's hash (its Merkle root): one per piece."""
+    return hashlib.blake2b(piece_id, digest_size=32, person=b"fake piece hash").digest()
 
 
 class FarmerFleet:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from metadisk.bridge import errors
 from metadisk.bridge.accounts.db import User
 from metadisk.bridge.auth.service import Access
 from metadisk.bridge.chore import Chore
@@ -157,6 +158,118 @@ async def test_failed_deletes_are_retried_then_dropped(
     bridge.metainfo.abort_upload(access, again.stream_id, clock.now)
     report = await bridge.deletion_chore.trigger_and_wait()
     assert (report.deleted, report.failed) == (10, 0)
+
+
+async def _upload(
+    bridge: Bridge, access: Access, fleet: FarmerFleet, clock: Clock, key: str, segments: int
+) -> set[bytes]:
+    """A whole upload through the services, farmers played by `fleet`; the piece ids stored."""
+    began = bridge.metainfo.begin_object(access, "bucket", key, clock.now)
+    pieces: set[bytes] = set()
+    for index in range(segments):
+        orders = bridge.metainfo.begin_segment(access, began.stream_id, index, 400, 100, clock.now)
+        receipts = [
+            b64encode(
+                fleet.by_node(o.order_limit.node_id.hex())
+                .receipt(b64encode(o.order_limit.encode()))
+                .encode()
+            )
+            for o in orders.orders
+        ]
+        metainfo = bridge.metainfo
+        metainfo.commit_segment(access, began.stream_id, index, receipts, 300, b"k", clock.now)
+        pieces |= {o.order_limit.piece_id for o in orders.orders}
+    bridge.metainfo.commit_object(access, began.stream_id, b"meta", clock.now)
+    return pieces
+
+
+def _relocate(
+    bridge: Bridge, access: Access, clock: Clock, key: str, new_key: str, *, copy: bool
+) -> None:
+    info = bridge.metainfo.get_object(access, "bucket", key, clock.now)
+    rekeyed = [(segment.index, b"rewrapped") for segment in info.segments]
+    bridge.metainfo.relocate(
+        access, "bucket", key, None, "bucket", new_key, b"m", rekeyed, clock.now, copy=copy
+    )
+
+
+async def test_copies_share_pieces_until_the_last_goes(
+    bridge: Bridge, fleet: FarmerFleet, clock: Clock
+) -> None:
+    for chore in bridge.chores:
+        chore.pause()
+    await _checkin(bridge, fleet, clock)
+    access = await _access(bridge, clock)
+    pieces = await _upload(bridge, access, fleet, clock, "YQ", segments=2)
+    assert len(pieces) == 20 and bridge.deletion_store.pending() == 0
+    _relocate(bridge, access, clock, "YQ", "Yg", copy=True)  # a copy
+    _relocate(bridge, access, clock, "Yg", "Yw", copy=True)  # a copy of the copy
+    _relocate(bridge, access, clock, "Yw", "ZA", copy=False)  # moved: still one reference
+    for key in ("YQ", "Yg"):
+        bridge.metainfo.delete_object(access, "bucket", key, clock.now)
+        assert bridge.deletion_store.pending() == 0  # "ZA" still uses every piece
+    for index in (0, 1):
+        left = bridge.metainfo.download_segment(access, "bucket", "ZA", index, None, clock.now)
+        assert {o.order_limit.piece_id for o in left.orders} <= pieces
+    # The last reference goes: every piece is queued once, and deleted from its farmer.
+    bridge.metainfo.delete_object(access, "bucket", "ZA", clock.now)
+    assert bridge.deletion_store.pending() == len(pieces)
+    report = await bridge.deletion_chore.trigger_and_wait()
+    assert report == DeletionReport(deleted=20, failed=0, dropped=0)
+    assert _deleted(fleet) == pieces
+
+
+async def test_a_bucket_of_copies_deletes_each_piece_once(
+    bridge: Bridge, fleet: FarmerFleet, clock: Clock
+) -> None:
+    for chore in bridge.chores:
+        chore.pause()
+    await _checkin(bridge, fleet, clock)
+    access = await _access(bridge, clock)
+    pieces = await _upload(bridge, access, fleet, clock, "YQ", segments=1)
+    _relocate(bridge, access, clock, "YQ", "Yg", copy=True)
+    _relocate(bridge, access, clock, "YQ", "Yw", copy=True)
+    # Overwriting a copy gives up its reference only.
+    bridge.metainfo.put_inline(access, "bucket", "Yw", b"tiny", 4, None, clock.now)
+    assert bridge.deletion_store.pending() == 0
+    # Two references in one transaction: both dropped, each piece queued once.
+    bridge.buckets.delete(access, "bucket", True, clock.now)
+    assert bridge.deletion_store.pending() == len(pieces) == 10
+    await bridge.deletion_chore.trigger_and_wait()
+    assert _deleted(fleet) == pieces
+
+
+async def test_copies_deleted_and_copied_at_once(
+    bridge: Bridge, fleet: FarmerFleet, clock: Clock
+) -> None:
+    """Deletes of every copy race a copy of one of them: the pieces are queued once, exactly
+    when no object is left using them (PostgreSQL runs these transactions concurrently)."""
+    for chore in bridge.chores:
+        chore.pause()
+    await _checkin(bridge, fleet, clock)
+    access = await _access(bridge, clock)
+    pieces = await _upload(bridge, access, fleet, clock, "YQ", segments=1)
+    copies = [f"Yw{i}" for i in range(7)]
+    for key in copies:
+        _relocate(bridge, access, clock, "YQ", key, copy=True)
+
+    def delete(key: str) -> None:
+        bridge.metainfo.delete_object(access, "bucket", key, clock.now)
+
+    def copy_last() -> bool:
+        try:
+            _relocate(bridge, access, clock, copies[-1], "ZA", copy=True)
+        except errors.NotFound:
+            return False  # deleted first
+        return True
+
+    *_, copied = await asyncio.gather(
+        *(asyncio.to_thread(delete, key) for key in ["YQ", *copies]), asyncio.to_thread(copy_last)
+    )
+    if copied:
+        assert bridge.deletion_store.pending() == 0
+        delete("ZA")
+    assert bridge.deletion_store.pending() == len(pieces)
 
 
 async def test_paused_chore_runs_only_when_triggered(bridge: Bridge, clock: Clock) -> None:

@@ -1,9 +1,11 @@
-"""A bridge killed (SIGKILL) between begin and commit: after restart nothing is visible, and the
-reclaim chore drops the upload and has its pieces deleted from the farmers."""
+"""A bridge killed (SIGKILL) between begin and commit and in the middle of moves: after restart the
+upload is not visible, and the reclaim chore drops it and has its pieces deleted from the farmers;
+the moved object is visible under exactly one of its names."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -11,9 +13,9 @@ import aiohttp
 import pytest
 
 from metadisk.bridge.launcher import BridgeProcess
-from metadisk.core.encoding import b64decode
+from metadisk.core.encoding import b64decode, b64encode
 from metadisk.core.messages import OrderLimit
-from tests.bridge.helpers import Api, FarmerFleet, Tenant, checkin_all, sign_receipts
+from tests.bridge.helpers import Api, FarmerFleet, Tenant, checkin_all, sign_receipts, upload
 
 SETTINGS = {
     "objects": {"upload_ttl": 2},
@@ -44,7 +46,8 @@ def _piece_ids(orders: list[dict[str, str]]) -> set[bytes]:
     return {OrderLimit.decode(b64decode(o["order_limit"])).piece_id for o in orders}
 
 
-async def test_killed_between_begin_and_commit(bridge: BridgeProcess, fleet: FarmerFleet) -> None:
+async def test_killed_mid_upload_and_mid_move(bridge: BridgeProcess, fleet: FarmerFleet) -> None:
+    """SIGKILL with an upload begun but not committed and moves back and forth under way."""
     async with aiohttp.ClientSession() as session:
         api = Api(session, bridge.url)
         await checkin_all(api, fleet.farmers)
@@ -68,7 +71,36 @@ async def test_killed_between_begin_and_commit(bridge: BridgeProcess, fleet: Far
             json={"index": 1, "encrypted_size": 400, "piece_size": 100},
         )
 
-    bridge.kill()
+        await upload(tenant, fleet, bucket, "YQ", [400, 400])
+        moved = 0
+        under_way = asyncio.Event()
+
+        async def mover() -> None:
+            nonlocal moved
+            here, there = "YQ", "Yg"
+            while True:
+                body = {
+                    "key": here,
+                    "new_bucket": bucket,
+                    "new_key": there,
+                    "encrypted_metadata": b64encode(f"meta {there}".encode()),
+                    "segments": [
+                        {"index": i, "encrypted_metadata": b64encode(f"key{i} {there}".encode())}
+                        for i in range(2)
+                    ],
+                }
+                await tenant.ok("POST", f"/v1/buckets/{bucket}/object/move", json=body)
+                moved += 1
+                if moved == 5:
+                    under_way.set()
+                here, there = there, here
+
+        task = asyncio.create_task(mover())
+        await under_way.wait()
+        bridge.kill()  # most likely with the next move in flight
+        with contextlib.suppress(aiohttp.ClientError):
+            await task
+
     bridge.start()
 
     async with aiohttp.ClientSession() as session:
@@ -77,8 +109,15 @@ async def test_killed_between_begin_and_commit(bridge: BridgeProcess, fleet: Far
             "GET", f"/v1/buckets/{bucket}/object", params={"key": "Y3Jhc2g"}
         )
         assert (missing.status, missing.code) == (404, "object-not-found")
+        # Exactly one of the two names, with the metadata of its own move (one transaction).
         listing = await tenant.ok("GET", f"/v1/buckets/{bucket}/objects")
-        assert listing["items"] == []
+        [visible] = [item["key"] for item in listing["items"]]
+        assert visible in ("YQ", "Yg")
+        got = await tenant.ok("GET", f"/v1/buckets/{bucket}/object", params={"key": visible})
+        assert got["encrypted_metadata"] == b64encode(f"meta {visible}".encode())
+        assert [g["encrypted_metadata"] for g in got["segments"]] == [
+            b64encode(f"key{i} {visible}".encode()) for i in range(2)
+        ]
 
         # The restarted bridge's reclaim chore drops the upload once past its deadline, and its
         # deletion chore asks each farmer to delete what it may hold (bounded wait, no timing).
@@ -94,5 +133,6 @@ async def test_killed_between_begin_and_commit(bridge: BridgeProcess, fleet: Far
         assert not any(farmer.delete_failures for farmer in fleet.farmers)
         gone = await tenant.call("POST", f"/v1/uploads/{stream}/commit", json={})
         assert gone.code == "upload-not-found"
-        # The project counted nothing for the lost upload.
-        assert (await tenant.project())["usage"]["storage_bytes"] == 0
+        # The project counted nothing for the lost upload; the moved object exactly once.
+        usage = (await tenant.project())["usage"]
+        assert (usage["storage_bytes"], usage["segments"]) == (800, 2)

@@ -161,10 +161,10 @@ async def test_one_piece_per_network(api: Api, tenant: Tenant, fleet: FarmerFlee
 
 def test_distinct_networks() -> None:
     nodes = [
-        Candidate(b"a", "", "10.0.0.0/24"),
-        Candidate(b"b", "", "10.0.0.0/24"),
-        Candidate(b"c", "", "10.0.1.0/24"),
-        Candidate(b"d", "", "10.0.2.0/24"),
+        Candidate(b"a", b"", "", "10.0.0.0/24"),
+        Candidate(b"b", b"", "", "10.0.0.0/24"),
+        Candidate(b"c", b"", "", "10.0.1.0/24"),
+        Candidate(b"d", b"", "", "10.0.2.0/24"),
     ]
     assert [c.node_id for c in distinct_networks(nodes)] == [b"a", b"c", b"d"]
     assert [c.node_id for c in distinct_networks(nodes, {"10.0.1.0/24"})] == [b"a", b"d"]

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from metadisk.bridge.launcher import BridgeProcess
 from metadisk.core.encoding import b64decode, b64encode
+from metadisk.core.identity import NodeId
+from metadisk.core.macaroon import AllowedPath, APIKey, Caveat
 from metadisk.core.messages import Action, OrderLimit, derive_piece_id
-from tests.bridge.helpers import Api, FarmerFleet, Tenant, checkin_all, sign_receipts, upload
+from tests.bridge.helpers import (
+    Api,
+    FarmerFleet,
+    Tenant,
+    checkin,
+    checkin_all,
+    fake_piece_hash,
+    sign_receipts,
+    upload,
+)
 
 
 def _limit(order: dict[str, str]) -> OrderLimit:
@@ -40,6 +51,11 @@ async def test_whole_lifecycle(
     for order in orders:
         limit = _limit(order)
         limit.verify_signature(bridge_key)
+        # The farmer's key, to check its receipt with: it hashes to the node id.
+        farmer = online.by_node(order["node_id"])
+        assert b64decode(order["public_key"]) == farmer.identity.public_key
+        assert NodeId.from_public_key(b64decode(order["public_key"])) == limit.node_id
+        assert order["piece_hash"] is None
         assert limit.action is Action.PUT
         assert limit.limit == 1000
         assert limit.node_id.hex() == order["node_id"]
@@ -86,6 +102,9 @@ async def test_whole_lifecycle(
         limit.verify_signature(bridge_key)
         assert limit.action is Action.GET and limit.limit == 1000
         assert limit.piece_id in piece_ids
+        # The hash from the piece's receipt, to check the piece with; no key needed.
+        assert b64decode(order["piece_hash"]) == fake_piece_hash(limit.piece_id)
+        assert order["public_key"] is None
         assert order["address"] == online.by_node(order["node_id"]).address
 
     listing = await tenant.ok("GET", f"/v1/buckets/{bucket}/objects")
@@ -253,6 +272,9 @@ async def test_replacement_order_limits(tenant: Tenant, online: FarmerFleet, api
     )
     new = replaced["order_limits"]
     assert sorted(o["piece_number"] for o in new) == sorted(o["piece_number"] for o in failed)
+    for order in new:
+        farmer = online.by_node(order["node_id"])
+        assert b64decode(order["public_key"]) == farmer.identity.public_key
     used = {o["node_id"] for o in orders}
     assert not used & {o["node_id"] for o in new}
     # Old order limits of the failed pieces no longer count; the new ones do.
@@ -306,3 +328,122 @@ async def test_download_skips_offline_and_disqualified_nodes(
         for farmer in down:
             farmer.ping_status = 200
         await checkin_all(api, down)
+
+
+async def test_downloads_offer_every_data_piece_first(
+    tenant: Tenant, online: FarmerFleet, api: Api
+) -> None:
+    """The code is systematic: with pieces 0..k-1 the client decodes nothing, so those come
+    first, and random recovery pieces fill up the spares."""
+    bucket = await tenant.bucket()
+    await upload(tenant, online, bucket, "YQ", [400])
+    path = f"/v1/buckets/{bucket}/object/segments/0"
+
+    async def offered() -> list[int]:
+        reply = await tenant.ok("GET", path, params={"key": "YQ"})
+        return [o["piece_number"] for o in reply["order_limits"]]
+
+    spares: set[int] = set()
+    for _ in range(8):
+        numbers = await offered()
+        assert numbers[:4] == [0, 1, 2, 3] and len(numbers) == 6
+        spares.update(numbers[4:])
+    assert spares <= set(range(4, 10))
+    # A data piece's farmer offline: the other data pieces, then recovery pieces.
+    holder = await tenant.ok("GET", path, params={"key": "YQ"})
+    node = next(o["node_id"] for o in holder["order_limits"] if o["piece_number"] == 2)
+    farmer = online.by_node(node)
+    farmer.ping_status = 503
+    try:
+        assert not (await checkin(api, farmer)).body["online"]
+        numbers = await offered()
+        assert numbers[:3] == [0, 1, 3] and 2 not in numbers and len(numbers) == 6
+    finally:
+        farmer.ping_status = 200
+        await checkin_all(api, [farmer])
+
+
+async def test_pending_upload_for_resuming(tenant: Tenant, online: FarmerFleet) -> None:
+    bucket = await tenant.bucket()
+    began = await tenant.ok("POST", f"/v1/buckets/{bucket}/uploads", json={"key": "cmVz"})
+    stream = began["stream_id"]
+    for index in (0, 2):  # committed, with the wrapped keys a resume needs
+        segment = await tenant.ok(
+            "POST",
+            f"/v1/uploads/{stream}/segments",
+            json={"index": index, "encrypted_size": 400, "piece_size": 100},
+        )
+        await tenant.ok(
+            "POST",
+            f"/v1/uploads/{stream}/segments/{index}/commit",
+            json={
+                "receipts": sign_receipts(online, segment["order_limits"]),
+                "plain_size": 300 + index,
+                "encrypted_metadata": b64encode(bytes([index])),
+            },
+        )
+    await tenant.ok(  # begun, never committed: not listed
+        "POST",
+        f"/v1/uploads/{stream}/segments",
+        json={"index": 1, "encrypted_size": 400, "piece_size": 100},
+    )
+    pending = await tenant.ok("GET", f"/v1/uploads/{stream}")
+    assert {k: pending[k] for k in ("stream_id", "bucket", "key", "deadline")} == {
+        "stream_id": stream,
+        "bucket": bucket,
+        "key": "cmVz",
+        "deadline": began["deadline"],
+    }
+    assert pending["redundancy"] == began["redundancy"]
+    segments = pending["segments"]
+    committed = [(g["index"], g["plain_size"], g["encrypted_metadata"]) for g in segments]
+    assert committed == [(0, 300, b64encode(b"\0")), (2, 302, b64encode(b"\2"))]
+    assert pending["segments"][0]["encrypted_size"] == 400
+
+    # Listed by key, oldest first, so that a client without local state finds it.
+    later = await tenant.ok("POST", f"/v1/buckets/{bucket}/uploads", json={"key": "cmVz"})
+    reply = await tenant.ok("GET", f"/v1/buckets/{bucket}/uploads", params={"key": "cmVz"})
+    listed = reply["uploads"]
+    assert {u["stream_id"] for u in listed} == {stream, later["stream_id"]}
+    assert [u["created_at"] for u in listed] == sorted(u["created_at"] for u in listed)
+    assert {u["deadline"] for u in listed} == {began["deadline"], later["deadline"]}
+    other = await tenant.ok("GET", f"/v1/buckets/{bucket}/uploads", params={"key": "b3RoZXI"})
+    assert other["uploads"] == []
+    no_bucket = await tenant.call("GET", "/v1/buckets/nope/uploads", params={"key": "cmVz"})
+    assert (no_bucket.status, no_bucket.code) == (404, "bucket-not-found")
+
+    # Authorized like the upload itself: WRITE on its key.
+    root = APIKey.parse(tenant.api_key)
+    no_writes = root.restrict(Caveat(disallow_writes=True)).serialize()
+    elsewhere = root.restrict(Caveat(allowed_paths=(AllowedPath(bucket, "b3RoZXI"),))).serialize()
+    read_only = root.restrict(Caveat(disallow_reads=True, disallow_lists=True)).serialize()
+    for token in (no_writes, elsewhere):
+        denied = await tenant.call("GET", f"/v1/uploads/{stream}", token=token)
+        assert (denied.status, denied.code) == (403, "access-denied")
+        denied = await tenant.call(
+            "GET", f"/v1/buckets/{bucket}/uploads", params={"key": "cmVz"}, token=token
+        )
+        assert denied.status == 403
+    assert (await tenant.call("GET", f"/v1/uploads/{stream}", token=read_only)).status == 200
+    # Other projects see nothing.
+    stranger = await Tenant.create(tenant.api)
+    hidden = await stranger.call("GET", f"/v1/uploads/{stream}")
+    assert (hidden.status, hidden.code) == (404, "upload-not-found")
+
+    # Gone once committed or aborted.
+    await tenant.ok("DELETE", f"/v1/uploads/{later['stream_id']}")
+    gone = await tenant.call("GET", f"/v1/uploads/{later['stream_id']}")
+    assert (gone.status, gone.code) == (404, "upload-not-found")
+    segment = await tenant.ok(  # begun again, committed, then the object
+        "POST",
+        f"/v1/uploads/{stream}/segments",
+        json={"index": 1, "encrypted_size": 400, "piece_size": 100},
+    )
+    await tenant.ok(
+        "POST",
+        f"/v1/uploads/{stream}/segments/1/commit",
+        json={"receipts": sign_receipts(online, segment["order_limits"])},
+    )
+    await tenant.ok("POST", f"/v1/uploads/{stream}/commit", json={})
+    gone = await tenant.call("GET", f"/v1/uploads/{stream}")
+    assert (gone.status, gone.code) == (404, "upload-not-found")

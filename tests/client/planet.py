@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,11 +25,29 @@ from metadisk.core.paths import EncryptionAccess
 from metadisk.farmer.config import TrustedBridge
 from metadisk.farmer.launcher import FarmerProcess, farmer_process
 
+# Piece deletes reach the farmers within a test, so that one can tell they did not happen.
+BRIDGE_SETTINGS = {"chores": {"delete_interval": 0.2}}
+
 
 @dataclass
 class Planet:
     bridge: BridgeProcess
     farmers: list[FarmerProcess]
+
+    def untried_deletes(self) -> int:
+        """Piece deletes the bridge has queued but not yet sent (read from its SQLite file)."""
+        path = self.bridge.data_dir / "bridge.sqlite3"
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            query = "SELECT count(*) FROM piece_deletes WHERE attempts = 0"
+            return int(db.execute(query).fetchone()[0])
+
+    async def deletes_sent(self, within: float = 60) -> None:
+        """Wait until the bridge has sent every piece delete queued so far (bounded, no timing)."""
+        deadline = time.monotonic() + within
+        while self.untried_deletes():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the bridge did not send its piece deletes")
+            await asyncio.sleep(0.05)
 
     async def grant(self) -> str:
         """A fresh tenant's full access grant (random root key: no Argon2 in tests)."""
@@ -47,7 +66,7 @@ class Planet:
 
 @contextlib.contextmanager
 def bridge_running(data_dir: Path) -> Iterator[BridgeProcess]:
-    bridge = BridgeProcess(data_dir)
+    bridge = BridgeProcess(data_dir, settings=BRIDGE_SETTINGS)
     bridge.start()
     try:
         yield bridge

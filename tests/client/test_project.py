@@ -3,12 +3,16 @@ farmer processes on 127.0.0.1, shared by this module's tests (each test has its 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import io
+import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -25,6 +29,7 @@ from metadisk.client import (
     Project,
     SegmentSizing,
 )
+from metadisk.client.bridge_api import BridgeAPI, SegmentOrders
 from metadisk.core.content import BLOCK_SIZE
 from tests.client.planet import Planet, planet
 
@@ -247,9 +252,134 @@ async def test_a_dead_farmer_does_not_stop_transfers(world: Planet, project: Asy
         await victim.start()
 
 
-def test_sync_project(world: Planet) -> None:
-    import asyncio
+@on_module_loop
+async def test_move_and_copy_share_the_stored_pieces(world: Planet, project: AsyncProject) -> None:
+    await project.create_bucket("other")
+    data = os.urandom(2 * MiB + 99)
+    await project.upload("bkt", "orig", data, content_type="a/b", metadata={"x": "y"})
+    copied = await project.copy("bkt", "orig", "bkt", "dir/copy")
+    assert (copied.key, copied.size, copied.content_type) == ("dir/copy", len(data), "a/b")
+    moved = await project.move("bkt", "dir/copy", "other", "moved")
+    assert (moved.bucket, moved.key, moved.metadata) == ("other", "moved", {"x": "y"})
+    with pytest.raises(NotFound):
+        await project.stat("bkt", "dir/copy")
+    assert await read_all(project, "orig") == data
+    assert (await project.stat("other", "moved")).metadata == {"x": "y"}
+    # The original goes; the copy's pieces must not go with it.
+    await project.delete("bkt", "orig")
+    await world.deletes_sent()
+    chunks = project.stream("other", "moved")
+    async with contextlib.aclosing(chunks):
+        assert b"".join([chunk async for chunk in chunks]) == data
+    # Small objects live at the bridge; they move the same way.
+    await project.upload("bkt", "tiny", b"tiny")
+    await project.move("bkt", "tiny", "other", "tiny2")
+    assert b"".join([c async for c in project.stream("other", "tiny2")]) == b"tiny"
 
+
+@on_module_loop
+async def test_move_and_copy_obey_the_grant(world: Planet, project: AsyncProject) -> None:
+    await project.upload("bkt", "in/a", b"a" * 5000)
+    no_delete = project.share(
+        [("bkt", "in"), ("bkt", "out")], Permissions(read=True, write=True, delete=False)
+    )
+    read_only = project.share([("bkt", "in"), ("bkt", "out")], Permissions(read=True))
+    async with await AsyncProject.open(no_delete, config=SMALL) as guest:
+        with pytest.raises(PermissionDenied):
+            await guest.move("bkt", "in/a", "bkt", "out/a")  # needs DELETE on the source
+        await guest.copy("bkt", "in/a", "bkt", "out/a")
+        with pytest.raises(PermissionDenied):
+            await guest.copy("bkt", "in/a", "bkt", "out/a")  # would replace out/a
+        with pytest.raises(AccessDenied):
+            await guest.copy("bkt", "in/a", "bkt", "elsewhere")  # no key for that path
+    async with await AsyncProject.open(read_only, config=SMALL) as guest:
+        with pytest.raises(PermissionDenied):
+            await guest.copy("bkt", "in/a", "bkt", "out/b")  # needs WRITE at the destination
+    assert await read_all(project, "out/a") == b"a" * 5000
+    # Another project's bucket is not there at all for this one.
+    async with await AsyncProject.open(await world.grant(), config=SMALL) as other:
+        await other.create_bucket("theirs")
+        with pytest.raises(NotFound) as missing:
+            await project.copy("bkt", "in/a", "theirs", "stolen")
+        assert missing.value.code == "bucket-not-found"
+        assert [i async for i in other.list_objects("theirs")] == []
+
+
+class _CountingBridge(BridgeAPI):
+    """The real bridge API, noting which segments an upload begins."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.begun: list[int] = []
+
+    async def begin_segment(
+        self, stream_id: str, index: int, encrypted_size: int, piece_size: int
+    ) -> SegmentOrders:
+        self.begun.append(index)
+        return await super().begin_segment(stream_id, index, encrypted_size, piece_size)
+
+
+_INTERRUPTED_UPLOAD = """
+import os, sys
+from metadisk.client import ClientConfig, Project, SegmentSizing
+grant, source, state = sys.argv[1:]
+config = ClientConfig(sizing=SegmentSizing(piece_target=256 * 1024), processes=False)
+with Project.open(grant, config=config) as project:
+    project.upload("bkt", "resumed", source, resume_dir=state,
+                   progress=lambda done, total: print(done, flush=True))
+"""
+
+
+@on_module_loop
+async def test_a_killed_upload_resumes(
+    world: Planet, project: AsyncProject, tmp_path: Path
+) -> None:
+    """An upload process SIGKILLed after some segments are committed: the next upload of the
+    same file sends only the segments the bridge does not have, and the object is whole."""
+    data = os.urandom(6 * MiB + 5)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    state_dir = tmp_path / "state"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _INTERRUPTED_UPLOAD,
+        project.grant.serialize(),
+        str(source),
+        str(state_dir),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    try:
+        while int((await child.stdout.readline()) or b"-1") < 2 * MiB:
+            pass  # until two segments are committed
+    finally:
+        child.kill()
+        await child.wait()
+    [state] = state_dir.iterdir()
+    stream_id = json.loads(state.read_text())["stream_id"]
+
+    bridge = _CountingBridge(world.bridge.url, project.grant.api_key.serialize())
+    try:
+        pending = await bridge.get_upload(stream_id)
+        committed = {segment.index for segment in pending.segments}
+        assert {0, 1} <= committed and len(committed) < 7
+        listed = await bridge.list_uploads("bkt", pending.key)
+        assert stream_id in {upload.stream_id for upload in listed}
+        async with AsyncProject(project.grant, config=SMALL, bridge=bridge) as again:
+            info = await again.upload("bkt", "resumed", source, resume_dir=state_dir)
+        assert info.size == len(data)
+        assert sorted(bridge.begun) == sorted(set(range(7)) - committed)
+        with pytest.raises(NotFound) as gone:
+            await bridge.get_upload(stream_id)  # committed: no longer pending
+        assert gone.value.code == "upload-not-found"
+    finally:
+        await bridge.aclose()
+    assert list(state_dir.iterdir()) == []
+    assert await read_all(project, "resumed") == data
+
+
+def test_sync_project(world: Planet) -> None:
     grant = asyncio.run(world.grant())
     data = os.urandom(MiB + 10)
     with Project.open(grant, config=SMALL) as project:

@@ -1,11 +1,22 @@
-"""Statements several stores need: queueing piece deletes, upserts, literal status filters."""
+"""Statements several stores need: releasing pieces, upserts, literal status filters."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Connection, Table, insert, literal, literal_column
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Table,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    update,
+)
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -15,32 +26,56 @@ from metadisk.bridge.db import tables as t
 # neither SQLite nor a prepared PostgreSQL plan can see through a parameter.
 IS_COMMITTED = t.objects.c.status == literal_column(str(t.COMMITTED))
 IS_PENDING = t.objects.c.status == literal_column(str(t.PENDING))
+SEGMENT_COMMITTED = t.segments.c.status == literal_column(str(t.COMMITTED))
+SEGMENT_PENDING = t.segments.c.status == literal_column(str(t.PENDING))
 
 
-def queue_pieces_of(conn: Connection, streams: Any, now: int) -> None:
-    """Queue deletes for every piece recorded or ordered for the streams selected by `streams`.
+def release_streams(conn: Connection, streams: Any, now: int) -> None:
+    """Give up everything the streams selected by `streams` hold on farmers, before they go.
 
-    `streams` is a list of stream ids or a SELECT of them. Ordered pieces of uncommitted segments
-    may or may not exist on their farmers: a delete of a missing piece is a cheap 404.
+    `streams` is a list of stream ids or a SELECT of them; call this before deleting their object
+    rows. Order limits of uncommitted segments are queued for deletion: their pieces may or may not
+    exist (a delete of a missing piece is a cheap 404). Each committed segment drops its reference
+    to its piece set; a set whose last reference goes has its pieces queued and its rows deleted,
+    so that copies sharing the pieces keep them. The UPDATE of `piece_sets` row-locks the sets, so
+    concurrent deletes of two copies cannot both see the other and leak the pieces.
     """
     columns = ["node_id", "piece_id", "created_at", "next_attempt_at"]
     stamp = literal(now, BigInteger)
+    so = t.segment_orders.c
     conn.execute(
         insert(t.piece_deletes).from_select(
             columns,
-            sa_select(t.pieces.c.node_id, t.pieces.c.piece_id, stamp, stamp).where(
-                t.pieces.c.stream_id.in_(streams)
-            ),
+            sa_select(so.node_id, so.piece_id, stamp, stamp).where(so.stream_id.in_(streams)),
         )
     )
+    s, ps = t.segments.c, t.piece_sets.c
+    held = (s.stream_id.in_(streams)) & SEGMENT_COMMITTED
+    uses = (
+        sa_select(func.count()).where(s.root_piece_id == ps.root_piece_id, held).scalar_subquery()
+    )
+    released = conn.execute(
+        update(t.piece_sets)
+        .where(ps.root_piece_id.in_(sa_select(s.root_piece_id).where(held)))
+        .values(refs=ps.refs - uses)
+        .returning(ps.root_piece_id, ps.refs)
+    ).all()
+    _drop_piece_sets(conn, [root for root, refs in released if refs <= 0], now)
+
+
+def _drop_piece_sets(conn: Connection, roots: Sequence[bytes], now: int) -> None:
+    """Queue deletes for every piece of the sets `roots` and delete their rows (and pieces)."""
+    if not roots:
+        return
+    p = t.pieces.c
+    stamp = literal(now, BigInteger)
     conn.execute(
         insert(t.piece_deletes).from_select(
-            columns,
-            sa_select(t.segment_orders.c.node_id, t.segment_orders.c.piece_id, stamp, stamp).where(
-                t.segment_orders.c.stream_id.in_(streams)
-            ),
+            ["node_id", "piece_id", "created_at", "next_attempt_at"],
+            sa_select(p.node_id, p.piece_id, stamp, stamp).where(p.root_piece_id.in_(roots)),
         )
     )
+    conn.execute(delete(t.piece_sets).where(t.piece_sets.c.root_piece_id.in_(roots)))
 
 
 def queue_deletes(conn: Connection, targets: Sequence[tuple[bytes, bytes]], now: int) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from metadisk.bridge.buckets.db import Bucket, CreateOutcome, DeleteOutcome
 from metadisk.bridge.config import Redundancy
 from metadisk.bridge.db import tables as t
-from metadisk.bridge.db._shared import IS_COMMITTED, queue_pieces_of
+from metadisk.bridge.db._shared import IS_COMMITTED, release_streams
 from metadisk.bridge.db.engine import Database
 
 _b = t.buckets.c
@@ -96,7 +96,7 @@ class BucketsStore:
                 ).where(in_bucket, IS_COMMITTED)
             ).one()
             # Pending uploads go too: their pieces would otherwise be orphaned on farmers.
-            queue_pieces_of(conn, select(o.stream_id).where(in_bucket), now)
+            release_streams(conn, select(o.stream_id).where(in_bucket), now)
             conn.execute(delete(t.objects).where(in_bucket))
             conn.execute(delete(t.buckets).where(_b.project_id == project_id, _b.name == name))
             conn.execute(

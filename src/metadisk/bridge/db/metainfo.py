@@ -8,6 +8,7 @@ the start by `Database.write`, finds the winner's object, and replaces it (last 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import (
@@ -20,7 +21,6 @@ from sqlalchemy import (
     delete,
     exists,
     insert,
-    literal_column,
     or_,
     select,
     update,
@@ -30,16 +30,25 @@ from sqlalchemy.exc import IntegrityError
 
 from metadisk.bridge.config import Redundancy
 from metadisk.bridge.db import tables as t
-from metadisk.bridge.db._shared import IS_COMMITTED, IS_PENDING, queue_deletes, queue_pieces_of
-from metadisk.bridge.db.engine import Database
+from metadisk.bridge.db._shared import (
+    IS_COMMITTED,
+    IS_PENDING,
+    SEGMENT_COMMITTED,
+    SEGMENT_PENDING,
+    queue_deletes,
+    release_streams,
+)
+from metadisk.bridge.db.engine import RETRIES, Database
 from metadisk.bridge.metainfo.db import (
     InlineObject,
     ListedObject,
     NewSegment,
     ObjectInfo,
     Outcome,
+    PendingUpload,
     PieceLocation,
     Quota,
+    Relocation,
     SegmentInfo,
     SegmentPieces,
     SegmentState,
@@ -56,8 +65,7 @@ _so = t.segment_orders.c
 _b = t.buckets.c
 _pr = t.projects.c
 _n = t.nodes.c
-_SEGMENT_COMMITTED = _s.status == literal_column(str(t.COMMITTED))
-_SEGMENT_PENDING = _s.status == literal_column(str(t.PENDING))
+_ps = t.piece_sets.c
 
 # Hot statements are built once with bind parameters: building a statement per call costs more
 # than running it on SQLite (SQLAlchemy caches the compiled form per statement object).
@@ -135,6 +143,43 @@ _COUNT_USAGE = (
     .values(used_storage=_pr.used_storage + _SIZE, used_segments=_pr.used_segments + _SEGMENTS)
 )
 _INSERT_INLINE = insert(t.objects)
+_SOURCE_AT_KEY = (
+    select(
+        _o.stream_id,
+        _o.committed_at,
+        _o.encrypted_size,
+        _o.plain_size,
+        _o.segment_count,
+        _o.inline_data,
+    )
+    .where(_AT_KEY)
+    .with_for_update()
+)
+# bindparam names must differ from column names in UPDATE statements.
+_SET_SEGMENT_METADATA = (
+    update(t.segments)
+    .where(_s.stream_id == bindparam("s_stream"), _s.index == bindparam("s_index"))
+    .values(encrypted_metadata=bindparam("s_meta"))
+)
+_PENDING_UPLOADS = (
+    select(
+        _o.stream_id,
+        _o.project_id,
+        _o.bucket,
+        _o.key,
+        _o.created_at,
+        _o.deadline,
+        _b.k,
+        _b.m,
+        _b.o,
+        _b.n,
+    )
+    .select_from(
+        t.objects.join(t.buckets, and_(_b.project_id == _o.project_id, _b.name == _o.bucket))
+    )
+    .where(IS_PENDING)
+)
+MAX_PENDING_LISTED = 100
 _DELETE_OBJECT = delete(t.objects).where(_o.stream_id == bindparam("stream_id"))
 
 
@@ -280,7 +325,7 @@ class MetainfoStore:
                 _o.project_id == project_id,
                 IS_PENDING,
                 _s.index == index,
-                _SEGMENT_PENDING,
+                SEGMENT_PENDING,
             )
         )
         order_query = (
@@ -366,29 +411,29 @@ class MetainfoStore:
         def work(conn: Connection) -> bool:
             if not _lock_pending(conn, stream_id):
                 return False
-            updated = conn.execute(
+            root = conn.execute(
                 update(t.segments)
-                .where(_s.stream_id == stream_id, _s.index == index, _SEGMENT_PENDING)
+                .where(_s.stream_id == stream_id, _s.index == index, SEGMENT_PENDING)
                 .values(
                     status=t.COMMITTED,
                     plain_size=plain_size,
                     encrypted_metadata=encrypted_metadata,
                 )
-            ).rowcount
-            if updated != 1:
+                .returning(_s.root_piece_id)
+            ).scalar()
+            if root is None:
                 return False
+            conn.execute(insert(t.piece_sets).values(root_piece_id=root, refs=1, created_at=now))
             conn.execute(
                 insert(t.pieces),
                 [
                     {
-                        "stream_id": stream_id,
-                        "segment_index": index,
+                        "root_piece_id": root,
                         "piece_number": piece.piece_number,
                         "node_id": piece.node_id.raw,
                         "piece_id": piece.piece_id,
                         "size": piece.size,
                         "piece_hash": piece.piece_hash,
-                        "merkle_root": piece.merkle_root,
                         "stored_at": piece.stored_at,
                     }
                     for piece in pieces
@@ -511,7 +556,7 @@ class MetainfoStore:
             ).first()
             if found is None:
                 return False
-            queue_pieces_of(conn, [stream_id], now)
+            release_streams(conn, [stream_id], now)
             conn.execute(delete(t.objects).where(_o.stream_id == stream_id))
             return True
 
@@ -530,13 +575,156 @@ class MetainfoStore:
                 )
             ]
             if expired:
-                queue_pieces_of(conn, expired, now)
+                release_streams(conn, expired, now)
                 conn.execute(delete(t.objects).where(_o.stream_id.in_(expired)))
             return len(expired)
 
         return self._db.write(work)
 
+    # -- moves and copies ----------------------------------------------------------------------
+
+    def relocate(
+        self, relocation: Relocation, allow_replace: bool, now: int
+    ) -> tuple[Outcome, ObjectInfo | None]:
+        move = relocation
+        copy = move.new_stream_id is not None
+
+        def work(conn: Connection) -> tuple[Outcome, ObjectInfo | None]:
+            where = {"project_id": move.project_id, "bucket": move.bucket, "key": move.key}
+            source = _lock_visible(conn, _SOURCE_AT_KEY, where, settle=True)
+            if source is None:
+                return Outcome.NOT_FOUND, None
+            if move.stream_id is not None and source.stream_id != move.stream_id:
+                return Outcome.CHANGED, None
+            rows = conn.execute(
+                select(t.segments).where(_s.stream_id == source.stream_id).order_by(_s.index)
+            ).all()
+            if [r._mapping["index"] for r in rows] != sorted(move.segment_metadata):
+                return Outcome.SEGMENTS_MISMATCH, None
+            # FOR SHARE: a concurrent delete of the destination bucket waits (or deadlocks and is
+            # retried) instead of failing this transaction's foreign key check.
+            target = conn.execute(
+                select(_b.name)
+                .where(_b.project_id == move.project_id, _b.name == move.new_bucket)
+                .with_for_update(read=True)
+            ).first()
+            if target is None:
+                return Outcome.TARGET_NOT_FOUND, None
+            old_size, old_segments = _clear_key(
+                conn, move.project_id, move.new_bucket, move.new_key, allow_replace, now
+            ) or (0, 0)
+            segments = [
+                replace(info, encrypted_metadata=move.segment_metadata[info.index])
+                for info in map(_segment_info, rows)
+            ]
+            if move.new_stream_id is None:
+                stream_id, created_at = source.stream_id, source.committed_at
+                conn.execute(
+                    update(t.objects)
+                    .where(_o.stream_id == stream_id)
+                    .values(
+                        bucket=move.new_bucket,
+                        key=move.new_key,
+                        encrypted_metadata=move.encrypted_metadata,
+                    )
+                )
+                if segments:
+                    conn.execute(
+                        _SET_SEGMENT_METADATA,
+                        [
+                            {
+                                "s_stream": stream_id,
+                                "s_index": g.index,
+                                "s_meta": g.encrypted_metadata,
+                            }
+                            for g in segments
+                        ],
+                    )
+            else:
+                stream_id, created_at = move.new_stream_id, now
+                conn.execute(
+                    insert(t.objects).values(
+                        stream_id=stream_id,
+                        project_id=move.project_id,
+                        bucket=move.new_bucket,
+                        key=move.new_key,
+                        status=t.COMMITTED,
+                        created_at=now,
+                        committed_at=now,
+                        encrypted_size=source.encrypted_size,
+                        plain_size=source.plain_size,
+                        segment_count=source.segment_count,
+                        encrypted_metadata=move.encrypted_metadata,
+                        inline_data=source.inline_data,
+                    )
+                )
+                if rows:
+                    conn.execute(
+                        insert(t.segments),
+                        [
+                            {
+                                **r._asdict(),
+                                "stream_id": stream_id,
+                                "encrypted_metadata": g.encrypted_metadata,
+                                "created_at": now,
+                            }
+                            for r, g in zip(rows, segments, strict=True)
+                        ],
+                    )
+                    # One more reference to each piece set: the pieces now outlive either object.
+                    conn.execute(
+                        update(t.piece_sets)
+                        .where(_ps.root_piece_id.in_([r.root_piece_id for r in rows]))
+                        .values(refs=_ps.refs + 1)
+                    )
+            size = source.encrypted_size if copy else 0
+            count = source.segment_count if copy else 0
+            if size - old_size or count - old_segments:
+                _count(conn, move.project_id, size - old_size, count - old_segments)
+            return Outcome.OK, ObjectInfo(
+                stream_id=stream_id,
+                bucket=move.new_bucket,
+                key=move.new_key,
+                created_at=created_at,
+                encrypted_size=source.encrypted_size,
+                plain_size=source.plain_size,
+                segment_count=source.segment_count,
+                encrypted_metadata=move.encrypted_metadata,
+                inline_data=source.inline_data,
+                segments=segments,
+            )
+
+        try:
+            return self._db.write(work)
+        except _Abort as abort:
+            return abort.outcome, None
+
     # -- reads ---------------------------------------------------------------------------------
+
+    def pending_upload(self, project_id: str, stream_id: bytes) -> PendingUpload | None:
+        head = _PENDING_UPLOADS.where(_o.stream_id == stream_id, _o.project_id == project_id)
+        segments = (
+            select(t.segments)
+            .where(_s.stream_id == stream_id, SEGMENT_COMMITTED)
+            .order_by(_s.index)
+        )
+
+        def work(conn: Connection) -> PendingUpload | None:
+            row = conn.execute(head).first()
+            if row is None:
+                return None
+            return PendingUpload(_upload(row), [_segment_info(r) for r in conn.execute(segments)])
+
+        return self._db.read(work)
+
+    def pending_uploads(self, project_id: str, bucket: str, key: str) -> list[Upload]:
+        query = (
+            _PENDING_UPLOADS.where(_o.project_id == project_id, _o.bucket == bucket, _o.key == key)
+            .order_by(_o.created_at, _o.stream_id)
+            .limit(MAX_PENDING_LISTED)
+        )
+        rows = self._db.read(lambda conn: conn.execute(query).all())
+        return [_upload(row) for row in rows]
 
     def get_object(
         self, project_id: str, bucket: str, key: str, with_segments: bool
@@ -593,6 +781,7 @@ class MetainfoStore:
         head = (
             select(
                 _o.stream_id,
+                _s.root_piece_id,
                 _s.encrypted_size,
                 _s.plain_size,
                 _s.piece_size,
@@ -608,7 +797,7 @@ class MetainfoStore:
                 _o.key == key,
                 IS_COMMITTED,
                 _s.index == index,
-                _SEGMENT_COMMITTED,
+                SEGMENT_COMMITTED,
             )
         )
         if stream_id is not None:
@@ -623,12 +812,13 @@ class MetainfoStore:
                     _p.piece_number,
                     _p.node_id,
                     _p.piece_id,
+                    _p.piece_hash,
                     _n.address,
                     _n.last_ping_ok_at,
                     _n.disqualified_at,
                 )
                 .select_from(t.pieces.outerjoin(t.nodes, _n.node_id == _p.node_id))
-                .where(_p.stream_id == row.stream_id, _p.segment_index == index)
+                .where(_p.root_piece_id == row.root_piece_id)
                 .order_by(_p.piece_number)
             ).all()
             pieces = [
@@ -636,6 +826,7 @@ class MetainfoStore:
                     piece_number=r.piece_number,
                     node_id=NodeId(r.node_id),
                     piece_id=r.piece_id,
+                    piece_hash=r.piece_hash,
                     address=r.address or "",
                     online=(
                         r.address is not None
@@ -700,7 +891,7 @@ class MetainfoStore:
 
     def delete_object(self, project_id: str, bucket: str, key: str, now: int) -> bool:
         def work(conn: Connection) -> bool:
-            old = _clear_key(conn, project_id, bucket, key, True, now)
+            old = _clear_key(conn, project_id, bucket, key, True, now, settle=True)
             if old is None:
                 return False
             _count(conn, project_id, -old[0], -old[1])
@@ -738,23 +929,50 @@ def _insert_orders(
         )
 
 
+def _lock_visible(
+    conn: Connection, statement: Select[Any], where: dict[str, str], settle: bool
+) -> Row[Any] | None:
+    """The visible object at a key (`where`), row-locked by `statement`; None if there is none.
+
+    With `settle`, an object that a concurrent commit put at the key is found too. On PostgreSQL
+    (READ COMMITTED) a ``SELECT ... FOR UPDATE`` that waited for a concurrent replace of the key
+    finds the old row deleted and cannot see the new one, which its snapshot predates: a delete
+    would answer 404 for an object that exists. Each new statement has a new snapshot, so look
+    again while one is there. (Writes that insert at the key need not: they collide with the new
+    row on the unique index and are retried whole.)
+    """
+    for _ in range(RETRIES):
+        row = conn.execute(statement, where).first()
+        if row is not None or not settle or not conn.execute(_OBJECT_EXISTS, where).scalar():
+            return row
+    return None
+
+
 def _clear_key(
-    conn: Connection, project_id: str, bucket: str, key: str, allow_replace: bool, now: int
+    conn: Connection,
+    project_id: str,
+    bucket: str,
+    key: str,
+    allow_replace: bool,
+    now: int,
+    *,
+    settle: bool = False,
 ) -> tuple[int, int] | None:
     """Delete the visible object at a key, queueing its pieces; its (size, segments) or None.
 
     Raises `_Abort(EXISTS)` (rolling the transaction back) if there is one and `allow_replace`
-    is false. Counters are left to `_count`, the transaction's last statement.
+    is false. Counters are left to `_count`, the transaction's last statement. `settle`: see
+    `_lock_visible`.
     """
     where = {"project_id": project_id, "bucket": bucket, "key": key}
-    old = conn.execute(_VISIBLE_AT_KEY, where).first()
+    old = _lock_visible(conn, _VISIBLE_AT_KEY, where, settle)
     if old is None:
         return None
     if not allow_replace:
         raise _Abort(Outcome.EXISTS)
-    stream_id, size, segments = old
+    stream_id, size, segments = old.stream_id, old.encrypted_size, old.segment_count
     if segments:
-        queue_pieces_of(conn, [stream_id], now)
+        release_streams(conn, [stream_id], now)
     conn.execute(_DELETE_OBJECT, {"stream_id": stream_id})
     return size, segments
 

@@ -54,7 +54,7 @@ class OverlayStore:
     def candidates(
         self, min_free: int, online_since: int, exclude: Collection[bytes], limit: int
     ) -> list[Candidate]:
-        query = select(_n.node_id, _n.address, _n.last_net).where(
+        query = select(_n.node_id, _n.public_key, _n.address, _n.last_net).where(
             _n.last_ping_ok_at >= online_since,
             _n.disqualified_at.is_(None),
             _n.free >= min_free,
@@ -63,7 +63,7 @@ class OverlayStore:
             query = query.where(_n.node_id.not_in(list(exclude)))
         query = query.order_by(func.random()).limit(limit)
         rows = self._db.read(lambda conn: conn.execute(query).all())
-        return [Candidate(r.node_id, r.address, r.last_net) for r in rows]
+        return [Candidate(r.node_id, r.public_key, r.address, r.last_net) for r in rows]
 
     def disqualify(self, node_id: bytes, now: int) -> bool:
         statement = (

@@ -152,6 +152,15 @@ objects = Table(
         sqlite_where=text("status = 1"),
         postgresql_where=text("status = 1"),
     ),
+    # Pending uploads of a key (for resuming without local state); few rows, so a small index.
+    Index(
+        "ix_objects_pending_key",
+        "project_id",
+        "bucket",
+        "key",
+        sqlite_where=text("status = 1"),
+        postgresql_where=text("status = 1"),
+    ),
 )
 
 segments = Table(
@@ -160,6 +169,7 @@ segments = Table(
     Column("stream_id", LargeBinary(16), primary_key=True),
     Column("index", Integer, primary_key=True),
     Column("status", SmallInteger, nullable=False),
+    # Piece ids derive from it; once committed, it names the segment's piece set.
     Column("root_piece_id", LargeBinary(32), nullable=False),
     Column("encrypted_size", BigInteger, nullable=False),
     Column("plain_size", BigInteger, nullable=False, server_default=text("0")),
@@ -192,23 +202,31 @@ segment_orders = Table(
     Index("ix_segment_orders_segment", "stream_id", "segment_index"),
 )
 
+# The stored pieces of one uploaded segment, named by the segment's root piece id. Segments refer
+# to their set by that id; copies of an object share the sets of the original, so `refs` counts
+# the committed segment rows using a set: its pieces are queued for deletion only when the last
+# reference goes.
+piece_sets = Table(
+    "piece_sets",
+    metadata,
+    Column("root_piece_id", LargeBinary(32), primary_key=True),
+    Column("refs", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 pieces = Table(
     "pieces",
     metadata,
-    Column("stream_id", LargeBinary(16), primary_key=True),
-    Column("segment_index", Integer, primary_key=True),
+    Column("root_piece_id", LargeBinary(32), primary_key=True),
     Column("piece_number", Integer, primary_key=True),
     Column("node_id", LargeBinary(32), nullable=False, index=True),
     Column("piece_id", LargeBinary(32), nullable=False),
     Column("size", BigInteger, nullable=False),
+    # The Merkle root of the piece from its receipt: downloads check pieces against it, audits
+    # verify leaves against it.
     Column("piece_hash", LargeBinary(32), nullable=False),
-    Column("merkle_root", LargeBinary(32), nullable=False),
     Column("stored_at", BigInteger, nullable=False),
-    ForeignKeyConstraint(
-        ["stream_id", "segment_index"],
-        ["segments.stream_id", "segments.index"],
-        ondelete="CASCADE",
-    ),
+    ForeignKeyConstraint(["root_piece_id"], ["piece_sets.root_piece_id"], ondelete="CASCADE"),
 )
 
 nodes = Table(

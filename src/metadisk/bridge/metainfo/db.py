@@ -109,6 +109,7 @@ class PieceLocation:
     piece_number: int
     node_id: NodeId
     piece_id: bytes
+    piece_hash: bytes  # from the farmer's receipt
     address: str
     online: bool  # pinged back recently and not disqualified
 
@@ -124,6 +125,29 @@ class SegmentPieces:
     pieces: list[PieceLocation]
 
 
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    """An upload not yet committed and the segments of it already committed (for resuming)."""
+
+    upload: Upload
+    segments: list[SegmentInfo]
+
+
+@dataclass(frozen=True, slots=True)
+class Relocation:
+    """A move or copy of a visible object to another key, with its opaque metadata re-wrapped."""
+
+    project_id: str
+    bucket: str
+    key: str
+    stream_id: bytes | None  # the version the client read; None: whichever is visible
+    new_bucket: str
+    new_key: str
+    new_stream_id: bytes | None  # the copy's stream id; None: move (the object keeps its own)
+    encrypted_metadata: bytes | None
+    segment_metadata: dict[int, bytes | None]  # every segment's new metadata, by index
+
+
 class Outcome(enum.Enum):
     OK = "ok"
     NOT_FOUND = "not-found"  # upload, object or bucket gone
@@ -132,6 +156,9 @@ class Outcome(enum.Enum):
     EXISTS = "exists"  # an object at the key, and replacing it was not allowed
     STORAGE_LIMIT = "storage-limit"
     SEGMENT_LIMIT = "segment-limit"
+    CHANGED = "changed"  # the visible object is not the version the client read
+    SEGMENTS_MISMATCH = "segments-mismatch"  # the new segment metadata misses or adds segments
+    TARGET_NOT_FOUND = "target-not-found"  # no destination bucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +230,25 @@ class MetainfoDB(Protocol):
         ...
 
     def abort_upload(self, project_id: str, stream_id: bytes, now: int) -> bool: ...
+
+    def pending_upload(self, project_id: str, stream_id: bytes) -> PendingUpload | None:
+        """A pending upload of the project with its committed segments; None if not pending."""
+        ...
+
+    def pending_uploads(self, project_id: str, bucket: str, key: str) -> list[Upload]:
+        """The pending uploads to a key, oldest first."""
+        ...
+
+    def relocate(
+        self, relocation: Relocation, allow_replace: bool, now: int
+    ) -> tuple[Outcome, ObjectInfo | None]:
+        """Move or copy a visible object in one transaction; the object at its new key.
+
+        A move renames the row (the object keeps its stream id and pieces); a copy adds an object
+        whose segments share the original's piece sets. An object at the new key is replaced if
+        `allow_replace`, else `EXISTS`.
+        """
+        ...
 
     def get_object(
         self, project_id: str, bucket: str, key: str, with_segments: bool

@@ -103,6 +103,65 @@ def router(
         await run(work)
         return Response(status_code=204)
 
+    @api.post("/buckets/{bucket}/object/move")
+    async def move_object(
+        body: s.RelocateIn, bucket: str = BUCKET, token: str = Depends(api_key_token)
+    ) -> s.ObjectOut:
+        """Rename an object (to another bucket of the project too), atomically, moving no data.
+
+        Needs READ and DELETE on the source, WRITE on the destination (and DELETE there to
+        replace an object); every segment's re-wrapped metadata is given exactly once.
+        """
+        return await relocate(body, bucket, token, copy=False)
+
+    @api.post("/buckets/{bucket}/object/copy")
+    async def copy_object(
+        body: s.RelocateIn, bucket: str = BUCKET, token: str = Depends(api_key_token)
+    ) -> s.ObjectOut:
+        """A new object sharing the original's pieces (deleting either keeps the other whole).
+
+        Needs READ on the source, WRITE on the destination (and DELETE there to replace an
+        object); the copy counts toward the project's storage and segments like any object.
+        """
+        return await relocate(body, bucket, token, copy=True)
+
+    async def relocate(body: s.RelocateIn, bucket: str, token: str, *, copy: bool) -> s.ObjectOut:
+        pinned = None if body.stream_id is None else decode_hex(body.stream_id, "stream_id", 16)
+        metadata = decode_b64(body.encrypted_metadata, "encrypted_metadata")
+        segments = [
+            (g.index, decode_b64(g.encrypted_metadata, "segments.encrypted_metadata"))
+            for g in body.segments
+        ]
+
+        def work() -> s.ObjectOut:
+            info = service.relocate(
+                authority.resolve(token),
+                bucket,
+                body.key,
+                pinned,
+                body.new_bucket,
+                body.new_key,
+                metadata,
+                segments,
+                clock(),
+                copy=copy,
+            )
+            return s.ObjectOut.of(info)
+
+        return await run(work)
+
+    @api.get("/buckets/{bucket}/uploads")
+    async def list_uploads(
+        bucket: str = BUCKET, key: str = KEY, token: str = Depends(api_key_token)
+    ) -> s.UploadListOut:
+        """The pending uploads to a key, oldest first: to resume one whose stream id was lost."""
+
+        def work() -> s.UploadListOut:
+            uploads = service.list_uploads(authority.resolve(token), bucket, key, clock())
+            return s.UploadListOut.of(uploads)
+
+        return await run(work)
+
     @api.post("/buckets/{bucket}/uploads", status_code=201)
     async def begin_object(
         body: s.BeginObject, bucket: str = BUCKET, token: str = Depends(api_key_token)
@@ -195,6 +254,19 @@ def router(
         def work() -> s.ObjectOut:
             info = service.commit_object(authority.resolve(token), stream, metadata, clock())
             return s.ObjectOut.of(info)
+
+        return await run(work)
+
+    @api.get("/uploads/{stream_id}")
+    async def get_upload(
+        stream_id: str = STREAM_ID, token: str = Depends(api_key_token)
+    ) -> s.PendingUploadOut:
+        """A pending upload and its committed segments, to resume it (needs WRITE on its key)."""
+        stream = decode_hex(stream_id, "stream_id", 16)
+
+        def work() -> s.PendingUploadOut:
+            pending = service.get_upload(authority.resolve(token), stream, clock())
+            return s.PendingUploadOut.of(pending)
 
         return await run(work)
 

@@ -12,10 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from metadisk.bridge.buckets.schemas import RedundancyOut
 from metadisk.bridge.config import Redundancy
-from metadisk.bridge.http import B64_PATTERN
-from metadisk.bridge.metainfo.db import ListedObject, ObjectInfo, SegmentInfo
+from metadisk.bridge.http import B64_PATTERN, HEX_PATTERN
+from metadisk.bridge.metainfo.db import ListedObject, ObjectInfo, PendingUpload, SegmentInfo, Upload
 from metadisk.bridge.metainfo.service import (
     MAX_KEY,
+    MAX_SEGMENTS,
     AddressedOrder,
     Listing,
     SegmentCommit,
@@ -56,6 +57,15 @@ class OrderLimitOut(BaseModel):
     address: str = Field(description="the farmer's base URL")
     piece_id: str = Field(description="hex; the id this farmer knows the piece by")
     order_limit: str = Field(description="base64url of the signed OrderLimit")
+    public_key: str | None = Field(
+        default=None,
+        description="PUT: base64url of the farmer's Ed25519 key (hashes to node_id); "
+        "its receipt must verify under it",
+    )
+    piece_hash: str | None = Field(
+        default=None,
+        description="GET: base64url of the stored piece's hash, from its upload receipt",
+    )
 
     @classmethod
     def of(cls, order: AddressedOrder) -> OrderLimitOut:
@@ -66,6 +76,8 @@ class OrderLimitOut(BaseModel):
             address=order.address,
             piece_id=limit.piece_id.hex(),
             order_limit=b64encode(limit.encode()),
+            public_key=_b64(order.public_key),
+            piece_hash=_b64(order.piece_hash),
         )
 
 
@@ -185,6 +197,71 @@ class ObjectOut(BaseModel):
             inline_data=_b64(info.inline_data),
             segments=[SegmentOut.of(segment) for segment in info.segments],
         )
+
+
+class PendingUploadOut(BaseModel):
+    stream_id: str
+    bucket: str
+    key: str
+    redundancy: RedundancyOut
+    created_at: int
+    deadline: int = Field(description="the upload is reclaimed after this time")
+    segments: list[SegmentOut] = Field(description="the committed segments, by index")
+
+    @classmethod
+    def of(cls, pending: PendingUpload) -> PendingUploadOut:
+        upload = pending.upload
+        return cls(
+            stream_id=upload.stream_id.hex(),
+            bucket=upload.bucket,
+            key=upload.key,
+            redundancy=RedundancyOut.of(upload.redundancy),
+            created_at=upload.created_at,
+            deadline=upload.deadline,
+            segments=[SegmentOut.of(segment) for segment in pending.segments],
+        )
+
+
+class UploadItemOut(BaseModel):
+    stream_id: str
+    created_at: int
+    deadline: int
+
+
+class UploadListOut(BaseModel):
+    uploads: list[UploadItemOut] = Field(description="pending uploads to the key, oldest first")
+
+    @classmethod
+    def of(cls, uploads: list[Upload]) -> UploadListOut:
+        items = [
+            UploadItemOut(stream_id=u.stream_id.hex(), created_at=u.created_at, deadline=u.deadline)
+            for u in uploads
+        ]
+        return cls(uploads=items)
+
+
+class SegmentRekeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: int = Field(ge=0, le=_MAX_U63)
+    encrypted_metadata: str | None = Field(
+        max_length=2048, pattern=B64_PATTERN,
+        description="the segment's new opaque metadata (its content key re-wrapped)",
+    )  # fmt: skip
+
+
+class RelocateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(min_length=1, max_length=MAX_KEY, description="the object's encrypted path")
+    stream_id: str | None = Field(
+        default=None, min_length=32, max_length=32, pattern=HEX_PATTERN,
+        description="the version read with get object; another one at the key is a 409",
+    )  # fmt: skip
+    new_bucket: str = Field(min_length=1, max_length=63)
+    new_key: str = Field(min_length=1, max_length=MAX_KEY, description="encrypted path")
+    encrypted_metadata: str | None = _B64_META
+    segments: list[SegmentRekeyIn] = Field(
+        max_length=MAX_SEGMENTS, description="every segment of the object, each exactly once"
+    )
 
 
 class ListItemOut(BaseModel):

@@ -9,6 +9,10 @@ Node shortage: `begin_segment` hands out n order limits when n eligible nodes ex
 to fewer as long as there are at least o (the success threshold): on a small network with a node
 down, uploads still succeed, only with less slack for long-tail cancellation. Below o it fails
 with ``not-enough-nodes``.
+
+Moves and copies (`relocate`) touch no piece: a move renames the object, a copy adds one whose
+segments share the original's piece sets (reference counted, so deleting either keeps the other's
+pieces). The client re-wraps the small keys in the opaque metadata for the new path.
 """
 
 from __future__ import annotations
@@ -32,8 +36,12 @@ from metadisk.bridge.metainfo.db import (
     NewSegment,
     ObjectInfo,
     Outcome,
+    PendingUpload,
+    Relocation,
+    Upload,
 )
 from metadisk.bridge.orders.service import IssuedOrder, OrderSigner, Rejection, check_receipts
+from metadisk.bridge.overlay.db import Candidate
 from metadisk.bridge.overlay.service import OverlayService
 from metadisk.core.identity import NodeId
 from metadisk.core.macaroon import Op
@@ -53,11 +61,13 @@ _KEY_CHARS = re.compile(r"^[\x21-\x7e]*$")
 
 @dataclass(frozen=True, slots=True)
 class AddressedOrder:
-    """One signed order limit and where to use it."""
+    """One signed order limit, where to use it, and what the client checks the farmer with."""
 
     piece_number: int
     address: str
     order_limit: OrderLimit
+    public_key: bytes | None = None  # PUT: the farmer's key, to verify its receipt
+    piece_hash: bytes | None = None  # GET: the stored piece's hash, to check what comes back
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +166,7 @@ class MetainfoService:
             raise errors.LimitExceeded("the project's segment limit would be exceeded")
         nodes = self._overlay.select(rs.n, rs.o, piece_size, now)
         root = self._randbytes(PIECE_ID_SIZE)
-        issued, addressed = self._put_orders(
-            root,
-            [(number, c.node_id, c.address) for number, c in enumerate(nodes)],
-            piece_size,
-            now,
-        )
+        issued, addressed = self._put_orders(root, list(enumerate(nodes)), piece_size, now)
         outcome = self._db.begin_segment(
             upload, NewSegment(index, root, encrypted_size, piece_size, rs), issued, now
         )
@@ -212,10 +217,7 @@ class MetainfoService:
         )
         issued, addressed = self._put_orders(
             state.root_piece_id,
-            [
-                (number, c.node_id, c.address)
-                for number, c in zip(sorted(failed), nodes, strict=True)
-            ],
+            list(zip(sorted(failed), nodes, strict=True)),
             state.piece_size,
             now,
         )
@@ -226,19 +228,21 @@ class MetainfoService:
     def _put_orders(
         self,
         root: bytes,
-        targets: Sequence[tuple[int, bytes, str]],
+        targets: Sequence[tuple[int, Candidate]],
         piece_size: int,
         now: int,
     ) -> tuple[list[IssuedOrder], list[AddressedOrder]]:
         issued, addressed = [], []
-        for number, raw_node, address in targets:
-            node = NodeId(raw_node)
+        for number, target in targets:
+            node = NodeId(target.node_id)
             piece_id = derive_piece_id(root, node, number)
             limit = self._signer.sign(node, piece_id, Action.PUT, piece_size, now)
             issued.append(
                 IssuedOrder(limit.serial, number, node, piece_id, piece_size, limit.expires_at)
             )
-            addressed.append(AddressedOrder(number, address, limit))
+            addressed.append(
+                AddressedOrder(number, target.address, limit, public_key=target.public_key)
+            )
         return issued, addressed
 
     def commit_segment(
@@ -292,6 +296,23 @@ class MetainfoService:
         self._raise_for(outcome, upload.bucket)
         assert info is not None
         return info
+
+    def get_upload(self, access: Access, stream_id: bytes, now: int) -> PendingUpload:
+        """A pending upload and its committed segments, for resuming it; needs WRITE on its key."""
+        found = self._db.pending_upload(access.project_id, stream_id)
+        if found is None:
+            raise _no_upload()
+        access.require(Op.WRITE, found.upload.bucket, found.upload.key, now)
+        return found
+
+    def list_uploads(self, access: Access, bucket: str, key: str, now: int) -> list[Upload]:
+        """The pending uploads to a key, oldest first (to resume one without local state)."""
+        _check_location(bucket, key)
+        access.require(Op.WRITE, bucket, key, now)
+        uploads = self._db.pending_uploads(access.project_id, bucket, key)
+        if not uploads and not self._db.bucket_exists(access.project_id, bucket):
+            raise _no_bucket(bucket)
+        return uploads
 
     def abort_upload(self, access: Access, stream_id: bytes, now: int) -> None:
         state = self._db.upload_state(access.project_id, stream_id, 0)
@@ -391,7 +412,11 @@ class MetainfoService:
             raise errors.Unavailable(
                 f"{len(online)} pieces on online nodes, {rs.k} needed", code="segment-unavailable"
             )
-        chosen = _shuffled(online, self._randbytes)[: rs.k + self._config.download_spares]
+        # Data pieces first: the code is systematic, so with all k of them the client decodes
+        # nothing and range reads fetch straight from them. Spares are random recovery pieces.
+        data = [p for p in online if p.piece_number < rs.k]
+        recovery = _shuffled([p for p in online if p.piece_number >= rs.k], self._randbytes)
+        chosen = (data + recovery)[: rs.k + self._config.download_spares]
         chosen.sort(key=lambda p: p.piece_number)
         if not self._db.add_egress(access.project_id, month_period(now), found.encrypted_size):
             raise errors.LimitExceeded("the project's monthly egress limit is reached")
@@ -400,6 +425,7 @@ class MetainfoService:
                 p.piece_number,
                 p.address,
                 self._signer.sign(p.node_id, p.piece_id, Action.GET, found.piece_size, now),
+                piece_hash=p.piece_hash,
             )
             for p in chosen
         ]
@@ -480,6 +506,75 @@ class MetainfoService:
         access.require(Op.DELETE, bucket, key, now)
         if not self._db.delete_object(access.project_id, bucket, key, now):
             raise self._missing_object(access.project_id, bucket)
+
+    def relocate(
+        self,
+        access: Access,
+        bucket: str,
+        key: str,
+        stream_id: bytes | None,
+        new_bucket: str,
+        new_key: str,
+        encrypted_metadata: bytes | None,
+        segments: Sequence[tuple[int, bytes | None]],
+        now: int,
+        *,
+        copy: bool,
+    ) -> ObjectInfo:
+        """Move (or copy) the object at `key` to `new_key`, in one transaction, moving no data.
+
+        `segments` gives every segment's new opaque metadata (its content key re-wrapped for the
+        new path), each exactly once; `stream_id`, if given, pins the version the client read, so
+        that keys re-wrapped for one version are never stored on another (409 `object-changed`).
+        A move needs READ and DELETE on the source, a copy READ; both need WRITE on the
+        destination, and DELETE there to replace an object.
+        """
+        _check_location(bucket, key)
+        _check_location(new_bucket, new_key)
+        if (bucket, key) == (new_bucket, new_key):
+            raise errors.InvalidRequest("the new key is the object's own", code="same-key")
+        _check_size("object metadata", encrypted_metadata, MAX_OBJECT_METADATA)
+        metadata: dict[int, bytes | None] = {}
+        for index, segment_metadata in segments:
+            _check_index(index)
+            _check_size("segment metadata", segment_metadata, MAX_SEGMENT_METADATA)
+            if index in metadata:
+                raise errors.InvalidRequest(f"segment {index} is given twice")
+            metadata[index] = segment_metadata
+        access.require(Op.READ, bucket, key, now)
+        if not copy:
+            access.require(Op.DELETE, bucket, key, now)
+        access.require(Op.WRITE, new_bucket, new_key, now)
+        allow_replace = _allows(access, Op.DELETE, new_bucket, new_key, now)
+        relocation = Relocation(
+            project_id=access.project_id,
+            bucket=bucket,
+            key=key,
+            stream_id=stream_id,
+            new_bucket=new_bucket,
+            new_key=new_key,
+            new_stream_id=self._randbytes(16) if copy else None,
+            encrypted_metadata=encrypted_metadata,
+            segment_metadata=metadata,
+        )
+        outcome, info = self._db.relocate(relocation, allow_replace, now)
+        if outcome is Outcome.NOT_FOUND:
+            raise self._missing_object(access.project_id, bucket)
+        if outcome is Outcome.TARGET_NOT_FOUND:
+            raise _no_bucket(new_bucket)
+        if outcome is Outcome.CHANGED:
+            raise errors.Conflict(
+                "the object at this key is not the version given by stream_id",
+                code="object-changed",
+            )
+        if outcome is Outcome.SEGMENTS_MISMATCH:
+            raise errors.InvalidRequest(
+                "give new metadata for every segment of the object, each exactly once",
+                code="segments-mismatch",
+            )
+        self._raise_for(outcome, new_bucket)
+        assert info is not None
+        return info
 
     def reclaim(self, now: int, limit: int = 100) -> int:
         """Drop uploads past their deadline (used by the reclaim chore)."""

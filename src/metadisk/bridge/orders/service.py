@@ -46,7 +46,6 @@ class AcceptedPiece:
     piece_id: bytes
     size: int
     piece_hash: bytes
-    merkle_root: bytes
     stored_at: int
     serial: bytes
 
@@ -138,7 +137,6 @@ def check_receipts(
                 piece_id=order.piece_id,
                 size=receipt.size,
                 piece_hash=receipt.piece_hash,
-                merkle_root=receipt.merkle_root,
                 stored_at=receipt.stored_at,
                 serial=order.serial,
             )

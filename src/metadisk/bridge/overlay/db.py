@@ -27,6 +27,7 @@ class NodeRecord:
 @dataclass(frozen=True, slots=True)
 class Candidate:
     node_id: bytes
+    public_key: bytes
     address: str
     last_net: str
 

@@ -185,6 +185,13 @@ def upgrade() -> None:
             postgresql_where=sa.text("status = 1"),
         )
         batch_op.create_index(
+            "ix_objects_pending_key",
+            ["project_id", "bucket", "key"],
+            unique=False,
+            sqlite_where=sa.text("status = 1"),
+            postgresql_where=sa.text("status = 1"),
+        )
+        batch_op.create_index(
             "uq_objects_committed_key",
             ["project_id", "bucket", "key"],
             unique=True,
@@ -232,25 +239,28 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("stream_id", "index", name=op.f("pk_segments")),
     )
     op.create_table(
+        "piece_sets",
+        sa.Column("root_piece_id", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("refs", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("root_piece_id", name=op.f("pk_piece_sets")),
+    )
+    op.create_table(
         "pieces",
-        sa.Column("stream_id", sa.LargeBinary(length=16), nullable=False),
-        sa.Column("segment_index", sa.Integer(), nullable=False),
+        sa.Column("root_piece_id", sa.LargeBinary(length=32), nullable=False),
         sa.Column("piece_number", sa.Integer(), nullable=False),
         sa.Column("node_id", sa.LargeBinary(length=32), nullable=False),
         sa.Column("piece_id", sa.LargeBinary(length=32), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("piece_hash", sa.LargeBinary(length=32), nullable=False),
-        sa.Column("merkle_root", sa.LargeBinary(length=32), nullable=False),
         sa.Column("stored_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["stream_id", "segment_index"],
-            ["segments.stream_id", "segments.index"],
-            name=op.f("fk_pieces_stream_id_segment_index_segments"),
+            ["root_piece_id"],
+            ["piece_sets.root_piece_id"],
+            name=op.f("fk_pieces_root_piece_id_piece_sets"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint(
-            "stream_id", "segment_index", "piece_number", name=op.f("pk_pieces")
-        ),
+        sa.PrimaryKeyConstraint("root_piece_id", "piece_number", name=op.f("pk_pieces")),
     )
     with op.batch_alter_table("pieces", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_pieces_node_id"), ["node_id"], unique=False)
@@ -287,6 +297,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_pieces_node_id"))
 
     op.drop_table("pieces")
+    op.drop_table("piece_sets")
     op.drop_table("segments")
     with op.batch_alter_table("revocations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_revocations_key_id"))
@@ -297,6 +308,11 @@ def downgrade() -> None:
             "uq_objects_committed_key",
             sqlite_where=sa.text("status = 3"),
             postgresql_where=sa.text("status = 3"),
+        )
+        batch_op.drop_index(
+            "ix_objects_pending_key",
+            sqlite_where=sa.text("status = 1"),
+            postgresql_where=sa.text("status = 1"),
         )
         batch_op.drop_index(
             "ix_objects_pending_deadline",
