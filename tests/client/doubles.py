@@ -223,9 +223,6 @@ class MemoryFarmers:
             raise PieceError("range outside the piece", code="range-not-satisfiable", status=416)
         into[:] = chunk
 
-    async def node_key(self, address: str) -> bytes:
-        return self.identities[self._by_address[address]].public_key
-
     def corrupt(self, address: str, piece_id: bytes) -> None:
         piece = bytearray(self.pieces[(address, piece_id)])
         piece[len(piece) // 2] ^= 0xFF

@@ -106,8 +106,3 @@ async def test_unreachable_farmer(transport: HttpFarmerTransport) -> None:
     with pytest.raises(PieceError) as caught:
         await transport.get_piece(nowhere, order, memoryview(bytearray(10)))
     assert caught.value.code == "connection-failed"
-
-
-@on_module_loop
-async def test_node_key(farmer: FarmerProcess, transport: HttpFarmerTransport) -> None:
-    assert await transport.node_key(farmer.url) == farmer.identity.public_key

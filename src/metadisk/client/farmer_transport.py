@@ -57,14 +57,6 @@ class FarmerTransport(Protocol):
         """
         ...
 
-    async def node_key(self, address: str) -> bytes:
-        """The farmer's Ed25519 public key, as it states it (``GET /v1/node``).
-
-        Callers check it against the node id they expect (the id is a hash of the key), so a
-        farmer cannot pass off another's key.
-        """
-        ...
-
     async def aclose(self) -> None: ...
 
 
@@ -159,24 +151,6 @@ class HttpFarmerTransport:
             raise _connection_error(exc) from exc
         except TimeoutError as exc:
             raise PieceError("farmer did not answer in time", code="timeout") from exc
-
-    async def node_key(self, address: str) -> bytes:
-        try:
-            async with self._client().get(f"{address.rstrip('/')}/v1/node") as response:
-                if response.status != 200:
-                    raise await _error(response)
-                body = await response.read()
-        except aiohttp.ClientError as exc:
-            raise _connection_error(exc) from exc
-        except TimeoutError as exc:
-            raise PieceError("farmer did not answer in time", code="timeout") from exc
-        try:
-            text = json.loads(body)["public_key"]
-            if not isinstance(text, str):
-                raise TypeError("public_key is not text")
-            return b64decode(text)
-        except (ValueError, KeyError, TypeError, DecodeError) as exc:
-            raise PieceError(f"malformed node info: {exc}", code="bad-response") from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
