@@ -1,0 +1,234 @@
+"""The CLI's configuration: one frozen dataclass, one private TOML file per config dir.
+
+Only the CLI reads files and environment variables; the library gets a `ClientConfig` and a grant.
+The config dir is, in order: ``--config-dir``, ``$METADISK_CONFIG_DIR``, the platform's user
+config dir (``~/.config/metadisk`` on Linux). It holds::
+
+    config.toml     the access grant (a bearer credential with encryption keys) and the account
+                    used to manage API keys; mode 0600, in a 0700 directory
+    session.json    a cached login token for the account API (0600), until it expires
+    uploads/        resume state of interrupted uploads (no keys; see AsyncProject.upload)
+
+``config.toml`` looks like this (``[client]`` is optional tuning of the library)::
+
+    grant = "mdg1..."
+    origin = "metadisk setup"
+
+    [account]
+    bridge_url = "http://127.0.0.1:7777"
+    email = "ada@example.com"
+    project_id = "4f6c..."
+
+    [client]
+    processes = false        # threads instead of worker processes for encryption and coding
+    workers = 2
+    piece_target = 262144    # bytes per piece: smaller segments (tests, slow links)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_config_dir
+
+from metadisk.cli.errors import UsageError
+from metadisk.client import ClientConfig, SegmentSizing
+from metadisk.core.errors import DecodeError
+from metadisk.core.grant import AccessGrant
+
+ENV_CONFIG_DIR = "METADISK_CONFIG_DIR"
+CONFIG_FILE = "config.toml"
+SESSION_FILE = "session.json"
+UPLOADS_DIR = "uploads"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """Where and as whom API keys are managed: the bridge, the login email and the project."""
+
+    bridge_url: str
+    email: str
+    project_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTuning:
+    """Optional tuning of the client library; None keeps the library's default."""
+
+    processes: bool | None = None
+    workers: int | None = None
+    piece_target: int | None = None
+
+    def client_config(self) -> ClientConfig:
+        sizing = SegmentSizing()
+        if self.piece_target is not None:
+            sizing = SegmentSizing(piece_target=self.piece_target)
+        return ClientConfig(sizing=sizing, processes=self.processes, workers=self.workers)
+
+
+@dataclass(frozen=True, slots=True)
+class CliConfig:
+    """Everything the CLI keeps between runs."""
+
+    grant: str | None = None
+    account: Account | None = None
+    client: ClientTuning = field(default_factory=ClientTuning)
+    origin: str = ""  # what wrote it ("metadisk setup", "metadisk up ..."): shown in messages
+
+    def access_grant(self, config_dir: Path) -> AccessGrant:
+        """The parsed grant, or a usage error that says how to get one."""
+        if self.grant is None:
+            raise UsageError(
+                f"no access grant in {config_dir / CONFIG_FILE}; "
+                "run 'metadisk setup' (or 'metadisk setup --grant GRANT')"
+            )
+        try:
+            return AccessGrant.parse(self.grant)
+        except DecodeError as exc:
+            path = config_dir / CONFIG_FILE
+            raise UsageError(f"the grant in {path} is malformed: {exc}") from exc
+
+
+def config_dir(flag: Path | None, environ: Mapping[str, str]) -> Path:
+    """The config dir: the flag, then ``$METADISK_CONFIG_DIR``, then the platform default."""
+    if flag is not None:
+        return flag.expanduser()
+    from_env = environ.get(ENV_CONFIG_DIR)
+    if from_env:
+        return Path(from_env).expanduser()
+    return Path(user_config_dir("metadisk"))
+
+
+def load(directory: Path) -> CliConfig:
+    """The config in `directory`; an empty one if there is no file yet."""
+    path = directory / CONFIG_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return CliConfig()
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: {exc}") from exc
+    try:
+        return _from_toml(raw)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: {exc}") from exc
+
+
+def save(directory: Path, config: CliConfig) -> Path:
+    """Write the config privately (0600 file in a 0700 dir), atomically; returns its path."""
+    return write_private(directory / CONFIG_FILE, _to_toml(config))
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write `text` to `path` with mode 0600 through a temporary file and a rename.
+
+    The file is created 0600 before any byte is written, so a secret is never readable by
+    others, not even for a moment; the rename means a crash leaves the old file or the new one.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    return path
+
+
+def _from_toml(raw: Mapping[str, Any]) -> CliConfig:
+    known = {"grant", "origin", "account", "client"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown setting {unknown[0]!r}")
+    grant = _optional(raw, "grant", str)
+    origin = _optional(raw, "origin", str) or ""
+    account = None
+    if "account" in raw:
+        table = _table(raw, "account")
+        account = Account(
+            bridge_url=_required(table, "account", "bridge_url", str),
+            email=_required(table, "account", "email", str),
+            project_id=_required(table, "account", "project_id", str),
+        )
+    client = ClientTuning()
+    if "client" in raw:
+        table = _table(raw, "client")
+        extra = sorted(set(table) - {"processes", "workers", "piece_target"})
+        if extra:
+            raise ValueError(f"unknown setting [client] {extra[0]!r}")
+        workers = _optional(table, "workers", int)
+        piece_target = _optional(table, "piece_target", int)
+        if workers is not None and workers < 1:
+            raise ValueError("[client] workers must be at least 1")
+        if piece_target is not None and piece_target < 1:
+            raise ValueError("[client] piece_target must be at least 1")
+        client = ClientTuning(_optional(table, "processes", bool), workers, piece_target)
+    return CliConfig(grant=grant, account=account, client=client, origin=origin)
+
+
+def _table(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    table = raw[name]
+    if not isinstance(table, dict):
+        raise ValueError(f"[{name}] must be a table")
+    return table
+
+
+def _optional(table: Mapping[str, Any], key: str, kind: type) -> Any:
+    value = table.get(key)
+    # bool is an int in Python; a "workers = true" typo must not pass as 1
+    if value is not None and (not isinstance(value, kind) or (kind is int and value is True)):
+        raise ValueError(f"{key} must be {kind.__name__}")
+    return value
+
+
+def _required(table: Mapping[str, Any], section: str, key: str, kind: type) -> Any:
+    if key not in table:
+        raise ValueError(f"[{section}] needs {key}")
+    return _optional(table, key, kind)
+
+
+def _to_toml(config: CliConfig) -> str:
+    # json.dumps gives a valid TOML basic string for any text (same escapes).
+    lines = [
+        "# metadisk CLI configuration. Keep it private: the grant holds encryption keys.",
+    ]
+    if config.grant is not None:
+        lines.append(f"grant = {json.dumps(config.grant)}")
+    if config.origin:
+        lines.append(f"origin = {json.dumps(config.origin)}")
+    if config.account is not None:
+        lines += [
+            "",
+            "[account]",
+            f"bridge_url = {json.dumps(config.account.bridge_url)}",
+            f"email = {json.dumps(config.account.email)}",
+            f"project_id = {json.dumps(config.account.project_id)}",
+        ]
+    tuning = config.client
+    values = {
+        "processes": tuning.processes,
+        "workers": tuning.workers,
+        "piece_target": tuning.piece_target,
+    }
+    if any(v is not None for v in values.values()):
+        lines += ["", "[client]"]
+        for key, value in values.items():
+            if isinstance(value, bool):
+                lines.append(f"{key} = {'true' if value else 'false'}")
+            elif value is not None:
+                lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,341 @@
+"""A whole metadisk network on this machine: one bridge and N farmers, real processes on loopback.
+
+`metadisk up`, the end-to-end tests and ``bench/e2e.py`` all run their networks through this.
+Every process is started by the roles' own launchers (`metadisk.bridge.launcher`,
+`metadisk.farmer.launcher`), which run ``metadisk bridge run`` and ``metadisk farmer run``; this
+module only lays out the data dir, wires farmers to the bridge and waits for them. Layout::
+
+    <root>/bridge/                the bridge's data dir (identity, SQLite database, log)
+    <root>/farmers/farmer-01/     one data dir per farmer (identity, farmer.toml, pieces, log)
+
+Starting again on the same root reuses everything: the bridge keeps its identity, database and
+port (the port is in ``bridge.toml``), farmers keep their identities and pieces, and a farmer
+whose bridge URL changed is pointed at the new one before it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from metadisk.bridge.config import AccountsConfig, DatabaseConfig, Redundancy, sqlite_url
+from metadisk.bridge.db.engine import Database
+from metadisk.bridge.db.overlay import OverlayStore
+from metadisk.bridge.launcher import BridgeProcess, merge
+from metadisk.bridge.overlay.db import NodeRecord
+from metadisk.client.bridge_api import BridgeAccounts
+from metadisk.core.encoding import b64decode
+from metadisk.core.grant import AccessGrant
+from metadisk.core.identity import NodeId
+from metadisk.core.macaroon import APIKey
+from metadisk.core.paths import EncryptionAccess
+from metadisk.farmer.config import CONFIG_FILE, TrustedBridge
+from metadisk.farmer.launcher import FarmerProcess, prepare_farmer
+from metadisk.farmer.setup import read_config, read_identity, write_config
+
+BRIDGE_DIR = "bridge"
+FARMERS_DIR = "farmers"
+DEFAULT_ALLOCATION = 4 << 30
+
+
+class NetworkError(RuntimeError):
+    """The network did not come up: a process failed to start or farmers never came online."""
+
+
+def local_profile(farmers: int) -> Redundancy:
+    """The redundancy a network of `farmers` farmers can hold: 4/6/8/10 from ten farmers up.
+
+    Below ten, the same proportions scaled down (6 farmers: 2/3/4/6), so that every segment
+    can still place one piece per farmer and survive losing some of them.
+    """
+    n = max(1, min(10, farmers))
+    k = max(1, n * 2 // 5)
+    m = max(k, n * 3 // 5)
+    o = max(m, n * 4 // 5)
+    return Redundancy(k, m, o, n)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """An account with one project and a root API key, and a full grant for it."""
+
+    email: str
+    password: str
+    project_id: str
+    api_key: str
+    grant: str
+
+
+class LocalNetwork:
+    """A bridge and `farmers` farmers under `root`; `start()`, use, then `stop()`.
+
+    Parameters
+    ----------
+    root:
+        The data dir; created if missing, reused if not.
+    farmers:
+        How many farmers to run at least: missing ones are created, and every farmer already
+        in `root` runs too (its pieces are part of the network).
+    port:
+        The bridge's port; None keeps the one it had on the last start (a free one the first
+        time), 0 picks a new free one.
+    fast_passwords:
+        Cheap Argon2 for account passwords (tests make many accounts); off for `metadisk up`.
+    bridge_settings, farmer_settings:
+        Extra bridge settings (the ``bridge.toml`` tree) and `FarmerConfig` fields.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        farmers: int = 10,
+        port: int | None = None,
+        allocation: int = DEFAULT_ALLOCATION,
+        fast_passwords: bool = True,
+        bridge_settings: Mapping[str, Any] | None = None,
+        farmer_settings: Mapping[str, Any] | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        if farmers < 1:
+            raise ValueError("a network needs at least one farmer")
+        self.root = Path(root).absolute()
+        self.farmer_count = max(farmers, existing_farmers(self.root))
+        self.allocation = allocation
+        self.log_level = log_level
+        self.farmer_settings = dict(farmer_settings or {})
+        profile = local_profile(self.farmer_count)
+        settings: dict[str, Any] = {
+            "log_level": log_level,
+            "nodes": {"single_host": True, "difficulty": 0},
+            "objects": {
+                "profiles": {"local": _redundancy(profile)},
+                "default_profile": "local",
+            },
+        }
+        if not fast_passwords:
+            defaults = AccountsConfig()
+            settings["accounts"] = {
+                "argon2_time_cost": defaults.argon2_time_cost,
+                "argon2_memory_kib": defaults.argon2_memory_kib,
+                "argon2_parallelism": defaults.argon2_parallelism,
+            }
+        if port is not None:
+            settings["server"] = {"port": port}
+        elif (saved := _saved_port(self.bridge_dir)) is not None:
+            settings["server"] = {"port": saved}
+        self.bridge = BridgeProcess(
+            self.bridge_dir, settings=merge(settings, bridge_settings or {})
+        )
+        self.farmers: list[FarmerProcess] = []
+        self._bridge_start: asyncio.Future[None] | None = None
+        self._db: Database | None = None
+
+    @property
+    def bridge_dir(self) -> Path:
+        return self.root / BRIDGE_DIR
+
+    def farmer_dir(self, number: int) -> Path:
+        return farmer_dir(self.root, number)
+
+    @property
+    def redundancy(self) -> Redundancy:
+        return local_profile(self.farmer_count)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, *, within: float = 90.0) -> None:
+        """Start the bridge, then every farmer, and wait until all are online at the bridge.
+
+        Safe to cancel: whatever was started is stopped by `stop()`.
+        """
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # In a thread: the bridge launcher blocks while it reads the bridge's first line.
+        self._bridge_start = asyncio.ensure_future(asyncio.to_thread(self.bridge.start))
+        try:
+            await asyncio.shield(self._bridge_start)
+        except Exception as exc:
+            raise NetworkError(f"the bridge did not start: {exc}") from exc
+        trusted = TrustedBridge(
+            NodeId.from_hex(self.bridge.node_id), self.bridge.public_key, self.bridge.url
+        )
+        self.farmers = [self._farmer(n, trusted) for n in range(1, self.farmer_count + 1)]
+        started = int(time.time())
+        results = await asyncio.gather(
+            *(farmer.start() for farmer in self.farmers), return_exceptions=True
+        )
+        for farmer, result in zip(self.farmers, results, strict=True):
+            if isinstance(result, BaseException):
+                raise NetworkError(f"farmer {farmer.data_dir.name} did not start: {result}")
+        await self.wait_online(self.farmers, since=started, within=within)
+
+    def _farmer(self, number: int, trusted: TrustedBridge) -> FarmerProcess:
+        data_dir = self.farmer_dir(number)
+        if (data_dir / CONFIG_FILE).exists():
+            config = read_config(data_dir)
+            identity = read_identity(data_dir)
+            wanted = replace(config, bridges=(trusted,), **self.farmer_settings)
+            if wanted != config:  # the bridge moved (another port) or the settings changed
+                write_config(wanted)
+            config = wanted
+        else:
+            config, identity = prepare_farmer(
+                data_dir, [trusted], allocated=self.allocation, **self.farmer_settings
+            )
+        return FarmerProcess(config, identity, log_level=self.log_level)
+
+    async def stop(self) -> None:
+        """Stop every farmer, then the bridge: SIGTERM, then SIGKILL if one takes too long.
+
+        The launchers' own default grace (15 s) applies, so a farmer finishing a write gets
+        time to fsync and a crash-safe shutdown is not cut short.
+        """
+
+        async def stop_farmer(farmer: FarmerProcess) -> None:
+            await farmer.stop()
+
+        # Every process gets its stop even if another one's fails; the first failure is raised
+        # once all are down.
+        results: list[BaseException | None] = list(
+            await asyncio.gather(*(stop_farmer(f) for f in self.farmers), return_exceptions=True)
+        )
+        if self._bridge_start is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._bridge_start)
+        try:
+            await asyncio.to_thread(self.bridge.stop)
+        except Exception as exc:
+            results.append(exc)
+        if self._db is not None:
+            self._db.engine.dispose()
+            self._db = None
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def __aenter__(self) -> LocalNetwork:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- what the bridge knows ---------------------------------------------------------------
+
+    def node(self, farmer: FarmerProcess) -> NodeRecord | None:
+        """The bridge's record of `farmer` (read from its database, which WAL lets us share)."""
+        if self._db is None:
+            self._db = Database(DatabaseConfig(url=sqlite_url(self.bridge_dir)))
+        return OverlayStore(self._db).node(bytes.fromhex(farmer.node_id))
+
+    def is_online(self, farmer: FarmerProcess, since: int) -> bool:
+        """Whether the bridge pinged `farmer` back at its current address since `since`."""
+        record = self.node(farmer)
+        return (
+            record is not None
+            and record.address == farmer.url
+            and record.last_ping_ok_at is not None
+            and record.last_ping_ok_at >= since
+        )
+
+    async def wait_online(
+        self, farmers: Sequence[FarmerProcess], *, since: int, within: float = 60.0
+    ) -> None:
+        """Wait until the bridge has seen each of `farmers` online since `since` (unix time).
+
+        Polls the bridge's database: check-ins are asynchronous, and the bridge has no API that
+        lists nodes (an operator route for that would let this use HTTP instead).
+        """
+        deadline = time.monotonic() + within
+        waiting = list(farmers)
+        while True:
+            waiting = [f for f in waiting if not await asyncio.to_thread(self.is_online, f, since)]
+            if not waiting:
+                return
+            for farmer in waiting:
+                if farmer.process is None or farmer.process.returncode is not None:
+                    raise NetworkError(
+                        f"farmer {farmer.data_dir.name} exited: {farmer.log_tail(5).strip()}"
+                    )
+            if time.monotonic() > deadline:
+                raise NetworkError(
+                    f"not online at the bridge after {within:.0f} s: "
+                    + ", ".join(self._why_offline(f) for f in waiting)
+                )
+            await asyncio.sleep(0.1)
+
+    def _why_offline(self, farmer: FarmerProcess) -> str:
+        record = self.node(farmer)
+        if record is None:
+            reason = "never checked in"
+        elif record.address != farmer.url:
+            reason = f"last checked in from {record.address}"
+        else:
+            reason = record.last_ping_error or "no ping-back since it started"
+        return f"{farmer.data_dir.name} ({reason}; log {farmer.data_dir / 'farmer.log'})"
+
+    # -- tenants -----------------------------------------------------------------------------
+
+    async def create_tenant(
+        self,
+        *,
+        email: str | None = None,
+        password: str | None = None,
+        project: str = "default",
+        key_name: str = "owner",
+        root_key: bytes | None = None,
+    ) -> Tenant:
+        """Register an account through the bridge's API, with a project, a root API key and a
+        full grant (under `root_key`, random by default)."""
+        email = email or f"{os.urandom(6).hex()}@example.com"
+        password = password or os.urandom(18).hex()
+        accounts = BridgeAccounts(self.bridge.url)
+        try:
+            await accounts.register(email, password)
+            await accounts.login(email, password)
+            made = await accounts.create_project(project)
+            api_key = await accounts.create_api_key(str(made["id"]), key_name)
+        finally:
+            await accounts.aclose()
+        b64decode(str(made["salt"]))  # the bridge must hand out a salt; fail here if not
+        access = EncryptionAccess(root_key=root_key or os.urandom(32))
+        grant = AccessGrant(self.bridge.url, APIKey.parse(api_key), access)
+        return Tenant(email, password, str(made["id"]), api_key, grant.serialize())
+
+
+def farmer_dir(root: Path, number: int) -> Path:
+    return root / FARMERS_DIR / f"farmer-{number:02d}"
+
+
+def existing_farmers(root: Path) -> int:
+    """How many farmers a network in `root` already has (numbered from 1 without gaps)."""
+    count = 0
+    while (farmer_dir(root, count + 1) / CONFIG_FILE).exists():
+        count += 1
+    return count
+
+
+def _redundancy(scheme: Redundancy) -> dict[str, int]:
+    return {"k": scheme.k, "m": scheme.m, "o": scheme.o, "n": scheme.n}
+
+
+def _saved_port(bridge_dir: Path) -> int | None:
+    """The port in the bridge's last URL file, if it has run before."""
+    try:
+        url = (bridge_dir / "bridge.url").read_text().strip()
+        return int(url.rsplit(":", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+__all__ = ["LocalNetwork", "NetworkError", "Tenant", "existing_farmers", "local_profile"]

@@ -1,0 +1,279 @@
+"""`metadisk mb|rb|ls|cp|mv|rm|cat|share`: buckets and objects under the configured grant.
+
+Remote paths look like ``md://bucket/path``. Data goes to stdout (``cat``, ``share``'s grant,
+listings); progress and notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from metadisk.cli import grants
+from metadisk.cli.context import about, current, run, stderr
+from metadisk.cli.errors import CliError, UsageError
+from metadisk.cli.progress import TransferProgress
+from metadisk.cli.remote import RemotePath, parse_bucket, parse_object, parse_remote
+from metadisk.cli.transfers import execute, first_failure, plan
+from metadisk.client import AsyncProject, Conflict, NotFound, ObjectInfo
+
+Parallelism = Annotated[
+    int, typer.Option("--parallelism", "-p", min=1, max=64, help="Objects moved at once.")
+]
+Recursive = Annotated[
+    bool, typer.Option("--recursive", "-r", help="Everything below a folder or directory.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the object commands to the root app."""
+    for command in (mb, rb, ls, cp, mv, rm, cat, share):
+        app.command()(command)
+
+
+def mb(
+    bucket: Annotated[str, typer.Argument(help="The bucket to make, as md://name.")],
+    profile: Annotated[
+        str | None, typer.Option(help="Redundancy profile (the bridge's default if not given).")
+    ] = None,
+) -> None:
+    """Make a bucket."""
+    name = parse_bucket(bucket)
+
+    async def work() -> None:
+        async with current().project() as project:
+            with about(f"md://{name}"):
+                made = await project.create_bucket(name, profile=profile)
+        scheme = made.redundancy
+        typer.echo(
+            f"made md://{made.name} ({made.profile}: any {scheme.k} of {scheme.n} pieces rebuild)"
+        )
+
+    run(work())
+
+
+def rb(
+    bucket: Annotated[str, typer.Argument(help="The bucket to remove, as md://name.")],
+    force: Annotated[bool, typer.Option(help="Also delete every object in it.")] = False,
+) -> None:
+    """Remove a bucket (it must be empty unless --force)."""
+    name = parse_bucket(bucket)
+
+    async def work() -> None:
+        async with current().project() as project:
+            try:
+                with about(f"md://{name}"):
+                    await project.delete_bucket(name, force=force)
+            except CliError as exc:
+                if isinstance(exc.__cause__, Conflict) and exc.__cause__.code == "bucket-not-empty":
+                    raise CliError(
+                        f"md://{name} is not empty (add --force to delete it and its objects)",
+                        status=exc.status,
+                    ) from exc
+                raise
+        typer.echo(f"removed md://{name}")
+
+    run(work())
+
+
+def ls(
+    path: Annotated[
+        str | None, typer.Argument(help="md://bucket or md://bucket/folder (none: buckets).")
+    ] = None,
+    recursive: Recursive = False,
+) -> None:
+    """List buckets, or the objects and folders in a bucket or folder."""
+    remote = parse_remote(path) if path is not None else None
+
+    async def work() -> None:
+        async with current().project() as project:
+            if remote is None:
+                with about("buckets"):
+                    for bucket in await project.list_buckets():
+                        scheme = bucket.redundancy
+                        redundancy = f"{scheme.k}/{scheme.m}/{scheme.o}/{scheme.n}"
+                        typer.echo(
+                            f"{_when(bucket.created_at)}  {bucket.profile:>8} {redundancy:>12}  "
+                            f"md://{bucket.name}"
+                        )
+                return
+            with about(remote):
+                await _list(project, remote, recursive)
+
+    run(work())
+
+
+async def _list(project: AsyncProject, remote: RemotePath, recursive: bool) -> None:
+    # The bridge lists in the order of the *encrypted* names, which looks random: collect the
+    # folder and print it sorted by name, as people expect from ls.
+    found: list[ObjectInfo] = []
+    items = project.list_objects(remote.bucket, remote.folder, recursive=recursive)
+    async with contextlib.aclosing(items):
+        async for item in items:
+            found.append(item)
+    for item in sorted(found, key=lambda i: i.key):
+        typer.echo(_line(item, item.key[len(remote.folder) :]))
+    if not found and not remote.is_folder:
+        # Nothing below "x/": the path may name one object.
+        info = await project.stat(remote.bucket, remote.key)
+        typer.echo(_line(info, remote.name))
+
+
+def _line(item: ObjectInfo, name: str) -> str:
+    if item.is_prefix:
+        return f"{'':16}  {'PRE':>12}  {name}"
+    return f"{_when(item.created_at)}  {item.size:>12}  {name}"
+
+
+def _when(moment: int) -> str:
+    return datetime.datetime.fromtimestamp(moment).strftime("%Y-%m-%d %H:%M")
+
+
+def cp(
+    src: Annotated[str, typer.Argument(help="A local path or md://bucket/path.")],
+    dst: Annotated[str, typer.Argument(help="A local path or md://bucket/path.")],
+    recursive: Recursive = False,
+    parallelism: Parallelism = 4,
+) -> None:
+    """Copy files to metadisk, objects from it, or objects within it.
+
+    A destination ending in "/" (or an existing directory, or a bare md://bucket) receives the
+    source under its own name. Uploads show progress; an interrupted upload of a file resumes
+    when the same command runs again.
+    """
+    _transfer(src, dst, recursive=recursive, parallelism=parallelism, move=False)
+
+
+def mv(
+    src: Annotated[str, typer.Argument(help="A local path or md://bucket/path.")],
+    dst: Annotated[str, typer.Argument(help="A local path or md://bucket/path.")],
+    recursive: Recursive = False,
+    parallelism: Parallelism = 4,
+) -> None:
+    """Move: like cp, then remove each source once its copy is complete."""
+    _transfer(src, dst, recursive=recursive, parallelism=parallelism, move=True)
+
+
+def _transfer(src: str, dst: str, *, recursive: bool, parallelism: int, move: bool) -> None:
+    context = current()
+
+    async def work() -> None:
+        async with context.project() as project:
+            jobs = await plan(project, src, dst, recursive=recursive)
+            if not jobs:
+                raise CliError(f"nothing to copy: {src} is empty", status=1)
+            total = sum(job.size for job in jobs)
+            with TransferProgress(stderr(), files=len(jobs), total_bytes=total) as bars:
+                await execute(
+                    project,
+                    jobs,
+                    move=move,
+                    parallelism=parallelism,
+                    bars=bars,
+                    uploads_dir=context.uploads_dir,
+                    report=typer.echo,
+                )
+
+    run(work())
+
+
+def rm(
+    path: Annotated[str, typer.Argument(help="md://bucket/key, or a folder with --recursive.")],
+    recursive: Recursive = False,
+    parallelism: Parallelism = 8,
+) -> None:
+    """Remove an object, or with --recursive everything below a folder."""
+    remote = parse_remote(path)
+    if remote.is_folder and not recursive:
+        raise UsageError(f"{remote} is a folder or bucket (add --recursive)")
+
+    async def work() -> None:
+        async with current().project() as project:
+            targets = [remote]
+            if recursive:
+                with about(remote):
+                    targets = [
+                        RemotePath(remote.bucket, item.key)
+                        async for item in project.list_objects(
+                            remote.bucket, remote.folder, recursive=True
+                        )
+                        if not item.is_prefix
+                    ]
+                if not remote.is_folder:
+                    with contextlib.suppress(NotFound):  # "x" may be a folder only
+                        await project.stat(remote.bucket, remote.key)
+                        targets.append(remote)
+                if not targets:
+                    raise CliError(f"{remote}: nothing to remove", status=3)
+            gate = asyncio.Semaphore(parallelism)
+
+            async def remove(target: RemotePath) -> None:
+                async with gate:
+                    with about(target):
+                        await project.delete(target.bucket, target.key)
+                    typer.echo(f"removed {target}")
+
+            await first_failure([remove(target) for target in targets])
+
+    run(work())
+
+
+def cat(
+    path: Annotated[str, typer.Argument(help="md://bucket/key")],
+    offset: Annotated[int, typer.Option(min=0, help="First byte to write.")] = 0,
+    length: Annotated[
+        int | None, typer.Option(min=0, help="Bytes to write (default: to the end).")
+    ] = None,
+) -> None:
+    """Write an object (or a byte range of it) to stdout."""
+    remote = parse_object(path)
+    out = sys.stdout.buffer
+
+    async def work() -> None:
+        async with current().project() as project:
+            with about(remote):
+                chunks = project.stream(remote.bucket, remote.key, offset=offset, length=length)
+                async with contextlib.aclosing(chunks):
+                    async for chunk in chunks:
+                        # A slow reader must not stall the event loop and the piece fetches.
+                        await asyncio.to_thread(out.write, chunk)
+        await asyncio.to_thread(out.flush)
+
+    run(work())  # a reader that goes away (`| head`) is handled at the edge, like `ls | head`
+
+
+def share(
+    paths: Annotated[
+        list[str], typer.Argument(help="Folders to share: md://bucket or md://bucket/folder.")
+    ],
+    readonly: Annotated[
+        bool, typer.Option("--readonly", help="Read and list only (the default).")
+    ] = False,
+    write: Annotated[
+        bool, typer.Option("--write", help="Also upload, replace and delete.")
+    ] = False,
+    expires: Annotated[
+        str | None, typer.Option(help="Lifetime, e.g. 30m, 24h or 7d (default: never).")
+    ] = None,
+) -> None:
+    """Print a grant that reaches some folders only, to give to someone.
+
+    They import it with `metadisk setup --grant GRANT`, and get those folders' keys and nothing
+    above or beside them. Revoke it with `metadisk access revoke GRANT`.
+    """
+    folders = [parse_remote(p) for p in paths]
+    allowed = grants.Allowed.from_flags(readonly=readonly, write=write)
+    not_after = int(time.time()) + grants.parse_duration(expires) if expires else None
+    context = current()
+    grant = context.config().access_grant(context.config_dir)
+    shared = grants.restrict(grant, folders, allowed, not_after=not_after)
+    typer.echo(shared.serialize())
+    where = ", ".join(str(RemotePath(f.bucket, f.folder)) for f in folders)
+    until = "never expires" if not_after is None else f"expires {grants.describe_time(not_after)}"
+    stderr().print(f"shared {where}: {', '.join(allowed.names())}; {until}", soft_wrap=True)

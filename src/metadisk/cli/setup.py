@@ -1,0 +1,127 @@
+"""`metadisk setup`: get an access grant into the CLI's config.
+
+Either import a grant someone gave you (``--grant``), or log in to a bridge (registering first
+with ``--register``), pick or make a project, make an API key, and derive the root encryption
+key from a passphrase with the project's salt (Argon2id, `metadisk.core.keys.derive_root_key`).
+The same passphrase and project give the same root key on any machine, so another machine can
+set up and read the same files; the passphrase itself is never stored or sent.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated
+
+import typer
+
+from metadisk.cli import config as cfg
+from metadisk.cli import grants
+from metadisk.cli.accounts import AccountAPI, cache_session
+from metadisk.cli.context import current, stderr
+from metadisk.cli.errors import UsageError
+from metadisk.cli.login import read_secret
+from metadisk.client import Unauthenticated
+from metadisk.core.encoding import b64decode
+from metadisk.core.errors import DecodeError
+from metadisk.core.grant import AccessGrant, check_bridge_url
+from metadisk.core.keys import derive_root_key
+from metadisk.core.macaroon import APIKey
+from metadisk.core.paths import EncryptionAccess
+
+
+def setup(
+    bridge_url: Annotated[
+        str | None, typer.Argument(help="The bridge, e.g. http://127.0.0.1:7777.")
+    ] = None,
+    grant: Annotated[
+        str | None, typer.Option(help="Import this access grant instead of logging in.")
+    ] = None,
+    email: Annotated[str | None, typer.Option(help="Account email (prompted if missing).")] = None,
+    register: Annotated[bool, typer.Option(help="Create the account first.")] = False,
+    project: Annotated[str, typer.Option(help="Project to use; made if it does not exist.")] = (
+        "default"
+    ),
+    key_name: Annotated[
+        str | None, typer.Option(help="Name of the new API key (default: cli@HOSTNAME).")
+    ] = None,
+    password_env: Annotated[
+        str | None,
+        typer.Option(metavar="VAR", help="Read the account password from this variable."),
+    ] = None,
+    passphrase_env: Annotated[
+        str | None,
+        typer.Option(metavar="VAR", help="Read the encryption passphrase from this variable."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace a grant that is already set up.")] = False,
+) -> None:
+    """Set up the CLI: log in to a bridge and make an access grant, or import one."""
+    context = current()
+    existing = context.config()
+    if existing.grant is not None and not force:
+        raise UsageError(
+            f"{context.config_dir / cfg.CONFIG_FILE} already holds a grant "
+            "(add --force to replace it)"
+        )
+    notes = stderr()
+    if grant is not None:
+        if bridge_url is not None:
+            raise UsageError("give a BRIDGE_URL or --grant, not both")
+        try:
+            parsed = AccessGrant.parse(grant.strip())
+        except DecodeError as exc:
+            raise UsageError(f"not an access grant: {exc}") from exc
+        config = cfg.CliConfig(parsed.serialize(), None, existing.client, "metadisk setup --grant")
+        path = cfg.save(context.config_dir, config)
+        for label, value in grants.describe(parsed):
+            notes.print(f"{label:<11} {value}", soft_wrap=True)
+        typer.echo(f"saved the grant to {path}")
+        return
+
+    if bridge_url is None:
+        bridge_url = typer.prompt("Bridge URL")
+    bridge_url = bridge_url.strip().rstrip("/")
+    try:
+        check_bridge_url(bridge_url)
+    except DecodeError as exc:
+        raise UsageError(f"bridge URL {bridge_url!r}: {exc}") from exc
+    if email is None:
+        email = typer.prompt("Email")
+    password = read_secret("Password", password_env, confirm=register)
+    # From the environment, read the passphrase now: a script missing it fails before making
+    # an API key it would then not use. A person is asked later, after the explanation.
+    passphrase = read_secret("", passphrase_env) if passphrase_env is not None else None
+    api = AccountAPI(bridge_url)
+    if register:
+        api.register(email, password)
+    try:
+        session = api.login(email, password)
+    except Unauthenticated as exc:
+        hint = "" if register else " (new here? add --register)"
+        raise UsageError(f"cannot log in as {email}: {exc.message}{hint}") from exc
+    api = api.with_session(session)
+    chosen = next((p for p in api.projects() if p.get("name") == project), None)
+    if chosen is None:
+        chosen = api.create_project(project)
+        notes.print(f"made project {project!r}")
+    name = key_name or f"cli@{socket.gethostname()}"
+    api_key = str(api.create_api_key(str(chosen["id"]), name)["api_key"])
+
+    if passphrase is None:
+        notes.print(
+            "Your files are encrypted with a key made from a passphrase. It never leaves this "
+            "machine: keep it safe, without it nobody (not even you) can read your files.",
+            soft_wrap=True,
+        )
+        passphrase = read_secret("Encryption passphrase", None, confirm=True)
+    try:
+        root_key = derive_root_key(passphrase, b64decode(str(chosen["salt"])))
+    except (ValueError, DecodeError) as exc:
+        raise UsageError(f"cannot derive the root key: {exc}") from exc
+    made = AccessGrant(bridge_url, APIKey.parse(api_key), EncryptionAccess(root_key=root_key))
+    account = cfg.Account(bridge_url, email, str(chosen["id"]))
+    path = cfg.save(
+        context.config_dir,
+        cfg.CliConfig(made.serialize(), account, existing.client, "metadisk setup"),
+    )
+    cache_session(context.config_dir, bridge_url, email, session)
+    typer.echo(f"set up {email} on {bridge_url}, project {project!r}, API key {name!r}: {path}")

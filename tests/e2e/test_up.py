@@ -1,0 +1,156 @@
+"""`metadisk up` as a user runs it: a real process tree, the CLI against it, signals, a rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from metadisk.cli import config as cfg
+from tests.e2e.harness import CLI, run_cli
+
+FARMERS = 6
+
+
+class Up:
+    """One `metadisk up` process; `ready()` waits for its announcement."""
+
+    def __init__(self, data_dir: Path, config_dir: Path) -> None:
+        environment = {**os.environ, cfg.ENV_CONFIG_DIR: str(config_dir)}
+        self.process = subprocess.Popen(
+            [*CLI, "up", "--data-dir", str(data_dir), "--farmers", str(FARMERS)],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        assert self.process.stdout is not None
+        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def ready(self, within: float = 120) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.process.poll() is None, self.stop_output()
+                assert time.monotonic() < deadline, "metadisk up did not get ready"
+                continue
+            self.output.append(line)
+            if line.startswith("metadisk up: ready"):
+                return
+
+    def stop(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(60)
+
+    def stop_output(self) -> str:
+        assert self.process.stderr is not None
+        return self.process.stderr.read()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def gone(pid: int, within: float = 10) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def running(data_dir: Path) -> Iterator[int]:
+    info = json.loads((data_dir / "running.json").read_text())
+    yield info["bridge"]["pid"]
+    for farmer in info["farmers"]:
+        yield farmer["pid"]
+
+
+def test_up_serves_the_cli_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    data_dir, config_dir = tmp_path / "net", tmp_path / "user-config"
+    note = tmp_path / "note.txt"
+    note.write_text("kept across runs")
+
+    first = Up(data_dir, config_dir)
+    try:
+        first.ready()
+        info = json.loads((data_dir / "running.json").read_text())
+        assert len(info["farmers"]) == FARMERS
+        pids = list(running(data_dir))
+        # The grant is where the CLI looks: the user's (empty) config dir and the data dir's.
+        for directory in (config_dir, data_dir / "cli"):
+            assert (directory / cfg.CONFIG_FILE).stat().st_mode & 0o777 == 0o600
+        assert (data_dir / "network.json").stat().st_mode & 0o777 == 0o600
+        assert run_cli("mb", "md://demo", config_dir=config_dir).status == 0
+        assert run_cli("cp", note, "md://demo/", config_dir=config_dir).status == 0
+        assert run_cli("ls", "md://demo", config_dir=config_dir).out.split()[-1] == "note.txt"
+        assert run_cli("cat", "md://demo/note.txt", config_dir=config_dir).out == (
+            "kept across runs"
+        )
+        assert first.stop(signal.SIGTERM) == 0
+    finally:
+        first.kill()
+    assert all(gone(pid) for pid in pids), "a process outlived metadisk up"
+    assert not (data_dir / "running.json").exists()
+
+    second = Up(data_dir, config_dir)
+    try:
+        second.ready()
+        again = json.loads((data_dir / "running.json").read_text())
+        assert again["bridge"]["url"] == info["bridge"]["url"]  # same port: same grant works
+        assert [f["node_id"] for f in again["farmers"]] == [f["node_id"] for f in info["farmers"]]
+        # Via the data dir's own config this time.
+        own = data_dir / "cli"
+        assert run_cli("cat", "md://demo/note.txt", config_dir=own).out == "kept across runs"
+        pids = list(running(data_dir))
+        assert second.stop(signal.SIGINT) == 0
+    finally:
+        second.kill()
+    assert all(gone(pid) for pid in pids), "a process outlived metadisk up"
+
+
+def test_a_second_up_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "net"
+    data_dir.mkdir()
+    holder = subprocess.Popen(
+        [
+            "python3",
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); f.write('4242'); f.flush(); "
+            "print('locked', flush=True); time.sleep(60)",
+            str(data_dir / "up.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        refused = run_cli("up", "--data-dir", data_dir, config_dir=tmp_path / "config")
+        assert refused.status == 1
+        assert "another 'metadisk up'" in refused.error_line
+        assert "4242" in refused.error_line
+    finally:
+        holder.kill()
+        holder.wait()
