@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import mimetypes
 import os
-import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from metadisk.cli.context import about
 from metadisk.cli.errors import CliError, UsageError
 from metadisk.cli.progress import FileBar, TransferProgress
 from metadisk.cli.remote import RemotePath, is_remote, parse_remote
-from metadisk.client import AsyncProject, BridgeError, NotFound
+from metadisk.client import AsyncProject
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,26 +193,14 @@ async def _upload(
     identity = f"{job.source.absolute()}\0{job.target}".encode()
     resume_dir = uploads_dir / hashlib.blake2b(identity, digest_size=16).hexdigest()
 
-    async def send(resume: Path | None) -> None:
-        await project.upload(
-            job.target.bucket,
-            job.target.key,
-            str(job.source),
-            content_type=content_type,
-            progress=bar.update,
-            resume_dir=resume,
-        )
-
-    try:
-        await send(resume_dir)
-    except BridgeError as exc:
-        if exc.code != "method-not-allowed":
-            raise
-        # Saved state from an interrupted upload, but this bridge cannot look a pending upload
-        # up (it has no GET /v1/uploads/{id}): the state is no use, so start from the beginning.
-        await asyncio.to_thread(shutil.rmtree, resume_dir, True)
-        bar.update(0, job.size)
-        await send(None)
+    await project.upload(
+        job.target.bucket,
+        job.target.key,
+        str(job.source),
+        content_type=content_type,
+        progress=bar.update,
+        resume_dir=resume_dir,
+    )
     with contextlib.suppress(OSError):  # done: the library removed its state; drop the dir
         resume_dir.rmdir()
     if move:
@@ -237,32 +224,13 @@ async def _download(project: AsyncProject, job: Download, bar: FileBar, *, move:
 
 
 async def _copy(project: AsyncProject, job: Copy, bar: FileBar, *, move: bool) -> None:
+    # Server-side: segment keys are re-wrapped for the new name and no piece moves.
     source, target = job.source, job.target
-    try:
-        if move:
-            await project.move(source.bucket, source.key, target.bucket, target.key)
-        else:
-            await project.copy(source.bucket, source.key, target.bucket, target.key)
-        bar.update(job.size, job.size)
-        return
-    except NotFound as exc:
-        if exc.code != "not-found":  # object-not-found, bucket-not-found: a real answer
-            raise
-    # The generic "not-found" is the bridge's answer to an unknown route: this bridge cannot
-    # move or copy on its side yet, so the bytes go through this machine instead.
-    info = await project.stat(source.bucket, source.key)
-    stream = project.stream(source.bucket, source.key)
-    async with contextlib.aclosing(stream):
-        await project.upload(
-            target.bucket,
-            target.key,
-            stream,
-            content_type=info.content_type,
-            metadata=info.metadata,
-            progress=lambda done, _total: bar.update(done, job.size),
-        )
     if move:
-        await project.delete(source.bucket, source.key)
+        await project.move(source.bucket, source.key, target.bucket, target.key)
+    else:
+        await project.copy(source.bucket, source.key, target.bucket, target.key)
+    bar.update(job.size, job.size)
 
 
 def _label(job: Job) -> str:
