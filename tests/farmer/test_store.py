@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import random
 from pathlib import Path
 
 import pytest
 
 from metadisk.core.merkle import LEAF_SIZE, digest_piece, prove, verify_leaf
 from metadisk.farmer.errors import CorruptPiece, NotFound
-from metadisk.farmer.pieces.store import PieceInfo, PieceStore, trailer_size
+from metadisk.farmer.pieces import store as store_module
+from metadisk.farmer.pieces.store import PieceInfo, PieceStore, TempPiece, trailer_size
 
 BRIDGE = bytes([1]) * 32
 
@@ -90,3 +93,81 @@ def test_trash_entries(tmp_path: Path) -> None:
     assert entries == [(BRIDGE, pid, trash, 12345, 3 + trailer_size(3))]
     with pytest.raises(FileNotFoundError):
         store.move(rel, trash)
+
+
+def write_in_random_chunks(temp: TempPiece, data: bytes, rng: random.Random) -> None:
+    """Feed `data` in batches of odd-sized chunks, as the network delivers them."""
+    pos = 0
+    while pos < len(data):
+        batch = []
+        for _ in range(rng.randrange(1, 5)):
+            size = rng.choice([1, 100, 4095, 4096, 65536, 3 << 20, rng.randrange(1, 300_000)])
+            batch.append(data[pos : pos + size])
+            pos += size
+        temp.write([chunk for chunk in batch if chunk], last=pos >= len(data))
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * LEAF_SIZE + 5, (2 << 20) + 7])
+def test_both_write_paths_store_the_same_bytes(tmp_path: Path, direct: bool, size: int) -> None:
+    # O_DIRECT writes whole blocks from a staging buffer and leaves the rest to `seal`; the
+    # cached path writes as it goes, the last chunks together with the trailer
+    store = PieceStore(tmp_path)
+    store.prepare([BRIDGE])
+    data = os.urandom(size)
+    temp = store.new_temp()
+    temp.open(direct=direct)
+    write_in_random_chunks(temp, data, random.Random(size))
+    digest = temp.digest()
+    assert digest == digest_piece(data)
+    temp.seal(digest, PieceInfo.of(digest, stored_at=1, expires_at=0))
+    rel = store.piece_rel(BRIDGE, os.urandom(32))
+    store.commit(temp, rel)
+    piece = store.open(rel)
+    try:
+        assert piece.info.size == size
+        assert os.pread(piece.file.fileno(), size, 0) == data
+    finally:
+        piece.close()
+
+
+def test_direct_writes_fall_back_to_the_cache_when_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a device that wants more alignment than 4 KiB refuses the write with EINVAL
+    real = store_module._pwrite_all
+    calls = 0
+
+    def refuse_second(fd: int, view: memoryview, offset: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real(fd, view, offset)
+
+    monkeypatch.setattr(store_module, "_pwrite_all", refuse_second)
+    store = PieceStore(tmp_path)
+    store.prepare()
+    data = os.urandom((3 << 20) + 12345)
+    temp = store.new_temp()
+    temp.open()
+    for start in range(0, len(data), 1 << 20):
+        temp.write([data[start : start + 700_001], data[start + 700_001 : start + (1 << 20)]])
+    digest = temp.digest()
+    temp.seal(digest, PieceInfo.of(digest, stored_at=1, expires_at=0))
+    rel = store.piece_rel(BRIDGE, os.urandom(32))
+    store.commit(temp, rel)
+    piece = store.open(rel)
+    try:
+        assert os.pread(piece.file.fileno(), len(data), 0) == data
+    finally:
+        piece.close()
+    assert calls > 2  # refused once, then written through the cache
+
+
+def test_prepare_makes_every_piece_directory(tmp_path: Path) -> None:
+    store = PieceStore(tmp_path)
+    store.prepare([BRIDGE])
+    made = sorted(entry.name for entry in (store.pieces_dir / BRIDGE.hex()).iterdir())
+    assert made == [f"{i:02x}" for i in range(256)]
+    store.prepare([BRIDGE])  # again: nothing to do, nothing fails

@@ -17,6 +17,8 @@ checkpoint, which is safe because the journal makes each of them repeatable.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import logging
 import queue
 import sqlite3
 import threading
@@ -31,7 +33,11 @@ from metadisk.farmer.usage.db import BridgeUsage
 
 T = TypeVar("T")
 
+log = logging.getLogger("metadisk.farmer.db")
+
 MAX_BATCH = 256
+# how long a deferred journal cleanup (`finish_moves_later`) may wait for a transaction to join
+DEFER = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS serials (
@@ -71,8 +77,10 @@ CREATE TABLE IF NOT EXISTS journal (
 class _Call:
     fn: Callable[[sqlite3.Connection], Any]
     durable: bool
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
+    # the caller's event loop, or None for a caller on another thread (a piece I/O thread),
+    # whose concurrent future the database thread settles directly: no hop through a loop
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[Any] | concurrent.futures.Future[Any]
 
 
 class FarmerDB:
@@ -83,6 +91,8 @@ class FarmerDB:
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._full = False
+        self._deferred: list[JournalEntry] = []  # see `finish_moves_later`
+        self._deferred_lock = threading.Lock()
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -107,6 +117,16 @@ class FarmerDB:
         self._queue.put(_Call(fn, durable, loop, future))
         return await future
 
+    def _submit(
+        self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False
+    ) -> concurrent.futures.Future[T]:
+        """Queue a call from any thread; the database thread settles the returned future."""
+        if self._thread is None:
+            raise RuntimeError("database is not open")
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put(_Call(fn, durable, None, future))
+        return future
+
     # -- the database thread
 
     def _serve(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
@@ -122,7 +142,11 @@ class FarmerDB:
         try:
             stopping = False
             while not stopping:
-                call = self._queue.get()
+                try:
+                    call = self._queue.get(timeout=DEFER if self._deferred else None)
+                except queue.Empty:
+                    self._run_batch(conn, [])  # deferred cleanups found nothing to ride with
+                    continue
                 if call is None:
                     break
                 batch = [call]
@@ -136,6 +160,8 @@ class FarmerDB:
                         break
                     batch.append(more)
                 self._run_batch(conn, batch)
+            if self._deferred:
+                self._run_batch(conn, [])
         finally:
             conn.close()
 
@@ -147,6 +173,17 @@ class FarmerDB:
                 conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 self._full = durable
             conn.execute("BEGIN IMMEDIATE")
+            with self._deferred_lock:
+                deferred, self._deferred = self._deferred, []
+            if deferred:
+                conn.execute("SAVEPOINT call")
+                try:
+                    _finish_moves(conn, deferred, [])
+                except Exception as exc:
+                    # the rows stay in the journal, and the next start replays them
+                    conn.execute("ROLLBACK TO call")
+                    log.warning("journal cleanup failed: %s", exc)
+                conn.execute("RELEASE call")
             for call in batch:
                 conn.execute("SAVEPOINT call")
                 try:
@@ -161,7 +198,10 @@ class FarmerDB:
                 conn.execute("ROLLBACK")
             results = [(False, exc)] * len(batch)
         for call, (ok, value) in zip(batch, results, strict=True):
-            call.loop.call_soon_threadsafe(_settle, call.future, ok, value)
+            if call.loop is None:
+                _settle(call.future, ok, value)
+            else:
+                call.loop.call_soon_threadsafe(_settle, call.future, ok, value)
 
     # -- PieceDB
 
@@ -175,6 +215,13 @@ class FarmerDB:
     async def begin_put(
         self, serial: bytes, serial_expires_at: int, piece_expires_at: int, move: Move
     ) -> int:
+        return await asyncio.wrap_future(
+            self.begin_put_soon(serial, serial_expires_at, piece_expires_at, move)
+        )
+
+    def begin_put_soon(
+        self, serial: bytes, serial_expires_at: int, piece_expires_at: int, move: Move
+    ) -> concurrent.futures.Future[int]:
         def run(conn: sqlite3.Connection) -> int:
             try:
                 conn.execute(
@@ -191,7 +238,7 @@ class FarmerDB:
                 )
             return _journal(conn, move)
 
-        return await self._call(run, durable=True)
+        return self._submit(run, durable=True)
 
     async def begin_moves(self, moves: list[Move]) -> list[int]:
         def run(conn: sqlite3.Connection) -> list[int]:
@@ -200,25 +247,22 @@ class FarmerDB:
         return await self._call(run, durable=True)
 
     async def finish_moves(self, done: list[JournalEntry], undone: list[JournalEntry]) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            for entry in done:
-                move = entry.move
-                conn.execute(
-                    "INSERT INTO usage (bridge, stored, pieces, trash) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (bridge) DO UPDATE SET stored = stored + excluded.stored,"
-                    " pieces = pieces + excluded.pieces, trash = trash + excluded.trash",
-                    (move.bridge, move.stored, move.pieces, move.trash),
-                )
-                if move.pieces < 0:  # the piece left the store: its TTL no longer applies
-                    _forget_expiration(conn, move.bridge, move.piece_id)
-            for entry in undone:
-                if entry.move.pieces > 0:  # an upload that never landed: no TTL to keep
-                    _forget_expiration(conn, entry.move.bridge, entry.move.piece_id)
-            conn.executemany(
-                "DELETE FROM journal WHERE id = ?", [(e.id,) for e in [*done, *undone]]
-            )
+        await asyncio.wrap_future(self.finish_moves_soon(done, undone))
 
-        await self._call(run)
+    def finish_moves_soon(
+        self, done: list[JournalEntry], undone: list[JournalEntry]
+    ) -> concurrent.futures.Future[None]:
+        return self._submit(lambda conn: _finish_moves(conn, done, undone))
+
+    def finish_moves_later(self, done: list[JournalEntry]) -> None:
+        """`finish_moves(done, [])` for moves nobody waits on (stored pieces, receipt sent): it
+        joins the next transaction the database thread runs for any caller, at most `DEFER`
+        seconds from now, instead of waking the thread for one of its own. Until then the rows
+        stay in the journal, which is safe: a crash replays them at the next start."""
+        if self._thread is None:
+            raise RuntimeError("database is not open")
+        with self._deferred_lock:
+            self._deferred.extend(done)
 
     async def journal(self) -> list[JournalEntry]:
         def run(conn: sqlite3.Connection) -> list[JournalEntry]:
@@ -274,13 +318,37 @@ class FarmerDB:
         await self._call(run)
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+def _settle(
+    future: asyncio.Future[Any] | concurrent.futures.Future[Any], ok: bool, value: Any
+) -> None:
     if future.done():  # the caller gave up waiting (cancelled)
         return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+    try:
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    except (asyncio.InvalidStateError, concurrent.futures.InvalidStateError):
+        pass  # a concurrent future cancelled between the check and now: nobody is waiting
+
+
+def _finish_moves(
+    conn: sqlite3.Connection, done: list[JournalEntry], undone: list[JournalEntry]
+) -> None:
+    for entry in done:
+        move = entry.move
+        conn.execute(
+            "INSERT INTO usage (bridge, stored, pieces, trash) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (bridge) DO UPDATE SET stored = stored + excluded.stored,"
+            " pieces = pieces + excluded.pieces, trash = trash + excluded.trash",
+            (move.bridge, move.stored, move.pieces, move.trash),
+        )
+        if move.pieces < 0:  # the piece left the store: its TTL no longer applies
+            _forget_expiration(conn, move.bridge, move.piece_id)
+    for entry in undone:
+        if entry.move.pieces > 0:  # an upload that never landed: no TTL to keep
+            _forget_expiration(conn, entry.move.bridge, entry.move.piece_id)
+    conn.executemany("DELETE FROM journal WHERE id = ?", [(e.id,) for e in [*done, *undone]])
 
 
 def _journal(conn: sqlite3.Connection, move: Move) -> int:

@@ -7,6 +7,7 @@ between a move and its counter update is repaired exactly at the next start.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,6 +56,13 @@ class PieceDB(Protocol):
         (serial-reused) if the serial was used. Returns the journal id."""
         ...
 
+    def begin_put_soon(
+        self, serial: bytes, serial_expires_at: int, piece_expires_at: int, move: Move
+    ) -> Future[int]:
+        """`begin_put` for a caller on any thread (the piece I/O threads): returns at once, the
+        future settles after the durable commit."""
+        ...
+
     async def begin_moves(self, moves: list[Move]) -> list[int]:
         """Durably journal moves about to happen; returns their ids."""
         ...
@@ -62,6 +70,16 @@ class PieceDB(Protocol):
     async def finish_moves(self, done: list[JournalEntry], undone: list[JournalEntry]) -> None:
         """Apply the counters of `done` moves, forget both lists' journal rows and the TTLs of
         pieces moved out of the store."""
+        ...
+
+    def finish_moves_soon(
+        self, done: list[JournalEntry], undone: list[JournalEntry]
+    ) -> Future[None]:
+        """`finish_moves` for a caller on any thread; returns at once."""
+        ...
+
+    def finish_moves_later(self, done: list[JournalEntry]) -> None:
+        """`finish_moves(done, [])` some time soon, for moves nobody waits on; any thread."""
         ...
 
     async def journal(self) -> list[JournalEntry]:

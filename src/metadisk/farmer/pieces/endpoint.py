@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from metadisk.core.encoding import b64encode
 from metadisk.farmer.errors import BadRequest, NotFound
@@ -24,6 +25,7 @@ from metadisk.farmer.pieces.protocol import (
 from metadisk.farmer.pieces.service import AUDIT_ACTIONS, Download, PieceService
 
 _PIECE = "/v1/pieces/{piece_id}"
+_READ_BUFFER = 1 << 20
 
 
 class PieceEndpoint:
@@ -47,7 +49,7 @@ class PieceEndpoint:
         limit = parse_order_limit(request.headers.get(ORDER_LIMIT_HEADER))
         piece_hash = parse_piece_hash(request.headers.get(PIECE_HASH_HEADER))
         receipt = await self._service.put(
-            limit, piece_id, piece_hash, request.content_length, request.content.iter_any()
+            limit, piece_id, piece_hash, request.content_length, _body(request.content)
         )
         return web.json_response({"receipt": b64encode(receipt.encode())}, status=201)
 
@@ -87,6 +89,22 @@ class PieceEndpoint:
         if tail in ("", "audit"):  # a good path with a method it does not take
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "PUT", "DELETE", "POST"])
         raise NotFound(f"no route {request.path}")
+
+
+async def _body(content: StreamReader) -> AsyncIterator[bytes]:
+    """The request body, chunk by chunk as the socket delivered it.
+
+    Not `iter_any`: that joins whatever is buffered into one new bytes object, a copy of most of
+    the body. A larger read buffer (1-2 MiB instead of 64-128 KiB) pauses and resumes the socket
+    far less often; the service writes ~1 MiB at a time anyway.
+    """
+    content.set_read_chunk_size(_READ_BUFFER)
+    while True:
+        chunk, _ = await content.readchunk()
+        if chunk:
+            yield chunk
+        elif content.at_eof():
+            return
 
 
 async def _send(request: web.Request, download: Download) -> web.StreamResponse:

@@ -10,10 +10,10 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import AsyncIterable, Callable, Collection, Coroutine, Mapping
+from collections.abc import AsyncIterable, Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from metadisk.core.identity import Identity, NodeId
 from metadisk.core.merkle import MerkleProof, PieceDigest, prove
@@ -48,8 +48,14 @@ GET_ACTIONS = frozenset({Action.GET, Action.GET_REPAIR})
 AUDIT_ACTIONS = frozenset({Action.AUDIT})
 DELETE_ACTIONS = frozenset({Action.DELETE})
 WRITE_BATCH = 1 << 20  # hand the disk thread ~1 MiB at a time: few thread hops, little memory
+# pieces this big bypass the page cache (see `TempPiece`); smaller ones cost more in extra
+# system calls than the cache costs them
+DIRECT_MIN = 256 << 10
 DISK_RESERVE = 64 << 20  # keep this much of the filesystem free whatever the allocation says
 _BATCH = 500
+# serials of recent uploads, kept in memory to refuse a replay before its body arrives; older
+# ones are refused by the database when the replay commits (same 409, after the body)
+RECENT_SERIALS = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +102,7 @@ class PieceService:
         self._uploading_pieces: set[tuple[bytes, bytes]] = set()
         # bytes served per GET order limit, so one limit cannot download more than it allows
         self._served: dict[bytes, tuple[int, int]] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._recent_serials: dict[bytes, int] = {}  # serial -> its order limit's expiry
 
     async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -114,25 +120,16 @@ class PieceService:
         if entries:
             await self._db.finish_moves(done, undone)
             log.info("recovered journal: %d moves done, %d undone", len(done), len(undone))
-        removed = await self._run(self.store.prepare)
+        bridges = [bridge.raw for bridge in self._trusted]
+        removed = await self._run(self.store.prepare, bridges)
         if removed:
             log.info("removed %d partial uploads", removed)
         await self._usage.load()
 
     async def close(self) -> None:
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        # bookkeeping the I/O threads queued stays in the database's queue, which its close
+        # drains after this
         await asyncio.to_thread(self._io.shutdown, wait=True)
-
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("background bookkeeping failed: %s", task.exception())
 
     @property
     def free(self) -> int:
@@ -176,7 +173,7 @@ class PieceService:
             )
         bridge = limit.bridge_id.raw
         key = (bridge, piece_id)
-        if limit.serial in self._uploading_serials:
+        if limit.serial in self._uploading_serials or limit.serial in self._recent_serials:
             raise Conflict("order limit serial already in use", code="serial-reused")
         if key in self._uploading_pieces:
             raise Conflict("piece is being uploaded", code="piece-exists")
@@ -202,55 +199,32 @@ class PieceService:
         needed: int,
         body: AsyncIterable[bytes],
     ) -> PieceReceipt:
-        """Receive, check, make durable, commit. The three fsyncs a receipt needs (data, the
-        journal and serial, the rename) cost two waits: the first two run at once."""
+        """Receive (the event loop), then land the piece in one I/O-thread call, then sign."""
         bridge = limit.bridge_id.raw
         rel = self.store.piece_rel(bridge, piece_id)
         temp = self.store.new_temp()
         now = self._now()
-        # a replayed serial is refused early, but that check need not hold up the body
-        replayed = asyncio.ensure_future(self._db.serial_used(limit.serial))
         try:
             try:
                 tail = await self._receive(temp, rel, needed, body, size, limit)
             finally:
                 self._usage.record_in(bridge, temp.received)
-            if await replayed:
-                raise Conflict("order limit serial already used", code="serial-reused")
-            digest = await self._run(
-                _disk_full_is_507(self._finish), temp, rel, needed, tail, size, piece_hash
-            )
-            info = PieceInfo.of(digest, now, limit.piece_expires_at)
-            src = temp.path.relative_to(self.store.root).as_posix()
-            move = Move(bridge, piece_id, src, rel, stored=info.disk_size, pieces=1)
-            sealed = self._run(_disk_full_is_507(temp.seal), digest, info)
-            journaled = self._db.begin_put(
-                limit.serial, limit.expires_at, limit.piece_expires_at, move
-            )
-            outcome = await asyncio.gather(sealed, journaled, return_exceptions=True)
-            if isinstance(outcome[1], BaseException):
-                raise outcome[1]
-            entry = JournalEntry(outcome[1], move)
-            if isinstance(outcome[0], BaseException):
-                await asyncio.shield(self._db.finish_moves([], [entry]))
-                raise outcome[0]
         except BaseException:
-            replayed.cancel()
-            if replayed.done() and not replayed.cancelled():
-                replayed.exception()  # retrieved: no "never retrieved" warning
             await self._run(temp.discard)
             raise
+        landing = asyncio.get_running_loop().run_in_executor(
+            self._io, self._land, temp, rel, needed, tail, size, piece_hash, limit, now
+        )
         try:
-            await self._run(_disk_full_is_507(self.store.commit), temp, rel)
-        except BaseException:
-            # forget the move before removing its source, or recovery would count it as done
-            await asyncio.shield(self._db.finish_moves([], [entry]))
-            await self._run(temp.discard)
+            move, digest = await asyncio.shield(landing)
+        except asyncio.CancelledError:
+            # the I/O thread carries on with the file whatever happens here: wait for it, so a
+            # piece that did land is accounted for (the client just never hears about it)
+            await asyncio.wait([landing])
+            if not landing.cancelled() and landing.exception() is None:
+                self._landed(limit, landing.result()[0])
             raise
-        # The piece is durable and visible: answer now, and clear the journal row in the
-        # background (a crash before that is repaired from the row at the next start).
-        self._usage.apply(move)
-        self._in_background(self._db.finish_moves([entry], []))
+        self._landed(limit, move)
         receipt = PieceReceipt(
             serial=limit.serial,
             node_id=self.identity.node_id,
@@ -261,13 +235,78 @@ class PieceService:
         )
         return receipt.signed_by(self.identity)
 
-    # These run on the I/O threads. The file appears with the first write, and the last batch is
-    # written together with the hash check, so a small piece costs one thread hop to write.
+    def _landed(self, limit: OrderLimit, move: Move) -> None:
+        self._usage.apply(move)
+        serials = self._recent_serials
+        serials[limit.serial] = limit.expires_at
+        if len(serials) > RECENT_SERIALS:
+            del serials[next(iter(serials))]  # the oldest: the database still refuses it
 
-    def _write(self, temp: TempPiece, rel: str, needed: int, chunks: list[bytes]) -> None:
+    # These run on the I/O threads. The file appears with the first write, and the last batch is
+    # written, checked, sealed, journaled and renamed in one call (`_land`): one thread hop per
+    # piece after the body, however small the piece.
+
+    def _land(
+        self,
+        temp: TempPiece,
+        rel: str,
+        needed: int,
+        tail: list[bytes],
+        size: int,
+        piece_hash: bytes,
+        limit: OrderLimit,
+        now: int,
+    ) -> tuple[Move, PieceDigest]:
+        """Finish, check and store an upload: the three fsyncs a receipt needs (data, the
+        journal and serial, the rename) cost two waits, since the first two run at once.
+
+        On failure nothing is left behind: no temp file, no journal row, no spent serial
+        (unless the failure came after the piece became visible, see `commit`)."""
+        try:
+            digest = _disk_full_is_507(self._finish)(temp, rel, needed, tail, size, piece_hash)
+            info = PieceInfo.of(digest, now, limit.piece_expires_at)
+            move = Move(
+                limit.bridge_id.raw, limit.piece_id, temp.name, rel, stored=info.disk_size, pieces=1
+            )
+            # the database thread commits serial, TTL and journal row (one WAL fsync, shared
+            # with other uploads) while this thread fsyncs the data
+            journaled = self._db.begin_put_soon(
+                limit.serial, limit.expires_at, limit.piece_expires_at, move
+            )
+        except BaseException:
+            temp.discard()
+            raise
+        try:
+            _disk_full_is_507(temp.seal)(digest, info)
+        except BaseException:
+            if journaled.exception() is None:  # waits; an exception means no row was written
+                # forget the move before removing its source, or recovery would count it as done
+                entry = JournalEntry(journaled.result(), move)
+                self._db.finish_moves_soon([], [entry]).result()
+            temp.discard()
+            raise
+        try:
+            entry = JournalEntry(journaled.result(), move)  # Conflict if the serial was used
+        except BaseException:
+            temp.discard()
+            raise
+        try:
+            _disk_full_is_507(self.store.commit)(temp, rel)
+        except BaseException:
+            self._db.finish_moves_soon([], [entry]).result()
+            temp.discard()
+            raise
+        # The piece is durable and visible: the receipt can go now. The journal row is cleared
+        # with the counters' update later (a crash before that replays it at the next start).
+        self._db.finish_moves_later([entry])
+        return move, digest
+
+    def _write(
+        self, temp: TempPiece, rel: str, needed: int, chunks: list[bytes], *, last: bool = False
+    ) -> None:
         if not temp.opened:
             self._create(temp, rel, needed)
-        temp.write(chunks)
+        temp.write(chunks, last=last)
 
     def _create(self, temp: TempPiece, rel: str, needed: int) -> None:
         if self.store.exists(rel):
@@ -275,7 +314,7 @@ class PieceService:
         stat = os.statvfs(self.store.tmp_dir)
         if stat.f_bavail * stat.f_frsize < needed + DISK_RESERVE:
             raise InsufficientStorage("the disk is full")
-        temp.open()
+        temp.open(direct=needed >= DIRECT_MIN)
 
     def _finish(
         self,
@@ -286,7 +325,7 @@ class PieceService:
         size: int,
         piece_hash: bytes,
     ) -> PieceDigest:
-        self._write(temp, rel, needed, tail)
+        self._write(temp, rel, needed, tail, last=True)
         if temp.written != size:
             raise BadRequest("body shorter than Content-Length", code="incomplete-body")
         digest = temp.digest()
@@ -434,6 +473,7 @@ class PieceService:
                 break
         await self._db.prune_serials(now)
         self._served = {s: v for s, v in self._served.items() if v[1] > now}
+        self._recent_serials = {s: t for s, t in self._recent_serials.items() if t >= now}
         return removed
 
     async def empty_trash(self) -> int:
