@@ -6,8 +6,9 @@ measures, each in a fresh client process so its memory is its own:
 - upload and download MiB/s of large files (256 MiB and 1 GiB), and the client's peak RSS
   (VmHWM of the client process and, separately, of its encoding worker processes);
 - 1,000 objects of 4 KiB put and then got with 16 at a time (objects/s); 4 KiB of plaintext is
-  4,112 bytes of ciphertext, one byte-block over the 4 KiB inline limit, so these go to farmers.
-  The same with 4,080-byte objects shows the inline path (stored in the bridge's database).
+  4,112 bytes of ciphertext, the bridge's inline limit, so these are stored in its database in
+  one call. The same with 4,097-byte objects, the smallest that go to farmers (begin object,
+  begin segment, piece uploads, commit segment, commit object), shows the segment path.
 
 Prints a table with the targets beside the figures; never asserts. Every transfer is checked
 byte for byte after it is timed.
@@ -218,7 +219,7 @@ async def bench(args: argparse.Namespace, root: Path) -> list[Row]:
                     f"helpers (forkserver, workers): {result['workers']}, largest "
                     f"{result['rss_workers']:.0f} MiB incl. shared segment buffers")
             )  # fmt: skip
-        for size, label in ((4096, "4 KiB"), (4080, "4080 B inline")):
+        for size, label in ((4096, "4 KiB inline"), (4097, "4097 B on farmers")):
             print(f"{args.objects} objects of {label} ...", file=sys.stderr)
             result = await run_client(
                 "--client", "small", "--grant-file", str(grant_file),

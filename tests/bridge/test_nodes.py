@@ -70,6 +70,42 @@ async def test_good_checkin_is_online(api: Api, fleet: FarmerFleet) -> None:
     assert reply.body == {"node_id": farmer.node_id.hex(), "online": True}
 
 
+async def test_node_status_is_public(api: Api, fleet: FarmerFleet, bridge: BridgeProcess) -> None:
+    farmer = _worker(fleet)
+    path = f"/v1/nodes/{farmer.node_id.hex()}"
+    unknown = await api.call("GET", path)
+    assert (unknown.status, unknown.code) == (404, "node-not-found")
+    before = int(time.time())
+    await checkin(api, farmer)
+    status = await api.ok("GET", path)  # no token
+    assert status["node_id"] == farmer.node_id.hex() and status["address"] == farmer.address
+    assert status["online"] is True and status["last_ping_error"] is None
+    assert status["last_seen"] >= before and status["last_ping_ok"] >= before
+    # Its ping-back fails: offline at once (a check-in's ping decides), and why it failed.
+    farmer.ping_status = 503
+    try:
+        await checkin(api, farmer)
+        down = await api.ok("GET", path)
+        assert down["online"] is False and down["last_ping_error"]
+        assert down["last_ping_ok"] is None
+    finally:
+        farmer.ping_status = 200
+    await checkin(api, farmer)
+    assert (await api.ok("GET", path))["online"] is True
+    # Disqualified: never online again, whatever its check-ins.
+    await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "metadisk.cli.bridge", "disqualify", farmer.node_id.hex(),
+         "--config", str(bridge.config_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    await checkin(api, farmer)
+    assert (await api.ok("GET", path))["online"] is False
+    for bad in ("00" * 31, "zz" * 32, "AB" * 32):
+        reply = await api.call("GET", f"/v1/nodes/{bad}")
+        assert reply.status == 400, (bad, reply)
+
+
 async def test_bad_signature(api: Api, fleet: FarmerFleet) -> None:
     farmer = _worker(fleet)
     contact = farmer.contact()

@@ -147,15 +147,15 @@ async def test_piece_ids_follow_the_derivation(tenant: Tenant, online: FarmerFle
 
 async def test_inline_objects_in_one_call(tenant: Tenant) -> None:
     bucket = await tenant.bucket()
-    data = bytes(range(256)) * 16  # exactly 4 KiB
+    data = bytes(range(256)) * 16 + bytes(16)  # the most: 4 KiB of plaintext and its GCM tag
     put = await tenant.put_inline(
-        bucket, "aW5saW5l", data, plain_size=4000, encrypted_metadata=b64encode(b"m")
+        bucket, "aW5saW5l", data, plain_size=4096, encrypted_metadata=b64encode(b"m")
     )
     assert put.status == 201, put
     assert put.body["inline_data"] == b64encode(data) and put.body["segment_count"] == 0
     got = await tenant.ok("GET", f"/v1/buckets/{bucket}/object", params={"key": "aW5saW5l"})
     assert b64decode(got["inline_data"]) == data
-    assert got["plain_size"] == 4000 and got["encrypted_metadata"] == b64encode(b"m")
+    assert got["plain_size"] == 4096 and got["encrypted_metadata"] == b64encode(b"m")
     assert got["segments"] == []
     empty = await tenant.put_inline(bucket, "ZW1wdHk", b"")
     assert empty.status == 201
@@ -361,6 +361,33 @@ async def test_downloads_offer_every_data_piece_first(
     finally:
         farmer.ping_status = 200
         await checkin_all(api, [farmer])
+
+
+async def test_downloads_can_exclude_pieces(tenant: Tenant, online: FarmerFleet) -> None:
+    """A client whose pieces failed asks again, excluding those: limits for others only."""
+    bucket = await tenant.bucket()
+    await upload(tenant, online, bucket, "YQ", [400])
+    path = f"/v1/buckets/{bucket}/object/segments/0"
+    first = await tenant.ok("GET", path, params={"key": "YQ"})
+    piece_size = first["piece_size"]
+
+    async def offered(exclude: list[int]) -> list[int]:
+        reply = await tenant.ok("GET", path, params={"key": "YQ", "exclude": exclude})
+        return [o["piece_number"] for o in reply["order_limits"]]
+
+    async def egress() -> int:
+        return int((await tenant.project())["usage"]["egress_bytes"])
+
+    assert await offered([0, 1, 2, 3]) == [4, 5, 6, 7, 8, 9]  # k + 2, none of those excluded
+    numbers = await offered([0, 5])
+    assert numbers[:2] == [1, 2] and len(numbers) == 6 and not {0, 5} & set(numbers)
+    before = await egress()
+    assert await offered([0, 1, 2, 3, 4, 5, 6, 7]) == [8, 9]  # fewer than k: the client has some
+    assert await egress() == before + 2 * piece_size  # a request for more pays what it gets
+    assert await offered(list(range(10))) == []  # none left
+    assert await egress() == before + 2 * piece_size
+    bad = await tenant.call("GET", path, params={"key": "YQ", "exclude": [255]})
+    assert (bad.status, bad.code) == (400, "invalid-request")
 
 
 async def test_pending_upload_for_resuming(tenant: Tenant, online: FarmerFleet) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from metadisk.client.download import PieceSource, SegmentInfo
@@ -54,6 +54,7 @@ class PipelineBridge:
     roots: dict[int, bytes] = field(default_factory=dict)
     placements: dict[int, dict[int, Farmer]] = field(default_factory=dict)
     replaced: list[tuple[int, list[int]]] = field(default_factory=list)
+    downloads: list[tuple[int, list[int]]] = field(default_factory=list)  # (index, exclude)
     download_order: Callable[[list[PieceSource]], list[PieceSource]] | None = None
 
     def limit(self, farmer: Farmer, piece_id: bytes, action: Action, size: int) -> OrderLimit:
@@ -111,10 +112,15 @@ class PipelineBridge:
             for s in sorted(self.committed.values(), key=lambda s: s.index)
         ]
 
-    async def download_segment(self, index: int) -> Sequence[PieceSource]:
+    async def download_segment(
+        self, index: int, exclude: Collection[int] = ()
+    ) -> Sequence[PieceSource]:
+        self.downloads.append((index, sorted(exclude)))
         segment = self.committed[index]
         sources = []
         for number, receipt in sorted(segment.receipts.items()):
+            if number in exclude:
+                continue
             farmer = self.placements[index][number]
             limit = self.limit(farmer, receipt.piece_id, Action.GET, receipt.size)
             sources.append(PieceSource(number, limit, farmer.address, receipt.piece_hash))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 from metadisk.client.bridge_api import (
@@ -66,6 +66,7 @@ class FakeBridgeAPI:
         self.uploads: dict[str, _Upload] = {}
         self.objects: dict[tuple[str, str], tuple[ObjectRecord, dict[int, _Segment]]] = {}
         self.calls: list[str] = []
+        self.inline_limit = 4096 + 16  # ciphertext bytes put_inline accepts
 
     async def aclose(self) -> None:
         pass
@@ -105,10 +106,11 @@ class FakeBridgeAPI:
     # -- uploads
 
     async def begin_object(self, bucket: str, key: str) -> UploadRecord:
+        self.calls.append("begin_object")
         await self.get_bucket(bucket)
         stream_id = os.urandom(16).hex()
         self.uploads[stream_id] = _Upload(stream_id, bucket, key, LOCAL)
-        return UploadRecord(stream_id, LOCAL, int(time.time()) + 3600, 4096)
+        return UploadRecord(stream_id, LOCAL, int(time.time()) + 3600, self.inline_limit)
 
     def _upload(self, stream_id: str) -> _Upload:
         if stream_id not in self.uploads:
@@ -203,7 +205,10 @@ class FakeBridgeAPI:
     async def put_inline(
         self, bucket: str, key: str, data: bytes, plain_size: int, encrypted_metadata: bytes
     ) -> ObjectRecord:
+        self.calls.append("put_inline")
         await self.get_bucket(bucket)
+        if len(data) > self.inline_limit:
+            raise BridgeError("inline data too large", code="inline-too-large", status=400)
         record = ObjectRecord(
             key,
             os.urandom(16).hex(),
@@ -257,12 +262,20 @@ class FakeBridgeAPI:
         return ListPage(tuple(items), None)
 
     async def download_segment(
-        self, bucket: str, key: str, index: int, stream_id: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        index: int,
+        stream_id: str | None = None,
+        *,
+        exclude: Collection[int] = (),
     ) -> SegmentOrders:
         _, segments = self._object(bucket, key)
         segment = segments[index]
         limits = []
         for number, receipt in sorted(segment.receipts.items()):
+            if number in exclude:
+                continue
             farmer = segment.placements[number]
             limit = self._limit(farmer, receipt.piece_id, Action.GET, receipt.size)
             limits.append(AddressedLimit(number, farmer.address, limit, None, receipt.piece_hash))

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
+from collections.abc import Collection, Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metadisk.client.download import DownloadConfig, DownloadPipeline, plan_spans
-from metadisk.client.errors import DownloadFailed, IntegrityFailure, PieceError
+from metadisk.client.download import DownloadConfig, DownloadPipeline, PieceSource, plan_spans
+from metadisk.client.errors import BridgeError, DownloadFailed, IntegrityFailure, PieceError
 from metadisk.client.offload import Offload
 from metadisk.core.content import BLOCK_SIZE, TAG_SIZE
 from metadisk.core.erasure import LOCAL
@@ -99,13 +101,30 @@ async def test_a_corrupted_piece_is_skipped_and_reported(
 ) -> None:
     farmers.corrupt(*holder(bridge, 0, 0))
     assert await read(farmers, offload, bridge) == stored
-    for number in (1, 2, 3):  # more corruption than the two spares can cover
+    assert all(exclude == [] for _, exclude in bridge.downloads)  # the two spares were enough
+    bad = range(LOCAL.n - LOCAL.k + 1)  # one more than can be lost
+    for number in bad[1:]:  # piece 0 is bad already
         farmers.corrupt(*holder(bridge, 0, number))
     with pytest.raises(DownloadFailed) as caught:
         await read(farmers, offload, bridge)
     assert caught.value.code == "segment-unavailable"
-    assert caught.value.failures
+    assert sorted(caught.value.failures) == list(bad)  # named, each of them
     assert all(r.startswith("bad-piece") for r in caught.value.failures.values())
+    assert str(list(bad)[-1]) in str(caught.value)
+
+
+async def test_more_pieces_are_asked_for_until_k_are_good(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    bad = range(LOCAL.n - LOCAL.k)  # as many as can be lost: far more than the two spares
+    for number in bad:
+        farmers.corrupt(*holder(bridge, 1, number))
+    bridge.downloads.clear()
+    assert await read(farmers, offload, bridge) == stored
+    asked = [exclude for index, exclude in bridge.downloads if index == 1]
+    assert asked[0] == [] and len(asked) > 1  # the first request, then requests for more
+    assert all(set(before) < set(after) for before, after in itertools.pairwise(asked))
+    assert all(exclude == [] for index, exclude in bridge.downloads if index != 1)
 
 
 async def test_hedged_fetches_are_cancelled_once_k_pieces_are_in(
@@ -248,3 +267,19 @@ def test_plan_spans() -> None:
     assert [s.length for s in plan_spans(segments, 0, None)] == [10, 10, 5]
     assert plan_spans(segments, 25, None) == []
     assert [s.whole for s in plan_spans(segments, 10, 10)] == [True]
+
+
+async def test_a_bridge_with_no_more_pieces_online_ends_in_the_bad_pieces(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    async def unavailable(index: int, exclude: Collection[int] = ()) -> Sequence[PieceSource]:
+        if exclude:
+            raise BridgeError("3 pieces online, 4 needed", code="segment-unavailable", status=503)
+        return await PipelineBridge.download_segment(bridge, index)
+
+    bridge.download_segment = unavailable  # type: ignore[method-assign]
+    for number in range(3):  # one more than the two spares cover
+        farmers.corrupt(*holder(bridge, 2, number))
+    with pytest.raises(DownloadFailed) as caught:
+        await read(farmers, offload, bridge)
+    assert sorted(caught.value.failures) == [0, 1, 2]

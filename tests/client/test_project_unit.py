@@ -202,3 +202,21 @@ async def test_a_move_rereads_an_object_overwritten_meanwhile(
     assert reads == 2
     monkeypatch.setattr(bridge, "get_object", original)
     assert await read(project, "other", "b") == second
+
+
+async def test_4_kib_is_inline(project: AsyncProject) -> None:
+    data = os.urandom(4096)  # 4,112 bytes of ciphertext: the bridge's limit exactly
+    info = await project.upload("bkt", "small", data)
+    assert info.segment_count == 0
+    assert fake(project).calls[-1] == "put_inline"
+    assert "begin_object" not in fake(project).calls
+    assert await read(project, "bkt", "small") == data
+
+
+async def test_a_bridge_with_a_smaller_inline_limit_gets_segments(project: AsyncProject) -> None:
+    fake(project).inline_limit = 4096  # as bridges before 4 KiB of plaintext fitted
+    data = os.urandom(4096)
+    info = await project.upload("bkt", "small", data)
+    assert info.segment_count == 1
+    assert fake(project).calls.index("put_inline") < fake(project).calls.index("begin_object")
+    assert await read(project, "bkt", "small") == data

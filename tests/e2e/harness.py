@@ -27,6 +27,7 @@ from metadisk.cli import config as cfg
 from metadisk.cli.localnet import LocalNetwork, Tenant
 from metadisk.cli.main import main
 from metadisk.client import ClientConfig, SegmentSizing
+from metadisk.client.bridge_api import NodeStatusRecord
 from metadisk.core.grant import AccessGrant
 from metadisk.farmer.launcher import FarmerProcess
 
@@ -103,10 +104,13 @@ class BackgroundNetwork:
     def wait_offline(self, farmers: list[FarmerProcess], window: int) -> None:
         """Wait until the bridge counts `farmers` as offline (no ping-back for `window` s)."""
         deadline = time.monotonic() + window + 30
+
+        async def statuses() -> list[NodeStatusRecord | None]:
+            return [await self.network.node(farmer) for farmer in farmers]
+
         while True:
-            now = int(time.time())
-            records = [self.network.node(farmer) for farmer in farmers]
-            if all(r is not None and (r.last_ping_ok_at or 0) < now - window for r in records):
+            records = self.call(statuses())
+            if all(r is not None and not r.online for r in records):
                 return
             assert time.monotonic() < deadline, "the bridge still counts killed farmers online"
             time.sleep(0.2)

@@ -14,10 +14,10 @@ ROWS = [
     "upload 16 MiB",
     "download 16 MiB",
     "client peak RSS 16 MiB",
-    "put 4 KiB x16",
-    "get 4 KiB x16",
-    "put 4080 B inline x16",
-    "get 4080 B inline x16",
+    "put 4 KiB inline x16",
+    "get 4 KiB inline x16",
+    "put 4097 B on farmers x16",
+    "get 4097 B on farmers x16",
 ]
 
 

@@ -117,11 +117,11 @@ def flip(path: Path) -> None:
 
 
 def upload_and_find_pieces(
-    fragile: BackgroundNetwork, project: Project, key: str, data: bytes
+    fragile: BackgroundNetwork, project: Project, key: str, data: bytes, bucket: str = "bkt"
 ) -> list[list[Path]]:
     """Upload `data`; the new piece files, grouped by farmer (in farmer order)."""
     before = piece_files(fragile.root)
-    project.upload("bkt", key, data)
+    project.upload(bucket, key, data)
     by_farmer: dict[str, list[Path]] = {}
     for piece in sorted(piece_files(fragile.root) - before):
         by_farmer.setdefault(piece.relative_to(fragile.root).parts[1], []).append(piece)
@@ -153,22 +153,26 @@ def test_corrupted_pieces_are_detected_and_worked_around(
         read(project, "damaged")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DownloadFailed,
-    reason="the client gets k + 2 order limits per segment and does not ask the bridge for "
-    "more when pieces fail their hash, so more than 2 bad pieces among those fail the segment",
-)
 def test_any_k_good_pieces_are_enough(fragile: BackgroundNetwork, project: Project) -> None:
-    scheme = fragile.network.redundancy
+    # All n pieces stored (o = n, as in test_download_needs_only_k_farmers): with o < n a
+    # segment may keep only o pieces, and n - k bad farmers could leave fewer than k good.
+    project.create_bucket("spoilt", profile="full")
     # Seven segments: that the k + 2 pieces offered for every one of them happen to include
     # no more than 2 bad ones is far too unlikely (about 1e-8) to pass by luck.
     data = os.urandom(6 * MiB + 5)
-    farmers = upload_and_find_pieces(fragile, project, "spoiled", data)
-    for pieces in farmers[: scheme.n - scheme.k]:
+    farmers = upload_and_find_pieces(fragile, project, "spoiled", data, "spoilt")
+    assert len(farmers) == FULL["n"]
+    for pieces in farmers[: FULL["n"] - FULL["k"]]:
         for piece in pieces:
             flip(piece)
-    assert read(project, "spoiled") == data
+    assert b"".join(project.stream("spoilt", "spoiled")) == data
+    # One bad piece more than a segment can lose: the error names the bad pieces.
+    for piece in farmers[FULL["n"] - FULL["k"]]:
+        flip(piece)
+    with pytest.raises(DownloadFailed) as caught:
+        b"".join(project.stream("spoilt", "spoiled"))
+    assert len(caught.value.failures) == FULL["n"] - FULL["k"] + 1
+    assert all(r.startswith("bad-piece") for r in caught.value.failures.values())
 
 
 def test_nothing_is_lost_across_a_network_restart(

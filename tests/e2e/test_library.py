@@ -24,12 +24,12 @@ from metadisk.client import (
     Project,
     Unauthenticated,
 )
-from metadisk.core.content import BLOCK_SIZE, TAG_SIZE
+from metadisk.core.content import BLOCK_SIZE
 from metadisk.core.grant import AccessGrant
 from metadisk.core.macaroon import APIKey
 from tests.e2e.harness import SEGMENT, SMALL, BackgroundNetwork, all_files, piece_files
 
-INLINE_MAX = 4096 - TAG_SIZE  # the largest plaintext whose ciphertext stays inline
+INLINE_MAX = 4096  # the largest plaintext stored inline (4,112 bytes of ciphertext)
 
 
 @pytest.fixture

@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAX_INLINE_SIZE = 4096  # ciphertext bytes an object may carry in the bridge's database
+from metadisk.core.content import TAG_SIZE
+
+# Ciphertext bytes an object may carry in the bridge's database: 4 KiB of plaintext plus the one
+# 16-byte AES-GCM tag its single block gets (the content key travels in the sealed metadata, not
+# here). Counted so that a 4 KiB object fits: a limit of 4,096 ciphertext bytes sent every 4 KiB
+# object to farmers (ten piece uploads) for want of 16 bytes. docs/bridge.md, "Small objects".
+MAX_INLINE_PLAINTEXT = 4096
+MAX_INLINE_SIZE = MAX_INLINE_PLAINTEXT + TAG_SIZE
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from metadisk.bridge.config import AccountsConfig, DatabaseConfig, Redundancy, sqlite_url
-from metadisk.bridge.db.engine import Database
-from metadisk.bridge.db.overlay import OverlayStore
+from metadisk.bridge.config import AccountsConfig, Redundancy
 from metadisk.bridge.launcher import BridgeProcess, merge
-from metadisk.bridge.overlay.db import NodeRecord
-from metadisk.client.bridge_api import BridgeAccounts
+from metadisk.client.bridge_api import BridgeAccounts, BridgeNodes, NodeStatusRecord
+from metadisk.client.errors import ClientError, NotFound
 from metadisk.core.encoding import b64decode
 from metadisk.core.grant import AccessGrant
 from metadisk.core.identity import NodeId
@@ -135,7 +133,6 @@ class LocalNetwork:
         )
         self.farmers: list[FarmerProcess] = []
         self._bridge_start: asyncio.Future[None] | None = None
-        self._db: Database | None = None
 
     @property
     def bridge_dir(self) -> Path:
@@ -212,9 +209,6 @@ class LocalNetwork:
             await asyncio.to_thread(self.bridge.stop)
         except Exception as exc:
             results.append(exc)
-        if self._db is not None:
-            self._db.engine.dispose()
-            self._db = None
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -232,20 +226,31 @@ class LocalNetwork:
 
     # -- what the bridge knows ---------------------------------------------------------------
 
-    def node(self, farmer: FarmerProcess) -> NodeRecord | None:
-        """The bridge's record of `farmer` (read from its database, which WAL lets us share)."""
-        if self._db is None:
-            self._db = Database(DatabaseConfig(url=sqlite_url(self.bridge_dir)))
-        return OverlayStore(self._db).node(bytes.fromhex(farmer.node_id))
+    async def node(
+        self, farmer: FarmerProcess, nodes: BridgeNodes | None = None
+    ) -> NodeStatusRecord | None:
+        """The bridge's status of `farmer` (``GET /v1/nodes/{id}``), None if it never checked in."""
+        client = nodes or BridgeNodes(self.bridge.url, timeout=10.0)
+        try:
+            return await client.status(NodeId.from_hex(farmer.node_id))
+        except NotFound:
+            return None
+        finally:
+            if nodes is None:
+                await client.aclose()
 
-    def is_online(self, farmer: FarmerProcess, since: int) -> bool:
-        """Whether the bridge pinged `farmer` back at its current address since `since`."""
-        record = self.node(farmer)
+    async def is_online(
+        self, farmer: FarmerProcess, since: int, nodes: BridgeNodes | None = None
+    ) -> bool:
+        """Whether the bridge counts `farmer` online at its current address, pinged back since
+        `since` (unix time)."""
+        status = await self.node(farmer, nodes)
         return (
-            record is not None
-            and record.address == farmer.url
-            and record.last_ping_ok_at is not None
-            and record.last_ping_ok_at >= since
+            status is not None
+            and status.online
+            and status.address == farmer.url
+            and status.last_ping_ok is not None
+            and status.last_ping_ok >= since
         )
 
     async def wait_online(
@@ -253,35 +258,43 @@ class LocalNetwork:
     ) -> None:
         """Wait until the bridge has seen each of `farmers` online since `since` (unix time).
 
-        Polls the bridge's database: check-ins are asynchronous, and the bridge has no API that
-        lists nodes (an operator route for that would let this use HTTP instead).
+        Polls the bridge's public node status route: check-ins are asynchronous.
         """
         deadline = time.monotonic() + within
         waiting = list(farmers)
-        while True:
-            waiting = [f for f in waiting if not await asyncio.to_thread(self.is_online, f, since)]
-            if not waiting:
-                return
-            for farmer in waiting:
-                if farmer.process is None or farmer.process.returncode is not None:
+        nodes = BridgeNodes(self.bridge.url, timeout=10.0)
+        try:
+            while True:
+                online = await asyncio.gather(*(self.is_online(f, since, nodes) for f in waiting))
+                waiting = [f for f, up in zip(waiting, online, strict=True) if not up]
+                if not waiting:
+                    return
+                for farmer in waiting:
+                    if farmer.process is None or farmer.process.returncode is not None:
+                        raise NetworkError(
+                            f"farmer {farmer.data_dir.name} exited: {farmer.log_tail(5).strip()}"
+                        )
+                if time.monotonic() > deadline:
+                    reasons = [await self._why_offline(f, nodes) for f in waiting]
                     raise NetworkError(
-                        f"farmer {farmer.data_dir.name} exited: {farmer.log_tail(5).strip()}"
+                        f"not online at the bridge after {within:.0f} s: " + ", ".join(reasons)
                     )
-            if time.monotonic() > deadline:
-                raise NetworkError(
-                    f"not online at the bridge after {within:.0f} s: "
-                    + ", ".join(self._why_offline(f) for f in waiting)
-                )
-            await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)
+        finally:
+            await nodes.aclose()
 
-    def _why_offline(self, farmer: FarmerProcess) -> str:
-        record = self.node(farmer)
-        if record is None:
-            reason = "never checked in"
-        elif record.address != farmer.url:
-            reason = f"last checked in from {record.address}"
+    async def _why_offline(self, farmer: FarmerProcess, nodes: BridgeNodes) -> str:
+        try:
+            status = await self.node(farmer, nodes)
+        except ClientError as exc:
+            reason = f"the bridge did not say: {exc}"
         else:
-            reason = record.last_ping_error or "no ping-back since it started"
+            if status is None:
+                reason = "never checked in"
+            elif status.address != farmer.url:
+                reason = f"last checked in from {status.address}"
+            else:
+                reason = status.last_ping_error or "no ping-back since it started"
         return f"{farmer.data_dir.name} ({reason}; log {farmer.data_dir / 'farmer.log'})"
 
     # -- tenants -----------------------------------------------------------------------------

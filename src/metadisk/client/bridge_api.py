@@ -13,7 +13,7 @@ user session (accounts, projects, API keys): what a front end needs to make a fi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,7 +183,7 @@ class _Http:
         path: str,
         *,
         body: Mapping[str, Any] | None = None,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         auth: bool = True,
     ) -> Any:
         headers = {"Authorization": f"Bearer {self._token}"} if auth else {}
@@ -375,11 +375,20 @@ class BridgeAPI:
         )
 
     async def download_segment(
-        self, bucket: str, key: str, index: int, stream_id: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        index: int,
+        stream_id: str | None = None,
+        *,
+        exclude: Collection[int] = (),
     ) -> SegmentOrders:
-        params = {"key": key}
+        """GET order limits for k plus spare pieces of a segment; with `exclude`, for pieces
+        other than those only (already fetched or found bad), possibly none."""
+        params: list[tuple[str, str]] = [("key", key)]
         if stream_id is not None:
-            params["stream_id"] = stream_id
+            params.append(("stream_id", stream_id))
+        params.extend(("exclude", str(number)) for number in sorted(set(exclude)))
         return await self._call(  # type: ignore[no-any-return]
             "GET", f"/v1/buckets/{_seg(bucket)}/object/segments/{index}", _orders, params=params
         )
@@ -464,6 +473,52 @@ class BridgeAccounts:
         await self._http.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class NodeStatusRecord:
+    """What the bridge tells anyone about one node (``GET /v1/nodes/{node_id}``)."""
+
+    node_id: NodeId
+    address: str
+    online: bool
+    last_seen: int
+    last_ping_ok: int | None
+    last_ping_error: str | None
+
+
+class BridgeNodes:
+    """The bridge's public node directory: one node's status by id (no token needed).
+
+    Example::
+
+        nodes = BridgeNodes("http://127.0.0.1:7000")
+        status = await nodes.status(node_id)  # NotFound (node-not-found) if never checked in
+        await nodes.aclose()
+    """
+
+    def __init__(
+        self, url: str, *, session: aiohttp.ClientSession | None = None, timeout: float = 60.0
+    ) -> None:
+        self._http = _Http(url, "", session, timeout)
+
+    async def status(self, node_id: NodeId) -> NodeStatusRecord:
+        path = f"/v1/nodes/{node_id.hex()}"
+        raw = await self._http.call("GET", path, auth=False)
+        try:
+            return NodeStatusRecord(
+                NodeId.from_hex(_str(raw["node_id"])),
+                _str(raw["address"]),
+                _bool(raw["online"]),
+                _int(raw["last_seen"]),
+                None if raw["last_ping_ok"] is None else _int(raw["last_ping_ok"]),
+                None if raw["last_ping_error"] is None else _str(raw["last_ping_error"]),
+            )
+        except (_Malformed, KeyError, TypeError, ValueError, CoreError) as exc:
+            raise BridgeError(f"GET {path}: unexpected answer: {exc}", code="bad-response") from exc
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
 async def _error(response: aiohttp.ClientResponse) -> BridgeError:
     try:
         raw = await response.content.read(_MAX_ERROR_BODY)
@@ -484,6 +539,12 @@ def _seg(text: str) -> str:
 def _int(value: Any) -> int:
     if type(value) is not int:
         raise _Malformed(f"expected an integer, got {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise _Malformed(f"expected true or false, got {value!r}")
     return value
 
 

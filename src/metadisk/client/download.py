@@ -4,8 +4,9 @@ Per segment (`fetch_segment`): the data pieces are fetched first (with every dat
 ciphertext is just their concatenation: no decoding), plus ``extra_pieces`` more in parallel as a
 hedge. Each piece is hashed as it lands and compared with the hash the bridge recorded from the
 farmer's receipt; a bad piece is skipped, reported in the error if the segment fails, and the
-next spare is fetched. Once k good pieces are in, the rest are cancelled, and a worker decodes
-(if needed) and decrypts.
+next spare is fetched. With every limit used up and fewer than k good pieces, the bridge is asked
+for limits on pieces not tried yet, until k are good or none are left. Once k good pieces are
+in, the rest are cancelled, and a worker decodes (if needed) and decrypts.
 
 Range reads (`fetch_range`): only the segments the range touches are fetched, and within a
 segment only the AES-GCM blocks it touches. With a systematic code those blocks sit in known
@@ -20,11 +21,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from metadisk.client.errors import DownloadFailed, IntegrityFailure, PieceError
+from metadisk.client.errors import BridgeError, DownloadFailed, IntegrityFailure, PieceError
 from metadisk.client.farmer_transport import FarmerTransport
 from metadisk.client.formats import SegmentKey
 from metadisk.client.offload import Offload, SegmentBuffer
@@ -65,9 +66,15 @@ class SegmentInfo:
 class DownloadCoordinator(Protocol):
     """The bridge's half of a download."""
 
-    async def download_segment(self, index: int) -> Sequence[PieceSource]:
-        """GET order limits for k pieces of segment `index` plus some spares."""
+    async def download_segment(
+        self, index: int, exclude: Collection[int] = ()
+    ) -> Sequence[PieceSource]:
+        """GET order limits for k pieces of segment `index` plus some spares, none of them in
+        `exclude` (pieces already fetched or found bad); an empty answer means no others."""
         ...
+
+
+MoreSources = Callable[[frozenset[int]], Awaitable[Sequence[PieceSource]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +143,13 @@ class SegmentFetcher:
         segment: SegmentInfo,
         sources: Sequence[PieceSource],
         content_key: bytes,
+        more: MoreSources | None = None,
     ) -> int:
-        """Fetch, verify, rebuild and decrypt a whole segment to the buffer's start."""
+        """Fetch, verify, rebuild and decrypt a whole segment to the buffer's start.
+
+        When every source is tried and fewer than k pieces came back good, `more` is asked for
+        sources other than those tried, again until k are good or it has none left.
+        """
         k, n = self._scheme.k, self._scheme.n
         piece_size = ErasureCodec(k, n).piece_size(segment.ciphertext_size)
         # Data pieces first (all of them back means no decoding); otherwise the bridge's order.
@@ -179,7 +191,19 @@ class SegmentFetcher:
             for _ in range(min(slots, k + self._config.extra_pieces)):
                 if not start_next():
                     break
-            while good < k and running:
+            while good < k:
+                if not running:
+                    if more is None:
+                        break
+                    fresh = [s for s in await more(frozenset(seen)) if s.number not in seen]
+                    if not fresh:
+                        break
+                    queue.extend(sorted(fresh, key=lambda s: s.number >= k))
+                    while good + len(running) < k + self._config.extra_pieces and start_next():
+                        pass
+                    if not running:
+                        break
+                    continue
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     slot, source = running.pop(task)
@@ -199,8 +223,10 @@ class SegmentFetcher:
             if rest:
                 await asyncio.gather(*rest, return_exceptions=True)
         if good < k:
+            bad = ", ".join(str(number) for number in sorted(failures)) or "none"
             raise DownloadFailed(
-                f"segment {segment.index}: only {good} of the {k} pieces needed came back",
+                f"segment {segment.index}: only {good} of the {k} pieces needed came back "
+                f"(failed pieces: {bad})",
                 failures=failures,
             )
         try:
@@ -241,6 +267,7 @@ class SegmentFetcher:
         span: _Span,
         sources: Sequence[PieceSource],
         content_key: bytes,
+        more: MoreSources | None = None,
     ) -> int:
         """Plaintext of `span` to the buffer's start, fetching only the blocks it covers.
 
@@ -283,7 +310,7 @@ class SegmentFetcher:
                 )
             except* (PieceError, DecryptionError):
                 pass  # some farmer failed or lied: the whole segment, with hash checks, decides
-        size = await self.fetch_segment(buffer, layout, segment, sources, content_key)
+        size = await self.fetch_segment(buffer, layout, segment, sources, content_key, more)
         if span.offset or span.length != size:
             buffer.view[: span.length] = bytes(buffer.view[span.offset : span.offset + span.length])
         return span.length
@@ -333,11 +360,23 @@ class DownloadPipeline:
             buffer = await self._offload.acquire(layout.size)
             try:
                 key = _content_key(span.segment, object_key)
-                sources = await coordinator.download_segment(span.segment.index)
+                index = span.segment.index
+                sources = await coordinator.download_segment(index)
+
+                async def more(tried: frozenset[int]) -> Sequence[PieceSource]:
+                    try:
+                        return await coordinator.download_segment(index, tried)
+                    except BridgeError as exc:
+                        if exc.code != "segment-unavailable":
+                            raise
+                        return ()  # fewer than k online now: fail naming the bad pieces
+
                 if span.whole:
-                    size = await fetcher.fetch_segment(buffer, layout, span.segment, sources, key)
+                    size = await fetcher.fetch_segment(
+                        buffer, layout, span.segment, sources, key, more
+                    )
                 else:
-                    size = await fetcher.fetch_range(buffer, layout, span, sources, key)
+                    size = await fetcher.fetch_range(buffer, layout, span, sources, key, more)
             except BaseException:
                 await self._offload.release(buffer)
                 raise

@@ -14,7 +14,7 @@ import datetime
 import hashlib
 import json
 import os
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -60,7 +60,10 @@ from metadisk.core.grant import AccessGrant, SharePrefix
 from metadisk.core.keys import new_content_key
 from metadisk.core.paths import decrypt_path, encrypt_path, object_key
 
-INLINE_LIMIT = 4096  # ciphertext bytes the bridge keeps in its database instead of on farmers
+# Objects of at most this much plaintext go to the bridge's database in one call instead of to
+# farmers: 4 KiB, whose ciphertext (one block and its 16-byte tag, 4,112 bytes) is exactly the
+# bridge's limit; the content key rides in the sealed metadata, outside that count.
+INLINE_PLAINTEXT = 4096
 _RELOCATE_ATTEMPTS = 3  # a move or copy re-reads an object overwritten meanwhile this many times
 _RESUME_VERSION = 1
 
@@ -275,7 +278,14 @@ class AsyncProject:
         try:
             head = await self._peek_inline(reader)
             if head is not None:
-                return await self._upload_inline(bucket, path, encrypted_key, key, head, info)
+                try:
+                    return await self._upload_inline(bucket, path, encrypted_key, key, head, info)
+                except BridgeError as exc:
+                    # A bridge with a smaller inline limit (older ones kept 4,096 ciphertext
+                    # bytes): store the object on farmers instead.
+                    if exc.code != "inline-too-large":
+                        raise
+                    reader.unread(head)
             return await self._upload_segments(
                 bucket, path, encrypted_key, key, reader, info, progress, source, resume_dir
             )
@@ -284,7 +294,7 @@ class AsyncProject:
 
     async def _peek_inline(self, reader: SourceReader) -> bytes | None:
         """The whole source if it is small enough to store inline, else None (nothing lost)."""
-        most = INLINE_LIMIT - content.TAG_SIZE  # one block and its tag
+        most = INLINE_PLAINTEXT
         if reader.size is not None and reader.size > most:
             return None
         buffer = bytearray(most + 1)
@@ -685,9 +695,11 @@ class _DownloadCoordinator:
         self._key = key
         self._stream_id = stream_id
 
-    async def download_segment(self, index: int) -> Sequence[PieceSource]:
+    async def download_segment(
+        self, index: int, exclude: Collection[int] = ()
+    ) -> Sequence[PieceSource]:
         orders = await self._bridge.download_segment(
-            self._bucket, self._key, index, self._stream_id
+            self._bucket, self._key, index, self._stream_id, exclude=exclude
         )
         return [
             PieceSource(o.piece_number, o.limit, o.address, o.piece_hash) for o in orders.limits

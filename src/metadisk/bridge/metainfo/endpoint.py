@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 
+from metadisk.bridge import errors
 from metadisk.bridge.auth.service import KeyAuthority
 from metadisk.bridge.buckets.endpoint import BUCKET
 from metadisk.bridge.buckets.schemas import RedundancyOut
@@ -32,6 +33,12 @@ from metadisk.core.identity import NodeId
 STREAM_ID = Path(min_length=32, max_length=32, pattern=HEX_PATTERN)
 INDEX = Path(ge=0, le=(1 << 31) - 1)
 KEY = Query(min_length=1, max_length=MAX_KEY, description="the object's encrypted path")
+EXCLUDE = Query(
+    [],
+    max_length=255,
+    description="piece numbers (0-254) not wanted: already fetched or found bad; limits go to "
+    "other online pieces only, possibly none",
+)
 
 
 def router(
@@ -295,14 +302,18 @@ def router(
             pattern=HEX_PATTERN,
             description="pin the object version from get object",
         ),
+        exclude: list[int] = EXCLUDE,
         token: str = Depends(api_key_token),
     ) -> s.SegmentOrdersOut:
         """Signed GET order limits for k plus a few spare online farmers of a segment."""
         pinned = None if stream_id is None else decode_hex(stream_id, "stream_id", 16)
+        if any(not 0 <= number < 255 for number in exclude):
+            raise errors.InvalidRequest("exclude: piece numbers are 0 to 254")
+        skipped = frozenset(exclude)
 
         def work() -> s.SegmentOrdersOut:
             found = service.download_segment(
-                authority.resolve(token), bucket, key, index, pinned, clock()
+                authority.resolve(token), bucket, key, index, pinned, clock(), skipped
             )
             return s.SegmentOrdersOut.of(found)
 

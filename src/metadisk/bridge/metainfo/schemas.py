@@ -148,7 +148,9 @@ class CommitObject(BaseModel):
 class InlineObjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key: str = Field(min_length=1, max_length=MAX_KEY, description="encrypted path")
-    data: str = Field(max_length=6000, pattern=B64_PATTERN, description="ciphertext, <= 4 KiB")
+    data: str = Field(
+        max_length=6000, pattern=B64_PATTERN, description="ciphertext, <= 4 KiB + 16 bytes"
+    )
     plain_size: int = Field(default=0, ge=0, le=_MAX_U63)
     encrypted_metadata: str | None = _B64_META
 

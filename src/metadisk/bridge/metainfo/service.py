@@ -392,8 +392,13 @@ class MetainfoService:
         index: int,
         stream_id: bytes | None,
         now: int,
+        exclude: frozenset[int] = frozenset(),
     ) -> SegmentOrders:
-        """GET order limits for k plus a few spare online nodes holding the segment's pieces."""
+        """GET order limits for k plus a few spare online nodes holding the segment's pieces.
+
+        `exclude` names pieces the client already has or found bad: limits go to other online
+        pieces only, possibly none (the client asks again after a piece fails, until it has k).
+        """
         _check_location(bucket, key)
         _check_index(index)
         access.require(Op.READ, bucket, key, now)
@@ -412,13 +417,18 @@ class MetainfoService:
             raise errors.Unavailable(
                 f"{len(online)} pieces on online nodes, {rs.k} needed", code="segment-unavailable"
             )
+        online = [p for p in online if p.piece_number not in exclude]
         # Data pieces first: the code is systematic, so with all k of them the client decodes
         # nothing and range reads fetch straight from them. Spares are random recovery pieces.
         data = [p for p in online if p.piece_number < rs.k]
         recovery = _shuffled([p for p in online if p.piece_number >= rs.k], self._randbytes)
         chosen = (data + recovery)[: rs.k + self._config.download_spares]
         chosen.sort(key=lambda p: p.piece_number)
-        if not self._db.add_egress(access.project_id, month_period(now), found.encrypted_size):
+        # A first request is charged the segment; a request for more pieces, what it hands out.
+        egress = found.encrypted_size if not exclude else found.piece_size * len(chosen)
+        if (egress or not exclude) and not self._db.add_egress(
+            access.project_id, month_period(now), egress
+        ):
             raise errors.LimitExceeded("the project's monthly egress limit is reached")
         orders = [
             AddressedOrder(

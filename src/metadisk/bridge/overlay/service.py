@@ -46,6 +46,18 @@ class CheckinResult:
     reason: str | None  # why the node is not online
 
 
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """What anyone may read about one node: where it is and whether it counts as online."""
+
+    node_id: NodeId
+    address: str
+    online: bool  # pinged back within the online window, and not disqualified
+    last_seen: int  # its last accepted check-in (unix time)
+    last_ping_ok: int | None  # the last ping-back that found it
+    last_ping_error: str | None  # why the last ping-back failed, if it did
+
+
 class OverlayService:
     def __init__(self, db: OverlayDB, config: NodesConfig, pinger: Pinger) -> None:
         self._db = db
@@ -145,6 +157,25 @@ class OverlayService:
 
     def online_since(self, now: int) -> int:
         return now - self._config.online_window
+
+    async def status(self, node_id: NodeId, now: int) -> NodeStatus:
+        """One node's status; `NotFound` with code ``node-not-found`` if it never checked in."""
+        record = await asyncio.to_thread(self._db.node, node_id.raw)
+        if record is None:
+            raise errors.NotFound(f"no node {node_id.hex()}", code="node-not-found")
+        online = (
+            record.disqualified_at is None
+            and record.last_ping_ok_at is not None
+            and record.last_ping_ok_at >= self.online_since(now)
+        )
+        return NodeStatus(
+            node_id,
+            record.address,
+            online,
+            record.last_contact_at,
+            record.last_ping_ok_at,
+            record.last_ping_error,
+        )
 
     def disqualify(self, node_id: NodeId, now: int) -> bool:
         return self._db.disqualify(node_id.raw, now)
