@@ -318,11 +318,12 @@ def test_an_upload_killed_midway_completes_when_run_again(
     before = len(piece_files(network.root))
     n = network.network.redundancy.n
     environment = {**os.environ, cfg.ENV_CONFIG_DIR: str(config_dir)}
+    errors = tmp_path / "upload.err"
     upload = subprocess.Popen(
         [*CLI, "cp", str(source), "md://big/big.bin"],
         env=environment,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=errors.open("wb"),
     )
     try:
         deadline = time.monotonic() + 60
@@ -335,6 +336,8 @@ def test_an_upload_killed_midway_completes_when_run_again(
         upload.wait()
     if upload.returncode == 0:
         pytest.skip("the upload finished before it could be killed (a very fast machine)")
+    # Anything but our SIGKILL is the upload failing on its own: show why.
+    assert upload.returncode == -signal.SIGKILL, errors.read_text()
     assert list((config_dir / cfg.UPLOADS_DIR).rglob("upload-*.json"))  # resume state is kept
     at_kill = len(piece_files(network.root))
 
