@@ -143,9 +143,12 @@ class FarmerDB:
             stopping = False
             while not stopping:
                 try:
-                    call = self._queue.get(timeout=DEFER if self._deferred else None)
+                    # Always a timeout: `finish_moves_later` does not wake this thread, so an
+                    # idle thread must look for deferred cleanups at least every DEFER seconds.
+                    call = self._queue.get(timeout=DEFER)
                 except queue.Empty:
-                    self._run_batch(conn, [])  # deferred cleanups found nothing to ride with
+                    if self._deferred:
+                        self._run_batch(conn, [])  # deferred cleanups found nothing to ride with
                     continue
                 if call is None:
                     break
