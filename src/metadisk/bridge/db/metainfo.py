@@ -161,24 +161,23 @@ _SET_SEGMENT_METADATA = (
     .where(_s.stream_id == bindparam("s_stream"), _s.index == bindparam("s_index"))
     .values(encrypted_metadata=bindparam("s_meta"))
 )
-_PENDING_UPLOADS = (
-    select(
-        _o.stream_id,
-        _o.project_id,
-        _o.bucket,
-        _o.key,
-        _o.created_at,
-        _o.deadline,
-        _b.k,
-        _b.m,
-        _b.o,
-        _b.n,
-    )
-    .select_from(
-        t.objects.join(t.buckets, and_(_b.project_id == _o.project_id, _b.name == _o.bucket))
-    )
-    .where(IS_PENDING)
+# A pending upload with its bucket's redundancy: what both upload lookups select.
+_UPLOAD_COLUMNS = (
+    _o.stream_id,
+    _o.project_id,
+    _o.bucket,
+    _o.key,
+    _o.created_at,
+    _o.deadline,
+    _b.k,
+    _b.m,
+    _b.o,
+    _b.n,
 )
+_OBJECTS_WITH_BUCKETS = t.objects.join(
+    t.buckets, and_(_b.project_id == _o.project_id, _b.name == _o.bucket)
+)
+_PENDING_UPLOADS = select(*_UPLOAD_COLUMNS).select_from(_OBJECTS_WITH_BUCKETS).where(IS_PENDING)
 MAX_PENDING_LISTED = 100
 _DELETE_OBJECT = delete(t.objects).where(_o.stream_id == bindparam("stream_id"))
 
@@ -231,27 +230,14 @@ class MetainfoStore:
         )
         query = (
             select(
-                _o.stream_id,
-                _o.project_id,
-                _o.bucket,
-                _o.key,
-                _o.created_at,
-                _o.deadline,
-                _b.k,
-                _b.m,
-                _b.o,
-                _b.n,
+                *_UPLOAD_COLUMNS,
                 _pr.max_storage,
                 _pr.used_storage,
                 _pr.max_segments,
                 _pr.used_segments,
                 segment_status.label("segment_status"),
             )
-            .select_from(
-                t.objects.join(
-                    t.buckets, and_(_b.project_id == _o.project_id, _b.name == _o.bucket)
-                ).join(t.projects, _pr.id == _o.project_id)
-            )
+            .select_from(_OBJECTS_WITH_BUCKETS.join(t.projects, _pr.id == _o.project_id))
             .where(_o.stream_id == stream_id, _o.project_id == project_id, IS_PENDING)
         )
         row = self._db.read(lambda conn: conn.execute(query).first())
