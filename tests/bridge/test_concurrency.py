@@ -12,7 +12,8 @@ CLIENTS = 16
 
 
 async def _segmented(tenant: Tenant, fleet: FarmerFleet, bucket: str, key: str, size: int) -> Reply:
-    """One segmented upload; the reply of its commit (not asserted: races may refuse it)."""
+    """One segmented upload; returns the object commit's reply unasserted (racing commits to
+    one key may be refused), after asserting every step before it."""
     began = await tenant.call("POST", f"/v1/buckets/{bucket}/uploads", json={"key": key})
     assert began.status == 201, began
     stream = began.body["stream_id"]

@@ -15,7 +15,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -58,11 +58,6 @@ class Database:
         """Run `work` in a read-only transaction (a consistent snapshot on both engines)."""
         with self.engine.connect() as conn, conn.begin():
             return work(conn)
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            yield conn
 
     def close(self) -> None:
         self.engine.dispose()
