@@ -104,3 +104,13 @@ def test_identity_file_is_private(tmp_path: Path) -> None:
     path.write_text("garbage\n")
     with pytest.raises(SetupError, match="not a farmer identity"):
         read_identity(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("name", ["trash_grace", "checkin_interval", "expiry_interval"])
+def test_durations_must_be_finite(tmp_path: Path, name: str, value: str) -> None:
+    # TOML has nan and inf: nan passes every `<= 0` check and would stop a chore for good.
+    text = config_to_toml(FarmerConfig(data_dir=tmp_path, allocated=10, bridges=(TRUSTED,)))
+    with pytest.raises(SetupError) as info:
+        config_from_toml(f"{name} = {value}\n" + text.replace(f"{name} =", "# was "), tmp_path)
+    assert "finite" in str(info.value) or "positive" in str(info.value)

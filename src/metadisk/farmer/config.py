@@ -7,6 +7,7 @@ Only the CLI reads and writes the file (``farmer.toml`` in the data dir); everyt
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -123,6 +124,10 @@ class FarmerConfig:
             raise ValueError(f"port {self.port} out of range")
         if self.public_address is not None:
             object.__setattr__(self, "public_address", check_url(self.public_address))
+        for name in _NUMBERS:
+            # TOML allows nan and inf; both pass `<= 0` checks and then stop chores for good.
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number")
         for name in _POSITIVE:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -43,8 +43,8 @@ log = logging.getLogger("metadisk.farmer.pieces")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-PUT_ACTIONS = frozenset({Action.PUT, Action.PUT_REPAIR})
-GET_ACTIONS = frozenset({Action.GET, Action.GET_REPAIR})
+PUT_ACTIONS = frozenset(action for action in Action if action.is_put)
+GET_ACTIONS = frozenset(action for action in Action if action.is_get)
 AUDIT_ACTIONS = frozenset({Action.AUDIT})
 DELETE_ACTIONS = frozenset({Action.DELETE})
 WRITE_BATCH = 1 << 20  # hand the disk thread ~1 MiB at a time: few thread hops, little memory
