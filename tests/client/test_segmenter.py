@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from metadisk.client.segmenter import MiB, SegmentSizing, SourceReader, ciphertext_total
-from metadisk.core.content import ciphertext_size
+from metadisk.client.segmenter import MiB, SegmentSizing, SourceReader
 from metadisk.core.erasure import GLOBAL, LOCAL, RedundancyScheme
 
 
@@ -22,12 +21,6 @@ def test_segment_sizes_per_scheme() -> None:
     assert roomy.segment_size(RedundancyScheme(1, 1, 1, 1)) == 64 * MiB  # never above 64 MiB
     held = 3 * (16 * MiB) * (1 + LOCAL.n / LOCAL.k)
     assert held <= sizing.memory_budget
-
-
-def test_ciphertext_total() -> None:
-    assert ciphertext_total(0, MiB) == ciphertext_size(0)
-    assert ciphertext_total(MiB, MiB) == ciphertext_size(MiB)
-    assert ciphertext_total(2 * MiB + 1, MiB) == 2 * ciphertext_size(MiB) + ciphertext_size(1)
 
 
 async def read_all(reader: SourceReader, size: int) -> list[bytes]:

@@ -103,11 +103,11 @@ def encode_segment(
     tag = plaintext_tag(content_key, view[base : base + written])
     view[base + written : data_end] = bytes(data_end - base - written)  # zero padding
     if n > k:
-        recovery = codec.encode_pieces(bytes(view[base:data_end]), range(k, n))
-        for number in range(k, n):
-            start = base + number * piece_size
-            view[start : start + piece_size] = recovery[number]
-        del recovery
+        # The data pieces already sit in their slots: write only the recovery pieces, straight
+        # into theirs (no copy of the segment, no temporary pieces).
+        out: list[memoryview | None] = [None] * k
+        out += [view[base + i * piece_size : base + (i + 1) * piece_size] for i in range(k, n)]
+        codec.encode_into(view[base:data_end], out)
     digests = []
     for number in range(n):
         start = base + number * piece_size

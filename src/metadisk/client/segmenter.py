@@ -15,7 +15,6 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from metadisk.core import content
 from metadisk.core.erasure import RedundancyScheme
 
 UploadSource = (
@@ -53,15 +52,6 @@ class SegmentSizing:
         affordable = int(self.memory_budget / (in_flight * per_byte))
         size = min(wanted, affordable, MAX_SEGMENT_SIZE)
         return max(MIN_SEGMENT_SIZE, size // MiB * MiB)
-
-
-def ciphertext_total(plaintext_size: int, segment_size: int) -> int:
-    """Ciphertext bytes of an object of `plaintext_size` bytes cut into `segment_size` segments."""
-    full, rest = divmod(plaintext_size, segment_size)
-    total = full * content.ciphertext_size(segment_size)
-    if rest or not full:
-        total += content.ciphertext_size(rest)
-    return total
 
 
 class SourceReader:
