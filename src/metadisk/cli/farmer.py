@@ -22,6 +22,7 @@ from urllib.request import Request, urlopen
 import typer
 
 import metadisk
+from metadisk.allocator import tune_for_streaming
 from metadisk.core.encoding import b64decode
 from metadisk.core.errors import DecodeError
 from metadisk.core.identity import Identity, NodeId
@@ -178,6 +179,7 @@ def run(
     if log_level.lower() not in LOG_LEVELS:
         fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
     _setup_logging(log_level.lower())
+    tune_for_streaming()
     data_dir = data_dir.expanduser().absolute()
     try:
         config = read_config(data_dir)

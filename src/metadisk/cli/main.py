@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 import metadisk
+from metadisk.allocator import tune_for_streaming
 from metadisk.cli import access, bridge, farmer, objects, setup, up
 from metadisk.cli import config as cfg
 from metadisk.cli.context import CliContext, enter
@@ -73,6 +74,7 @@ app.add_typer(bridge.app, name="bridge")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `metadisk` console script: run a command, return its exit status."""
+    tune_for_streaming()  # this process is ours: its transfers may keep freed buffers
     try:
         result = app(args=list(argv) if argv is not None else None, prog_name="metadisk",
                      standalone_mode=False)  # fmt: skip
