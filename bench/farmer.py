@@ -512,6 +512,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096, help="piece size for --layout")
     parser.add_argument("--dir", help="where to make the data dir (default: the temp dir)")
     args = parser.parse_args()
+    if args.dir is not None:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     if args.layout:
         durable = min(2000, args.pieces // 10)
         print(f"piece-store layouts: {args.pieces} pieces of {args.size} bytes")
