@@ -65,6 +65,27 @@ def check_round_trip(k: int, n: int, size: int, seed: int, kept: list[int], stri
     assert out[size:] == bytes(7)
 
 
+@settings(max_examples=150)
+@given(st.sampled_from([(4, 10), (29, 80), (3, 7), (1, 5), (5, 5)]), st.data())
+def test_decode_in_place_over_pieces_sitting_in_slots_in_any_order(
+    shape: tuple[int, int], data: st.DataObject
+) -> None:
+    # The client's download buffer: the pieces it got, one per slot, in arrival order; the
+    # segment is rebuilt over them, slot i becoming data piece i.
+    k, n = shape
+    size, seed, kept, stripe = data.draw(loss_case(k, n))
+    segment = data_of(size, seed)
+    codec = ErasureCodec(k, n, stripe)
+    pieces = codec.encode(segment)
+    order = data.draw(st.permutations(kept))
+    piece_size = codec.piece_size(size)
+    slots = bytearray(b"".join(pieces[i] for i in order))
+    view = memoryview(slots)
+    chosen = {i: view[s * piece_size : (s + 1) * piece_size] for s, i in enumerate(order)}
+    assert codec.decode_into(chosen, size, view) == size
+    assert slots[:size] == segment
+
+
 @settings(max_examples=200)
 @given(loss_case(4, 10))
 def test_local_any_k_of_n_rebuild(case: tuple[int, int, list[int], int]) -> None:

@@ -163,16 +163,18 @@ def decode_segment(
     ciphertext_size = content.ciphertext_size(plaintext_size)
     piece_size = codec.piece_size(ciphertext_size)
     base = layout.capacity
-    if list(positions[:k]) == list(range(k)):
-        # Every data piece came back, in order: the ciphertext is already contiguous.
-        ciphertext: bytes | memoryview = view[base : base + ciphertext_size]
-    else:
+    if list(positions[:k]) != list(range(k)):
+        # Rebuild in place: slot i ends up holding data piece i, so the ciphertext is contiguous
+        # where the pieces were (the codec reads each stripe of every slot before writing it).
         pieces = {
-            number: bytes(view[base + slot * piece_size : base + (slot + 1) * piece_size])
+            number: view[base + slot * piece_size : base + (slot + 1) * piece_size]
             for slot, number in enumerate(positions)
             if number >= 0
         }
-        ciphertext = codec.decode(pieces, ciphertext_size)
+        codec.decode_into(pieces, ciphertext_size, view[base : base + len(positions) * piece_size])
+        for piece in pieces.values():
+            piece.release()
+    ciphertext = view[base : base + ciphertext_size]
     return content.decrypt_segment_into(content_key, index, ciphertext, view[:plaintext_size])
 
 

@@ -203,37 +203,37 @@ class ErasureCodec:
         different segments). Pieces must have been verified against their hashes first: erasure
         codes find no corruption.
         """
-        size, present, recovery = self._select(pieces, segment_size)
-        # Each data piece as its chunks in order: whole when present, stripes when rebuilt.
-        chunks: dict[int, list[bytes]] = {i: [p] for i, p in present.items()}
-        if len(present) < self.k:
-            for i in range(self.k):
-                chunks.setdefault(i, [])
-            for _, stripes in self._decode_stripes(present, recovery, size):
-                for i, stripe in stripes.items():
-                    chunks[i].append(stripe)
-        kept: list[bytes | memoryview] = []
-        offset = 0
-        for chunk in (c for i in range(self.k) for c in chunks[i]):
-            kept.append(_keep(chunk, offset, segment_size))
-            offset += len(chunk)
-        return b"".join(kept)
+        out = bytearray(segment_size)
+        self.decode_into(pieces, segment_size, out)
+        return bytes(out)
 
     def decode_into(
         self, pieces: Mapping[int, Buffer], segment_size: int, out: bytearray | memoryview
     ) -> int:
-        """`decode` into the start of `out`; return `segment_size`."""
+        """`decode` into the start of `out`; return `segment_size`.
+
+        Works stripe by stripe: every piece's stripe is copied out before that stripe of `out` is
+        written. So `out` may be the very memory the pieces sit in, as long as each piece starts
+        at a multiple of the piece size from the start of `out` (pieces in slots, any order):
+        the segment is then rebuilt in place, with no second copy of it.
+        """
         size, present, recovery = self._select(pieces, segment_size)
         target = _writable(out, segment_size)
-        for i, piece in present.items():
-            kept = _keep(piece, i * size, segment_size)
-            target[i * size : i * size + len(kept)] = kept
-        if len(present) < self.k:
-            for start, stripes in self._decode_stripes(present, recovery, size):
-                for i, stripe in stripes.items():
-                    offset = i * size + start
-                    kept = _keep(stripe, offset, segment_size)
-                    target[offset : offset + len(kept)] = kept
+        count = self._decode_count(max(recovery)) if len(present) < self.k else 0
+        stripe = self._stripe(size)
+        for start in range(0, size, stripe):
+            end = min(start + stripe, size)
+            shards = {i: bytes(p[start:end]) for i, p in present.items()}
+            if count:
+                extra = {i: bytes(p[start:end]) for i, p in recovery.items()}
+                try:
+                    shards |= _rs.decode(self.k, count, shards, extra)
+                except ValueError as exc:  # excluded by the checks in _select; never leak it raw
+                    raise ErasureError(f"erasure backend refused the pieces: {exc}") from exc
+            for i, shard in shards.items():
+                offset = i * size + start
+                kept = _keep(shard, offset, segment_size)
+                target[offset : offset + len(kept)] = kept
         return segment_size
 
     def reconstruct(
@@ -258,7 +258,7 @@ class ErasureCodec:
 
     def _select(
         self, pieces: Mapping[int, Buffer], segment_size: int
-    ) -> tuple[int, dict[int, bytes], dict[int, bytes]]:
+    ) -> tuple[int, dict[int, memoryview], dict[int, memoryview]]:
         """Check `pieces`; return piece size, data pieces, and the recovery pieces to decode with.
 
         Recovery pieces are keyed by recovery index (piece number - k). The backend takes exactly k
@@ -273,9 +273,9 @@ class ErasureCodec:
                 raise ErasureError(f"piece {index} is {len(piece)} bytes, expected {size}")
         if len(pieces) < self.k:
             raise ErasureError(f"{len(pieces)} pieces cannot rebuild a segment that needs {self.k}")
-        present = {i: bytes(p) for i, p in pieces.items() if i < self.k}
+        present = {i: _byte_view(p) for i, p in pieces.items() if i < self.k}
         chosen = sorted(i for i in pieces if i >= self.k)[: self.k - len(present)]
-        return size, present, {i - self.k: bytes(pieces[i]) for i in chosen}
+        return size, present, {i - self.k: _byte_view(pieces[i]) for i in chosen}
 
     def _stripe(self, size: int) -> int:
         if self.stripe:
@@ -294,25 +294,6 @@ class ErasureCodec:
         for start in range(0, size, stripe):
             shards = [bytes(o[start : start + stripe]) for o in originals]
             yield start, _rs.encode(shards, count)
-
-    def _decode_stripes(
-        self, present: dict[int, bytes], recovery: dict[int, bytes], size: int
-    ) -> Iterator[tuple[int, dict[int, bytes]]]:
-        """(offset, {data index: stripe}) of the missing data pieces, stripe by stripe."""
-        count = self._decode_count(max(recovery))
-        stripe = self._stripe(size)
-        for start in range(0, size, stripe):
-            end = start + stripe
-            try:
-                got = _rs.decode(
-                    self.k,
-                    count,
-                    {i: p[start:end] for i, p in present.items()},
-                    {i: p[start:end] for i, p in recovery.items()},
-                )
-            except ValueError as exc:  # excluded by the checks in _select; never leak it raw
-                raise ErasureError(f"erasure backend refused the pieces: {exc}") from exc
-            yield start, got
 
     def _decode_count(self, highest: int) -> int:
         """Recovery count to decode with when no recovery piece above `highest` is used.
