@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metadisk.allocator import tune_for_streaming
 from metadisk.cli.localnet import LocalNetwork
-from metadisk.client import AsyncProject
+from metadisk.client import AsyncProject, ClientConfig
 
 MiB = 1 << 20
 TARGETS = {
@@ -94,9 +95,16 @@ def digest(path: Path) -> str:
     return hasher.hexdigest()
 
 
-async def client_transfer(grant: str, source: Path, target: Path) -> dict[str, Any]:
+def client_config(offload: str) -> ClientConfig:
+    """The library's default, or worker processes / threads forced (``--offload``)."""
+    return ClientConfig(processes={"auto": None, "process": True, "thread": False}[offload])
+
+
+async def client_transfer(
+    grant: str, source: Path, target: Path, offload: str = "auto"
+) -> dict[str, Any]:
     """Upload `source`, download it to `target`; times, peak memory and a byte check."""
-    async with await AsyncProject.open(grant) as project:
+    async with await AsyncProject.open(grant, config=client_config(offload)) as project:
         with contextlib.suppress(Exception):
             await project.create_bucket("bench")
         started = time.perf_counter()
@@ -143,9 +151,12 @@ async def client_small(grant: str, count: int, size: int, concurrency: int) -> d
 
 
 def client_main(args: argparse.Namespace) -> None:
+    tune_for_streaming()  # as the `metadisk` CLI does in its own process
     grant = Path(args.grant_file).read_text().strip()
     if args.client == "transfer":
-        result = asyncio.run(client_transfer(grant, Path(args.source), Path(args.target)))
+        result = asyncio.run(
+            client_transfer(grant, Path(args.source), Path(args.target), args.offload)
+        )
     else:
         result = asyncio.run(client_small(grant, args.objects, args.size, args.concurrency))
     print(json.dumps(result), flush=True)
@@ -200,7 +211,7 @@ async def bench(args: argparse.Namespace, root: Path) -> list[Row]:
             print(f"transferring {size_mib} MiB ...", file=sys.stderr)
             result = await run_client(
                 "--client", "transfer", "--grant-file", str(grant_file),
-                "--source", str(source), "--target", str(target),
+                "--source", str(source), "--target", str(target), "--offload", args.offload,
             )  # fmt: skip
             source.unlink()
             target.unlink()
@@ -256,6 +267,12 @@ def main() -> None:
     parser.add_argument("--objects", type=int, help="small objects (default 1000)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--dir", type=Path, help="work here instead of a temporary dir")
+    parser.add_argument(
+        "--offload",
+        choices=("auto", "process", "thread"),
+        default="auto",
+        help="where the client encodes: the library's choice, or forced",
+    )
     # The client side, run by the bench itself in a process of its own:
     parser.add_argument("--client", choices=("transfer", "small"), help=argparse.SUPPRESS)
     parser.add_argument("--grant-file", help=argparse.SUPPRESS)

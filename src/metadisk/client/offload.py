@@ -8,6 +8,10 @@ ordinary buffers. docs/client.md has the measurements behind the default.
 
 Buffers are leased from the offload and given back after the segment is done; a transfer bounds
 how many it holds at once, which is what bounds the client's memory whatever the file size.
+
+Worker processes take a few hundred milliseconds to start (the forkserver imports the program's
+main module first). Until the first one answers, jobs run on a thread over the same buffers
+instead of waiting: a transfer's first segments do not stand still while the pool warms up.
 """
 
 from __future__ import annotations
@@ -18,15 +22,21 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import shared_memory
 from typing import Any, TypeVar
 
+from metadisk.allocator import tune_for_streaming
 from metadisk.client.segment_codec import BufferRef, SharedRef
 
 T = TypeVar("T")
 
 _MAX_IDLE_BUFFERS = 4  # kept for the next segment or transfer; beyond this they are freed
+
+# Worker processes cost CPU a thread does not (~0.35 s to start, ~0.4 ms more per MiB for the
+# shared-memory round trips), which pays off only with cores to spare: on 2 cores, threads
+# measured faster both ways (docs/client.md, "Off the event loop").
+PROCESS_CORES = 4
 
 
 class _SharedMemory(shared_memory.SharedMemory):
@@ -90,7 +100,8 @@ class Offload:
     Parameters
     ----------
     processes:
-        True for worker processes, False for threads, None to choose by platform.
+        True for worker processes, False for threads, None to choose by platform: processes
+        where there are `PROCESS_CORES` cores or more and POSIX shared memory, else threads.
     workers:
         Concurrent segment jobs (default: the number of cores, at most 4).
     """
@@ -98,14 +109,20 @@ class Offload:
     def __init__(self, *, processes: bool | None = None, workers: int | None = None) -> None:
         cores = os.cpu_count() or 1
         if processes is None:
-            processes = cores > 1 and _shared_memory_works()
+            processes = cores >= PROCESS_CORES and _shared_memory_works()
         elif processes and not _shared_memory_works():
             raise ValueError("worker processes need POSIX shared memory in /dev/shm")
         self.processes = processes
         self.workers = workers or min(4, cores)
         self._executor: Executor | None = None
+        self._warming: ThreadPoolExecutor | None = None  # runs jobs until a worker is up
+        self._ready: Future[None] | None = None  # the first worker's answer
         self._idle: list[SegmentBuffer] = []
         self._closed = False
+
+    def start(self) -> None:
+        """Start the workers now (they start on first use otherwise); returns at once."""
+        self._pool()
 
     def _pool(self) -> Executor:
         if self._closed:
@@ -115,10 +132,26 @@ class Offload:
                 # forkserver, not fork: the sync facade runs an event-loop thread, and forking a
                 # threaded process can copy held locks into the child.
                 context = multiprocessing.get_context("forkserver")
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+                pool = ProcessPoolExecutor(
+                    self.workers, mp_context=context, initializer=tune_for_streaming
+                )
+                # one no-op per worker: the pool spawns a process per job it cannot place
+                self._ready = pool.submit(_nothing)
+                for _ in range(self.workers - 1):
+                    pool.submit(_nothing)
+                self._executor = pool
             else:
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="metadisk")
         return self._executor
+
+    def _executor_for(self, buffer: SegmentBuffer) -> tuple[Executor, BufferRef]:
+        """Where to run a job on `buffer` now, and how that executor sees the buffer."""
+        pool = self._pool()
+        if self._ready is None or self._ready.done():
+            return pool, buffer.ref
+        if self._warming is None:
+            self._warming = ThreadPoolExecutor(1, thread_name_prefix="metadisk-warmup")
+        return self._warming, buffer.view
 
     async def acquire(self, size: int) -> SegmentBuffer:
         """A buffer of at least `size` bytes, reused if one is idle."""
@@ -147,7 +180,8 @@ class Offload:
         re-raising: the worker writes into `buffer`, which must not be reused before it stops.
         """
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool(), _call, fn, buffer.ref, args, kwargs)
+        executor, ref = self._executor_for(buffer)
+        future = loop.run_in_executor(executor, _call, fn, ref, args, kwargs)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -163,9 +197,11 @@ class Offload:
         if self._closed:
             return
         self._closed = True
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+        loop = asyncio.get_running_loop()
+        for executor in (self._executor, self._warming):
+            if executor is not None:
+                await loop.run_in_executor(None, executor.shutdown)
+        self._executor = self._warming = None
         for buffer in self._idle:
             buffer.close()
         self._idle.clear()
@@ -173,3 +209,7 @@ class Offload:
 
 def _call(fn: Callable[..., T], ref: BufferRef, args: tuple[Any, ...], kwargs: Any) -> T:
     return fn(ref, *args, **kwargs)
+
+
+def _nothing() -> None:
+    """A worker's first job: its answer says the pool is up."""
