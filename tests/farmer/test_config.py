@@ -54,6 +54,7 @@ def test_config_round_trip(tmp_path: Path) -> None:
         public_address="https://farmer.example:443/",
         trash_grace=0,
         checkin_interval=5,
+        direct_io=True,
     )
     assert TRUSTED.url == "http://127.0.0.1:7000"
     assert config_from_toml(config_to_toml(config), tmp_path) == config
@@ -67,6 +68,7 @@ def test_config_round_trip(tmp_path: Path) -> None:
         ("allocated = 'lots'", "not a size"),
         ("allocated = 10\nport = 'x'", "port"),
         ("allocated = 10\nbogus = 1", "unknown setting"),
+        ("allocated = 10\ndirect_io = 1", "direct_io must be true or false"),
         ("allocated = 10", "at least one trusted bridge"),
         (
             "allocated = 0\n" + "[[bridges]]\nnode_id='00'\npublic_key='AA'\nurl='http://x'",

@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from metadisk.core.identity import Identity
 from metadisk.core.merkle import digest_piece
 from metadisk.core.messages import Action
 from metadisk.farmer.errors import BadRequest
-from metadisk.farmer.peer import Peer
-from tests.farmer.helpers import Bridge, Clock, error_code, order_header, piece_id, put
+from metadisk.farmer.peer import Peer, running
+from metadisk.farmer.pieces.service import DIRECT_MIN
+from tests.farmer.helpers import (
+    Bridge,
+    Clock,
+    error_code,
+    make_config,
+    order_header,
+    piece_id,
+    put,
+)
 
 
 def nothing_left(peer: Peer) -> None:
@@ -78,3 +89,23 @@ async def test_damaged_piece_is_an_error_not_data(
         assert response.status == 204
     usage = peer.usage.snapshot()[bridge.identity.node_id.hex()]
     assert (usage["pieces"], usage["trash"]) == (0, damaged)
+
+
+@pytest.mark.parametrize("direct_io", [False, True])
+async def test_large_pieces_read_back_whole_with_or_without_direct_io(
+    tmp_path: Path, bridge: Bridge, clock: Clock, direct_io: bool
+) -> None:
+    config = make_config(tmp_path, bridge.trusted, direct_io=direct_io)
+    data = os.urandom(3 * DIRECT_MIN + 12345)  # whole blocks, a partial block and a trailer
+    async with (
+        running(config, Identity.generate(), clock=clock) as peer,
+        aiohttp.ClientSession() as session,
+    ):
+        node = peer.identity.node_id.hex()
+        pid, receipt = await put(session, peer.address, bridge, node, data, now=clock.now)
+        assert receipt.size == len(data)
+        limit = bridge.limit(node, pid, Action.GET, now=clock.now)
+        async with session.get(
+            f"{peer.address}/v1/pieces/{pid.hex()}", headers=order_header(limit)
+        ) as response:
+            assert await response.read() == data

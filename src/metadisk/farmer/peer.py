@@ -70,6 +70,7 @@ class Peer:
             trusted_bridges=config.trusted_bridges(),
             allocated=config.allocated,
             trash_grace=config.trash_grace,
+            direct_io=config.direct_io,
             clock=clock,
         )
         self.contact = ContactService(

@@ -86,6 +86,7 @@ class PieceService:
         allocated: int,
         trash_grace: float,
         clock: Callable[[], float],
+        direct_io: bool = False,
         io_threads: int = 16,
     ) -> None:
         self.identity = identity
@@ -96,6 +97,7 @@ class PieceService:
         self.allocated = allocated
         self._trash_grace = trash_grace
         self._clock = clock
+        self._direct_io = direct_io  # O_DIRECT for pieces of DIRECT_MIN and up
         self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="farmer-io")
         self._reserved = 0
         self._uploading_serials: set[bytes] = set()
@@ -314,7 +316,7 @@ class PieceService:
         stat = os.statvfs(self.store.tmp_dir)
         if stat.f_bavail * stat.f_frsize < needed + DISK_RESERVE:
             raise InsufficientStorage("the disk is full")
-        temp.open(direct=needed >= DIRECT_MIN)
+        temp.open(direct=self._direct_io and needed >= DIRECT_MIN)
 
     def _finish(
         self,

@@ -94,14 +94,14 @@ class PieceInfo:
 class TempPiece:
     """An upload in progress: a file in ``tmp/``, created by `open`, hashed as it is written.
 
-    The piece's bytes go to disk with ``O_DIRECT`` from a reused, page-aligned staging buffer
-    (`_STAGING`), not through the page cache: on this project's VMs, every page the cache takes
-    for a new file is memory the host must fault in again, and copying into it cost ~1 CPU-s per
-    GiB, a third of all the farmer's work on a PUT; the reused buffer is warm (~0.05 CPU-s/GiB),
-    and there is no writeback to do later. (MinIO writes its shards the same way.) A piece is
-    written once and rarely read back soon, so the cache had little to give anyway. What is left
-    below the alignment, plus the trailer, is written through the cache at `seal`. Where the
-    filesystem refuses ``O_DIRECT`` (tmpfs), everything goes through the cache.
+    Opened with ``direct``, the piece's bytes go to disk with ``O_DIRECT`` from a reused,
+    page-aligned staging buffer (`_STAGING`), not through the page cache: on this project's VMs,
+    every page the cache takes for a new file is memory the host must fault in again, and copying
+    into it cost ~1 CPU-s per GiB; the reused buffer is warm (~0.05 CPU-s/GiB). (MinIO writes its
+    shards the same way.) What is left below the alignment, plus the trailer, is written through
+    the cache at `seal`. Where the filesystem refuses ``O_DIRECT`` (tmpfs), everything goes
+    through the cache. The farmer uses it only when configured to (``direct_io``): the same VMs'
+    disk takes direct writes at half the rate of buffered ones (docs/farmer.md).
     """
 
     def __init__(self, name: str, file: str) -> None:
