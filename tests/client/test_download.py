@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import os
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -147,6 +148,17 @@ async def test_a_wrong_object_key_is_an_integrity_failure(
 ) -> None:
     with pytest.raises(IntegrityFailure):
         await read(farmers, offload, bridge, key=bytes(32))
+
+
+async def test_a_segment_key_handed_out_for_another_segment_does_not_open(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    # A bridge swapping two segments' encrypted keys: each key is bound to its segment's index.
+    first, second = bridge.committed[0], bridge.committed[1]
+    bridge.committed[0] = replace(first, encrypted_key=second.encrypted_key)
+    bridge.committed[1] = replace(second, encrypted_key=first.encrypted_key)
+    with pytest.raises(IntegrityFailure, match="segment 0: its key does not open"):
+        await read(farmers, offload, bridge)
 
 
 async def test_a_range_fetches_only_the_blocks_it_needs(

@@ -378,7 +378,8 @@ async def test_resume_refuses_segments_stored_under_another_key(
     data = os.urandom(3 * SEGMENT)
     committed = await interrupted_upload(farmers, offload, bridge, data, stop_at=1)
     foreign = {
-        i: SegmentKey.seal(bytes(32), os.urandom(32), k.plaintext_tag) for i, k in committed.items()
+        i: SegmentKey.seal(bytes(32), i, os.urandom(32), k.plaintext_tag)
+        for i, k in committed.items()
     }
     with pytest.raises(ResumeMismatch, match="another key"):
         await upload(farmers, offload, bridge, data, committed=foreign)

@@ -411,6 +411,6 @@ class DownloadPipeline:
 
 def _content_key(segment: SegmentInfo, object_key: bytes) -> bytes:
     try:
-        return SegmentKey.decode(segment.encrypted_key).content_key(object_key)
+        return SegmentKey.decode(segment.encrypted_key).content_key(object_key, segment.index)
     except (DecryptionError, ValueError) as exc:
         raise IntegrityFailure(f"segment {segment.index}: its key does not open: {exc}") from exc

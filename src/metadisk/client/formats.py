@@ -3,11 +3,11 @@
 Both travel to the bridge as opaque bytes and only mean something to a key holder.
 
 - `SegmentKey` (the bridge's per-segment ``encrypted_key``): the segment's random content key
-  wrapped by the object key, plus a `plaintext_tag`. The tag lets an interrupted upload check,
-  without uploading again, that a committed segment still matches the local file. It is a
-  BLAKE3 hash of the segment's AES-GCM block tags, which are already MACs of the plaintext under
-  the content key: computing it at upload costs nothing extra (no second pass over the data),
-  and it says nothing to anyone without the content key.
+  wrapped by the object key and bound to the segment's index, plus a `plaintext_tag`. The tag
+  lets an interrupted upload check, without uploading again, that a committed segment still
+  matches the local file. It is a BLAKE3 hash of the segment's AES-GCM block tags, which are
+  already MACs of the plaintext under the content key: computing it at upload costs nothing
+  extra (no second pass over the data), and it says nothing to anyone without the content key.
 - `ObjectMetadata`: content type, custom metadata and the plaintext size, as JSON.
 - `SealedMetadata` (the bridge's object ``encrypted_metadata``): `ObjectMetadata` encrypted with
   `metadisk.core.keys.encrypt_metadata` (under a random key wrapped by the object key), and for
@@ -31,13 +31,13 @@ from metadisk.core.keys import (
     decrypt_metadata,
     encrypt_metadata,
     rewrap_metadata_key,
-    unwrap_key,
-    wrap_key,
+    rewrap_segment_key,
+    unwrap_segment_key,
+    wrap_segment_key,
 )
 
 TAG_SEGMENT_KEY = 0x50
 TAG_SEALED_METADATA = 0x51
-SEGMENT_KEY_CONTEXT = b"segment content key"  # wrap context: a segment key is never a metadata key
 _PLAINTEXT_TAG_CONTEXT = "metadisk 2026 segment plaintext tag v1"
 # Custom metadata plus content type as JSON: the bridge stores at most 8 KiB of sealed metadata.
 MAX_METADATA_BYTES = 7 * 1024
@@ -67,17 +67,20 @@ class SegmentKey:
     VERSION = 1
 
     @classmethod
-    def seal(cls, object_key: bytes, content_key: bytes, tag: bytes) -> SegmentKey:
-        return cls(wrap_key(object_key, content_key, context=SEGMENT_KEY_CONTEXT), tag)
+    def seal(cls, object_key: bytes, index: int, content_key: bytes, tag: bytes) -> SegmentKey:
+        """Wrap segment `index`'s content key under its object key, bound to that index: the
+        bridge cannot hand one segment's key out as another's, nor as a metadata key."""
+        return cls(wrap_segment_key(object_key, content_key, index), tag)
 
-    def content_key(self, object_key: bytes) -> bytes:
-        """The segment's content key; `DecryptionError` under any other object key."""
-        return unwrap_key(object_key, self.wrapped_key, context=SEGMENT_KEY_CONTEXT)
+    def content_key(self, object_key: bytes, index: int) -> bytes:
+        """The content key of segment `index`; `DecryptionError` under any other object key or
+        for any other segment."""
+        return unwrap_segment_key(object_key, self.wrapped_key, index)
 
-    def rewrap(self, old_object_key: bytes, new_object_key: bytes) -> SegmentKey:
+    def rewrap(self, old_object_key: bytes, new_object_key: bytes, index: int) -> SegmentKey:
         """The same content key under a new object key: a move or copy re-keys only this."""
-        content_key = self.content_key(old_object_key)
-        return SegmentKey.seal(new_object_key, content_key, self.plaintext_tag)
+        wrapped = rewrap_segment_key(old_object_key, new_object_key, self.wrapped_key, index)
+        return SegmentKey(wrapped, self.plaintext_tag)
 
     def encode(self) -> bytes:
         return (
@@ -168,7 +171,7 @@ class SealedMetadata:
     def rewrap(self, old_object_key: bytes, new_object_key: bytes) -> SealedMetadata:
         inline = None
         if self.inline_key is not None:
-            inline = self.inline_key.rewrap(old_object_key, new_object_key)
+            inline = self.inline_key.rewrap(old_object_key, new_object_key, 0)
         wrapped = rewrap_metadata_key(old_object_key, new_object_key, self.wrapped_key)
         return SealedMetadata(wrapped, self.encrypted, inline)
 

@@ -315,7 +315,7 @@ class AsyncProject:
     ) -> ObjectInfo:
         content_key = new_content_key()
         ciphertext = content.encrypt_segment(content_key, 0, data)
-        segment_key = SegmentKey.seal(key, content_key, plaintext_tag(content_key, ciphertext))
+        segment_key = SegmentKey.seal(key, 0, content_key, plaintext_tag(content_key, ciphertext))
         meta = ObjectMetadata(len(data), info.content_type, info.custom)
         sealed = SealedMetadata.seal(key, meta, segment_key)
         record = await self._bridge.put_inline(
@@ -794,7 +794,8 @@ def _rewrapped(
             if segment.encrypted_metadata is None:
                 raise IntegrityFailure(f"segment {segment.index} has no key")
             old = SegmentKey.decode(segment.encrypted_metadata)
-            rekeyed.append(SegmentRekey(segment.index, old.rewrap(key, new_key).encode()))
+            new = old.rewrap(key, new_key, segment.index)
+            rekeyed.append(SegmentRekey(segment.index, new.encode()))
         new_sealed = None if sealed is None else sealed.rewrap(key, new_key).encode()
     except (DecryptionError, DecodeError) as exc:
         raise IntegrityFailure(f"the object's keys do not open: {exc}") from exc
@@ -829,7 +830,7 @@ def _open_inline(record: ObjectRecord, key: bytes) -> bytes:
     if sealed is None or sealed.inline_key is None or record.inline_data is None:
         raise IntegrityFailure("an inline object without its key")
     try:
-        content_key = sealed.inline_key.content_key(key)
+        content_key = sealed.inline_key.content_key(key, 0)
         return content.decrypt_segment(content_key, 0, record.inline_data)
     except DecryptionError as exc:
         raise IntegrityFailure(f"the object does not decrypt: {exc}") from exc

@@ -346,7 +346,7 @@ class UploadPipeline:
                             n=scheme.n,
                         )
                         segment_key = SegmentKey.seal(
-                            object_key, content_key, encoded.plaintext_tag
+                            object_key, index, content_key, encoded.plaintext_tag
                         )
                         totals["cipher"] += encoded.ciphertext_size
                         await jobs.put(_Job(index, buffer, encoded, segment_key))
@@ -399,7 +399,7 @@ class UploadPipeline:
         stored: SegmentKey,
     ) -> None:
         try:
-            content_key = stored.content_key(object_key)
+            content_key = stored.content_key(object_key, index)
         except DecryptionError as exc:
             raise ResumeMismatch(f"segment {index} was stored under another key") from exc
         tag = await self._offload.run(
