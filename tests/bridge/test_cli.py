@@ -96,7 +96,7 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
     result = _run("run", "--config", str(path))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == ["metadisk bridge: configuration error: [nodes] difficulty must be int"]
+    assert lines == ["error: configuration error: [nodes] difficulty must be int"]
 
 
 def test_port_in_use_is_one_line(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         result = _run("run", "--data-dir", str(tmp_path), "--port", str(port))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"metadisk bridge: cannot listen on 127.0.0.1:{port}: address already in use"
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use"
     ]
 
 
@@ -117,7 +117,7 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("metadisk bridge: cannot open the database: OperationalError")
+    assert line.startswith("error: cannot open the database: OperationalError")
 
 
 def test_migrate_command(tmp_path: Path) -> None:

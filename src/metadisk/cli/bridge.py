@@ -299,7 +299,7 @@ def _config_or_exit(
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"metadisk bridge: {message}", err=True)
+    typer.echo(f"error: {message}", err=True)  # the same one line as every other command
     raise typer.Exit(code)
 
 
