@@ -31,6 +31,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.database.url == f"sqlite:///{(tmp_path / 'bridge.sqlite3').resolve()}"
     assert (config.server.host, config.server.port) == ("127.0.0.1", 0)
     assert config.nodes.difficulty == 0 and config.nodes.single_host is False
+    assert config.nodes.private_addresses is False  # a public bridge unless told otherwise
     assert config.objects.profiles["local"] == LOCAL
 
 
@@ -40,7 +41,7 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
         {
             "data_dir": str(tmp_path / "from-file"),
             "server": {"port": 7000, "host": "127.0.0.1"},
-            "nodes": {"difficulty": 5, "single_host": True},
+            "nodes": {"difficulty": 5, "single_host": True, "private_addresses": True},
             "accounts": {"default_limits": {"buckets": 3}},
             "objects": {
                 "default_profile": "tiny",
@@ -57,6 +58,9 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
     assert config.data_dir == tmp_path / "from-file"
     assert config.nodes.difficulty == 9  # environment over file
     assert config.nodes.single_host is True
+    assert config.nodes.private_addresses is True
+    from_env = {"METADISK_BRIDGE_NODES_PRIVATE_ADDRESSES": "false"}
+    assert load_config(path, None, {}, from_env).nodes.private_addresses is False
     assert config.server.port == 7002  # flag over environment
     assert config.chores.reclaim_interval == 2.5
     assert config.accounts.default_limits.buckets == 3
@@ -74,6 +78,7 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
         ({"nodes": {"dificulty": 3}}, {}, "unknown setting [nodes] 'dificulty'"),
         ({"serverr": {"x": 1}}, {}, "unknown setting 'serverr'"),
         ({}, {"METADISK_BRIDGE_NODES_SINGLE_HOST": "maybe"}, "METADISK_BRIDGE_NODES_SINGLE_HOST"),
+        ({"nodes": {"private_addresses": "yes"}}, {}, "[nodes] private_addresses must be bool"),
         ({"objects": {"profiles": {"x": {"k": 5, "m": 4, "o": 3, "n": 2}}}}, {}, "1 <= k <= m"),
         ({"objects": {"default_profile": "nope"}}, {}, "default profile 'nope'"),
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from metadisk.bridge.launcher import BridgeProcess
 from metadisk.bridge.overlay.db import Candidate
-from metadisk.bridge.overlay.service import distinct_networks, network_of
+from metadisk.bridge.overlay.service import distinct_networks, network_of, resolve
 from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
 from tests.bridge.helpers import Api, Farmer, FarmerFleet, Tenant, checkin, checkin_all, upload
@@ -86,7 +87,7 @@ async def test_node_status_is_public(api: Api, fleet: FarmerFleet, bridge: Bridg
     try:
         await checkin(api, farmer)
         down = await api.ok("GET", path)
-        assert down["online"] is False and down["last_ping_error"]
+        assert down["online"] is False and down["last_ping_error"] == "http-error"
         assert down["last_ping_ok"] is None
     finally:
         farmer.ping_status = 200
@@ -157,6 +158,8 @@ async def test_unreachable_address_is_not_online(api: Api, fleet: FarmerFleet) -
     reply = await checkin(api, farmer)
     assert reply.status == 200
     assert reply.body == {"node_id": farmer.node_id.hex(), "online": False}
+    status = await api.ok("GET", f"/v1/nodes/{farmer.node_id.hex()}")
+    assert status["last_ping_error"] == "unreachable"  # a code, not "Connection refused"
 
 
 async def test_node_id_mismatch_on_ping_is_not_online(api: Api, fleet: FarmerFleet) -> None:
@@ -164,6 +167,8 @@ async def test_node_id_mismatch_on_ping_is_not_online(api: Api, fleet: FarmerFle
     impostor.answer_node_id = Identity.generate().node_id.hex()
     reply = await checkin(api, impostor)
     assert reply.body == {"node_id": impostor.node_id.hex(), "online": False}
+    status = await api.ok("GET", f"/v1/nodes/{impostor.node_id.hex()}")
+    assert status["last_ping_error"] == "wrong-node"
     # Pointing at another node's address does not work either.
     victim = _worker(fleet)
     thief = _worker(fleet)
@@ -207,9 +212,9 @@ def test_distinct_networks() -> None:
 
 
 async def test_network_of() -> None:
-    assert await network_of("192.168.7.200") == "192.168.7.0/24"
-    assert await network_of("2001:db8:1:2:3::4") == "2001:db8:1:2::/64"
-    assert await network_of("localhost") in ("127.0.0.0/24", "::/64")
+    assert network_of(ipaddress.ip_address("192.168.7.200")) == "192.168.7.0/24"
+    assert network_of(ipaddress.ip_address("2001:db8:1:2:3::4")) == "2001:db8:1:2::/64"
+    assert network_of((await resolve("localhost"))[0]) in ("127.0.0.0/24", "::/64")
 
 
 async def test_disqualified_nodes_get_nothing(

@@ -88,6 +88,10 @@ class NodesConfig:
 
     difficulty: int = 0  # proof-of-work bits a node id needs; raise it on public networks
     single_host: bool = False  # a network on one machine: disables the one-piece-per-/24 rule
+    # Accept farmers whose address resolves to loopback, private, link-local or other non-global
+    # IPs (a network on one host or a LAN). Off, such check-ins are refused before any ping-back:
+    # anyone may check in, and the bridge must not probe its own host or network on their behalf.
+    private_addresses: bool = False
     online_window: int = 3600  # seconds since a successful ping-back during which a node is online
     contact_skew: int = 600  # seconds a check-in's timestamp may differ from the bridge's clock
     ping_timeout: float = 5.0

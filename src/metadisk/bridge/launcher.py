@@ -9,9 +9,9 @@ launcher reads that line, so there is no race for a port and no polling. Logs go
         bridge.kill()  # SIGKILL, as a crash would
         bridge.start()  # again: same data dir, database and port
 
-`TEST_SETTINGS` makes password hashing cheap and turns on single-host mode (every farmer of a test
-network is on 127.0.0.1). For PostgreSQL, `postgres_database` makes a throwaway database on the
-server named by ``METADISK_TEST_POSTGRES_URL``.
+`TEST_SETTINGS` makes password hashing cheap and turns on single-host mode and private addresses
+(every farmer of a test network is on 127.0.0.1). For PostgreSQL, `postgres_database` makes a
+throwaway database on the server named by ``METADISK_TEST_POSTGRES_URL``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ POSTGRES_ENV = "METADISK_TEST_POSTGRES_URL"
 TEST_SETTINGS: dict[str, Any] = {
     "log_level": "warning",
     "accounts": {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1},
-    "nodes": {"single_host": True},
+    "nodes": {"single_host": True, "private_addresses": True},
 }
 
 

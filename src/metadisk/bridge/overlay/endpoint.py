@@ -4,7 +4,9 @@ Check-ins need no token: the contact is signed by the farmer's key. A node's sta
 none either: a node's address is no secret (every order limit hands it to clients, and the node
 announces it to the bridge to be reached), the status adds only whether and when the bridge last
 reached it, and ids are 32 random-looking bytes, so the route lists nothing and cannot be used to
-enumerate nodes. Operators and `metadisk up` poll it to see farmers come online.
+enumerate nodes. Operators and `metadisk up` poll it to see farmers come online. Why a ping-back
+failed is one coarse code, never an error's text: since anyone may check in with any address,
+detailed answers ("connection refused", the HTTP status) would make the bridge a port scanner.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from metadisk.bridge.http import B64_PATTERN, COMMON_ERRORS, HEX_PATTERN, decode_hex
+from metadisk.bridge.overlay.pinger import PingFailure
 from metadisk.bridge.overlay.service import OverlayService
 from metadisk.core.identity import NodeId
 
@@ -38,7 +41,12 @@ class NodeStatusOut(BaseModel):
     online: bool = Field(description="pinged back within the online window and not disqualified")
     last_seen: int = Field(description="unix time of its last accepted check-in")
     last_ping_ok: int | None = Field(description="unix time of the last ping-back that found it")
-    last_ping_error: str | None = Field(description="why the last ping-back failed, if it did")
+    last_ping_error: PingFailure | None = Field(
+        description="why the last ping-back failed, if it did: `unreachable` (connection refused, "
+        "reset or no route), `timeout`, `http-error` (a status other than 200), `bad-answer` (not "
+        "the node's JSON), `wrong-node` (another node's id), `unresolvable` (the host name does "
+        "not resolve)"
+    )
 
 
 NODE_ID = PathParam(min_length=64, max_length=64, pattern=HEX_PATTERN, description="hex node id")

@@ -3,7 +3,13 @@
 Check-in checks, in order, each a named failure: ``malformed``, ``bad-signature``,
 ``insufficient-difficulty``, ``clock-skew``, ``invalid-address``, ``stale-contact``. A check-in
 that passes them is stored; the node counts as online only if the ping-back to its address answers
-with its own node id.
+with its own node id. Why a ping-back failed is kept as one code of `PING_FAILURES`.
+
+Anyone can check in, and the ping-back is a GET to whatever address the contact names. So unless
+`private_addresses` (a network on one host or a LAN), an address whose host resolves to any
+non-global IP (loopback, private, link-local such as a cloud metadata service, multicast, ...) is
+refused as ``invalid-address`` before anything is sent: the bridge must not probe its own host or
+network for strangers.
 
 Selection: online (pinged back within `online_window`), not disqualified, enough free space, at
 most one piece of a segment per /24 network (IPv6: /64) unless `single_host`, uniformly random
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -23,11 +30,15 @@ from urllib.parse import urlsplit
 from metadisk.bridge import errors
 from metadisk.bridge.config import NodesConfig
 from metadisk.bridge.overlay.db import Candidate, NodeRecord, OverlayDB
-from metadisk.bridge.overlay.pinger import Pinger, PingFailed
+from metadisk.bridge.overlay.pinger import PING_FAILURES, Pinger, PingFailed, PingFailure
 from metadisk.core.encoding import b64decode
 from metadisk.core.errors import CoreError, SignatureError
 from metadisk.core.identity import NodeId
 from metadisk.core.messages import NodeContact
+
+log = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 CHECKIN_FAILURES = (
     "malformed",
@@ -43,7 +54,7 @@ CHECKIN_FAILURES = (
 class CheckinResult:
     node_id: NodeId
     online: bool
-    reason: str | None  # why the node is not online
+    reason: PingFailure | None  # why the node is not online
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +66,7 @@ class NodeStatus:
     online: bool  # pinged back within the online window, and not disqualified
     last_seen: int  # its last accepted check-in (unix time)
     last_ping_ok: int | None  # the last ping-back that found it
-    last_ping_error: str | None  # why the last ping-back failed, if it did
+    last_ping_error: PingFailure | None  # why the last ping-back failed, if it did
 
 
 class OverlayService:
@@ -69,35 +80,50 @@ class OverlayService:
         contact = self._verify(encoded_contact, now)
         host = _check_address(contact.address)
         node_id = contact.node_id
+        detail = ""
+        try:
+            async with asyncio.timeout(self._config.ping_timeout):
+                addresses = await resolve(host)
+        except (OSError, ValueError) as exc:  # TimeoutError is an OSError
+            addresses = []
+            detail = f"{type(exc).__name__}: {exc}"
+        if not self._config.private_addresses and not all(map(is_public, addresses)):
+            # Debug, not info: anyone can send these, as often as they like.
+            resolved = ", ".join(map(str, addresses))
+            log.debug("refused check-in of %s: %r resolves to %s", node_id, host, resolved)
+            raise errors.NodeRejected(
+                "the address resolves to a loopback, private, link-local or other non-public IP, "
+                "which this bridge does not reach out to (see its [nodes] private_addresses)",
+                code="invalid-address",
+            )
         existing = await asyncio.to_thread(self._db.node, node_id.raw)
         if existing is not None and existing.contact_timestamp > contact.timestamp:
             raise errors.NodeRejected(
                 "an older check-in than the last one accepted", code="stale-contact"
             )
-        reason: str | None = None
-        last_net = ""
-        try:
-            last_net = await network_of(host)
-            answered = await self._ping(contact.address, self._config.ping_timeout)
-            if answered != node_id.hex():
-                reason = "the node at this address answers with another node id"
-        except PingFailed as exc:
-            reason = str(exc)
-        except OSError as exc:
-            reason = f"cannot resolve the address: {exc}"
+        reason: PingFailure | None = "unresolvable" if not addresses else None
+        if addresses:
+            try:
+                answered = await self._ping(contact.address, self._config.ping_timeout)
+                if answered != node_id.hex():
+                    reason, detail = "wrong-node", f"it answers as {answered[:64]!r}"
+            except PingFailed as exc:
+                reason, detail = exc.code, exc.detail
+        if reason is not None:
+            log.debug("ping-back of %s at %r: %s (%r)", node_id, contact.address, reason, detail)
         online = reason is None
         record = NodeRecord(
             node_id=node_id.raw,
             public_key=contact.public_key,
             address=contact.address,
-            last_net=last_net,
+            last_net=network_of(addresses[0]) if addresses else "",
             allocated=contact.allocated,
             free=contact.free,
             version=contact.version,
             contact_timestamp=contact.timestamp,
             last_contact_at=now,
             last_ping_ok_at=now if online else None,
-            last_ping_error=None if reason is None else reason[:255],
+            last_ping_error=reason,
             disqualified_at=None,
             created_at=now,
         )
@@ -174,7 +200,7 @@ class OverlayService:
             online,
             record.last_contact_at,
             record.last_ping_ok_at,
-            record.last_ping_error,
+            _failure_code(record.last_ping_error),
         )
 
     def disqualify(self, node_id: NodeId, now: int) -> bool:
@@ -208,12 +234,61 @@ def _check_address(address: str) -> str:
     return parts.hostname
 
 
-async def network_of(host: str) -> str:
-    """The network a host is in for the one-piece-per-network rule: /24 for IPv4, /64 for IPv6."""
+async def resolve(host: str) -> list[IPAddress]:
+    """Every IP `host` stands for (itself, if it is one), in the resolver's order of preference.
+
+    `OSError` (`socket.gaierror`) if it does not resolve; `ValueError` if it is no valid name.
+    """
     try:
-        ip = ipaddress.ip_address(host)
+        return [ipaddress.ip_address(host)]
     except ValueError:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        ip = ipaddress.ip_address(infos[0][4][0])
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    found: list[IPAddress] = []
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0])
+        if ip not in found:
+            found.append(ip)
+    if not found:
+        raise socket.gaierror(socket.EAI_NONAME, f"{host} resolves to no address")
+    return found
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: IPv4 reached through a NAT64 gateway
+
+
+def is_public(ip: IPAddress) -> bool:
+    """Whether `ip` is a globally routable unicast address: one a public bridge may ping.
+
+    IPv6 forms that carry an IPv4 address (IPv4-mapped, NAT64, 6to4) are judged by that IPv4 too:
+    ``::ffff:127.0.0.1`` is the bridge's own loopback.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return is_public(ip.ipv4_mapped)
+        if ip in _NAT64:
+            return is_public(ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF))
+        if ip.sixtofour is not None and not is_public(ip.sixtofour):
+            return False
+    # is_global alone lets multicast through, and IPv6 reserved space such as ::/8.
+    return ip.is_global and not (ip.is_multicast or ip.is_unspecified or ip.is_reserved)
+
+
+def network_of(ip: IPAddress) -> str:
+    """The network an IP is in for the one-piece-per-network rule: /24 for IPv4, /64 for IPv6."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # the same host as its plain IPv4 form, so the same network
     prefix = 24 if ip.version == 4 else 64
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+    # From the packed bytes: an IPv6 scope (fe80::1%eth0) is no part of a network's address.
+    return str(ipaddress.ip_network((ip.packed, prefix), strict=False))
+
+
+def _failure_code(stored: str | None) -> PingFailure | None:
+    if stored is None:
+        return None
+    for code in PING_FAILURES:
+        if stored == code:
+            return code
+    # Rows written before failures were codes hold an exception's text, which must not be shown;
+    # the node's next check-in replaces it.
+    return "unreachable"
