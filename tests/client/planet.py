@@ -57,7 +57,7 @@ class Planet:
             await accounts.register(email, "correct horse battery")
             await accounts.login(email, "correct horse battery")
             project = await accounts.create_project("test")
-            api_key = await accounts.create_api_key(str(project["id"]), "test")
+            api_key = (await accounts.create_api_key(project.id, "test")).api_key
         finally:
             await accounts.aclose()
         access = EncryptionAccess(root_key=os.urandom(32))

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from metadisk.cli import config as cfg
-from metadisk.cli.accounts import AccountAPI
+from metadisk.cli.accounts import run_accounts
 from metadisk.cli.localnet import Tenant
-from metadisk.core.encoding import b64decode
+from metadisk.client.bridge_api import BridgeAccounts, ProjectRecord
 from metadisk.core.grant import AccessGrant
 from metadisk.core.keys import derive_root_key
 from tests.e2e.harness import (
@@ -62,12 +62,15 @@ def test_setup_derives_the_same_keys_from_the_passphrase(
     # The root key is Argon2id of the passphrase with the project's salt from the bridge.
     loaded = cfg.load(laptop)
     assert loaded.account is not None
-    api = AccountAPI(network.bridge_url)
-    api = api.with_session(api.login(email, env["MD_PASSWORD"]))
-    (project,) = [p for p in api.projects() if p["id"] == loaded.account.project_id]
+
+    async def projects(api: BridgeAccounts) -> tuple[ProjectRecord, ...]:
+        await api.login(email, env["MD_PASSWORD"])
+        return await api.projects()
+
+    mine = loaded.account.project_id
+    (project,) = [p for p in run_accounts(network.bridge_url, projects) if p.id == mine]
     grant = AccessGrant.parse(loaded.grant or "")
-    salt = b64decode(project["salt"])
-    assert grant.encryption.root_key == derive_root_key(env["MD_PASSPHRASE"], salt)
+    assert grant.encryption.root_key == derive_root_key(env["MD_PASSPHRASE"], project.salt)
 
     cli = InProcessCli(capfd, laptop)
     for name, value in env.items():

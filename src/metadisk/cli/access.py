@@ -7,6 +7,7 @@ grant made from the configured one (a share you gave out) with the configured AP
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
 from typing import Annotated
@@ -14,11 +15,11 @@ from typing import Annotated
 import typer
 
 from metadisk.cli import grants
-from metadisk.cli.accounts import revoke_with_key
 from metadisk.cli.context import current, stderr
 from metadisk.cli.errors import UsageError
-from metadisk.cli.login import account_session, require_account
+from metadisk.cli.login import require_account, with_account
 from metadisk.cli.remote import parse_remote
+from metadisk.client.bridge_api import BridgeAPI
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant
 from metadisk.core.macaroon import APIKey
@@ -42,10 +43,11 @@ def list_keys(password_env: PasswordEnv = None) -> None:
     context = current()
     loaded = context.config()
     account = require_account(loaded.account, context.config_dir)
-    api = account_session(context.config_dir, account, password_env)
-    for key in api.api_keys(account.project_id):
-        created = datetime.datetime.fromtimestamp(int(key["created_at"]))
-        typer.echo(f"{key['key_id']}  {created:%Y-%m-%d %H:%M}  {key['name']}")
+    project_id = account.project_id
+    keys = with_account(context.config_dir, account, password_env, lambda a: a.api_keys(project_id))
+    for key in keys:
+        created = datetime.datetime.fromtimestamp(key.created_at)
+        typer.echo(f"{key.key_id}  {created:%Y-%m-%d %H:%M}  {key.name}")
 
 
 @app.command()
@@ -58,11 +60,13 @@ def create(
     loaded = context.config()
     account = require_account(loaded.account, context.config_dir)
     grant = loaded.access_grant(context.config_dir)
-    api = account_session(context.config_dir, account, password_env)
-    made = api.create_api_key(account.project_id, name)
-    key = APIKey.parse(str(made["api_key"]))
+    project_id = account.project_id
+    made = with_account(
+        context.config_dir, account, password_env, lambda a: a.create_api_key(project_id, name)
+    )
+    key = APIKey.parse(made.api_key)
     typer.echo(AccessGrant(grant.bridge_url, key, grant.encryption).serialize())
-    stderr().print(f"made API key {made['key_id']} ({name})")
+    stderr().print(f"made API key {made.key_id} ({name})")
 
 
 @app.command()
@@ -123,8 +127,13 @@ def revoke(
         raise UsageError("give a grant to revoke, or --key-id, but not both")
     if key_id is not None:
         account = require_account(loaded.account, context.config_dir)
-        api = account_session(context.config_dir, account, password_env)
-        api.delete_api_key(account.project_id, key_id.strip().lower())
+        doomed = key_id.strip().lower()
+        with_account(
+            context.config_dir,
+            account,
+            password_env,
+            lambda a: a.delete_api_key(account.project_id, doomed),
+        )
         typer.echo(f"deleted API key {key_id}; grants made with it stop working now")
         return
     assert target is not None
@@ -134,7 +143,7 @@ def revoke(
         key = AccessGrant.parse(text).api_key if text.startswith("mdg") else APIKey.parse(text)
     except DecodeError as exc:
         raise UsageError(f"not a grant or API key: {exc}") from exc
-    revoke_with_key(mine.bridge_url, mine.api_key.serialize(), key.serialize())
+    asyncio.run(_revoke(mine.bridge_url, mine.api_key.serialize(), key.serialize()))
     typer.echo(f"revoked API key {key.key_id.hex()} with {len(key.caveats)} caveat(s)")
 
 
@@ -146,3 +155,11 @@ def _grant(text: str | None) -> AccessGrant:
         return AccessGrant.parse(text.strip())
     except DecodeError as exc:
         raise UsageError(f"not an access grant: {exc}") from exc
+
+
+async def _revoke(bridge_url: str, api_key: str, target: str) -> None:
+    api = BridgeAPI(bridge_url, api_key)
+    try:
+        await api.revoke(target)
+    finally:
+        await api.aclose()

@@ -28,7 +28,6 @@ from metadisk.bridge.config import AccountsConfig, Redundancy
 from metadisk.bridge.launcher import BridgeProcess, merge
 from metadisk.client.bridge_api import BridgeAccounts, BridgeNodes, NodeStatusRecord
 from metadisk.client.errors import ClientError, NotFound
-from metadisk.core.encoding import b64decode
 from metadisk.core.grant import AccessGrant
 from metadisk.core.identity import NodeId
 from metadisk.core.macaroon import APIKey
@@ -317,13 +316,12 @@ class LocalNetwork:
             await accounts.register(email, password)
             await accounts.login(email, password)
             made = await accounts.create_project(project)
-            api_key = await accounts.create_api_key(str(made["id"]), key_name)
+            api_key = (await accounts.create_api_key(made.id, key_name)).api_key
         finally:
             await accounts.aclose()
-        b64decode(str(made["salt"]))  # the bridge must hand out a salt; fail here if not
         access = EncryptionAccess(root_key=root_key or os.urandom(32))
         grant = AccessGrant(self.bridge.url, APIKey.parse(api_key), access)
-        return Tenant(email, password, str(made["id"]), api_key, grant.serialize())
+        return Tenant(email, password, made.id, api_key, grant.serialize())
 
 
 def farmer_dir(root: Path, number: int) -> Path:

@@ -9,14 +9,19 @@ passphrase; only the root key derived from the passphrase ends up in the grant.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 
-from metadisk.cli.accounts import AccountAPI, cache_session, cached_session, forget_session
+from metadisk.cli.accounts import cache_session, cached_session, forget_session, run_accounts
 from metadisk.cli.config import Account
 from metadisk.cli.errors import UsageError
 from metadisk.client import Unauthenticated
+from metadisk.client.bridge_api import BridgeAccounts
+
+T = TypeVar("T")
 
 
 def read_secret(prompt: str, env_var: str | None, *, confirm: bool = False) -> str:
@@ -32,21 +37,27 @@ def read_secret(prompt: str, env_var: str | None, *, confirm: bool = False) -> s
     return value
 
 
-def account_session(config_dir: Path, account: Account, password_env: str | None) -> AccountAPI:
-    """The account API logged in as `account`: the cached session, or a fresh login."""
+def with_account(
+    config_dir: Path,
+    account: Account,
+    password_env: str | None,
+    work: Callable[[BridgeAccounts], Awaitable[T]],
+) -> T:
+    """Run `work` logged in as `account`: with the cached session, or after a fresh login.
+
+    A refused cached session changed nothing at the bridge, so `work` simply runs again after
+    logging in; keep it to one call.
+    """
     cached = cached_session(config_dir, account.bridge_url, account.email)
-    api = AccountAPI(account.bridge_url)
     if cached is not None:
-        authed = api.with_session(cached)
         try:
-            authed.projects()  # cheap check that the bridge still honours it
-            return authed
-        except Unauthenticated:
+            return run_accounts(account.bridge_url, work, token=cached.token)
+        except Unauthenticated:  # expired early, or logged out at the bridge
             forget_session(config_dir)
     password = read_secret(f"Password for {account.email}", password_env)
-    session = api.login(account.email, password)
+    session = run_accounts(account.bridge_url, lambda api: api.login(account.email, password))
     cache_session(config_dir, account.bridge_url, account.email, session)
-    return api.with_session(session)
+    return run_accounts(account.bridge_url, work, token=session.token)
 
 
 def require_account(account: Account | None, config_dir: Path) -> Account:

@@ -16,12 +16,12 @@ import typer
 
 from metadisk.cli import config as cfg
 from metadisk.cli import grants
-from metadisk.cli.accounts import AccountAPI, cache_session
+from metadisk.cli.accounts import cache_session, run_accounts
 from metadisk.cli.context import current, stderr
 from metadisk.cli.errors import UsageError
 from metadisk.cli.login import read_secret
 from metadisk.client import Unauthenticated
-from metadisk.core.encoding import b64decode
+from metadisk.client.bridge_api import BridgeAccounts, ProjectRecord, SessionRecord
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant, check_bridge_url
 from metadisk.core.keys import derive_root_key
@@ -90,21 +90,23 @@ def setup(
     # From the environment, read the passphrase now: a script missing it fails before making
     # an API key it would then not use. A person is asked later, after the explanation.
     passphrase = read_secret("", passphrase_env) if passphrase_env is not None else None
-    api = AccountAPI(bridge_url)
-    if register:
-        api.register(email, password)
-    try:
-        session = api.login(email, password)
-    except Unauthenticated as exc:
-        hint = "" if register else " (new here? add --register)"
-        raise UsageError(f"cannot log in as {email}: {exc.message}{hint}") from exc
-    api = api.with_session(session)
-    chosen = next((p for p in api.projects() if p.get("name") == project), None)
-    if chosen is None:
-        chosen = api.create_project(project)
-        notes.print(f"made project {project!r}")
     name = key_name or f"cli@{socket.gethostname()}"
-    api_key = str(api.create_api_key(str(chosen["id"]), name)["api_key"])
+
+    async def make_key(api: BridgeAccounts) -> tuple[SessionRecord, ProjectRecord, str]:
+        if register:
+            await api.register(email, password)
+        try:
+            session = await api.login(email, password)
+        except Unauthenticated as exc:
+            hint = "" if register else " (new here? add --register)"
+            raise UsageError(f"cannot log in as {email}: {exc.message}{hint}") from exc
+        chosen = next((p for p in await api.projects() if p.name == project), None)
+        if chosen is None:
+            chosen = await api.create_project(project)
+            notes.print(f"made project {project!r}")
+        return session, chosen, (await api.create_api_key(chosen.id, name)).api_key
+
+    session, chosen, api_key = run_accounts(bridge_url, make_key)
 
     if passphrase is None:
         notes.print(
@@ -114,11 +116,11 @@ def setup(
         )
         passphrase = read_secret("Encryption passphrase", None, confirm=True)
     try:
-        root_key = derive_root_key(passphrase, b64decode(str(chosen["salt"])))
-    except (ValueError, DecodeError) as exc:
+        root_key = derive_root_key(passphrase, chosen.salt)
+    except ValueError as exc:
         raise UsageError(f"cannot derive the root key: {exc}") from exc
     made = AccessGrant(bridge_url, APIKey.parse(api_key), EncryptionAccess(root_key=root_key))
-    account = cfg.Account(bridge_url, email, str(chosen["id"]))
+    account = cfg.Account(bridge_url, email, chosen.id)
     path = cfg.save(
         context.config_dir,
         cfg.CliConfig(made.serialize(), account, existing.client, "metadisk setup"),

@@ -6,8 +6,9 @@ its status, keeping the bridge's code (`metadisk.client.errors.bridge_error`); a
 bridge is `BridgeUnavailable` with code ``connection-failed``; an answer that does not parse is
 `BridgeError` with code ``bad-response``.
 
-`BridgeAPI` speaks for an API key (buckets, objects, transfers). `BridgeAccounts` speaks for a
-user session (accounts, projects, API keys): what a front end needs to make a first grant.
+`BridgeAPI` speaks for an API key (buckets, objects, transfers, revocations). `BridgeAccounts`
+speaks for a user session (accounts, projects, API keys): what a front end needs to make a first
+grant and manage its keys.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
-from metadisk.client.errors import BridgeError, BridgeUnavailable, bridge_error
+from metadisk.client.errors import BridgeError, BridgeUnavailable, InvalidArgument, bridge_error
 from metadisk.core.encoding import b64decode, b64encode
 from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.errors import CoreError
@@ -158,6 +160,45 @@ class SegmentRekey:
     encrypted_metadata: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    id: str
+    email: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A login: the bearer token for account routes, good until `expires_at` (Unix seconds)."""
+
+    token: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord:
+    id: str
+    name: str
+    salt: bytes  # what root keys are derived with (`metadisk.core.keys.derive_root_key`)
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """A project's root API key as listed: its id and name, never the key itself."""
+
+    key_id: str  # hex
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedApiKey(ApiKeyRecord):
+    """A new root API key: the serialized key is in this answer only."""
+
+    api_key: str
+
+
 class _Http:
     """The shared HTTP edge: JSON in and out, errors translated."""
 
@@ -165,7 +206,7 @@ class _Http:
         self, url: str, token: str, session: aiohttp.ClientSession | None, timeout: float
     ) -> None:
         self.url = url.rstrip("/")
-        self._token = token
+        self.token = token
         self._session = session
         self._owns_session = session is None
         self._timeout = timeout
@@ -186,7 +227,7 @@ class _Http:
         params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         auth: bool = True,
     ) -> Any:
-        headers = {"Authorization": f"Bearer {self._token}"} if auth else {}
+        headers = {"Authorization": f"Bearer {self.token}"} if auth else {}
         try:
             async with self._client().request(
                 method, self.url + path, json=body, params=params, headers=headers
@@ -208,6 +249,18 @@ class _Http:
             return json.loads(raw)
         except ValueError as exc:
             raise BridgeError(f"{method} {path}: answer is not JSON", code="bad-response") from exc
+
+    async def parsed(self, method: str, path: str, parse: Any, **kwargs: Any) -> Any:
+        """`call`, then `parse` the answer (None: ignore it); misshapen: ``bad-response``."""
+        raw = await self.call(method, path, **kwargs)
+        if parse is None:
+            return None
+        try:
+            return parse(raw)
+        except (_Malformed, KeyError, TypeError, ValueError, CoreError) as exc:
+            raise BridgeError(
+                f"{method} {path}: unexpected answer: {exc}", code="bad-response"
+            ) from exc
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None:
@@ -243,15 +296,14 @@ class BridgeAPI:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, parse: Any, **kwargs: Any) -> Any:
-        raw = await self._http.call(method, path, **kwargs)
-        if parse is None:
-            return None
-        try:
-            return parse(raw)
-        except (_Malformed, KeyError, TypeError, ValueError, CoreError) as exc:
-            raise BridgeError(
-                f"{method} {path}: unexpected answer: {exc}", code="bad-response"
-            ) from exc
+        return await self._http.parsed(method, path, parse, **kwargs)
+
+    # -- keys
+
+    async def revoke(self, api_key: str) -> None:
+        """Revoke `api_key` (serialized): this API key or one restricted from it, and every key
+        made from that."""
+        await self._call("POST", "/v1/revocations", None, body={"api_key": api_key})
 
     # -- buckets
 
@@ -431,43 +483,70 @@ class BridgeAPI:
 
 
 class BridgeAccounts:
-    """The bridge's account API for one user: log in, make projects and API keys.
+    """The bridge's account API for one user: log in, then manage projects and root API keys.
+
+    Every call but `register` and `login` needs a session: `login` keeps the one it makes, or
+    pass a cached `token`.
 
     Example::
 
         accounts = BridgeAccounts("http://127.0.0.1:7000")
         await accounts.register("ada@example.com", "correct horse")
-        await accounts.login("ada@example.com", "correct horse")
+        session = await accounts.login("ada@example.com", "correct horse")
         project = await accounts.create_project("photos")
-        api_key = await accounts.create_api_key(project["id"], "laptop")
+        api_key = (await accounts.create_api_key(project.id, "laptop")).api_key
+        await accounts.aclose()
     """
 
     def __init__(
-        self, url: str, *, session: aiohttp.ClientSession | None = None, timeout: float = 60.0
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 60.0,
     ) -> None:
-        self._http = _Http(url, "", session, timeout)
+        self._http = _Http(url, token or "", session, timeout)
 
-    async def register(self, email: str, password: str) -> dict[str, Any]:
+    @property
+    def url(self) -> str:
+        return self._http.url
+
+    async def register(self, email: str, password: str) -> AccountRecord:
+        """Create an account (no session needed, none made: `login` next)."""
         body = {"email": email, "password": password}
-        return dict(await self._http.call("POST", "/v1/accounts", body=body, auth=False))
+        return await self._http.parsed("POST", "/v1/accounts", _account, body=body, auth=False)  # type: ignore[no-any-return]
 
-    async def login(self, email: str, password: str) -> str:
-        """Log in; later calls use the session token. Returns it."""
+    async def login(self, email: str, password: str) -> SessionRecord:
+        """Log in; later calls use this session."""
         body = {"email": email, "password": password}
-        answer = await self._http.call("POST", "/v1/sessions", body=body, auth=False)
-        self._http._token = str(answer["token"])
-        return self._http._token
-
-    async def create_project(self, name: str) -> dict[str, Any]:
-        """A new project; its ``salt`` (base64url) is what root keys are derived with."""
-        return dict(await self._http.call("POST", "/v1/projects", body={"name": name}))
-
-    async def create_api_key(self, project_id: str, name: str) -> str:
-        """A new root API key of the project, serialized (shown only once)."""
-        answer = await self._http.call(
-            "POST", f"/v1/projects/{project_id}/api-keys", body={"name": name}
+        made: SessionRecord = await self._http.parsed(
+            "POST", "/v1/sessions", _session, body=body, auth=False
         )
-        return str(answer["api_key"])
+        self._http.token = made.token
+        return made
+
+    async def projects(self) -> tuple[ProjectRecord, ...]:
+        """The account's projects."""
+        return await self._http.parsed("GET", "/v1/projects", _projects)  # type: ignore[no-any-return]
+
+    async def create_project(self, name: str) -> ProjectRecord:
+        return await self._http.parsed("POST", "/v1/projects", _project, body={"name": name})  # type: ignore[no-any-return]
+
+    async def api_keys(self, project_id: str) -> tuple[ApiKeyRecord, ...]:
+        """The project's root API keys (ids and names)."""
+        path = f"/v1/projects/{_seg(project_id)}/api-keys"
+        return await self._http.parsed("GET", path, _api_keys)  # type: ignore[no-any-return]
+
+    async def create_api_key(self, project_id: str, name: str) -> CreatedApiKey:
+        """A new root API key of the project, serialized in `CreatedApiKey.api_key`."""
+        path = f"/v1/projects/{_seg(project_id)}/api-keys"
+        return await self._http.parsed("POST", path, _created_key, body={"name": name})  # type: ignore[no-any-return]
+
+    async def delete_api_key(self, project_id: str, key_id: str) -> None:
+        """Delete a root API key: it and every key restricted from it stop working at once."""
+        path = f"/v1/projects/{_seg(project_id)}/api-keys/{_seg(key_id)}"
+        await self._http.parsed("DELETE", path, None)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -502,18 +581,7 @@ class BridgeNodes:
 
     async def status(self, node_id: NodeId) -> NodeStatusRecord:
         path = f"/v1/nodes/{node_id.hex()}"
-        raw = await self._http.call("GET", path, auth=False)
-        try:
-            return NodeStatusRecord(
-                NodeId.from_hex(_str(raw["node_id"])),
-                _str(raw["address"]),
-                _bool(raw["online"]),
-                _int(raw["last_seen"]),
-                None if raw["last_ping_ok"] is None else _int(raw["last_ping_ok"]),
-                None if raw["last_ping_error"] is None else _str(raw["last_ping_error"]),
-            )
-        except (_Malformed, KeyError, TypeError, ValueError, CoreError) as exc:
-            raise BridgeError(f"GET {path}: unexpected answer: {exc}", code="bad-response") from exc
+        return await self._http.parsed("GET", path, _node_status, auth=False)  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -530,9 +598,10 @@ async def _error(response: aiohttp.ClientResponse) -> BridgeError:
 
 
 def _seg(text: str) -> str:
-    """A bucket name as one URL path segment."""
-    from urllib.parse import quote
-
+    """`text` (a bucket name, a project or key id) as exactly one URL path segment."""
+    if text in ("", ".", ".."):
+        # URL normalization would drop or climb these, sending the call to another route.
+        raise InvalidArgument(f"{text!r} is not a valid name or id")
     return quote(text, safe="")
 
 
@@ -677,4 +746,46 @@ def _pending(raw: Any) -> PendingUpload:
         _redundancy(raw["redundancy"]),
         _int(raw["deadline"]),
         tuple(_segment(s) for s in raw["segments"]),
+    )
+
+
+def _node_status(raw: Any) -> NodeStatusRecord:
+    return NodeStatusRecord(
+        NodeId.from_hex(_str(raw["node_id"])),
+        _str(raw["address"]),
+        _bool(raw["online"]),
+        _int(raw["last_seen"]),
+        None if raw["last_ping_ok"] is None else _int(raw["last_ping_ok"]),
+        None if raw["last_ping_error"] is None else _str(raw["last_ping_error"]),
+    )
+
+
+def _account(raw: Any) -> AccountRecord:
+    return AccountRecord(_str(raw["id"]), _str(raw["email"]), _int(raw["created_at"]))
+
+
+def _session(raw: Any) -> SessionRecord:
+    return SessionRecord(_str(raw["token"]), _int(raw["expires_at"]))
+
+
+def _project(raw: Any) -> ProjectRecord:
+    return ProjectRecord(
+        _str(raw["id"]), _str(raw["name"]), b64decode(_str(raw["salt"])), _int(raw["created_at"])
+    )
+
+
+def _projects(raw: Any) -> tuple[ProjectRecord, ...]:
+    return tuple(_project(p) for p in raw["projects"])
+
+
+def _api_keys(raw: Any) -> tuple[ApiKeyRecord, ...]:
+    return tuple(
+        ApiKeyRecord(_str(k["key_id"]), _str(k["name"]), _int(k["created_at"]))
+        for k in raw["api_keys"]
+    )
+
+
+def _created_key(raw: Any) -> CreatedApiKey:
+    return CreatedApiKey(
+        _str(raw["key_id"]), _str(raw["name"]), _int(raw["created_at"]), _str(raw["api_key"])
     )
