@@ -238,13 +238,16 @@ async def bench(args: argparse.Namespace, root: Path) -> list[Row]:
                 "--concurrency", str(args.concurrency),
             )  # fmt: skip
             check = "" if result["same"] else "MISMATCH"
+            # the targets are for 4 KiB objects; 4097 B shows the segment path beside them
+            inline = size == 4096
+            put_target, get_target = (TARGETS["put"], TARGETS["get"]) if inline else ("-", "-")
             rows.append(
                 Row(f"put {label} x{args.concurrency}", args.objects / result["put_s"],
-                    "objects/s", TARGETS["put"], check)
+                    "objects/s", put_target, check)
             )  # fmt: skip
             rows.append(
                 Row(f"get {label} x{args.concurrency}", args.objects / result["get_s"],
-                    "objects/s", TARGETS["get"], check)
+                    "objects/s", get_target, check)
             )  # fmt: skip
     finally:
         await network.stop()
