@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
+import mmap
 import os
 import random
 from pathlib import Path
@@ -171,3 +174,54 @@ def test_prepare_makes_every_piece_directory(tmp_path: Path) -> None:
     made = sorted(entry.name for entry in (store.pieces_dir / BRIDGE.hex()).iterdir())
     assert made == [f"{i:02x}" for i in range(256)]
     store.prepare([BRIDGE])  # again: nothing to do, nothing fails
+
+
+def resident_pages(path: Path) -> int:
+    """How many of the file's pages are in the page cache: mincore(2) over a shared mapping."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    size = path.stat().st_size
+    vector = (ctypes.c_ubyte * -(-size // mmap.PAGESIZE))()
+    with path.open("r+b") as file, mmap.mmap(file.fileno(), size) as mapped:
+        first = ctypes.c_char.from_buffer(mapped)  # only to learn the mapping's address
+        try:
+            address = ctypes.c_void_p(ctypes.addressof(first))
+            if libc.mincore(address, ctypes.c_size_t(size), vector) != 0:
+                raise OSError(ctypes.get_errno(), "mincore failed")
+        finally:
+            del first  # the mapping cannot close while ctypes holds it
+    return sum(byte & 1 for byte in vector)
+
+
+def test_written_pieces_leave_the_page_cache(tmp_path: Path) -> None:
+    """A stored piece takes no page cache: the farmer's machine keeps its cache for its owner,
+    and the freed pages are reused by the next upload (faster on VMs, see `_drop_cached`)."""
+    store = PieceStore(tmp_path)
+    store.prepare([BRIDGE])
+    control = tmp_path / "control"
+    with control.open("wb") as file:  # an ordinary written file stays cached: mincore works here
+        file.write(os.urandom(1 << 20))
+        file.flush()
+        os.fsync(file.fileno())
+    if resident_pages(control) == 0:
+        pytest.skip("this filesystem does not keep written pages cached")
+
+    temp = store.new_temp()
+    temp.open(direct=False)
+    data = os.urandom(4 << 20)
+    batches = [data[i : i + (1 << 20)] for i in range(0, len(data), 1 << 20)]
+    for batch in batches[:-1]:
+        temp.write([batch])
+    temp.write([batches[-1]], last=True)
+    digest = temp.digest()
+    temp.seal(digest, PieceInfo.of(digest, stored_at=1, expires_at=0))
+    rel = store.piece_rel(BRIDGE, os.urandom(32))
+    store.commit(temp, rel)
+    stored = store.path(rel)
+    assert resident_pages(stored) == 0
+
+    piece = store.open(rel)  # reading brings it back, as a download would
+    try:
+        assert os.pread(piece.file.fileno(), len(data), 0) == data
+    finally:
+        piece.close()
+    assert resident_pages(stored) > 0

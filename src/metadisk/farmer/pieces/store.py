@@ -152,6 +152,8 @@ class TempPiece:
             size = sum(len(chunk) for chunk in pending)
             _write_all(self._fd, pending, self._offset)
             _start_writeback(self._fd, self._offset, size)
+            if self._offset:  # the earlier batches: their writeback began a batch ago
+                _drop_cached(self._fd, self._offset)
             self._offset += size
             return
         buffer = _STAGING.take()
@@ -210,6 +212,7 @@ class TempPiece:
         self._offset += sum(len(chunk) for chunk in self._tail) + len(trailer)
         self._carry, self._tail = b"", []
         os.fsync(self._fd)
+        _drop_cached(self._fd, 0)  # all of it, clean now
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -467,6 +470,24 @@ def _load_sync_file_range() -> Callable[[int, int, int], None]:
 
 _SYNC_FILE_RANGE_WRITE = 2
 _start_writeback = _load_sync_file_range()
+
+
+def _drop_cached(fd: int, size: int) -> None:
+    """Let the page cache forget the file's first `size` bytes (0: all), where clean.
+
+    An upload leaves the cache as it found it: a piece is read rarely (a download, an audit)
+    and a farmer's machine is someone's computer, whose own files should keep the cache. It is
+    also faster: the pages freed are reused by the next writes, while a cache that keeps growing
+    takes fresh pages, and on this project's VMs the host faults each one in on first touch.
+    Measured (bench/e2e.py, 10 farmers, 1 GiB): farmers' system time 3.9-5.8 s -> 2.2 s per
+    upload, upload 125-140 -> 155-172 MiB/s. Dirty pages and pages under writeback are kept, so
+    this never waits for the disk. Pieces still enter the cache when they are read.
+    """
+    if _FADV_DONTNEED is not None:
+        os.posix_fadvise(fd, 0, size, _FADV_DONTNEED)
+
+
+_FADV_DONTNEED: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)
 
 
 def _ensure_dir(path: Path) -> None:
