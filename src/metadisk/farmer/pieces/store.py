@@ -484,7 +484,8 @@ def _drop_cached(fd: int, size: int) -> None:
     this never waits for the disk. Pieces still enter the cache when they are read.
     """
     if _FADV_DONTNEED is not None:
-        os.posix_fadvise(fd, 0, size, _FADV_DONTNEED)
+        with contextlib.suppress(OSError):  # a hint: never a reason to fail an upload
+            os.posix_fadvise(fd, 0, size, _FADV_DONTNEED)
 
 
 _FADV_DONTNEED: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)
