@@ -7,8 +7,10 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from metadisk.client.segmenter import MiB, SegmentSizing, SourceReader
+from metadisk.client.segmenter import SMALL_SEGMENT, MiB, SegmentSizing, SourceReader
 from metadisk.core.erasure import GLOBAL, LOCAL, RedundancyScheme
 
 
@@ -21,6 +23,20 @@ def test_segment_sizes_per_scheme() -> None:
     assert roomy.segment_size(RedundancyScheme(1, 1, 1, 1)) == 64 * MiB  # never above 64 MiB
     held = 3 * (16 * MiB) * (1 + LOCAL.n / LOCAL.k)
     assert held <= sizing.memory_budget
+
+
+@given(st.integers(min_value=0, max_value=64 * MiB), st.sampled_from([LOCAL, GLOBAL]))
+def test_a_small_source_gets_a_segment_its_size(source: int, scheme: RedundancyScheme) -> None:
+    """Never a whole segment's memory for a small object, never more segments than needed."""
+    sizing = SegmentSizing()
+    full = sizing.segment_size(scheme)
+    size = sizing.segment_size(scheme, source_size=source)
+    assert SMALL_SEGMENT <= size <= full
+    if source >= full:
+        assert size == full
+    else:
+        assert size >= source  # one segment holds it all
+        assert size == SMALL_SEGMENT or size < 2 * source or size == full  # and not much more
 
 
 async def read_all(reader: SourceReader, size: int) -> list[bytes]:

@@ -352,7 +352,7 @@ class AsyncProject:
             upload = await self._bridge.begin_object(bucket, encrypted_key)
             stream_id, scheme = upload.stream_id, upload.redundancy
             in_flight = self._config.upload.segments_in_flight
-            segment_size = self._config.sizing.segment_size(scheme, in_flight)
+            segment_size = self._config.sizing.segment_size(scheme, in_flight, reader.size)
             if state is not None:
                 state.save(stream_id, segment_size)
         coordinator = _UploadCoordinator(self._bridge, stream_id, scheme)

@@ -22,8 +22,10 @@ UploadSource = (
 )
 """What `AsyncProject.upload` accepts."""
 
+KiB = 1 << 10
 MiB = 1 << 20
 MIN_SEGMENT_SIZE = 1 * MiB
+SMALL_SEGMENT = 64 * KiB  # the least a known-size source's segments are sized to
 MAX_SEGMENT_SIZE = 64 * MiB
 
 
@@ -41,17 +43,34 @@ class SegmentSizing:
     piece_target: int = 4 * MiB
     memory_budget: int = 192 * MiB
 
-    def segment_size(self, scheme: RedundancyScheme, in_flight: int = 3) -> int:
+    def segment_size(
+        self, scheme: RedundancyScheme, in_flight: int = 3, source_size: int | None = None
+    ) -> int:
         """Plaintext bytes per segment for `scheme` with `in_flight` segments held at once.
+
+        A source of known size smaller than that gets segments of its size rounded up to a
+        power of two (at least `SMALL_SEGMENT`): a segment's working memory (plaintext and n
+        pieces) is allocated and zeroed up front, and a 16 MiB segment's 56 MiB for a 5 KiB
+        object cost more CPU than all the rest of its upload (docs/client.md). Powers of two let
+        idle buffers serve the next object; the floor bounds the segment count of a file that
+        grows while it is read.
 
         >>> SegmentSizing().segment_size(RedundancyScheme(4, 6, 8, 10)) // MiB
         16
+        >>> SegmentSizing().segment_size(RedundancyScheme(4, 6, 8, 10), source_size=5000) // KiB
+        64
+        >>> SegmentSizing().segment_size(RedundancyScheme(4, 6, 8, 10), source_size=3 * MiB) // MiB
+        4
         """
         wanted = scheme.k * self.piece_target
         per_byte = 1 + scheme.n / scheme.k  # plaintext, and n pieces of ciphertext/k
         affordable = int(self.memory_budget / (in_flight * per_byte))
         size = min(wanted, affordable, MAX_SEGMENT_SIZE)
-        return max(MIN_SEGMENT_SIZE, size // MiB * MiB)
+        size = max(MIN_SEGMENT_SIZE, size // MiB * MiB)
+        if source_size is not None and source_size < size:
+            fitting = 1 << max(source_size - 1, 1).bit_length()
+            return min(size, max(SMALL_SEGMENT, fitting))
+        return size
 
 
 class SourceReader:
