@@ -315,7 +315,9 @@ def test_an_upload_killed_midway_completes_when_run_again(
 ) -> None:
     config_dir = write_config(tmp_path / "config", tenant)
     assert run_cli("mb", "md://big", config_dir=config_dir).status == 0
-    segments = 12
+    # Many small segments, killed after a quarter: the rest takes far longer than one poll
+    # (a glob over every farmer's piece directories), so the kill lands mid-upload.
+    segments = 32
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(segments * MiB))
     before = len(piece_files(network.root))
@@ -330,8 +332,8 @@ def test_an_upload_killed_midway_completes_when_run_again(
     )
     try:
         deadline = time.monotonic() + 60
-        # Half of the segments' pieces on disk: at least a few segments are committed.
-        while len(piece_files(network.root)) - before < segments // 2 * n and upload.poll() is None:
+        # A quarter of the segments' pieces on disk: at least a few segments are committed.
+        while len(piece_files(network.root)) - before < segments // 4 * n and upload.poll() is None:
             assert time.monotonic() < deadline, "the upload made no progress"
             time.sleep(0.02)
         upload.send_signal(signal.SIGKILL)
