@@ -480,8 +480,8 @@ def _drop_cached(fd: int, size: int) -> None:
     also faster: the pages freed are reused by the next writes, while a cache that keeps growing
     takes fresh pages, and on this project's VMs the host faults each one in on first touch.
     Measured (bench/e2e.py, 10 farmers, 1 GiB): farmers' system time 3.9-5.8 s -> 2.2 s per
-    upload, upload 125-140 -> 155-172 MiB/s. Dirty pages and pages under writeback are kept, so
-    this never waits for the disk. Pieces still enter the cache when they are read.
+    upload, upload 125-140 -> 155-172 MiB/s. Dirty pages and pages under writeback are kept: it
+    starts their writeback but does not wait for it. Pieces still enter the cache when read.
     """
     if _FADV_DONTNEED is not None:
         with contextlib.suppress(OSError):  # a hint: never a reason to fail an upload
