@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from metadisk.bridge.config import LOCAL, Redundancy
 from metadisk.bridge.launcher import BridgeProcess, to_toml
 from metadisk.cli.bridge import ConfigError, load_config
+from metadisk.core.erasure import LOCAL, RedundancyScheme
 
 BRIDGE = [sys.executable, "-m", "metadisk.cli.bridge"]
 
@@ -64,7 +64,7 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
     assert config.server.port == 7002  # flag over environment
     assert config.chores.reclaim_interval == 2.5
     assert config.accounts.default_limits.buckets == 3
-    assert config.objects.profiles == {"tiny": Redundancy(1, 2, 3, 4)}
+    assert config.objects.profiles == {"tiny": RedundancyScheme(1, 2, 3, 4)}
     assert config.objects.default_profile == "tiny"
     # The data directory itself can come from the environment.
     env_dir = load_config(None, None, {}, {"METADISK_BRIDGE_DATA_DIR": str(tmp_path / "e")})

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from metadisk.bridge.config import LOCAL
 from metadisk.bridge.metainfo import schemas as s
 from metadisk.bridge.metainfo.db import ListedObject, ObjectInfo, SegmentInfo
 from metadisk.bridge.metainfo.service import Listing, ListItem
+from metadisk.core.erasure import LOCAL
 
 
 def test_object_json_is_the_model() -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metadisk.core.content import TAG_SIZE
+from metadisk.core.erasure import GLOBAL, LOCAL, RedundancyScheme
 
 # Ciphertext bytes an object may carry in the bridge's database: 4 KiB of plaintext plus the one
 # 16-byte AES-GCM tag its single block gets (the content key travels in the sealed metadata, not
@@ -17,27 +18,6 @@ from metadisk.core.content import TAG_SIZE
 # object to farmers (ten piece uploads) for want of 16 bytes. docs/bridge.md, "Small objects".
 MAX_INLINE_PLAINTEXT = 4096
 MAX_INLINE_SIZE = MAX_INLINE_PLAINTEXT + TAG_SIZE
-
-
-@dataclass(frozen=True, slots=True)
-class Redundancy:
-    """Reed-Solomon parameters: any k of n pieces rebuild a segment; repair at m; success at o."""
-
-    k: int
-    m: int
-    o: int
-    n: int
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.k <= self.m <= self.o <= self.n <= 255:
-            raise ValueError(f"redundancy needs 1 <= k <= m <= o <= n <= 255, got {self}")
-
-    def __str__(self) -> str:
-        return f"{self.k}/{self.m}/{self.o}/{self.n}"
-
-
-LOCAL = Redundancy(4, 6, 8, 10)
-GLOBAL = Redundancy(29, 35, 80, 110)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +81,7 @@ class NodesConfig:
 class ObjectsConfig:
     """Buckets, objects, segments and the order limits handed out for them."""
 
-    profiles: dict[str, Redundancy] = field(
+    profiles: dict[str, RedundancyScheme] = field(
         default_factory=lambda: {"local": LOCAL, "global": GLOBAL}
     )
     default_profile: str = "local"

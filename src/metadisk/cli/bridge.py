@@ -43,10 +43,11 @@ from metadisk.bridge.config import (
     Limits,
     NodesConfig,
     ObjectsConfig,
-    Redundancy,
     ServerConfig,
     sqlite_url,
 )
+from metadisk.core.erasure import RedundancyScheme
+from metadisk.core.errors import ErasureError
 
 app = typer.Typer(help="Run a bridge: the metadata and accounts service.", no_args_is_help=True)
 
@@ -241,8 +242,8 @@ def _from_file(section: str, field: str, hint: Any, value: Any) -> Any:
             if not all(_is_int(v) for v in params.values()):
                 raise ConfigError(f"{where}.{profile}: k, m, o, n are integers")
             try:
-                profiles[str(profile)] = Redundancy(**params)
-            except ValueError as exc:
+                profiles[str(profile)] = RedundancyScheme(**params)
+            except ErasureError as exc:
                 raise ConfigError(f"{where}.{profile}: {exc}") from exc
         return profiles
     expected = {int: _is_int, float: _is_number, bool: _is_bool, str: _is_str}.get(hint)

@@ -24,10 +24,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from metadisk.bridge.config import AccountsConfig, Redundancy
+from metadisk.bridge.config import AccountsConfig
 from metadisk.bridge.launcher import BridgeProcess, merge
 from metadisk.client.bridge_api import BridgeAccounts, BridgeNodes, NodeStatusRecord
 from metadisk.client.errors import ClientError, NotFound
+from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.grant import AccessGrant
 from metadisk.core.identity import NodeId
 from metadisk.core.macaroon import APIKey
@@ -45,7 +46,7 @@ class NetworkError(RuntimeError):
     """The network did not come up: a process failed to start or farmers never came online."""
 
 
-def local_profile(farmers: int) -> Redundancy:
+def local_profile(farmers: int) -> RedundancyScheme:
     """The redundancy a network of `farmers` farmers can hold: 4/6/8/10 from ten farmers up.
 
     Below ten, the same proportions scaled down (6 farmers: 2/3/4/6), so that every segment
@@ -55,7 +56,7 @@ def local_profile(farmers: int) -> Redundancy:
     k = max(1, n * 2 // 5)
     m = max(k, n * 3 // 5)
     o = max(m, n * 4 // 5)
-    return Redundancy(k, m, o, n)
+    return RedundancyScheme(k, m, o, n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,7 @@ class LocalNetwork:
         return farmer_dir(self.root, number)
 
     @property
-    def redundancy(self) -> Redundancy:
+    def redundancy(self) -> RedundancyScheme:
         return local_profile(self.farmer_count)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -336,7 +337,7 @@ def existing_farmers(root: Path) -> int:
     return count
 
 
-def _redundancy(scheme: Redundancy) -> dict[str, int]:
+def _redundancy(scheme: RedundancyScheme) -> dict[str, int]:
     return {"k": scheme.k, "m": scheme.m, "o": scheme.o, "n": scheme.n}
 
 

@@ -6,14 +6,14 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-from metadisk.bridge.config import Redundancy
+from metadisk.core.erasure import RedundancyScheme
 
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
     name: str
     profile: str
-    redundancy: Redundancy
+    redundancy: RedundancyScheme
     created_at: int
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from metadisk.bridge.buckets.db import Bucket
-from metadisk.bridge.config import Redundancy
+from metadisk.core.erasure import RedundancyScheme
 
 
 class RedundancyOut(BaseModel):
@@ -15,7 +15,7 @@ class RedundancyOut(BaseModel):
     n: int = Field(description="order limits handed out per segment")
 
     @classmethod
-    def of(cls, rs: Redundancy) -> RedundancyOut:
+    def of(cls, rs: RedundancyScheme) -> RedundancyOut:
         return cls(k=rs.k, m=rs.m, o=rs.o, n=rs.n)
 
 

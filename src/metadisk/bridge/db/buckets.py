@@ -6,10 +6,10 @@ from sqlalchemy import Connection, Row, delete, exists, func, insert, select, up
 from sqlalchemy.exc import IntegrityError
 
 from metadisk.bridge.buckets.db import Bucket, CreateOutcome, DeleteOutcome
-from metadisk.bridge.config import Redundancy
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.db._shared import IS_COMMITTED, release_streams
 from metadisk.bridge.db.engine import Database
+from metadisk.core.erasure import RedundancyScheme
 
 _b = t.buckets.c
 
@@ -113,4 +113,6 @@ class BucketsStore:
 
 
 def _bucket(row: Row) -> Bucket:  # type: ignore[type-arg]
-    return Bucket(row.name, row.profile, Redundancy(row.k, row.m, row.o, row.n), row.created_at)
+    return Bucket(
+        row.name, row.profile, RedundancyScheme(row.k, row.m, row.o, row.n), row.created_at
+    )

@@ -28,7 +28,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from metadisk.bridge.config import Redundancy
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.db._shared import (
     IS_COMMITTED,
@@ -56,6 +55,7 @@ from metadisk.bridge.metainfo.db import (
     UploadState,
 )
 from metadisk.bridge.orders.service import AcceptedPiece, IssuedOrder
+from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.identity import NodeId
 
 _o = t.objects.c
@@ -200,8 +200,8 @@ class MetainfoStore:
 
     def begin_object(
         self, project_id: str, stream_id: bytes, bucket: str, key: str, now: int, deadline: int
-    ) -> Redundancy | None:
-        def work(conn: Connection) -> Redundancy | None:
+    ) -> RedundancyScheme | None:
+        def work(conn: Connection) -> RedundancyScheme | None:
             row = conn.execute(
                 select(_b.k, _b.m, _b.o, _b.n).where(_b.project_id == project_id, _b.name == bucket)
             ).first()
@@ -218,7 +218,7 @@ class MetainfoStore:
                     deadline=deadline,
                 )
             )
-            return Redundancy(row.k, row.m, row.o, row.n)
+            return RedundancyScheme(row.k, row.m, row.o, row.n)
 
         return self._db.write(work)
 
@@ -352,7 +352,7 @@ class MetainfoStore:
                 index=index,
                 root_piece_id=row.root_piece_id,
                 piece_size=row.piece_size,
-                redundancy=Redundancy(row.k, row.m, row.o, row.n),
+                redundancy=RedundancyScheme(row.k, row.m, row.o, row.n),
                 orders=orders,
                 public_keys=keys,
                 nets=nets,
@@ -726,7 +726,12 @@ class MetainfoStore:
             if with_segments and count:
                 segments = [
                     SegmentInfo(
-                        index, enc, plain_size, piece, Redundancy(k, m, o, n), segment_metadata
+                        index,
+                        enc,
+                        plain_size,
+                        piece,
+                        RedundancyScheme(k, m, o, n),
+                        segment_metadata,
                     )
                     for index, enc, plain_size, piece, k, m, o, n, segment_metadata in conn.execute(
                         _GET_SEGMENTS, {"stream_id": stream_id}
@@ -829,7 +834,7 @@ class MetainfoStore:
                 encrypted_size=row.encrypted_size,
                 plain_size=row.plain_size,
                 piece_size=row.piece_size,
-                redundancy=Redundancy(row.k, row.m, row.o, row.n),
+                redundancy=RedundancyScheme(row.k, row.m, row.o, row.n),
                 pieces=pieces,
             )
 
@@ -982,7 +987,7 @@ def _upload(row: Row) -> Upload:  # type: ignore[type-arg]
         project_id=row.project_id,
         bucket=row.bucket,
         key=row.key,
-        redundancy=Redundancy(row.k, row.m, row.o, row.n),
+        redundancy=RedundancyScheme(row.k, row.m, row.o, row.n),
         created_at=row.created_at,
         deadline=row.deadline,
     )
@@ -994,6 +999,6 @@ def _segment_info(row: Row) -> SegmentInfo:  # type: ignore[type-arg]
         encrypted_size=row.encrypted_size,
         plain_size=row.plain_size,
         piece_size=row.piece_size,
-        redundancy=Redundancy(row.k, row.m, row.o, row.n),
+        redundancy=RedundancyScheme(row.k, row.m, row.o, row.n),
         encrypted_metadata=row.encrypted_metadata,
     )

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from metadisk.bridge.config import Redundancy
 from metadisk.bridge.orders.service import AcceptedPiece, IssuedOrder
+from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.identity import NodeId
 
 
@@ -25,7 +25,7 @@ class Upload:
     project_id: str
     bucket: str
     key: str
-    redundancy: Redundancy
+    redundancy: RedundancyScheme
     created_at: int
     deadline: int
 
@@ -53,7 +53,7 @@ class NewSegment:
     root_piece_id: bytes
     encrypted_size: int
     piece_size: int
-    redundancy: Redundancy
+    redundancy: RedundancyScheme
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ class SegmentState:
     index: int
     root_piece_id: bytes
     piece_size: int
-    redundancy: Redundancy
+    redundancy: RedundancyScheme
     orders: list[IssuedOrder]
     public_keys: dict[NodeId, bytes]  # of every node an order limit was issued to
     nets: dict[NodeId, str]  # network of each such node, for the one-piece-per-network rule
@@ -76,7 +76,7 @@ class SegmentInfo:
     encrypted_size: int
     plain_size: int
     piece_size: int
-    redundancy: Redundancy
+    redundancy: RedundancyScheme
     encrypted_metadata: bytes | None
 
 
@@ -121,7 +121,7 @@ class SegmentPieces:
     encrypted_size: int
     plain_size: int
     piece_size: int
-    redundancy: Redundancy
+    redundancy: RedundancyScheme
     pieces: list[PieceLocation]
 
 
@@ -175,7 +175,7 @@ class InlineObject:
 class MetainfoDB(Protocol):
     def begin_object(
         self, project_id: str, stream_id: bytes, bucket: str, key: str, now: int, deadline: int
-    ) -> Redundancy | None:
+    ) -> RedundancyScheme | None:
         """Record a pending upload; the bucket's redundancy, or None if there is no bucket."""
         ...
 

@@ -11,7 +11,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from metadisk.bridge.buckets.schemas import RedundancyOut
-from metadisk.bridge.config import Redundancy
 from metadisk.bridge.http import B64_PATTERN, HEX_PATTERN
 from metadisk.bridge.metainfo.db import ListedObject, ObjectInfo, PendingUpload, SegmentInfo, Upload
 from metadisk.bridge.metainfo.service import (
@@ -23,6 +22,7 @@ from metadisk.bridge.metainfo.service import (
     SegmentOrders,
 )
 from metadisk.core.encoding import b64encode
+from metadisk.core.erasure import RedundancyScheme
 
 _MAX_U63 = (1 << 63) - 1
 _B64_META = Field(default=None, max_length=12000, pattern=B64_PATTERN)
@@ -307,7 +307,7 @@ class ListingOut(BaseModel):
 # these dicts as JSON directly. tests/bridge/test_schemas.py pins them to the models above.
 
 
-def redundancy_json(rs: Redundancy) -> dict[str, int]:
+def redundancy_json(rs: RedundancyScheme) -> dict[str, int]:
     return {"k": rs.k, "m": rs.m, "o": rs.o, "n": rs.n}
 
 

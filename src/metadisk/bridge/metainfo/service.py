@@ -28,7 +28,7 @@ from metadisk.bridge import errors
 from metadisk.bridge.auth.service import Access
 from metadisk.bridge.buckets.service import check_bucket_name
 from metadisk.bridge.common import month_period
-from metadisk.bridge.config import MAX_INLINE_SIZE, ObjectsConfig, Redundancy
+from metadisk.bridge.config import MAX_INLINE_SIZE, ObjectsConfig
 from metadisk.bridge.metainfo.db import (
     InlineObject,
     ListedObject,
@@ -43,6 +43,7 @@ from metadisk.bridge.metainfo.db import (
 from metadisk.bridge.orders.service import IssuedOrder, OrderSigner, Rejection, check_receipts
 from metadisk.bridge.overlay.db import Candidate
 from metadisk.bridge.overlay.service import OverlayService
+from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.identity import NodeId
 from metadisk.core.macaroon import Op
 from metadisk.core.messages import PIECE_ID_SIZE, Action, OrderLimit, derive_piece_id
@@ -73,7 +74,7 @@ class AddressedOrder:
 @dataclass(frozen=True, slots=True)
 class BeganUpload:
     stream_id: bytes
-    redundancy: Redundancy
+    redundancy: RedundancyScheme
     deadline: int
 
 
@@ -81,7 +82,7 @@ class BeganUpload:
 class SegmentOrders:
     index: int
     piece_size: int
-    redundancy: Redundancy
+    redundancy: RedundancyScheme
     orders: list[AddressedOrder]
 
 
