@@ -23,10 +23,11 @@ from metadisk.bridge.config import BridgeConfig, DatabaseConfig, sqlite_url
 from metadisk.bridge.db.overlay import OverlayStore
 from metadisk.bridge.launcher import BridgeProcess
 from metadisk.bridge.overlay.db import NodeRecord
-from metadisk.bridge.overlay.pinger import PING_FAILURES
 from metadisk.bridge.overlay.service import is_public, network_of, resolve
 from metadisk.bridge.peer import Bridge
+from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
+from metadisk.wire.api.nodes import PING_FAILURES
 from tests.bridge.helpers import Api, Farmer, checkin
 
 PING_TIMEOUT = 1.0
@@ -91,8 +92,15 @@ class Target:
         host = host or self._host
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
-    def answer_as(self, farmer: Farmer) -> None:
-        self.body = json.dumps({"node_id": farmer.node_id.hex()}).encode()
+    def answer_as(self, farmer: Farmer, node_id: str | None = None) -> None:
+        """Answer with the node card `farmer` serves (under another `node_id` if given)."""
+        card = {
+            "node_id": node_id or farmer.node_id.hex(),
+            "public_key": b64encode(farmer.identity.public_key),
+            "version": "test",
+            "address": farmer.address,
+        }
+        self.body = json.dumps(card).encode()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.hits += 1
@@ -252,7 +260,7 @@ async def test_ping_failures_are_codes_only(
         target.raw = b""  # accepts and hangs up
         await expect(farmer, "unreachable")
         target.raw = None
-        target.body = json.dumps({"node_id": Identity.generate().node_id.hex()}).encode()
+        target.answer_as(farmer, node_id=Identity.generate().node_id.hex())
         await expect(farmer, "wrong-node")
         target.stall = True
         await expect(farmer, "timeout")

@@ -96,7 +96,7 @@ async def _access(bridge: Bridge, clock: Clock) -> Access:
 async def _checkin(bridge: Bridge, fleet: FarmerFleet, clock: Clock) -> None:
     for farmer in fleet.farmers:
         contact = farmer.contact(timestamp=clock.now)
-        result = await bridge.overlay.checkin(b64encode(contact.encode()), clock.now)
+        result = await bridge.overlay.checkin(contact.encode(), clock.now)
         assert result.online
 
 

@@ -15,30 +15,29 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
-from metadisk.client.bridge_api import (
-    AddressedLimit,
-    BucketPage,
-    BucketRecord,
-    ListedRecord,
-    ListPage,
-    ObjectRecord,
-    PendingUpload,
-    SegmentCommitRecord,
-    SegmentOrders,
-    SegmentRecord,
-    SegmentRekey,
-    UploadRecord,
-)
 from metadisk.client.errors import BridgeError, Conflict, NotFound
 from metadisk.core.erasure import LOCAL, RedundancyScheme
 from metadisk.core.identity import Identity, NodeId
 from metadisk.core.messages import Action, OrderLimit, PieceReceipt, derive_piece_id
+from metadisk.wire.api.buckets import Bucket, BucketPage
+from metadisk.wire.api.objects import (
+    AddressedLimit,
+    BeganUpload,
+    Listing,
+    ListItem,
+    Object,
+    PendingUpload,
+    Segment,
+    SegmentCommit,
+    SegmentOrders,
+    SegmentRekey,
+)
 from tests.client.doubles import Farmer
 
 
 @dataclass
 class _Segment:
-    record: SegmentRecord
+    record: Segment
     root: bytes
     placements: dict[int, Farmer] = field(default_factory=dict)
     receipts: dict[int, PieceReceipt] = field(default_factory=dict)
@@ -62,9 +61,9 @@ class FakeBridgeAPI:
     def __init__(self, farmers: list[Farmer], identity: Identity) -> None:
         self.farmers = farmers
         self.identity = identity
-        self.buckets: dict[str, BucketRecord] = {}
+        self.buckets: dict[str, Bucket] = {}
         self.uploads: dict[str, _Upload] = {}
-        self.objects: dict[tuple[str, str], tuple[ObjectRecord, dict[int, _Segment]]] = {}
+        self.objects: dict[tuple[str, str], tuple[Object, dict[int, _Segment]]] = {}
         self.calls: list[str] = []
         self.inline_limit = 4096 + 16  # ciphertext bytes put_inline accepts
 
@@ -86,31 +85,33 @@ class FakeBridgeAPI:
 
     # -- buckets
 
-    async def create_bucket(self, name: str, profile: str | None = None) -> BucketRecord:
+    async def create_bucket(self, name: str, profile: str | None = None) -> Bucket:
         if name in self.buckets:
             raise Conflict("exists", code="bucket-exists", status=409)
-        self.buckets[name] = BucketRecord(name, profile or "local", LOCAL, int(time.time()))
+        self.buckets[name] = Bucket(
+            name=name, profile=profile or "local", redundancy=LOCAL, created_at=int(time.time())
+        )
         return self.buckets[name]
 
-    async def get_bucket(self, name: str) -> BucketRecord:
+    async def get_bucket(self, name: str) -> Bucket:
         if name not in self.buckets:
             raise NotFound("no bucket", code="bucket-not-found", status=404)
         return self.buckets[name]
 
     async def list_buckets(self, cursor: str = "", limit: int = 1000) -> BucketPage:
-        return BucketPage(tuple(self.buckets[n] for n in sorted(self.buckets)), None)
+        return BucketPage(buckets=[self.buckets[n] for n in sorted(self.buckets)], next_cursor=None)
 
     async def delete_bucket(self, name: str, *, force: bool = False) -> None:
         self.buckets.pop(name)
 
     # -- uploads
 
-    async def begin_object(self, bucket: str, key: str) -> UploadRecord:
+    async def begin_object(self, bucket: str, key: str) -> BeganUpload:
         self.calls.append("begin_object")
         await self.get_bucket(bucket)
         stream_id = os.urandom(16).hex()
         self.uploads[stream_id] = _Upload(stream_id, bucket, key, LOCAL)
-        return UploadRecord(stream_id, LOCAL, int(time.time()) + 3600, self.inline_limit)
+        return BeganUpload(stream_id=stream_id, redundancy=LOCAL, deadline=int(time.time()) + 3600)
 
     def _upload(self, stream_id: str) -> _Upload:
         if stream_id not in self.uploads:
@@ -122,7 +123,14 @@ class FakeBridgeAPI:
     ) -> SegmentOrders:
         self.calls.append(f"begin_segment {index}")
         upload = self._upload(stream_id)
-        record = SegmentRecord(index, encrypted_size, 0, piece_size, upload.scheme, None)
+        record = Segment(
+            index=index,
+            encrypted_size=encrypted_size,
+            plain_size=0,
+            piece_size=piece_size,
+            redundancy=upload.scheme,
+            encrypted_metadata=None,
+        )
         segment = _Segment(record, os.urandom(32))
         upload.segments[index] = segment
         limits = []
@@ -131,8 +139,10 @@ class FakeBridgeAPI:
             segment.placements[number] = farmer
             piece_id = derive_piece_id(segment.root, farmer.node_id, number)
             limit = self._limit(farmer, piece_id, Action.PUT, piece_size)
-            limits.append(AddressedLimit(number, farmer.address, limit, farmer.public_key, None))
-        return SegmentOrders(index, piece_size, upload.scheme, tuple(limits))
+            limits.append(_addressed(number, farmer, limit, public_key=farmer.public_key))
+        return SegmentOrders(
+            index=index, piece_size=piece_size, redundancy=upload.scheme, order_limits=limits
+        )
 
     async def replace_pieces(
         self, stream_id: str, index: int, piece_numbers: Sequence[int], node_ids: Sequence[NodeId]
@@ -146,48 +156,52 @@ class FakeBridgeAPI:
             segment.placements[number] = farmer
             piece_id = derive_piece_id(segment.root, farmer.node_id, number)
             limit = self._limit(farmer, piece_id, Action.PUT, segment.record.piece_size)
-            limits.append(AddressedLimit(number, farmer.address, limit, farmer.public_key, None))
-        return SegmentOrders(index, segment.record.piece_size, upload.scheme, tuple(limits))
+            limits.append(_addressed(number, farmer, limit, public_key=farmer.public_key))
+        return SegmentOrders(
+            index=index,
+            piece_size=segment.record.piece_size,
+            redundancy=upload.scheme,
+            order_limits=limits,
+        )
 
     async def commit_segment(
         self,
         stream_id: str,
         index: int,
-        receipts: Sequence[bytes],
+        receipts: Sequence[PieceReceipt],
         plain_size: int,
         encrypted_metadata: bytes,
-    ) -> SegmentCommitRecord:
+    ) -> SegmentCommit:
         self.calls.append(f"commit_segment {index}")
         upload = self._upload(stream_id)
         segment = upload.segments[index]
-        for raw in receipts:
-            receipt = PieceReceipt.decode(raw)
+        for receipt in receipts:
             number = next(n for n, f in segment.placements.items() if f.node_id == receipt.node_id)
             receipt.verify_signature(segment.placements[number].public_key)
             segment.receipts[number] = receipt
         if len(segment.receipts) < upload.scheme.o:
             raise BridgeError("too few", code="not-enough-pieces", status=400)
-        segment.record = replace(
-            segment.record, plain_size=plain_size, encrypted_metadata=encrypted_metadata
+        segment.record = segment.record.model_copy(
+            update={"plain_size": plain_size, "encrypted_metadata": encrypted_metadata}
         )
         segment.committed = True
-        return SegmentCommitRecord(index, len(segment.receipts), ())
+        return SegmentCommit(index=index, pieces=len(segment.receipts), rejected=[])
 
-    async def commit_object(self, stream_id: str, encrypted_metadata: bytes) -> ObjectRecord:
+    async def commit_object(self, stream_id: str, encrypted_metadata: bytes) -> Object:
         upload = self.uploads.pop(stream_id)
         segments = {i: s for i, s in upload.segments.items() if s.committed}
         if sorted(segments) != list(range(len(segments))):
             raise BridgeError("gap", code="segments-missing", status=400)
-        record = ObjectRecord(
-            upload.key,
-            stream_id,
-            int(time.time()),
-            sum(s.record.encrypted_size for s in segments.values()),
-            sum(s.record.plain_size for s in segments.values()),
-            len(segments),
-            encrypted_metadata,
-            None,
-            tuple(segments[i].record for i in sorted(segments)),
+        record = Object(
+            key=upload.key,
+            stream_id=stream_id,
+            created_at=int(time.time()),
+            encrypted_size=sum(s.record.encrypted_size for s in segments.values()),
+            plain_size=sum(s.record.plain_size for s in segments.values()),
+            segment_count=len(segments),
+            encrypted_metadata=encrypted_metadata,
+            inline_data=None,
+            segments=[segments[i].record for i in sorted(segments)],
         )
         self.objects[(upload.bucket, upload.key)] = (record, segments)
         return record
@@ -199,38 +213,46 @@ class FakeBridgeAPI:
     async def get_upload(self, stream_id: str) -> PendingUpload:
         self.calls.append("get_upload")
         upload = self._upload(stream_id)
-        committed = tuple(s.record for i, s in sorted(upload.segments.items()) if s.committed)
-        return PendingUpload(stream_id, upload.key, upload.scheme, 0, committed)
+        committed = [s.record for i, s in sorted(upload.segments.items()) if s.committed]
+        return PendingUpload(
+            stream_id=stream_id,
+            bucket=upload.bucket,
+            key=upload.key,
+            redundancy=upload.scheme,
+            created_at=0,
+            deadline=0,
+            segments=committed,
+        )
 
     async def put_inline(
         self, bucket: str, key: str, data: bytes, plain_size: int, encrypted_metadata: bytes
-    ) -> ObjectRecord:
+    ) -> Object:
         self.calls.append("put_inline")
         await self.get_bucket(bucket)
         if len(data) > self.inline_limit:
             raise BridgeError("inline data too large", code="inline-too-large", status=400)
-        record = ObjectRecord(
-            key,
-            os.urandom(16).hex(),
-            int(time.time()),
-            len(data),
-            plain_size,
-            0,
-            encrypted_metadata,
-            data,
-            (),
+        record = Object(
+            key=key,
+            stream_id=os.urandom(16).hex(),
+            created_at=int(time.time()),
+            encrypted_size=len(data),
+            plain_size=plain_size,
+            segment_count=0,
+            encrypted_metadata=encrypted_metadata,
+            inline_data=data,
+            segments=[],
         )
         self.objects[(bucket, key)] = (record, {})
         return record
 
     # -- objects
 
-    def _object(self, bucket: str, key: str) -> tuple[ObjectRecord, dict[int, _Segment]]:
+    def _object(self, bucket: str, key: str) -> tuple[Object, dict[int, _Segment]]:
         if (bucket, key) not in self.objects:
             raise NotFound("no object", code="object-not-found", status=404)
         return self.objects[(bucket, key)]
 
-    async def get_object(self, bucket: str, key: str) -> ObjectRecord:
+    async def get_object(self, bucket: str, key: str) -> Object:
         return self._object(bucket, key)[0]
 
     async def delete_object(self, bucket: str, key: str) -> None:
@@ -245,21 +267,21 @@ class FakeBridgeAPI:
         recursive: bool = False,
         cursor: str = "",
         limit: int = 1000,
-    ) -> ListPage:
+    ) -> Listing:
         items = [
-            ListedRecord(
-                k,
-                False,
-                r.stream_id,
-                r.created_at,
-                r.encrypted_size,
-                r.plain_size,
-                r.encrypted_metadata,
+            ListItem(
+                key=k,
+                is_prefix=False,
+                stream_id=r.stream_id,
+                created_at=r.created_at,
+                encrypted_size=r.encrypted_size,
+                plain_size=r.plain_size,
+                encrypted_metadata=r.encrypted_metadata,
             )
             for (b, k), (r, _) in sorted(self.objects.items())
             if b == bucket and k.startswith(prefix)
         ]
-        return ListPage(tuple(items), None)
+        return Listing(items=items, next_cursor=None)
 
     async def download_segment(
         self,
@@ -278,8 +300,13 @@ class FakeBridgeAPI:
                 continue
             farmer = segment.placements[number]
             limit = self._limit(farmer, receipt.piece_id, Action.GET, receipt.size)
-            limits.append(AddressedLimit(number, farmer.address, limit, None, receipt.piece_hash))
-        return SegmentOrders(index, segment.record.piece_size, LOCAL, tuple(limits))
+            limits.append(_addressed(number, farmer, limit, piece_hash=receipt.piece_hash))
+        return SegmentOrders(
+            index=index,
+            piece_size=segment.record.piece_size,
+            redundancy=LOCAL,
+            order_limits=limits,
+        )
 
     async def move_object(
         self,
@@ -292,7 +319,7 @@ class FakeBridgeAPI:
         *,
         copy: bool = False,
         stream_id: str | None = None,
-    ) -> ObjectRecord:
+    ) -> Object:
         self.calls.append("copy_object" if copy else "move_object")
         record, stored = self._object(bucket, key)
         if stream_id is not None and stream_id != record.stream_id:
@@ -304,15 +331,38 @@ class FakeBridgeAPI:
         for change in segments:
             old = stored[change.index]
             rekeyed[change.index] = replace(
-                old, record=replace(old.record, encrypted_metadata=change.encrypted_metadata)
+                old,
+                record=old.record.model_copy(
+                    update={"encrypted_metadata": change.encrypted_metadata}
+                ),
             )
-        moved = replace(
-            record,
-            key=new_key,
-            encrypted_metadata=encrypted_metadata,
-            segments=tuple(rekeyed[i].record for i in sorted(rekeyed)),
+        moved = record.model_copy(
+            update={
+                "key": new_key,
+                "encrypted_metadata": encrypted_metadata,
+                "segments": [rekeyed[i].record for i in sorted(rekeyed)],
+            }
         )
         if not copy:
             del self.objects[(bucket, key)]
         self.objects[(new_bucket, new_key)] = (moved, rekeyed)
         return moved
+
+
+def _addressed(
+    number: int,
+    farmer: Farmer,
+    limit: OrderLimit,
+    *,
+    public_key: bytes | None = None,
+    piece_hash: bytes | None = None,
+) -> AddressedLimit:
+    return AddressedLimit(
+        piece_number=number,
+        node_id=farmer.node_id,
+        address=farmer.address,
+        piece_id=limit.piece_id.hex(),
+        order_limit=limit,
+        public_key=public_key,
+        piece_hash=piece_hash,
+    )

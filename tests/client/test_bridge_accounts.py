@@ -22,14 +22,9 @@ from metadisk.client import (
     PermissionDenied,
     Unauthenticated,
 )
-from metadisk.client.bridge_api import (
-    AccountRecord,
-    ApiKeyRecord,
-    BridgeAccounts,
-    BridgeAPI,
-    ProjectRecord,
-)
+from metadisk.client.bridge_api import BridgeAccounts, BridgeAPI
 from metadisk.core.macaroon import APIKey, Caveat
+from metadisk.wire.api.accounts import Account, ApiKey, Project
 
 PASSWORD = "correct horse battery"
 
@@ -60,7 +55,7 @@ async def test_accounts_projects_and_keys_round_trip(bridge: BridgeProcess) -> N
     try:
         email = f"{os.urandom(6).hex()}@example.com"
         account = await accounts.register(email, PASSWORD)
-        assert isinstance(account, AccountRecord)
+        assert isinstance(account, Account)
         assert account.email == email
         session = await accounts.login(email, PASSWORD)
         assert session.token
@@ -68,14 +63,14 @@ async def test_accounts_projects_and_keys_round_trip(bridge: BridgeProcess) -> N
 
         assert await accounts.projects() == ()
         project = await accounts.create_project("photos")
-        assert isinstance(project, ProjectRecord)
+        assert isinstance(project, Project)
         assert project.name == "photos"
         assert len(project.salt) >= 16
         assert await accounts.projects() == (project,)
 
         made = await accounts.create_api_key(project.id, "laptop")
         assert APIKey.parse(made.api_key).key_id.hex() == made.key_id
-        listed = ApiKeyRecord(made.key_id, "laptop", made.created_at)
+        listed = ApiKey(key_id=made.key_id, name="laptop", created_at=made.created_at)
         assert await accounts.api_keys(project.id) == (listed,)
     finally:
         await accounts.aclose()

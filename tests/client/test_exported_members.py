@@ -9,7 +9,10 @@ def test_all_is_pinned() -> None:
     assert sorted(client.__all__) == [
         "AccessDenied",
         "AsyncProject",
+        "BridgeAPI",
+        "BridgeAccounts",
         "BridgeError",
+        "BridgeNodes",
         "BridgeUnavailable",
         "Bucket",
         "ClientConfig",

@@ -29,8 +29,9 @@ from metadisk.client import (
     Project,
     SegmentSizing,
 )
-from metadisk.client.bridge_api import BridgeAPI, SegmentOrders
+from metadisk.client.bridge_api import BridgeAPI
 from metadisk.core.content import BLOCK_SIZE
+from metadisk.wire.api.objects import SegmentOrders
 from tests.client.planet import Planet, planet
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")

@@ -27,9 +27,9 @@ from metadisk.cli import config as cfg
 from metadisk.cli.localnet import LocalNetwork, Tenant
 from metadisk.cli.main import main
 from metadisk.client import ClientConfig, SegmentSizing
-from metadisk.client.bridge_api import NodeStatusRecord
 from metadisk.core.grant import AccessGrant
 from metadisk.farmer.launcher import FarmerProcess
+from metadisk.wire.api.nodes import NodeStatus
 
 T = TypeVar("T")
 MiB = 1 << 20
@@ -105,7 +105,7 @@ class BackgroundNetwork:
         """Wait until the bridge counts `farmers` as offline (no ping-back for `window` s)."""
         deadline = time.monotonic() + window + 30
 
-        async def statuses() -> list[NodeStatusRecord | None]:
+        async def statuses() -> list[NodeStatus | None]:
             return [await self.network.node(farmer) for farmer in farmers]
 
         while True:

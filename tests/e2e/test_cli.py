@@ -19,9 +19,10 @@ import pytest
 from metadisk.cli import config as cfg
 from metadisk.cli.accounts import run_accounts
 from metadisk.cli.localnet import Tenant
-from metadisk.client.bridge_api import BridgeAccounts, ProjectRecord
+from metadisk.client.bridge_api import BridgeAccounts
 from metadisk.core.grant import AccessGrant
 from metadisk.core.keys import derive_root_key
+from metadisk.wire.api.accounts import Project
 from tests.e2e.harness import (
     CLI,
     BackgroundNetwork,
@@ -63,7 +64,7 @@ def test_setup_derives_the_same_keys_from_the_passphrase(
     loaded = cfg.load(laptop)
     assert loaded.account is not None
 
-    async def projects(api: BridgeAccounts) -> tuple[ProjectRecord, ...]:
+    async def projects(api: BridgeAccounts) -> tuple[Project, ...]:
         await api.login(email, env["MD_PASSWORD"])
         return await api.projects()
 

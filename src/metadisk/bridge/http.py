@@ -11,32 +11,19 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from metadisk.bridge import errors
-from metadisk.core.encoding import b64decode
-from metadisk.core.errors import DecodeError
+from metadisk.wire.api.routes import DOCS, OPENAPI, SESSIONS
+from metadisk.wire.errors import ErrorBody, error_body
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-B64_PATTERN = r"^[A-Za-z0-9_-]*$"
-HEX_PATTERN = r"^[0-9a-f]*$"
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -48,7 +35,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 COMMON_ERRORS = error_responses(400, 401, 403, 404, 409, 503)
 
 _session_scheme = HTTPBearer(
-    scheme_name="session", description="token from POST /v1/sessions", auto_error=False
+    scheme_name="session", description=f"token from POST {SESSIONS}", auto_error=False
 )
 _api_key_scheme = HTTPBearer(
     scheme_name="apiKey", description="a serialized API key (mdk1...)", auto_error=False
@@ -57,7 +44,7 @@ _api_key_scheme = HTTPBearer(
 
 async def session_token(request: Request) -> str:
     """The bearer session token (async: no thread hop before the endpoint runs)."""
-    return _token(await _session_scheme(request), "a session token from POST /v1/sessions")
+    return _token(await _session_scheme(request), f"a session token from POST {SESSIONS}")
 
 
 async def api_key_token(request: Request) -> str:
@@ -70,16 +57,26 @@ def _token(credentials: HTTPAuthorizationCredentials | None, what: str) -> str:
     return credentials.credentials
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def json_response(body: BaseModel, status: int = 200) -> Response:
+    """`body` serialized by pydantic straight to JSON bytes.
+
+    FastAPI's own path validates a returned model again and encodes it twice (to a dict, then to
+    JSON); the routes that carry order limits and objects answer through this instead, and keep
+    their model in ``response_model`` for the OpenAPI document.
+    """
+    return Response(body.model_dump_json().encode(), status, media_type="application/json")
 
 
-async def _bridge_error(request: Request, exc: Exception) -> JSONResponse:
+def error_response(status: int, code: str, message: str) -> Response:
+    return Response(error_body(code, message), status, media_type="application/json")
+
+
+async def _bridge_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.BridgeError)
     return error_response(exc.status, exc.code, exc.message)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     problems = []
     for item in exc.errors()[:5]:
@@ -88,14 +85,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(400, "invalid-request", "; ".join(problems) or "invalid request")
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "not-found", 405: "method-not-allowed"}
     code = codes.get(exc.status_code, "http-error")
     return error_response(exc.status_code, code, str(exc.detail))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error in %s %s", request.method, request.url.path)
     return error_response(500, "internal", "internal error")
 
@@ -107,8 +104,8 @@ def create_app(routers: Sequence[APIRouter], version: str) -> FastAPI:
         description="The bridge's JSON API: accounts, projects, API keys, buckets, objects, "
         "segments, order limits and the node directory. Errors are "
         '{"error": {"code", "message"}}.',
-        openapi_url="/v1/openapi.json",
-        docs_url="/v1/docs",
+        openapi_url=OPENAPI,
+        docs_url=DOCS,
         redoc_url=None,
     )
     app.add_exception_handler(errors.BridgeError, _bridge_error)
@@ -118,16 +115,6 @@ def create_app(routers: Sequence[APIRouter], version: str) -> FastAPI:
     for router in routers:
         app.include_router(router)
     return app
-
-
-def decode_b64(text: str | None, field: str) -> bytes | None:
-    """Decode an optional base64url field; `InvalidRequest` naming the field if it is not."""
-    if text is None:
-        return None
-    try:
-        return b64decode(text)
-    except DecodeError as exc:
-        raise errors.InvalidRequest(f"{field}: {exc}") from exc
 
 
 def decode_hex(text: str, field: str, size: int) -> bytes:

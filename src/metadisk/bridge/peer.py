@@ -43,6 +43,7 @@ from metadisk.bridge.overlay import endpoint as overlay_endpoint
 from metadisk.bridge.overlay.pinger import HTTPPinger
 from metadisk.bridge.overlay.service import OverlayService
 from metadisk.core.identity import Identity
+from metadisk.wire.dataplane import PieceClient
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ class Bridge:
         self.accounts = AccountsService(
             AccountsStore(self.db), config.accounts, on_key_change=self.authority.forget
         )
-        self.pinger = HTTPPinger()
+        self.pieces = PieceClient(user_agent=f"metadisk-bridge/{__version__}")
+        self.pinger = HTTPPinger(self.pieces)
         self.overlay = OverlayService(OverlayStore(self.db), config.nodes, self.pinger)
         self.signer = OrderSigner(identity, config.objects.order_ttl)
         self.buckets = BucketsService(BucketsStore(self.db), config.objects)
@@ -73,7 +75,9 @@ class Bridge:
             MetainfoStore(self.db), self.overlay, self.signer, config.objects
         )
         self.deletion_store = DeletionStore(self.db)
-        self.deleter = PieceDeleter(self.deletion_store, self.signer, config.chores, clock)
+        self.deleter = PieceDeleter(
+            self.deletion_store, self.signer, self.pieces, config.chores, clock
+        )
 
         self.reclaim_chore = Chore("reclaim", config.chores.reclaim_interval, self._reclaim)
         self.deletion_chore = Chore(
@@ -130,6 +134,5 @@ class Bridge:
 
     async def aclose(self) -> None:
         """Close in reverse order of construction."""
-        await self.deleter.close()
-        await self.pinger.close()
+        await self.pieces.aclose()
         self.db.close()

@@ -19,7 +19,7 @@ from metadisk.cli.context import current, stderr
 from metadisk.cli.errors import UsageError
 from metadisk.cli.login import require_account, with_account
 from metadisk.cli.remote import parse_remote
-from metadisk.client.bridge_api import BridgeAPI
+from metadisk.client import BridgeAPI
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant
 from metadisk.core.macaroon import APIKey

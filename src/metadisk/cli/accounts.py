@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from metadisk.cli.config import SESSION_FILE, write_private
-from metadisk.client.bridge_api import BridgeAccounts, SessionRecord
+from metadisk.client import BridgeAccounts
+from metadisk.wire.api.accounts import Session
 
 T = TypeVar("T")
 
@@ -48,19 +49,19 @@ def run_accounts(
 
 def cached_session(
     config_dir: Path, bridge_url: str, email: str, now: Callable[[], float] = time.time
-) -> SessionRecord | None:
+) -> Session | None:
     """The cached login for this bridge and email, if it is still good for a while."""
     try:
         raw = json.loads((config_dir / SESSION_FILE).read_text())
         if raw["bridge_url"] != bridge_url or raw["email"] != email:
             return None
-        session = SessionRecord(str(raw["token"]), int(raw["expires_at"]))
+        session = Session(token=str(raw["token"]), expires_at=int(raw["expires_at"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return session if session.expires_at - _EARLY > now() else None
 
 
-def cache_session(config_dir: Path, bridge_url: str, email: str, session: SessionRecord) -> None:
+def cache_session(config_dir: Path, bridge_url: str, email: str, session: Session) -> None:
     record = {
         "bridge_url": bridge_url,
         "email": email,

@@ -15,11 +15,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 from urllib.error import URLError
 from urllib.request import Request, urlopen
 
 import typer
+from pydantic import ValidationError
 
 import metadisk
 from metadisk.allocator import tune_for_streaming
@@ -45,10 +46,12 @@ from metadisk.farmer.setup import (
     write_config,
     write_identity,
 )
+from metadisk.wire.api.nodes import BridgeInfo
+from metadisk.wire.api.routes import BRIDGE_INFO
+from metadisk.wire.dataplane.contract import STATUS, NodeReport
 
 app = typer.Typer(help="Run a farmer: a storage node that rents out disk.", no_args_is_help=True)
 
-BRIDGE_INFO_PATH = "/v1/bridge"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -198,19 +201,19 @@ def status(data_dir: DataDir = None) -> None:
         fail("missing --data-dir")
     try:
         listen = json.loads((data_dir / LISTEN_FILE).read_text())
-        with urlopen(f"{listen['local_url']}/v1/status", timeout=5) as response:  # noqa: S310
-            info = json.loads(response.read())
+        with urlopen(f"{listen['local_url']}{STATUS}", timeout=5) as response:  # noqa: S310
+            info = NodeReport.model_validate_json(response.read())
     except (OSError, ValueError, KeyError) as exc:
-        fail(f"no running node found in {data_dir}: {exc}")
-    typer.echo(f"node      {info['node_id']}  ({info['address']}, up {info['uptime']:.0f} s)")
+        fail(f"no running node found in {data_dir}: {_first_line(exc)}")
+    typer.echo(f"node      {info.node_id}  ({info.address}, up {info.uptime:.0f} s)")
     typer.echo(
-        f"space     {format_size(info['used'])} used of {format_size(info['allocated'])}, "
-        f"{format_size(info['free'])} free, {info['pieces']} pieces"
+        f"space     {format_size(info.used)} used of {format_size(info.allocated)}, "
+        f"{format_size(info.free)} free, {info.pieces} pieces"
     )
-    for bridge_id, usage in info["bridges"].items():
+    for bridge_id, usage in info.bridges.items():
         typer.echo(
-            f"bridge    {bridge_id[:16]}  stored {format_size(usage['stored'])}  "
-            f"in {format_size(usage['bandwidth_in'])}  out {format_size(usage['bandwidth_out'])}"
+            f"bridge    {bridge_id[:16]}  stored {format_size(usage.stored)}  "
+            f"in {format_size(usage.bandwidth_in)}  out {format_size(usage.bandwidth_out)}"
         )
 
 
@@ -278,8 +281,8 @@ def _parse_keys(specs: list[str]) -> dict[NodeId, bytes]:
 def _resolve_bridge(pinned: _Pinned, keys: dict[NodeId, bytes]) -> tuple[TrustedBridge, int]:
     """The bridge's identity and PoW difficulty, asked from the bridge or taken from the flags."""
     try:
-        info = _fetch_json(pinned.url + BRIDGE_INFO_PATH)
-    except (OSError, URLError, ValueError) as exc:
+        raw = _fetch(pinned.url + BRIDGE_INFO)
+    except (OSError, URLError) as exc:
         if pinned.node_id is None or pinned.node_id not in keys:
             fail(
                 f"bridge {pinned.url} is unreachable ({_reason(exc)}); "
@@ -287,12 +290,11 @@ def _resolve_bridge(pinned: _Pinned, keys: dict[NodeId, bytes]) -> tuple[Trusted
             )
         return TrustedBridge(pinned.node_id, keys[pinned.node_id], pinned.url), 0
     try:
-        node_id = NodeId.from_hex(str(info["node_id"]))
-        public_key = b64decode(str(info["public_key"]))
-        difficulty = int(info.get("difficulty", 0))
-        trusted = TrustedBridge(node_id, public_key, pinned.url)
-    except (KeyError, TypeError, ValueError, DecodeError) as exc:
-        fail(f"bridge {pinned.url} sent a bad {BRIDGE_INFO_PATH} answer: {exc}")
+        info = BridgeInfo.model_validate_json(raw)
+        node_id, difficulty = info.node_id, info.difficulty
+        trusted = TrustedBridge(node_id, info.public_key, pinned.url)
+    except (ValidationError, ValueError, DecodeError) as exc:
+        fail(f"bridge {pinned.url} sent a bad {BRIDGE_INFO} answer: {_first_line(exc)}")
     if pinned.node_id is not None and pinned.node_id != node_id:
         fail(f"bridge {pinned.url} is {node_id.hex()}, not the pinned {pinned.node_id.hex()}")
     if not 0 <= difficulty <= 32:
@@ -300,10 +302,15 @@ def _resolve_bridge(pinned: _Pinned, keys: dict[NodeId, bytes]) -> tuple[Trusted
     return trusted, difficulty
 
 
-def _fetch_json(url: str) -> Any:
+def _fetch(url: str) -> bytes:
     request = Request(url, headers={"Accept": "application/json"})  # noqa: S310 - http(s) checked
     with urlopen(request, timeout=10) as response:  # noqa: S310
-        return json.loads(response.read())
+        return bytes(response.read(1 << 20))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _reason(exc: BaseException) -> str:

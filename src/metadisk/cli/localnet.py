@@ -26,8 +26,7 @@ from typing import Any
 
 from metadisk.bridge.config import AccountsConfig
 from metadisk.bridge.launcher import BridgeProcess, merge
-from metadisk.client.bridge_api import BridgeAccounts, BridgeNodes, NodeStatusRecord
-from metadisk.client.errors import ClientError, NotFound
+from metadisk.client import BridgeAccounts, BridgeNodes, ClientError, NotFound
 from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.grant import AccessGrant
 from metadisk.core.identity import NodeId
@@ -36,6 +35,7 @@ from metadisk.core.paths import EncryptionAccess
 from metadisk.farmer.config import CONFIG_FILE, TrustedBridge
 from metadisk.farmer.launcher import FarmerProcess, prepare_farmer
 from metadisk.farmer.setup import read_config, read_identity, write_config
+from metadisk.wire.api.nodes import NodeStatus
 
 BRIDGE_DIR = "bridge"
 FARMERS_DIR = "farmers"
@@ -228,7 +228,7 @@ class LocalNetwork:
 
     async def node(
         self, farmer: FarmerProcess, nodes: BridgeNodes | None = None
-    ) -> NodeStatusRecord | None:
+    ) -> NodeStatus | None:
         """The bridge's status of `farmer` (``GET /v1/nodes/{id}``), None if it never checked in."""
         client = nodes or BridgeNodes(self.bridge.url, timeout=10.0)
         try:

@@ -18,8 +18,7 @@ import typer
 from metadisk.cli.accounts import cache_session, cached_session, forget_session, run_accounts
 from metadisk.cli.config import Account
 from metadisk.cli.errors import UsageError
-from metadisk.client import Unauthenticated
-from metadisk.client.bridge_api import BridgeAccounts
+from metadisk.client import BridgeAccounts, Unauthenticated
 
 T = TypeVar("T")
 

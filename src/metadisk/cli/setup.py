@@ -20,13 +20,13 @@ from metadisk.cli.accounts import cache_session, run_accounts
 from metadisk.cli.context import current, stderr
 from metadisk.cli.errors import UsageError
 from metadisk.cli.login import read_secret
-from metadisk.client import Unauthenticated
-from metadisk.client.bridge_api import BridgeAccounts, ProjectRecord, SessionRecord
+from metadisk.client import BridgeAccounts, Unauthenticated
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant, check_bridge_url
 from metadisk.core.keys import derive_root_key
 from metadisk.core.macaroon import APIKey
 from metadisk.core.paths import EncryptionAccess
+from metadisk.wire.api.accounts import Project, Session
 
 
 def setup(
@@ -92,7 +92,7 @@ def setup(
     passphrase = read_secret("", passphrase_env) if passphrase_env is not None else None
     name = key_name or f"cli@{socket.gethostname()}"
 
-    async def make_key(api: BridgeAccounts) -> tuple[SessionRecord, ProjectRecord, str]:
+    async def make_key(api: BridgeAccounts) -> tuple[Session, Project, str]:
         if register:
             await api.register(email, password)
         try:

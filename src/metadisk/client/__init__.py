@@ -14,6 +14,7 @@ Example::
         print(project.stat("photos", "cat.jpg").size)
 """
 
+from metadisk.client.bridge_api import BridgeAccounts, BridgeAPI, BridgeNodes
 from metadisk.client.errors import (
     AccessDenied,
     BridgeError,
@@ -47,7 +48,10 @@ from metadisk.core.grant import SharePrefix
 __all__ = [
     "AccessDenied",
     "AsyncProject",
+    "BridgeAPI",
+    "BridgeAccounts",
     "BridgeError",
+    "BridgeNodes",
     "BridgeUnavailable",
     "Bucket",
     "ClientConfig",

@@ -19,13 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from metadisk.client.bridge_api import (
-    BridgeAPI,
-    ListedRecord,
-    ObjectRecord,
-    SegmentOrders,
-    SegmentRekey,
-)
+from metadisk.client.bridge_api import BridgeAPI
 from metadisk.client.download import (
     DownloadConfig,
     DownloadPipeline,
@@ -59,6 +53,9 @@ from metadisk.core.errors import AccessError, CoreError, DecodeError, Decryption
 from metadisk.core.grant import AccessGrant, SharePrefix
 from metadisk.core.keys import new_content_key
 from metadisk.core.paths import decrypt_path, encrypt_path, object_key
+from metadisk.wire.api.buckets import Bucket as BucketRecord
+from metadisk.wire.api.objects import ListItem, SegmentOrders, SegmentRekey
+from metadisk.wire.api.objects import Object as ObjectRecord
 
 # Objects of at most this much plaintext go to the bridge's database in one call instead of to
 # farmers: 4 KiB, whose ciphertext (one block and its 16-byte tag, 4,112 bytes) is exactly the
@@ -678,7 +675,7 @@ class _UploadCoordinator:
         return _targets(orders)
 
     async def commit_segment(self, segment: CommittedSegment) -> None:
-        receipts = [segment.receipts[n].encode() for n in sorted(segment.receipts)]
+        receipts = [segment.receipts[n] for n in sorted(segment.receipts)]
         await self._bridge.commit_segment(
             self._stream_id,
             segment.index,
@@ -702,7 +699,8 @@ class _DownloadCoordinator:
             self._bucket, self._key, index, self._stream_id, exclude=exclude
         )
         return [
-            PieceSource(o.piece_number, o.limit, o.address, o.piece_hash) for o in orders.limits
+            PieceSource(o.piece_number, o.order_limit, o.address, o.piece_hash)
+            for o in orders.order_limits
         ]
 
 
@@ -771,14 +769,14 @@ def _targets(orders: SegmentOrders) -> list[PieceTarget]:
     hashes to the order limit's node id, so a lying bridge cannot make a forged receipt count.
     """
     targets = []
-    for order in orders.limits:
+    for order in orders.order_limits:
         if order.public_key is None:
             raise BridgeError(
                 f"the order limit for piece {order.piece_number} names no farmer key",
                 code="bad-response",
             )
         targets.append(
-            PieceTarget(order.piece_number, order.limit, order.address, order.public_key)
+            PieceTarget(order.piece_number, order.order_limit, order.address, order.public_key)
         )
     return targets
 
@@ -795,14 +793,14 @@ def _rewrapped(
                 raise IntegrityFailure(f"segment {segment.index} has no key")
             old = SegmentKey.decode(segment.encrypted_metadata)
             new = old.rewrap(key, new_key, segment.index)
-            rekeyed.append(SegmentRekey(segment.index, new.encode()))
+            rekeyed.append(SegmentRekey(index=segment.index, encrypted_metadata=new.encode()))
         new_sealed = None if sealed is None else sealed.rewrap(key, new_key).encode()
     except (DecryptionError, DecodeError) as exc:
         raise IntegrityFailure(f"the object's keys do not open: {exc}") from exc
     return new_sealed, rekeyed
 
 
-def _bucket(record: Any) -> Bucket:
+def _bucket(record: BucketRecord) -> Bucket:
     return Bucket(record.name, record.profile, record.redundancy, record.created_at)
 
 
@@ -849,7 +847,7 @@ def _object_info(bucket: str, path: str, record: ObjectRecord, meta: ObjectMetad
 
 
 def _listed(
-    bucket: str, prefix: str, encrypted_prefix: str, base: Any, record: ListedRecord
+    bucket: str, prefix: str, encrypted_prefix: str, base: Any, record: ListItem
 ) -> ObjectInfo | None:
     relative = record.key[len(encrypted_prefix) :]
     try:

@@ -17,6 +17,8 @@ from aiohttp import web
 
 from metadisk.farmer.chore import Chore
 from metadisk.farmer.errors import FarmerError, Forbidden, NotFound, RangeNotSatisfiable, SetupError
+from metadisk.wire.dataplane.contract import CHORE, ChoreRun
+from metadisk.wire.errors import error_body
 
 log = logging.getLogger("metadisk.farmer.http")
 
@@ -35,8 +37,11 @@ _STATUS_CODES = {
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    return web.json_response(
-        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    return web.Response(
+        body=error_body(code, message),
+        status=status,
+        headers=headers,
+        content_type="application/json",
     )
 
 
@@ -82,9 +87,9 @@ def chore_routes(chores: Mapping[str, Chore]) -> list[web.RouteDef]:
         if chore is None:
             raise NotFound(f"no chore named {request.match_info['name']!r}")
         await chore.trigger_and_wait()
-        return web.json_response({"chore": chore.name, "done": True})
+        return web.json_response(ChoreRun(chore=chore.name, done=True).model_dump(mode="json"))
 
-    return [web.post("/v1/chores/{name}", trigger)]
+    return [web.post(CHORE, trigger)]
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -1,4 +1,5 @@
-"""HTTP routes of accounts, sessions, projects and API keys (session bearer auth)."""
+"""HTTP routes of accounts, sessions, projects and API keys (session bearer auth); bodies are
+`metadisk.wire.api.accounts`."""
 
 from __future__ import annotations
 
@@ -6,41 +7,46 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from metadisk.bridge.accounts import schemas as s
+from metadisk.bridge.accounts.db import KeyRecord, Project
 from metadisk.bridge.accounts.service import AccountsService
 from metadisk.bridge.config import Limits
-from metadisk.bridge.http import COMMON_ERRORS, HEX_PATTERN, session_token
+from metadisk.bridge.http import COMMON_ERRORS, session_token
+from metadisk.wire.api import accounts as w
+from metadisk.wire.api import routes
+from metadisk.wire.fields import HEX_PATTERN, MAX_U63
 
 _PROJECT_ID = Path(min_length=32, max_length=32, pattern=HEX_PATTERN)
 _KEY_ID = Path(min_length=32, max_length=32, pattern=HEX_PATTERN)
 
 
 def router(service: AccountsService, clock: Callable[[], int]) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["accounts"], responses=COMMON_ERRORS)
+    api = APIRouter(tags=["accounts"], responses=COMMON_ERRORS)
 
-    @api.post("/accounts", status_code=201)
-    def register(body: s.Credentials) -> s.AccountOut:
+    @api.post(routes.ACCOUNTS, status_code=201)
+    def register(body: w.Credentials) -> w.Account:
         """Create an account (the password is kept as an Argon2id hash)."""
-        return s.AccountOut.of(service.register(body.email, body.password, clock()))
+        user = service.register(body.email, body.password, clock())
+        return w.Account(id=user.id, email=user.email, created_at=user.created_at)
 
-    @api.post("/sessions", status_code=201)
-    def login(body: s.Credentials) -> s.SessionOut:
+    @api.post(routes.SESSIONS, status_code=201)
+    def login(body: w.Credentials) -> w.Session:
         """Log in: a short-lived bearer token for account, project and key management."""
         session = service.login(body.email, body.password, clock())
-        return s.SessionOut(token=session.token, expires_at=session.expires_at)
+        return w.Session(token=session.token, expires_at=session.expires_at)
 
-    @api.delete("/sessions/current", status_code=204)
+    @api.delete(routes.CURRENT_SESSION, status_code=204)
     def logout(token: str = Depends(session_token)) -> Response:
         service.authenticate(token, clock())
         service.logout(token)
         return Response(status_code=204)
 
-    @api.get("/account")
-    def account(token: str = Depends(session_token)) -> s.AccountOut:
-        return s.AccountOut.of(service.authenticate(token, clock()))
+    @api.get(routes.ACCOUNT)
+    def account(token: str = Depends(session_token)) -> w.Account:
+        user = service.authenticate(token, clock())
+        return w.Account(id=user.id, email=user.email, created_at=user.created_at)
 
-    @api.post("/projects", status_code=201)
-    def create_project(body: s.NewProject, token: str = Depends(session_token)) -> s.ProjectOut:
+    @api.post(routes.PROJECTS, status_code=201)
+    def create_project(body: w.NewProject, token: str = Depends(session_token)) -> w.Project:
         """Create a project: a random salt (for client key derivation) and limits."""
         now = clock()
         user = service.authenticate(token, now)
@@ -53,43 +59,43 @@ def router(service: AccountsService, clock: Callable[[], int]) -> APIRouter:
                 egress_bytes=_or_max(body.limits.egress_bytes),
                 segments=_or_max(body.limits.segments),
             )
-        return s.ProjectOut.of(service.create_project(user, body.name, limits, now))
+        return project_out(service.create_project(user, body.name, limits, now))
 
-    @api.get("/projects")
-    def projects(token: str = Depends(session_token)) -> s.ProjectList:
+    @api.get(routes.PROJECTS)
+    def projects(token: str = Depends(session_token)) -> w.ProjectList:
         now = clock()
         user = service.authenticate(token, now)
-        return s.ProjectList(projects=[s.ProjectOut.of(p) for p in service.projects(user, now)])
+        return w.ProjectList(projects=[project_out(p) for p in service.projects(user, now)])
 
-    @api.get("/projects/{project_id}")
-    def project(project_id: str = _PROJECT_ID, token: str = Depends(session_token)) -> s.ProjectOut:
+    @api.get(routes.PROJECT)
+    def project(project_id: str = _PROJECT_ID, token: str = Depends(session_token)) -> w.Project:
         now = clock()
         user = service.authenticate(token, now)
-        return s.ProjectOut.of(service.project(user, project_id, now))
+        return project_out(service.project(user, project_id, now))
 
-    @api.post("/projects/{project_id}/api-keys", status_code=201)
+    @api.post(routes.API_KEYS, status_code=201)
     def create_key(
-        body: s.NewKey, project_id: str = _PROJECT_ID, token: str = Depends(session_token)
-    ) -> s.CreatedKey:
+        body: w.NewApiKey, project_id: str = _PROJECT_ID, token: str = Depends(session_token)
+    ) -> w.CreatedApiKey:
         """Create a root API key; the serialized key is in this answer only."""
         now = clock()
         user = service.authenticate(token, now)
         new = service.create_key(user, project_id, body.name, now)
         record = new.record
-        return s.CreatedKey(
+        return w.CreatedApiKey(
             key_id=record.key_id.hex(),
             name=record.name,
             created_at=record.created_at,
             api_key=new.api_key,
         )
 
-    @api.get("/projects/{project_id}/api-keys")
-    def keys(project_id: str = _PROJECT_ID, token: str = Depends(session_token)) -> s.KeyList:
+    @api.get(routes.API_KEYS)
+    def keys(project_id: str = _PROJECT_ID, token: str = Depends(session_token)) -> w.ApiKeyList:
         now = clock()
         user = service.authenticate(token, now)
-        return s.KeyList(api_keys=[s.KeyOut.of(k) for k in service.keys(user, project_id, now)])
+        return w.ApiKeyList(api_keys=[key_out(k) for k in service.keys(user, project_id, now)])
 
-    @api.delete("/projects/{project_id}/api-keys/{key_id}", status_code=204)
+    @api.delete(routes.API_KEY, status_code=204)
     def delete_key(
         project_id: str = _PROJECT_ID, key_id: str = _KEY_ID, token: str = Depends(session_token)
     ) -> Response:
@@ -99,9 +105,9 @@ def router(service: AccountsService, clock: Callable[[], int]) -> APIRouter:
         service.delete_key(user, project_id, bytes.fromhex(key_id), now)
         return Response(status_code=204)
 
-    @api.post("/projects/{project_id}/revocations", status_code=204)
+    @api.post(routes.PROJECT_REVOCATIONS, status_code=204)
     def revoke(
-        body: s.Revocation, project_id: str = _PROJECT_ID, token: str = Depends(session_token)
+        body: w.Revocation, project_id: str = _PROJECT_ID, token: str = Depends(session_token)
     ) -> Response:
         """Revoke one (possibly restricted) key of the project and every key made from it."""
         now = clock()
@@ -112,5 +118,31 @@ def router(service: AccountsService, clock: Callable[[], int]) -> APIRouter:
     return api
 
 
+def project_out(project: Project) -> w.Project:
+    limits, usage = project.limits, project.usage
+    return w.Project(
+        id=project.id,
+        name=project.name,
+        salt=project.salt,
+        created_at=project.created_at,
+        limits=w.Limits(
+            buckets=limits.buckets,
+            storage_bytes=limits.storage_bytes,
+            egress_bytes=limits.egress_bytes,
+            segments=limits.segments,
+        ),
+        usage=w.Usage(
+            buckets=usage.buckets,
+            storage_bytes=usage.storage_bytes,
+            egress_bytes=usage.egress_bytes,
+            segments=usage.segments,
+        ),
+    )
+
+
+def key_out(record: KeyRecord) -> w.ApiKey:
+    return w.ApiKey(key_id=record.key_id.hex(), name=record.name, created_at=record.created_at)
+
+
 def _or_max(value: int | None) -> int:
-    return (1 << 63) - 1 if value is None else value
+    return MAX_U63 if value is None else value

@@ -5,23 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from metadisk.bridge.auth.service import KeyAuthority
 from metadisk.bridge.http import COMMON_ERRORS, Runner, api_key_token
-
-
-class Revocation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    api_key: str = Field(
-        max_length=1 << 20, description="the caller's key or a key restricted from it"
-    )
+from metadisk.wire.api import routes
+from metadisk.wire.api.accounts import Revocation
 
 
 def router(authority: KeyAuthority, clock: Callable[[], int], run: Runner) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["api keys"], responses=COMMON_ERRORS)
+    api = APIRouter(tags=["api keys"], responses=COMMON_ERRORS)
 
-    @api.post("/revocations", status_code=204)
+    @api.post(routes.REVOCATIONS, status_code=204)
     async def revoke(body: Revocation, token: str = Depends(api_key_token)) -> Response:
         """Revoke the caller's key, or a key restricted from it, and all keys made from that."""
 

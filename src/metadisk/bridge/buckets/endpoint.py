@@ -1,4 +1,4 @@
-"""HTTP routes of buckets (API key bearer auth)."""
+"""HTTP routes of buckets (API key bearer auth); bodies are `metadisk.wire.api.buckets`."""
 
 from __future__ import annotations
 
@@ -7,50 +7,52 @@ from collections.abc import Callable
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from metadisk.bridge.auth.service import KeyAuthority
-from metadisk.bridge.buckets import schemas as s
+from metadisk.bridge.buckets.db import Bucket
 from metadisk.bridge.buckets.service import BucketsService
 from metadisk.bridge.http import COMMON_ERRORS, Runner, api_key_token
+from metadisk.wire.api import buckets as w
+from metadisk.wire.api import routes
 
-BUCKET = Path(max_length=63)
+BUCKET = Path(max_length=w.MAX_BUCKET_NAME)
 
 
 def router(
     service: BucketsService, authority: KeyAuthority, clock: Callable[[], int], run: Runner
 ) -> APIRouter:
-    api = APIRouter(prefix="/v1/buckets", tags=["buckets"], responses=COMMON_ERRORS)
+    api = APIRouter(tags=["buckets"], responses=COMMON_ERRORS)
 
-    @api.post("", status_code=201)
-    async def create(body: s.NewBucket, token: str = Depends(api_key_token)) -> s.BucketOut:
-        def work() -> s.BucketOut:
+    @api.post(routes.BUCKETS, status_code=201)
+    async def create(body: w.NewBucket, token: str = Depends(api_key_token)) -> w.Bucket:
+        def work() -> w.Bucket:
             access = authority.resolve(token)
-            return s.BucketOut.of(service.create(access, body.name, body.profile, clock()))
+            return bucket_out(service.create(access, body.name, body.profile, clock()))
 
         return await run(work)
 
-    @api.get("")
+    @api.get(routes.BUCKETS)
     async def list_buckets(
-        cursor: str = Query("", max_length=63),
-        limit: int = Query(1000, ge=1, le=1000),
+        cursor: str = Query("", max_length=w.MAX_BUCKET_NAME),
+        limit: int = Query(w.MAX_BUCKET_PAGE, ge=1, le=w.MAX_BUCKET_PAGE),
         token: str = Depends(api_key_token),
-    ) -> s.BucketList:
+    ) -> w.BucketPage:
         """Buckets in name order (only those the key may reach), keyset-paginated."""
 
-        def work() -> s.BucketList:
+        def work() -> w.BucketPage:
             page = service.list(authority.resolve(token), cursor, limit, clock())
-            return s.BucketList(
-                buckets=[s.BucketOut.of(b) for b in page.buckets], next_cursor=page.next_cursor
+            return w.BucketPage(
+                buckets=[bucket_out(b) for b in page.buckets], next_cursor=page.next_cursor
             )
 
         return await run(work)
 
-    @api.get("/{bucket}")
-    async def get(bucket: str = BUCKET, token: str = Depends(api_key_token)) -> s.BucketOut:
-        def work() -> s.BucketOut:
-            return s.BucketOut.of(service.get(authority.resolve(token), bucket, clock()))
+    @api.get(routes.BUCKET)
+    async def get(bucket: str = BUCKET, token: str = Depends(api_key_token)) -> w.Bucket:
+        def work() -> w.Bucket:
+            return bucket_out(service.get(authority.resolve(token), bucket, clock()))
 
         return await run(work)
 
-    @api.delete("/{bucket}", status_code=204)
+    @api.delete(routes.BUCKET, status_code=204)
     async def delete(
         bucket: str = BUCKET,
         force: bool = Query(False, description="also delete every object in it"),
@@ -65,3 +67,12 @@ def router(
         return Response(status_code=204)
 
     return api
+
+
+def bucket_out(bucket: Bucket) -> w.Bucket:
+    return w.Bucket(
+        name=bucket.name,
+        profile=bucket.profile,
+        redundancy=bucket.redundancy,
+        created_at=bucket.created_at,
+    )

@@ -1,10 +1,11 @@
-"""Sends queued piece deletes to farmers: ``DELETE {address}/v1/pieces/{piece_id}``.
+"""Sends queued piece deletes to farmers through the data plane's `PieceClient`.
 
-Each request carries a DELETE order limit signed by the bridge in ``X-Metadisk-Order-Limit``.
-A 204 or a 404 (the farmer never had it, or already deleted it) settles the delete; anything else,
-or an unreachable farmer, is retried with backoff until `delete_max_attempts`, after which the
-piece is left to garbage collection by filters. Rows are claimed with a lease, so any number of
-bridge processes can run this chore on one database.
+Each request carries a DELETE order limit signed by the bridge. A deleted piece, or one the farmer
+does not have (it never had it, or already deleted it), settles the delete; anything else, or an
+unreachable farmer, is retried with backoff until `delete_max_attempts`, after which the piece is
+left to garbage collection by filters. Rows are claimed with a lease (and ``SKIP LOCKED`` on
+PostgreSQL), so any number of workers can run this chore on one database without sending a
+delete twice while its lease holds.
 """
 
 from __future__ import annotations
@@ -14,18 +15,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
-
 from metadisk.bridge.config import ChoresConfig
 from metadisk.bridge.deletion.db import DeletionDB, PieceDelete
 from metadisk.bridge.orders.service import OrderSigner
-from metadisk.core.encoding import b64encode
 from metadisk.core.identity import NodeId
 from metadisk.core.messages import Action
+from metadisk.wire.dataplane import PieceClient, PieceTransferError
 
 log = logging.getLogger(__name__)
 
-ORDER_LIMIT_HEADER = "X-Metadisk-Order-Limit"
 PARALLEL = 16
 
 
@@ -43,14 +41,15 @@ class PieceDeleter:
         self,
         db: DeletionDB,
         signer: OrderSigner,
+        pieces: PieceClient,
         config: ChoresConfig,
         clock: Callable[[], int],
     ) -> None:
         self._clock = clock
         self._db = db
         self._signer = signer
+        self._pieces = pieces
         self._config = config
-        self._session: aiohttp.ClientSession | None = None
 
     async def cycle(self) -> DeletionReport:
         total = DeletionReport(0, 0, 0)
@@ -70,8 +69,6 @@ class PieceDeleter:
                 return total  # back off: retry the failures at their next attempt time
 
     async def _send_all(self, batch: list[PieceDelete], now: int) -> DeletionReport:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
         gate = asyncio.Semaphore(PARALLEL)
 
         async def one(item: PieceDelete) -> bool:
@@ -93,25 +90,14 @@ class PieceDeleter:
     async def _send(self, item: PieceDelete, now: int) -> bool:
         if item.address is None:
             return False
-        assert self._session is not None
         limit = self._signer.sign(NodeId(item.node_id), item.piece_id, Action.DELETE, 0, now)
-        url = f"{item.address.rstrip('/')}/v1/pieces/{item.piece_id.hex()}"
         try:
-            async with self._session.delete(
-                url,
-                headers={ORDER_LIMIT_HEADER: b64encode(limit.encode())},
-                timeout=aiohttp.ClientTimeout(total=self._config.delete_timeout),
-                allow_redirects=False,
-            ) as response:
-                if response.status in (200, 204, 404):
-                    return True
-                log.info("piece delete at %s answered HTTP %s", item.address, response.status)
-                return False
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.info("piece delete at %s failed: %s", item.address, exc)
+            async with asyncio.timeout(self._config.delete_timeout):
+                await self._pieces.delete(item.address, limit)
+        except PieceTransferError as exc:
+            log.info("piece delete at %s failed: %s (%s)", item.address, exc.code, exc)
             return False
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        except TimeoutError:
+            log.info("piece delete at %s failed: timeout", item.address)
+            return False
+        return True

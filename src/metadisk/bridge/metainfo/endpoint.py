@@ -1,41 +1,33 @@
-"""HTTP routes of uploads, objects, listings and downloads (API key bearer auth).
+"""HTTP routes of uploads, objects, listings and downloads (API key bearer auth); bodies are
+`metadisk.wire.api.objects`.
 
 Object keys travel in JSON bodies and in the ``key`` query parameter, never in the URL path, so
-that no client or proxy normalizes them (``a//b``, trailing slashes).
+that no client or proxy normalizes them (``a//b``, trailing slashes). The routes that answer with
+order limits or objects serialize their model straight to JSON (`json_response`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from fastapi.responses import JSONResponse
 
 from metadisk.bridge import errors
 from metadisk.bridge.auth.service import KeyAuthority
 from metadisk.bridge.buckets.endpoint import BUCKET
-from metadisk.bridge.buckets.schemas import RedundancyOut
-from metadisk.bridge.config import MAX_INLINE_SIZE
-from metadisk.bridge.http import (
-    COMMON_ERRORS,
-    HEX_PATTERN,
-    Runner,
-    api_key_token,
-    decode_b64,
-    decode_hex,
-)
-from metadisk.bridge.metainfo import schemas as s
-from metadisk.bridge.metainfo.db import ObjectInfo
-from metadisk.bridge.metainfo.service import MAX_KEY, MAX_PAGE, MetainfoService
-from metadisk.core.identity import NodeId
+from metadisk.bridge.http import COMMON_ERRORS, Runner, api_key_token, json_response
+from metadisk.bridge.metainfo.db import ObjectInfo, PendingUpload, SegmentInfo, Upload
+from metadisk.bridge.metainfo.service import Listing, MetainfoService, SegmentOrders
+from metadisk.wire.api import objects as w
+from metadisk.wire.api import routes
+from metadisk.wire.fields import HEX_PATTERN
 
 STREAM_ID = Path(min_length=32, max_length=32, pattern=HEX_PATTERN)
 INDEX = Path(ge=0, le=(1 << 31) - 1)
-KEY = Query(min_length=1, max_length=MAX_KEY, description="the object's encrypted path")
+KEY = Query(min_length=1, max_length=w.MAX_KEY, description="the object's encrypted path")
 EXCLUDE = Query(
     [],
-    max_length=255,
+    max_length=w.MAX_PIECES,
     description="piece numbers (0-254) not wanted: already fetched or found bad; limits go to "
     "other online pieces only, possibly none",
 )
@@ -44,61 +36,59 @@ EXCLUDE = Query(
 def router(
     service: MetainfoService, authority: KeyAuthority, clock: Callable[[], int], run: Runner
 ) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["objects"], responses=COMMON_ERRORS)
+    api = APIRouter(tags=["objects"], responses=COMMON_ERRORS)
 
-    @api.get("/buckets/{bucket}/object", response_model=s.ObjectOut)
+    @api.get(routes.OBJECT, response_model=w.Object)
     async def get_object(
         bucket: str = BUCKET, key: str = KEY, token: str = Depends(api_key_token)
     ) -> Response:
         """An object's segments, sizes and metadata, and the data of an inline object."""
 
-        def work() -> dict[str, Any]:
+        def work() -> w.Object:
             access = authority.resolve(token)
-            return s.object_json(service.get_object(access, bucket, key, clock()))
+            return object_out(service.get_object(access, bucket, key, clock()))
 
-        return JSONResponse(await run(work))
+        return json_response(await run(work))
 
-    @api.post("/buckets/{bucket}/objects", status_code=201, response_model=s.ObjectOut)
+    @api.post(routes.OBJECTS, status_code=201, response_model=w.Object)
     async def put_inline(
-        body: s.InlineObjectIn, bucket: str = BUCKET, token: str = Depends(api_key_token)
+        body: w.NewInlineObject, bucket: str = BUCKET, token: str = Depends(api_key_token)
     ) -> Response:
-        """Store a small object (ciphertext <= 4 KiB) in the bridge's database, in one call."""
-        data = decode_b64(body.data, "data") or b""
-        metadata = decode_b64(body.encrypted_metadata, "encrypted_metadata")
+        """Store a small object (ciphertext <= 4 KiB + 16 bytes) in the bridge's database."""
         now = clock()
 
         def work() -> bytes:
             access = authority.resolve(token)
             return service.put_inline(
-                access, bucket, body.key, data, body.plain_size, metadata, now
+                access, bucket, body.key, body.data, body.plain_size, body.encrypted_metadata, now
             )
 
         stream_id = await run(work)
-        info = ObjectInfo(stream_id, bucket, body.key, now, len(data), body.plain_size, 0,
-                          metadata, data, [])  # fmt: skip
-        return JSONResponse(s.object_json(info), status_code=201)
+        info = ObjectInfo(stream_id, bucket, body.key, now, len(body.data), body.plain_size, 0,
+                          body.encrypted_metadata, body.data, [])  # fmt: skip
+        return json_response(object_out(info), status=201)
 
-    @api.get("/buckets/{bucket}/objects", response_model=s.ListingOut)
+    @api.get(routes.OBJECTS, response_model=w.Listing)
     async def list_objects(
         bucket: str = BUCKET,
-        prefix: str = Query("", max_length=MAX_KEY, description="empty or ending in '/'"),
+        prefix: str = Query("", max_length=w.MAX_KEY, description="empty or ending in '/'"),
         recursive: bool = Query(False, description="list every key, not one level"),
-        cursor: str = Query("", max_length=MAX_KEY, description="next_cursor of the last page"),
-        limit: int = Query(MAX_PAGE, ge=1, le=MAX_PAGE),
+        cursor: str = Query("", max_length=w.MAX_KEY, description="next_cursor of the last page"),
+        limit: int = Query(w.MAX_PAGE, ge=1, le=w.MAX_PAGE),
         token: str = Depends(api_key_token),
     ) -> Response:
         """Objects and (unless recursive) common prefixes under a prefix, in key order."""
 
-        def work() -> dict[str, Any]:
+        def work() -> w.Listing:
             access = authority.resolve(token)
             listing = service.list_objects(
                 access, bucket, prefix, recursive, cursor, limit, clock()
             )
-            return s.listing_json(listing)
+            return listing_out(listing)
 
-        return JSONResponse(await run(work))
+        return json_response(await run(work))
 
-    @api.delete("/buckets/{bucket}/object", status_code=204)
+    @api.delete(routes.OBJECT, status_code=204)
     async def delete_object(
         bucket: str = BUCKET, key: str = KEY, token: str = Depends(api_key_token)
     ) -> Response:
@@ -110,10 +100,10 @@ def router(
         await run(work)
         return Response(status_code=204)
 
-    @api.post("/buckets/{bucket}/object/move")
+    @api.post(routes.OBJECT_MOVE, response_model=w.Object)
     async def move_object(
-        body: s.RelocateIn, bucket: str = BUCKET, token: str = Depends(api_key_token)
-    ) -> s.ObjectOut:
+        body: w.Relocation, bucket: str = BUCKET, token: str = Depends(api_key_token)
+    ) -> Response:
         """Rename an object (to another bucket of the project too), atomically, moving no data.
 
         Needs READ and DELETE on the source, WRITE on the destination (and DELETE there to
@@ -121,10 +111,10 @@ def router(
         """
         return await relocate(body, bucket, token, copy=False)
 
-    @api.post("/buckets/{bucket}/object/copy")
+    @api.post(routes.OBJECT_COPY, response_model=w.Object)
     async def copy_object(
-        body: s.RelocateIn, bucket: str = BUCKET, token: str = Depends(api_key_token)
-    ) -> s.ObjectOut:
+        body: w.Relocation, bucket: str = BUCKET, token: str = Depends(api_key_token)
+    ) -> Response:
         """A new object sharing the original's pieces (deleting either keeps the other whole).
 
         Needs READ on the source, WRITE on the destination (and DELETE there to replace an
@@ -132,15 +122,11 @@ def router(
         """
         return await relocate(body, bucket, token, copy=True)
 
-    async def relocate(body: s.RelocateIn, bucket: str, token: str, *, copy: bool) -> s.ObjectOut:
-        pinned = None if body.stream_id is None else decode_hex(body.stream_id, "stream_id", 16)
-        metadata = decode_b64(body.encrypted_metadata, "encrypted_metadata")
-        segments = [
-            (g.index, decode_b64(g.encrypted_metadata, "segments.encrypted_metadata"))
-            for g in body.segments
-        ]
+    async def relocate(body: w.Relocation, bucket: str, token: str, *, copy: bool) -> Response:
+        pinned = None if body.stream_id is None else bytes.fromhex(body.stream_id)
+        segments = [(g.index, g.encrypted_metadata) for g in body.segments]
 
-        def work() -> s.ObjectOut:
+        def work() -> w.Object:
             info = service.relocate(
                 authority.resolve(token),
                 bucket,
@@ -148,52 +134,51 @@ def router(
                 pinned,
                 body.new_bucket,
                 body.new_key,
-                metadata,
+                body.encrypted_metadata,
                 segments,
                 clock(),
                 copy=copy,
             )
-            return s.ObjectOut.of(info)
+            return object_out(info)
 
-        return await run(work)
+        return json_response(await run(work))
 
-    @api.get("/buckets/{bucket}/uploads")
+    @api.get(routes.BUCKET_UPLOADS)
     async def list_uploads(
         bucket: str = BUCKET, key: str = KEY, token: str = Depends(api_key_token)
-    ) -> s.UploadListOut:
+    ) -> w.UploadList:
         """The pending uploads to a key, oldest first: to resume one whose stream id was lost."""
 
-        def work() -> s.UploadListOut:
+        def work() -> w.UploadList:
             uploads = service.list_uploads(authority.resolve(token), bucket, key, clock())
-            return s.UploadListOut.of(uploads)
+            return w.UploadList(uploads=[upload_summary(u) for u in uploads])
 
         return await run(work)
 
-    @api.post("/buckets/{bucket}/uploads", status_code=201)
+    @api.post(routes.BUCKET_UPLOADS, status_code=201, response_model=w.BeganUpload)
     async def begin_object(
-        body: s.BeginObject, bucket: str = BUCKET, token: str = Depends(api_key_token)
-    ) -> s.UploadOut:
+        body: w.BeginObject, bucket: str = BUCKET, token: str = Depends(api_key_token)
+    ) -> Response:
         """Begin uploading an object; it stays invisible until committed."""
 
-        def work() -> s.UploadOut:
+        def work() -> w.BeganUpload:
             began = service.begin_object(authority.resolve(token), bucket, body.key, clock())
-            return s.UploadOut(
+            return w.BeganUpload(
                 stream_id=began.stream_id.hex(),
-                redundancy=RedundancyOut.of(began.redundancy),
+                redundancy=began.redundancy,
                 deadline=began.deadline,
-                max_inline_size=MAX_INLINE_SIZE,
             )
 
-        return await run(work)
+        return json_response(await run(work), status=201)
 
-    @api.post("/uploads/{stream_id}/segments", status_code=201)
+    @api.post(routes.SEGMENTS, status_code=201, response_model=w.SegmentOrders)
     async def begin_segment(
-        body: s.BeginSegment, stream_id: str = STREAM_ID, token: str = Depends(api_key_token)
-    ) -> s.SegmentOrdersOut:
+        body: w.BeginSegment, stream_id: str = STREAM_ID, token: str = Depends(api_key_token)
+    ) -> Response:
         """Signed PUT order limits for each piece of a segment, one farmer each."""
-        stream = decode_hex(stream_id, "stream_id", 16)
+        stream = bytes.fromhex(stream_id)
 
-        def work() -> s.SegmentOrdersOut:
+        def work() -> w.SegmentOrders:
             found = service.begin_segment(
                 authority.resolve(token),
                 stream,
@@ -202,87 +187,89 @@ def router(
                 body.piece_size,
                 clock(),
             )
-            return s.SegmentOrdersOut.of(found)
+            return orders_out(found)
 
-        return await run(work)
+        return json_response(await run(work), status=201)
 
-    @api.post("/uploads/{stream_id}/segments/{index}/replacements")
+    @api.post(routes.SEGMENT_REPLACEMENTS, response_model=w.SegmentOrders)
     async def replace_pieces(
-        body: s.Replacement,
+        body: w.Replacement,
         stream_id: str = STREAM_ID,
         index: int = INDEX,
         token: str = Depends(api_key_token),
-    ) -> s.SegmentOrdersOut:
+    ) -> Response:
         """New order limits on fresh farmers for pieces whose farmer failed mid-upload."""
-        stream = decode_hex(stream_id, "stream_id", 16)
-        nodes = [NodeId(decode_hex(n, "node_ids", 32)) for n in body.node_ids]
+        stream = bytes.fromhex(stream_id)
 
-        def work() -> s.SegmentOrdersOut:
+        def work() -> w.SegmentOrders:
             found = service.replace_pieces(
-                authority.resolve(token), stream, index, body.piece_numbers, nodes, clock()
+                authority.resolve(token), stream, index, body.piece_numbers, body.node_ids, clock()
             )
-            return s.SegmentOrdersOut.of(found)
+            return orders_out(found)
 
-        return await run(work)
+        return json_response(await run(work))
 
-    @api.post("/uploads/{stream_id}/segments/{index}/commit")
+    @api.post(routes.SEGMENT_COMMIT)
     async def commit_segment(
-        body: s.CommitSegment,
+        body: w.CommitSegment,
         stream_id: str = STREAM_ID,
         index: int = INDEX,
         token: str = Depends(api_key_token),
-    ) -> s.SegmentCommitOut:
+    ) -> w.SegmentCommit:
         """Record a segment's pieces from the farmers' signed receipts (at least o valid)."""
-        stream = decode_hex(stream_id, "stream_id", 16)
-        metadata = decode_b64(body.encrypted_metadata, "encrypted_metadata")
+        stream = bytes.fromhex(stream_id)
 
-        def work() -> s.SegmentCommitOut:
+        def work() -> w.SegmentCommit:
             commit = service.commit_segment(
                 authority.resolve(token),
                 stream,
                 index,
                 body.receipts,
                 body.plain_size,
-                metadata,
+                body.encrypted_metadata,
                 clock(),
             )
-            return s.SegmentCommitOut.of(commit)
+            rejected = [
+                w.Rejection(position=r.position, code=r.code, message=r.message)
+                for r in commit.rejected
+            ]
+            return w.SegmentCommit(index=commit.index, pieces=commit.pieces, rejected=rejected)
 
         return await run(work)
 
-    @api.post("/uploads/{stream_id}/commit")
+    @api.post(routes.UPLOAD_COMMIT, response_model=w.Object)
     async def commit_object(
-        body: s.CommitObject, stream_id: str = STREAM_ID, token: str = Depends(api_key_token)
-    ) -> s.ObjectOut:
+        body: w.CommitObject, stream_id: str = STREAM_ID, token: str = Depends(api_key_token)
+    ) -> Response:
         """Make the upload the visible object at its key (replacing an older one) atomically."""
-        stream = decode_hex(stream_id, "stream_id", 16)
-        metadata = decode_b64(body.encrypted_metadata, "encrypted_metadata")
+        stream = bytes.fromhex(stream_id)
 
-        def work() -> s.ObjectOut:
-            info = service.commit_object(authority.resolve(token), stream, metadata, clock())
-            return s.ObjectOut.of(info)
+        def work() -> w.Object:
+            access = authority.resolve(token)
+            info = service.commit_object(access, stream, body.encrypted_metadata, clock())
+            return object_out(info)
 
-        return await run(work)
+        return json_response(await run(work))
 
-    @api.get("/uploads/{stream_id}")
+    @api.get(routes.UPLOAD)
     async def get_upload(
         stream_id: str = STREAM_ID, token: str = Depends(api_key_token)
-    ) -> s.PendingUploadOut:
+    ) -> w.PendingUpload:
         """A pending upload and its committed segments, to resume it (needs WRITE on its key)."""
-        stream = decode_hex(stream_id, "stream_id", 16)
+        stream = bytes.fromhex(stream_id)
 
-        def work() -> s.PendingUploadOut:
+        def work() -> w.PendingUpload:
             pending = service.get_upload(authority.resolve(token), stream, clock())
-            return s.PendingUploadOut.of(pending)
+            return pending_out(pending)
 
         return await run(work)
 
-    @api.delete("/uploads/{stream_id}", status_code=204)
+    @api.delete(routes.UPLOAD, status_code=204)
     async def abort_upload(
         stream_id: str = STREAM_ID, token: str = Depends(api_key_token)
     ) -> Response:
         """Abandon an upload; any pieces already stored are queued for deletion."""
-        stream = decode_hex(stream_id, "stream_id", 16)
+        stream = bytes.fromhex(stream_id)
 
         def work() -> None:
             service.abort_upload(authority.resolve(token), stream, clock())
@@ -290,7 +277,7 @@ def router(
         await run(work)
         return Response(status_code=204)
 
-    @api.get("/buckets/{bucket}/object/segments/{index}")
+    @api.get(routes.OBJECT_SEGMENT, response_model=w.SegmentOrders)
     async def download_segment(
         bucket: str = BUCKET,
         index: int = INDEX,
@@ -304,19 +291,104 @@ def router(
         ),
         exclude: list[int] = EXCLUDE,
         token: str = Depends(api_key_token),
-    ) -> s.SegmentOrdersOut:
+    ) -> Response:
         """Signed GET order limits for k plus a few spare online farmers of a segment."""
-        pinned = None if stream_id is None else decode_hex(stream_id, "stream_id", 16)
-        if any(not 0 <= number < 255 for number in exclude):
+        pinned = None if stream_id is None else bytes.fromhex(stream_id)
+        if any(not 0 <= number < w.MAX_PIECES for number in exclude):
             raise errors.InvalidRequest("exclude: piece numbers are 0 to 254")
         skipped = frozenset(exclude)
 
-        def work() -> s.SegmentOrdersOut:
+        def work() -> w.SegmentOrders:
             found = service.download_segment(
                 authority.resolve(token), bucket, key, index, pinned, clock(), skipped
             )
-            return s.SegmentOrdersOut.of(found)
+            return orders_out(found)
 
-        return await run(work)
+        return json_response(await run(work))
 
     return api
+
+
+def orders_out(found: SegmentOrders) -> w.SegmentOrders:
+    return w.SegmentOrders(
+        index=found.index,
+        piece_size=found.piece_size,
+        redundancy=found.redundancy,
+        order_limits=[
+            w.AddressedLimit(
+                piece_number=order.piece_number,
+                node_id=order.order_limit.node_id,
+                address=order.address,
+                piece_id=order.order_limit.piece_id.hex(),
+                order_limit=order.order_limit,
+                public_key=order.public_key,
+                piece_hash=order.piece_hash,
+            )
+            for order in found.orders
+        ],
+    )
+
+
+def segment_out(segment: SegmentInfo) -> w.Segment:
+    return w.Segment(
+        index=segment.index,
+        encrypted_size=segment.encrypted_size,
+        plain_size=segment.plain_size,
+        piece_size=segment.piece_size,
+        redundancy=segment.redundancy,
+        encrypted_metadata=segment.encrypted_metadata,
+    )
+
+
+def object_out(info: ObjectInfo) -> w.Object:
+    return w.Object(
+        key=info.key,
+        stream_id=info.stream_id.hex(),
+        created_at=info.created_at,
+        encrypted_size=info.encrypted_size,
+        plain_size=info.plain_size,
+        segment_count=info.segment_count,
+        encrypted_metadata=info.encrypted_metadata,
+        inline_data=info.inline_data,
+        segments=[segment_out(segment) for segment in info.segments],
+    )
+
+
+def pending_out(pending: PendingUpload) -> w.PendingUpload:
+    upload = pending.upload
+    return w.PendingUpload(
+        stream_id=upload.stream_id.hex(),
+        bucket=upload.bucket,
+        key=upload.key,
+        redundancy=upload.redundancy,
+        created_at=upload.created_at,
+        deadline=upload.deadline,
+        segments=[segment_out(segment) for segment in pending.segments],
+    )
+
+
+def upload_summary(upload: Upload) -> w.UploadSummary:
+    return w.UploadSummary(
+        stream_id=upload.stream_id.hex(), created_at=upload.created_at, deadline=upload.deadline
+    )
+
+
+def listing_out(listing: Listing) -> w.Listing:
+    items = []
+    for item in listing.items:
+        obj = item.obj
+        if obj is None:
+            items.append(w.ListItem(key=item.key, is_prefix=True))
+        else:
+            items.append(
+                w.ListItem(
+                    key=obj.key,
+                    is_prefix=False,
+                    stream_id=obj.stream_id.hex(),
+                    created_at=obj.created_at,
+                    encrypted_size=obj.encrypted_size,
+                    plain_size=obj.plain_size,
+                    encrypted_metadata=obj.encrypted_metadata,
+                )
+            )
+    return w.Listing(items=items, next_cursor=listing.next_cursor)

@@ -47,14 +47,16 @@ from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.identity import NodeId
 from metadisk.core.macaroon import Op
 from metadisk.core.messages import PIECE_ID_SIZE, Action, OrderLimit, derive_piece_id
+from metadisk.wire.api.objects import (
+    MAX_KEY,
+    MAX_OBJECT_METADATA,
+    MAX_PAGE,
+    MAX_SEGMENT_METADATA,
+    MAX_SEGMENTS,
+)
 
 T = TypeVar("T")
 
-MAX_KEY = 2048  # bytes; keeps (project, bucket, key) inside PostgreSQL's btree entry limit
-MAX_OBJECT_METADATA = 8192
-MAX_SEGMENT_METADATA = 1024
-MAX_SEGMENTS = 1 << 20
-MAX_PAGE = 1000
 # Encrypted paths: base64url components joined by "/" (printable ASCII is accepted, so that the
 # client may choose its encoding; ordering is bytewise on every engine).
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]*$")

@@ -1,31 +1,18 @@
-"""Asking a farmer who it is: ``GET {address}/v1/node`` (the farmer's data-plane contract).
+"""Asking a farmer who it is: ``GET {address}/v1/node`` through the data plane's `PieceClient`.
 
 A failed ping-back is reported as one code of `PING_FAILURES`, never as the exception's text: the
-code is public (`GET /v1/nodes/{id}`), and text such as "Connection refused" or the HTTP status a
-host answered would turn the bridge into a port scanner whose results anyone can read. The detail
-goes only to the bridge's own log.
+code is public (the node status route), and text such as "Connection refused" or the HTTP status
+a host answered would turn the bridge into a port scanner whose results anyone can read. The
+detail goes only to the bridge's own log.
 """
 
 from __future__ import annotations
 
-import json
-import socket
-import typing
-from typing import Literal, Protocol
+import asyncio
+from typing import Protocol
 
-import aiohttp
-
-MAX_RESPONSE = 64 * 1024
-
-PingFailure = Literal[
-    "unreachable",  # connection refused, reset or dropped; no route
-    "timeout",  # no whole answer within the ping timeout
-    "http-error",  # answered with an HTTP status other than 200
-    "bad-answer",  # answered 200 (or garbled HTTP), but not with the node's JSON
-    "wrong-node",  # answered with another node's id
-    "unresolvable",  # the address's host name does not resolve
-]
-PING_FAILURES: tuple[PingFailure, ...] = typing.get_args(PingFailure)
+from metadisk.wire.api.nodes import PingFailure
+from metadisk.wire.dataplane import PieceClient, PieceTransferError
 
 
 class Pinger(Protocol):
@@ -44,45 +31,29 @@ class PingFailed(Exception):
 
 
 class HTTPPinger:
-    """Pings over one shared aiohttp session (created lazily on the running loop)."""
+    """Pings over the bridge's `PieceClient` (one pooled session for every farmer call)."""
 
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self, pieces: PieceClient) -> None:
+        self._pieces = pieces
 
     async def __call__(self, address: str, wait: float) -> str:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        url = address.rstrip("/") + "/v1/node"
         try:
-            async with self._session.get(
-                url, timeout=aiohttp.ClientTimeout(total=wait), allow_redirects=False
-            ) as response:
-                if response.status != 200:
-                    raise PingFailed("http-error", f"answered HTTP {response.status}")
-                body = await response.content.read(MAX_RESPONSE)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise PingFailed(_failure(exc), f"{type(exc).__name__}: {exc}") from exc
-        try:
-            node_id = json.loads(body)["node_id"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PingFailed("bad-answer", "the answer is not the node's JSON") from exc
-        if not isinstance(node_id, str):
-            raise PingFailed("bad-answer", "the answer has no node id")
-        return node_id
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+            async with asyncio.timeout(wait):
+                card = await self._pieces.node_info(address)
+        except TimeoutError as exc:
+            raise PingFailed("timeout", "no answer in time") from exc
+        except PieceTransferError as exc:
+            raise PingFailed(_failure(exc), f"{exc.code}: {exc}") from exc
+        return card.node_id.hex()
 
 
-def _failure(exc: Exception) -> PingFailure:
-    # Order matters: aiohttp's timeouts are also connection errors, and a DNS failure is a
-    # connector error (its own subclass only from aiohttp 3.11 on, hence the look at os_error).
-    if isinstance(exc, TimeoutError):
+def _failure(exc: PieceTransferError) -> PingFailure:
+    if exc.status is not None:
+        return "http-error"  # answered with a status other than 200
+    if exc.code == "timeout":
         return "timeout"
-    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, socket.gaierror):
+    if exc.code == "unresolvable":
         return "unresolvable"  # the name stopped resolving between the check-in and the ping
-    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
-        return "bad-answer"  # something answered, but not in HTTP the client could read
+    if exc.code == "bad-response":
+        return "bad-answer"  # something answered, but not the node's JSON
     return "unreachable"

@@ -30,11 +30,11 @@ from urllib.parse import urlsplit
 from metadisk.bridge import errors
 from metadisk.bridge.config import NodesConfig
 from metadisk.bridge.overlay.db import Candidate, NodeRecord, OverlayDB
-from metadisk.bridge.overlay.pinger import PING_FAILURES, Pinger, PingFailed, PingFailure
-from metadisk.core.encoding import b64decode
+from metadisk.bridge.overlay.pinger import Pinger, PingFailed
 from metadisk.core.errors import CoreError, SignatureError
 from metadisk.core.identity import NodeId
 from metadisk.core.messages import NodeContact
+from metadisk.wire.api.nodes import PING_FAILURES, PingFailure
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ class OverlayService:
         self._config = config
         self._ping = pinger
 
-    async def checkin(self, encoded_contact: str, now: int) -> CheckinResult:
-        """Verify a farmer's signed contact, ping it back, and record it."""
+    async def checkin(self, encoded_contact: bytes, now: int) -> CheckinResult:
+        """Verify a farmer's signed contact (its encoding), ping it back, and record it."""
         contact = self._verify(encoded_contact, now)
         host = _check_address(contact.address)
         node_id = contact.node_id
@@ -130,9 +130,9 @@ class OverlayService:
         await asyncio.to_thread(self._db.save_contact, record)
         return CheckinResult(node_id, online, reason)
 
-    def _verify(self, encoded: str, now: int) -> NodeContact:
+    def _verify(self, encoded: bytes, now: int) -> NodeContact:
         try:
-            contact = NodeContact.decode(b64decode(encoded))
+            contact = NodeContact.decode(encoded)
         except CoreError as exc:
             raise errors.NodeRejected(f"not a node contact: {exc}", code="malformed") from exc
         try:

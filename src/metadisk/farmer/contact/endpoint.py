@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 import metadisk
-from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
 from metadisk.farmer.contact.service import ContactService
+from metadisk.wire.dataplane.contract import NODE_INFO, NodeInfo
 
 
 class NodeEndpoint:
@@ -16,14 +16,13 @@ class NodeEndpoint:
         self._contact = contact
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/v1/node", self.node, allow_head=False)]
+        return [web.get(NODE_INFO, self.node, allow_head=False)]
 
     async def node(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "node_id": self._identity.node_id.hex(),
-                "public_key": b64encode(self._identity.public_key),
-                "version": metadisk.__version__,
-                "address": self._contact.address,
-            }
+        card = NodeInfo(
+            node_id=self._identity.node_id,
+            public_key=self._identity.public_key,
+            version=metadisk.__version__,
+            address=self._contact.address,
         )
+        return web.Response(body=card.model_dump_json(), content_type="application/json")

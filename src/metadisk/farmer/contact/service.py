@@ -1,6 +1,6 @@
 """Check-ins: tell each trusted bridge, with a signed `NodeContact`, where and how big this node is.
 
-``POST {bridge}/v1/nodes/checkin`` with ``{"contact": "<b64url NodeContact>"}``; any 200 is
+``POST {bridge}/v1/nodes/checkin`` with a `Checkin` body (the signed contact); any 200 is
 success. A bridge that fails is retried with exponential backoff (5 s doubling, capped at the
 check-in interval); the first failure is logged as a warning, repeats only at debug level.
 """
@@ -16,14 +16,15 @@ from dataclasses import dataclass
 import aiohttp
 
 import metadisk
-from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
 from metadisk.core.messages import NodeContact
 from metadisk.farmer.config import TrustedBridge
+from metadisk.wire.api.nodes import Checkin
+from metadisk.wire.api.routes import CHECKIN
+from metadisk.wire.errors import MAX_ERROR_BODY, parse_error
 
 log = logging.getLogger("metadisk.farmer.contact")
 
-CHECKIN_PATH = "/v1/nodes/checkin"
 FIRST_RETRY = 5.0
 
 
@@ -89,7 +90,7 @@ class ContactService:
 
     async def checkin(self) -> float | None:
         """Check in with every bridge at once; returns a shorter delay if one failed."""
-        body = {"contact": b64encode(self.contact().encode())}
+        body = Checkin(contact=self.contact().encode()).model_dump_json().encode()
         results = await asyncio.gather(
             *(self._checkin_one(bridge, body) for bridge in self._bridges)
         )
@@ -99,10 +100,13 @@ class ContactService:
         delay: float = min(self._interval, FIRST_RETRY * 2.0 ** (worst - 1))
         return delay * random.uniform(0.8, 1.2)  # jitter: nodes restarted together spread out
 
-    async def _checkin_one(self, bridge: TrustedBridge, body: dict[str, str]) -> bool:
+    async def _checkin_one(self, bridge: TrustedBridge, body: bytes) -> bool:
         assert self._session is not None, "start() first"
+        headers = {"Content-Type": "application/json"}
         try:
-            async with self._session.post(bridge.url + CHECKIN_PATH, json=body) as response:
+            async with self._session.post(
+                bridge.url + CHECKIN, data=body, headers=headers
+            ) as response:
                 if response.status != 200:
                     raise CheckinFailed(f"HTTP {response.status}: {await _error_code(response)}")
                 await response.read()
@@ -121,7 +125,7 @@ class ContactService:
 
 async def _error_code(response: aiohttp.ClientResponse) -> str:
     try:
-        data = await response.json(content_type=None)
-        return str(data["error"]["code"])
-    except (ValueError, KeyError, TypeError, aiohttp.ClientError):
-        return response.reason or "error"
+        detail = parse_error(await response.content.read(MAX_ERROR_BODY))
+    except aiohttp.ClientError:
+        detail = None
+    return detail.code if detail is not None else (response.reason or "error")

@@ -7,25 +7,32 @@ cache to the socket, so a GET costs the server almost no CPU.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 from aiohttp import StreamReader, web
+from pydantic import ValidationError
 
-from metadisk.core.encoding import b64encode
 from metadisk.farmer.errors import BadRequest, NotFound
 from metadisk.farmer.pieces.protocol import (
-    ORDER_LIMIT_HEADER,
-    PIECE_HASH_HEADER,
     parse_order_limit,
     parse_piece_hash,
     parse_piece_id,
     parse_range,
 )
 from metadisk.farmer.pieces.service import AUDIT_ACTIONS, Download, PieceService
+from metadisk.wire.dataplane.contract import (
+    ORDER_LIMIT_HEADER,
+    PIECE,
+    PIECE_AUDIT,
+    PIECE_HASH_HEADER,
+    PIECES,
+    AuditAnswer,
+    AuditRequest,
+    PieceStored,
+)
 
-_PIECE = "/v1/pieces/{piece_id}"
 _READ_BUFFER = 1 << 20
+_MAX_AUDIT_REQUEST = 4096
 
 
 class PieceEndpoint:
@@ -36,12 +43,12 @@ class PieceEndpoint:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.put(_PIECE, self.put),
-            web.get(_PIECE, self.get, allow_head=False),
-            web.delete(_PIECE, self.delete),
-            web.post(_PIECE + "/audit", self.audit),
+            web.put(PIECE, self.put),
+            web.get(PIECE, self.get, allow_head=False),
+            web.delete(PIECE, self.delete),
+            web.post(PIECE_AUDIT, self.audit),
             # anything else under /v1/pieces/ is a bad id (e.g. "..%2F..%2Fetc", extra segments)
-            web.route("*", "/v1/pieces/{rest:.*}", self.bad_id),
+            web.route("*", PIECES + "{rest:.*}", self.bad_id),
         ]
 
     async def put(self, request: web.Request) -> web.Response:
@@ -51,7 +58,7 @@ class PieceEndpoint:
         receipt = await self._service.put(
             limit, piece_id, piece_hash, request.content_length, _body(request.content)
         )
-        return web.json_response({"receipt": b64encode(receipt.encode())}, status=201)
+        return _json(PieceStored(receipt=receipt), status=201)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         piece_id = parse_piece_id(request.match_info["piece_id"])
@@ -67,15 +74,17 @@ class PieceEndpoint:
         piece_id = parse_piece_id(request.match_info["piece_id"])
         limit = parse_order_limit(request.headers.get(ORDER_LIMIT_HEADER))
         self._service.authorize(limit, piece_id, AUDIT_ACTIONS)  # before reading any body
+        raw = await request.content.read(_MAX_AUDIT_REQUEST + 1)
         try:
-            body = json.loads(await request.read())
-            leaf_index = body["leaf_index"]
-        except (ValueError, TypeError, KeyError) as exc:
-            raise BadRequest('expected JSON {"leaf_index": int}', code="malformed-request") from exc
-        if not isinstance(leaf_index, int) or isinstance(leaf_index, bool):
-            raise BadRequest("leaf_index must be an integer", code="malformed-request")
+            if len(raw) > _MAX_AUDIT_REQUEST:
+                raise ValueError("too long")
+            leaf_index = AuditRequest.model_validate_json(raw).leaf_index
+        except (ValueError, ValidationError) as exc:
+            raise BadRequest(
+                'expected JSON {"leaf_index": integer}', code="malformed-request"
+            ) from exc
         leaf, proof = await self._service.audit(limit, piece_id, leaf_index)
-        return web.json_response({"leaf": b64encode(leaf), "proof": b64encode(proof.encode())})
+        return _json(AuditAnswer(leaf=leaf, proof=proof.encode()))
 
     async def delete(self, request: web.Request) -> web.Response:
         piece_id = parse_piece_id(request.match_info["piece_id"])
@@ -89,6 +98,12 @@ class PieceEndpoint:
         if tail in ("", "audit"):  # a good path with a method it does not take
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "PUT", "DELETE", "POST"])
         raise NotFound(f"no route {request.path}")
+
+
+def _json(body: PieceStored | AuditAnswer, *, status: int = 200) -> web.Response:
+    return web.Response(
+        body=body.model_dump_json().encode(), status=status, content_type="application/json"
+    )
 
 
 async def _body(content: StreamReader) -> AsyncIterator[bytes]:

@@ -12,13 +12,14 @@ from metadisk.core.encoding import b64decode
 from metadisk.core.errors import DecodeError
 from metadisk.core.messages import HASH_SIZE, OrderLimit
 from metadisk.farmer.errors import BadRequest, RangeNotSatisfiable, Unauthorized
-
-ORDER_LIMIT_HEADER = "X-Metadisk-Order-Limit"
-PIECE_HASH_HEADER = "X-Metadisk-Piece-Hash"
+from metadisk.wire.dataplane.contract import (
+    MAX_ORDER_LIMIT_HEADER,
+    ORDER_LIMIT_HEADER,
+    PIECE_HASH_HEADER,
+)
 
 _PIECE_ID = re.compile(r"[0-9a-f]{64}")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-_MAX_HEADER = 4096  # an encoded order limit is ~260 characters
 
 
 def parse_piece_id(text: str) -> bytes:
@@ -32,7 +33,7 @@ def parse_order_limit(header: str | None) -> OrderLimit:
     if header is None or not header.strip():
         raise Unauthorized(f"missing {ORDER_LIMIT_HEADER} header")
     try:
-        if len(header) > _MAX_HEADER:
+        if len(header) > MAX_ORDER_LIMIT_HEADER:
             raise DecodeError("header too long")
         return OrderLimit.decode(b64decode(header.strip()))
     except DecodeError as exc:

@@ -16,6 +16,7 @@ from metadisk.core.identity import Identity
 from metadisk.farmer.http import require_loopback
 from metadisk.farmer.pieces.service import PieceService
 from metadisk.farmer.usage.service import UsageService
+from metadisk.wire.dataplane.contract import STATUS, NodeReport
 
 
 class StatusEndpoint:
@@ -35,11 +36,11 @@ class StatusEndpoint:
         self._uptime = uptime
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/v1/status", self.status, allow_head=False)]
+        return [web.get(STATUS, self.status, allow_head=False)]
 
     async def status(self, request: web.Request) -> web.Response:
         require_loopback(request)
-        return web.json_response(
+        report = NodeReport.model_validate(
             {
                 "node_id": self._identity.node_id.hex(),
                 "version": metadisk.__version__,
@@ -52,3 +53,4 @@ class StatusEndpoint:
                 "bridges": self._usage.snapshot(),
             }
         )
+        return web.Response(body=report.model_dump_json(), content_type="application/json")

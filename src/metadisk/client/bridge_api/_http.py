@@ -1,0 +1,120 @@
+"""The HTTP edge the bridge clients share: JSON models in and out, errors translated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel, ValidationError
+
+from metadisk.client.errors import BridgeError, BridgeUnavailable, InvalidArgument, bridge_error
+from metadisk.wire.errors import MAX_ERROR_BODY, parse_error
+
+M = TypeVar("M", bound=BaseModel)
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+class BridgeHttp:
+    """One bridge URL, one bearer token (an API key or a session), one pooled session."""
+
+    def __init__(
+        self, url: str, token: str, session: aiohttp.ClientSession | None, timeout: float
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = timeout
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout)
+            )
+        return self._session
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: BaseModel | None = None,
+        params: Params | None = None,
+        auth: bool = True,
+    ) -> bytes | None:
+        """Send one request; the answer's body, or None for 204. Errors become `BridgeError`s."""
+        headers = {"Authorization": f"Bearer {self.token}"} if auth else {}
+        data = None
+        if body is not None:
+            data = body.model_dump_json(exclude_unset=False).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._client().request(
+                method, self.url + path, data=data, params=params, headers=headers
+            ) as response:
+                if response.status >= 400:
+                    raise await _error(response)
+                if response.status == 204:
+                    return None
+                return await response.read()
+        except aiohttp.ClientError as exc:
+            raise BridgeUnavailable(
+                f"cannot reach the bridge at {self.url}: {exc}", code="connection-failed"
+            ) from exc
+        except TimeoutError as exc:
+            raise BridgeUnavailable(
+                f"the bridge at {self.url} did not answer in time", code="timeout"
+            ) from exc
+
+    async def parsed(
+        self,
+        method: str,
+        path: str,
+        kind: type[M],
+        *,
+        body: BaseModel | None = None,
+        params: Params | None = None,
+        auth: bool = True,
+    ) -> M:
+        """`call`, then the answer as a `kind`; one that does not fit is ``bad-response``."""
+        raw = await self.call(method, path, body=body, params=params, auth=auth)
+        try:
+            return kind.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            raise BridgeError(
+                f"{method} {path}: unexpected answer: {_first(exc)}", code="bad-response"
+            ) from exc
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+
+async def _error(response: aiohttp.ClientResponse) -> BridgeError:
+    try:
+        detail = parse_error(await response.content.read(MAX_ERROR_BODY))
+    except aiohttp.ClientError:
+        detail = None
+    if detail is None:
+        return bridge_error(response.status, "", f"the bridge answered HTTP {response.status}")
+    return bridge_error(response.status, detail.code, detail.message)
+
+
+def _first(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid"
+    where = ".".join(str(part) for part in errors[0].get("loc", ()))
+    message = str(errors[0].get("msg", "invalid"))
+    return f"{where}: {message}" if where else message
+
+
+def segment(text: str) -> str:
+    """`text` (a bucket name, a project or key id) as exactly one URL path segment."""
+    if text in ("", ".", ".."):
+        # URL normalization would drop or climb these, sending the call to another route.
+        raise InvalidArgument(f"{text!r} is not a valid name or id")
+    return quote(text, safe="")

@@ -1,0 +1,64 @@
+"""Bodies of the node directory and of the bridge's own card (all public).
+
+Why a ping-back failed is one coarse code (`PingFailure`), never an error's text: anyone may
+check in with any address, and detailed answers ("connection refused", an HTTP status) would make
+the bridge a port scanner whose results anyone can read.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from metadisk.wire.fields import B64, HexNodeId
+
+PingFailure = Literal[
+    "unreachable",  # connection refused, reset or dropped; no route
+    "timeout",  # no whole answer within the ping timeout
+    "http-error",  # answered with an HTTP status other than 200
+    "bad-answer",  # answered 200 (or garbled HTTP), but not with the node's JSON
+    "wrong-node",  # answered with another node's id
+    "unresolvable",  # the address's host name does not resolve
+]
+PING_FAILURES: tuple[PingFailure, ...] = typing.get_args(PingFailure)
+
+
+class Checkin(BaseModel):
+    """A farmer's signed announcement of itself (``POST /v1/nodes/checkin``, no token)."""
+
+    model_config = ConfigDict(extra="forbid")
+    contact: Annotated[B64, Field(max_length=3072)] = Field(
+        description="base64url of a signed NodeContact"
+    )
+
+
+class CheckinResult(BaseModel):
+    node_id: HexNodeId
+    online: bool = Field(description="whether the ping-back to the address found this node")
+
+
+class NodeStatus(BaseModel):
+    """What the bridge tells anyone about one node."""
+
+    node_id: HexNodeId
+    address: str = Field(description="the base URL it last checked in with")
+    online: bool = Field(description="pinged back within the online window and not disqualified")
+    last_seen: int = Field(description="unix time of its last accepted check-in")
+    last_ping_ok: int | None = Field(description="unix time of the last ping-back that found it")
+    last_ping_error: PingFailure | None = Field(
+        description="why the last ping-back failed, if it did: `unreachable` (connection refused, "
+        "reset or no route), `timeout`, `http-error` (a status other than 200), `bad-answer` (not "
+        "the node's JSON), `wrong-node` (another node's id), `unresolvable` (the host name does "
+        "not resolve)"
+    )
+
+
+class BridgeInfo(BaseModel):
+    """Who this bridge is, for farmers and clients setting up (``GET /v1/bridge``)."""
+
+    node_id: HexNodeId = Field(description="the bridge_id in every order limit it signs")
+    public_key: B64 = Field(description="the Ed25519 key that signs order limits")
+    difficulty: int = Field(description="proof-of-work bits a farmer's node id needs")
+    version: str

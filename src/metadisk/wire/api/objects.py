@@ -1,0 +1,219 @@
+"""Bodies of uploads, objects, listings and downloads (API key bearer auth).
+
+Object keys are encrypted paths, opaque strings to the bridge; they travel in JSON bodies and in
+the ``key`` query parameter, never in the URL path, so that no client or proxy normalizes them
+(``a//b``, trailing slashes). Stream ids are 32 lowercase hex digits.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from metadisk.wire.fields import (
+    B64,
+    HEX_PATTERN,
+    MAX_U63,
+    HexNodeId,
+    Redundancy,
+    SignedOrderLimit,
+)
+
+MAX_KEY = 2048  # bytes; keeps (project, bucket, key) inside PostgreSQL's btree entry limit
+MAX_OBJECT_METADATA = 8192
+MAX_SEGMENT_METADATA = 1024
+MAX_INLINE_BODY = 8192  # what a body may carry; the bridge's own inline limit is lower
+MAX_SEGMENTS = 1 << 20
+MAX_PAGE = 1000
+MAX_PIECES = 255
+MAX_RECEIPT = 1024  # characters of one base64url receipt (an encoded receipt is ~300)
+
+ObjectMetadata = Annotated[B64, Field(max_length=MAX_OBJECT_METADATA)]
+SegmentMetadata = Annotated[B64, Field(max_length=MAX_SEGMENT_METADATA)]
+StreamId = Annotated[
+    str,
+    Field(min_length=32, max_length=32, pattern=HEX_PATTERN, description="hex stream id"),
+]
+ObjectKey = Annotated[str, Field(min_length=1, max_length=MAX_KEY, description="encrypted path")]
+
+
+class BeginObject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: ObjectKey
+
+
+class BeganUpload(BaseModel):
+    stream_id: str = Field(description="hex; names the upload in the calls that follow")
+    redundancy: Redundancy
+    deadline: int = Field(description="uncommitted uploads are reclaimed after this time")
+
+
+class BeginSegment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: int = Field(ge=0, le=MAX_U63)
+    encrypted_size: int = Field(ge=0, le=MAX_U63, description="ciphertext bytes of the segment")
+    piece_size: int = Field(ge=0, le=MAX_U63, description="bytes of each erasure-coded piece")
+
+
+class AddressedLimit(BaseModel):
+    """One signed order limit, the farmer to use it at, and what the bridge adds about it."""
+
+    piece_number: int
+    node_id: HexNodeId
+    address: str = Field(description="the farmer's base URL")
+    piece_id: str = Field(description="hex; the id this farmer knows the piece by")
+    order_limit: SignedOrderLimit
+    public_key: B64 | None = Field(
+        default=None,
+        description="PUT: the farmer's Ed25519 key (hashes to node_id); its receipt must "
+        "verify under it",
+    )
+    piece_hash: B64 | None = Field(
+        default=None, description="GET: the stored piece's hash, from its upload receipt"
+    )
+
+
+class SegmentOrders(BaseModel):
+    index: int
+    piece_size: int
+    redundancy: Redundancy
+    order_limits: list[AddressedLimit]
+
+
+class Replacement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    piece_numbers: list[int] = Field(default_factory=list, max_length=MAX_PIECES)
+    node_ids: list[HexNodeId] = Field(
+        default_factory=list, max_length=MAX_PIECES, description="nodes that failed"
+    )
+
+
+class CommitSegment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Text, not decoded receipts: one malformed receipt is rejected on its own (see
+    # `SegmentCommit.rejected`), not the whole commit.
+    receipts: list[Annotated[str, Field(max_length=MAX_RECEIPT)]] = Field(
+        max_length=MAX_PIECES, description="base64url of each farmer's signed PieceReceipt"
+    )
+    plain_size: int = Field(default=0, ge=0, le=MAX_U63)
+    encrypted_metadata: SegmentMetadata | None = Field(
+        default=None, description="opaque, e.g. the segment's wrapped content key"
+    )
+
+
+class Rejection(BaseModel):
+    position: int = Field(description="index of the receipt in the request")
+    code: str
+    message: str
+
+
+class SegmentCommit(BaseModel):
+    index: int
+    pieces: int = Field(description="pieces recorded")
+    rejected: list[Rejection]
+
+
+class CommitObject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    encrypted_metadata: ObjectMetadata | None = None
+
+
+class NewInlineObject(BaseModel):
+    """A small object stored in the bridge's database in one call."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: ObjectKey
+    data: Annotated[B64, Field(max_length=MAX_INLINE_BODY)] = Field(
+        description="ciphertext; the bridge stores up to 4 KiB + 16 bytes inline and answers "
+        "inline-too-large above"
+    )
+    plain_size: int = Field(default=0, ge=0, le=MAX_U63)
+    encrypted_metadata: ObjectMetadata | None = None
+
+
+class Segment(BaseModel):
+    index: int
+    encrypted_size: int
+    plain_size: int
+    piece_size: int
+    redundancy: Redundancy
+    encrypted_metadata: B64 | None
+
+
+class Object(BaseModel):
+    key: str
+    stream_id: str
+    created_at: int
+    encrypted_size: int
+    plain_size: int
+    segment_count: int
+    encrypted_metadata: B64 | None
+    inline_data: B64 | None = Field(description="ciphertext of an inline object")
+    segments: list[Segment]
+
+
+class PendingUpload(BaseModel):
+    """A begun, uncommitted upload and its committed segments (for resuming it)."""
+
+    stream_id: str
+    bucket: str
+    key: str
+    redundancy: Redundancy
+    created_at: int
+    deadline: int = Field(description="the upload is reclaimed after this time")
+    segments: list[Segment] = Field(description="the committed segments, by index")
+
+
+class UploadSummary(BaseModel):
+    """A pending upload to a key, as the list of uploads names it."""
+
+    stream_id: str
+    created_at: int
+    deadline: int
+
+
+class UploadList(BaseModel):
+    uploads: list[UploadSummary] = Field(description="pending uploads to the key, oldest first")
+
+
+class SegmentRekey(BaseModel):
+    """A segment's new opaque metadata (its content key re-wrapped) for a move or copy."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int = Field(ge=0, le=MAX_U63)
+    encrypted_metadata: SegmentMetadata | None = Field(
+        description="the segment's new opaque metadata (its content key re-wrapped)"
+    )
+
+
+class Relocation(BaseModel):
+    """``POST .../object/move`` and ``.../object/copy``."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: ObjectKey
+    stream_id: StreamId | None = Field(
+        default=None,
+        description="the version read with get object; another one at the key is a 409",
+    )
+    new_bucket: str = Field(min_length=1, max_length=63)
+    new_key: ObjectKey
+    encrypted_metadata: ObjectMetadata | None = None
+    segments: list[SegmentRekey] = Field(
+        max_length=MAX_SEGMENTS, description="every segment of the object, each exactly once"
+    )
+
+
+class ListItem(BaseModel):
+    key: str = Field(description="an object key, or a prefix ending in '/' if is_prefix")
+    is_prefix: bool
+    stream_id: str | None = None
+    created_at: int | None = None
+    encrypted_size: int | None = None
+    plain_size: int | None = None
+    encrypted_metadata: B64 | None = None
+
+
+class Listing(BaseModel):
+    items: list[ListItem]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: done")

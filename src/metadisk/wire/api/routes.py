@@ -1,0 +1,41 @@
+"""Every path of the bridge's JSON API, as a template of `str.format` fields.
+
+The bridge registers its routes with these; the client fills them in (each field one quoted
+path segment). Nothing else in the tree spells a bridge path.
+"""
+
+from __future__ import annotations
+
+# accounts, sessions, projects, root API keys (session bearer token)
+ACCOUNTS = "/v1/accounts"
+ACCOUNT = "/v1/account"
+SESSIONS = "/v1/sessions"
+CURRENT_SESSION = "/v1/sessions/current"
+PROJECTS = "/v1/projects"
+PROJECT = "/v1/projects/{project_id}"
+API_KEYS = "/v1/projects/{project_id}/api-keys"
+API_KEY = "/v1/projects/{project_id}/api-keys/{key_id}"
+PROJECT_REVOCATIONS = "/v1/projects/{project_id}/revocations"
+
+# the object plane (API key bearer token)
+REVOCATIONS = "/v1/revocations"
+BUCKETS = "/v1/buckets"
+BUCKET = "/v1/buckets/{bucket}"
+OBJECT = "/v1/buckets/{bucket}/object"
+OBJECTS = "/v1/buckets/{bucket}/objects"
+OBJECT_MOVE = "/v1/buckets/{bucket}/object/move"
+OBJECT_COPY = "/v1/buckets/{bucket}/object/copy"
+OBJECT_SEGMENT = "/v1/buckets/{bucket}/object/segments/{index}"
+BUCKET_UPLOADS = "/v1/buckets/{bucket}/uploads"
+UPLOAD = "/v1/uploads/{stream_id}"
+UPLOAD_COMMIT = "/v1/uploads/{stream_id}/commit"
+SEGMENTS = "/v1/uploads/{stream_id}/segments"
+SEGMENT_REPLACEMENTS = "/v1/uploads/{stream_id}/segments/{index}/replacements"
+SEGMENT_COMMIT = "/v1/uploads/{stream_id}/segments/{index}/commit"
+
+# the node directory and the bridge itself (public)
+CHECKIN = "/v1/nodes/checkin"
+NODE = "/v1/nodes/{node_id}"
+BRIDGE_INFO = "/v1/bridge"
+OPENAPI = "/v1/openapi.json"
+DOCS = "/v1/docs"

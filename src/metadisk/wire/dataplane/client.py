@@ -1,0 +1,300 @@
+"""`PieceClient`: the one client of the farmer data plane, over one pooled aiohttp session.
+
+Every failure is a `PieceTransferError` whose ``code`` is the farmer's own error code when it
+answered with the error envelope, else one of:
+
+- ``connection-failed``: no connection (refused, reset, no route, closed mid-answer);
+- ``unresolvable``: the address's host name does not resolve;
+- ``timeout``: no answer within the timeout;
+- ``bad-response``: an answer that is not what the contract says (``status`` set if it was an
+  HTTP status other than the expected one).
+
+Redirects are never followed: a farmer has no business sending anyone elsewhere. Bound a call
+in time with ``asyncio.timeout``; the session's own timeouts bound connecting and silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from typing import TypeVar
+
+import aiohttp
+from pydantic import BaseModel, ValidationError
+
+from metadisk.core.encoding import b64encode
+from metadisk.core.errors import DecodeError
+from metadisk.core.merkle import MerkleProof
+from metadisk.core.messages import OrderLimit, PieceReceipt
+from metadisk.wire.dataplane.contract import (
+    NODE_INFO,
+    ORDER_LIMIT_HEADER,
+    PIECE,
+    PIECE_AUDIT,
+    PIECE_HASH_HEADER,
+    AuditAnswer,
+    AuditRequest,
+    NodeInfo,
+    PieceStored,
+)
+from metadisk.wire.errors import MAX_ERROR_BODY, parse_error
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_SMALL_ANSWER = 256 * 1024  # receipts, audit answers and node cards are far smaller
+
+
+class PieceTransferError(Exception):
+    """One request to one farmer failed; `code` says how (see the module docstring)."""
+
+    def __init__(self, message: str, *, code: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True, slots=True)
+class PieceClientConfig:
+    """Timeouts (seconds) and connection limits.
+
+    There is no total timeout by default: a piece of any size may take long on a slow link, and
+    the transfer pipelines cancel stragglers themselves; `read_timeout` bounds a silent farmer.
+    """
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    max_connections: int = 512  # above n of any profile: one segment opens n at once
+
+
+@dataclass(frozen=True, slots=True)
+class Audited:
+    """A farmer's answer to an audit: the leaf and its proof against the piece hash."""
+
+    leaf: bytes
+    proof: MerkleProof
+
+
+class PieceClient:
+    """PUT, GET, AUDIT and DELETE pieces, and ask a farmer who it is.
+
+    Example::
+
+        pieces = PieceClient()
+        receipt = await pieces.put(address, limit, piece_hash, memoryview(piece))
+        await pieces.aclose()
+    """
+
+    def __init__(self, config: PieceClientConfig | None = None, *, user_agent: str = "") -> None:
+        self._config = config or PieceClientConfig()
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use, so it binds to the loop that uses it, not to the constructor's.
+        if self._session is None:
+            config = self._config
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=0),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+                ),
+                auto_decompress=False,
+                headers={"User-Agent": self._user_agent} if self._user_agent else None,
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def put(
+        self, address: str, limit: OrderLimit, piece_hash: bytes, data: bytes | memoryview
+    ) -> PieceReceipt:
+        """Store `data` under `limit`; the farmer's receipt (not yet verified: the caller knows
+        the key it must verify under)."""
+        headers = {
+            ORDER_LIMIT_HEADER: b64encode(limit.encode()),
+            PIECE_HASH_HEADER: b64encode(piece_hash),
+            "Content-Type": "application/octet-stream",
+        }
+        url = _piece_url(address, limit.piece_id)
+        try:
+            async with self._client().put(
+                url, data=data, headers=headers, allow_redirects=False
+            ) as response:
+                if response.status != 201:
+                    raise await _error(response)
+                body = await _small(response)
+        except aiohttp.ClientError as exc:
+            raise _connection_error(exc) from exc
+        except TimeoutError as exc:
+            raise PieceTransferError("farmer did not answer in time", code="timeout") from exc
+        return _parse(PieceStored, body, "receipt").receipt
+
+    async def get(
+        self,
+        address: str,
+        limit: OrderLimit,
+        into: memoryview,
+        *,
+        offset: int = 0,
+        ranged: bool = False,
+    ) -> None:
+        """Fill `into` with the piece's bytes [offset, offset + len(into)).
+
+        `ranged` asks for just those bytes (HTTP Range); otherwise the whole piece is fetched
+        and `into` is filled from its start (a prefix when `into` is shorter).
+        """
+        length = len(into)
+        headers = {ORDER_LIMIT_HEADER: b64encode(limit.encode())}
+        if ranged:
+            headers["Range"] = f"bytes={offset}-{offset + length - 1}"
+        url = _piece_url(address, limit.piece_id)
+        try:
+            async with self._client().get(url, headers=headers, allow_redirects=False) as response:
+                if response.status not in (200, 206):
+                    raise await _error(response)
+                if response.status == 200 and offset:
+                    # A farmer that ignores Range sends the whole piece: skip to the offset.
+                    await _skip(response.content, offset)
+                await _read_exactly(response.content, into)
+        except aiohttp.ClientError as exc:
+            raise _connection_error(exc) from exc
+        except TimeoutError as exc:
+            raise PieceTransferError("farmer did not answer in time", code="timeout") from exc
+
+    async def audit(self, address: str, limit: OrderLimit, leaf_index: int) -> Audited:
+        """Ask for leaf `leaf_index` of the piece and its Merkle proof (check it with
+        `metadisk.core.merkle.verify_leaf` against the hash the farmer signed)."""
+        headers = {ORDER_LIMIT_HEADER: b64encode(limit.encode())}
+        body = AuditRequest(leaf_index=leaf_index).model_dump_json().encode()
+        headers["Content-Type"] = "application/json"
+        url = _piece_url(address, limit.piece_id, PIECE_AUDIT)
+        raw = await self._small_call("POST", url, headers, body, 200)
+        answer = _parse(AuditAnswer, raw, "audit answer")
+        try:
+            return Audited(answer.leaf, MerkleProof.decode(answer.proof))
+        except DecodeError as exc:
+            raise PieceTransferError(f"malformed proof: {exc}", code="bad-response") from exc
+
+    async def delete(self, address: str, limit: OrderLimit) -> bool:
+        """Delete the piece; False if the farmer does not have it (never had, or deleted)."""
+        headers = {ORDER_LIMIT_HEADER: b64encode(limit.encode())}
+        url = _piece_url(address, limit.piece_id)
+        try:
+            await self._small_call("DELETE", url, headers, None, 204)
+        except PieceTransferError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def node_info(self, address: str) -> NodeInfo:
+        """Who the farmer at `address` says it is (``GET /v1/node``)."""
+        url = address.rstrip("/") + NODE_INFO
+        raw = await self._small_call("GET", url, {}, None, 200)
+        return _parse(NodeInfo, raw, "node card")
+
+    async def _small_call(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        expected: int,
+    ) -> bytes:
+        try:
+            async with self._client().request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+            ) as response:
+                if response.status != expected:
+                    raise await _error(response)
+                return await _small(response)
+        except aiohttp.ClientError as exc:
+            raise _connection_error(exc) from exc
+        except TimeoutError as exc:
+            raise PieceTransferError("farmer did not answer in time", code="timeout") from exc
+
+
+def _piece_url(address: str, piece_id: bytes, route: str = PIECE) -> str:
+    return address.rstrip("/") + route.format(piece_id=piece_id.hex())
+
+
+async def _small(response: aiohttp.ClientResponse) -> bytes:
+    body = await response.content.read(MAX_SMALL_ANSWER + 1)
+    if len(body) > MAX_SMALL_ANSWER:
+        raise PieceTransferError("the answer is too large", code="bad-response")
+    return body
+
+
+def _parse(kind: type[M], raw: bytes, what: str) -> M:
+    try:
+        return kind.model_validate_json(raw)
+    except ValidationError as exc:
+        raise PieceTransferError(f"malformed {what}: {_first(exc)}", code="bad-response") from exc
+
+
+def _first(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid"
+    where = ".".join(str(part) for part in errors[0].get("loc", ()))
+    return f"{where}: {errors[0].get('msg', 'invalid')}" if where else errors[0].get("msg", "")
+
+
+async def _read_exactly(stream: aiohttp.StreamReader, into: memoryview) -> None:
+    pos, size = 0, len(into)
+    while pos < size:
+        chunk = await stream.readany()
+        if not chunk:
+            raise PieceTransferError(
+                f"piece ended after {pos} of {size} bytes", code="bad-response"
+            )
+        end = pos + len(chunk)
+        if end > size:
+            chunk = chunk[: size - pos]  # a whole piece when we asked for a prefix: keep ours
+            end = size
+        into[pos:end] = chunk
+        pos = end
+
+
+async def _skip(stream: aiohttp.StreamReader, count: int) -> None:
+    while count > 0:
+        chunk = await stream.read(min(count, 1 << 20))
+        if not chunk:
+            raise PieceTransferError("piece ended before the requested range", code="bad-response")
+        count -= len(chunk)
+
+
+async def _error(response: aiohttp.ClientResponse) -> PieceTransferError:
+    """The farmer's error envelope as a `PieceTransferError`, else ``bad-response``."""
+    try:
+        raw = await response.content.read(MAX_ERROR_BODY)
+    except (aiohttp.ClientError, asyncio.IncompleteReadError):
+        raw = b""
+    detail = parse_error(raw)
+    if detail is None:
+        return PieceTransferError(
+            f"farmer answered HTTP {response.status}", code="bad-response", status=response.status
+        )
+    return PieceTransferError(detail.message, code=detail.code, status=response.status)
+
+
+def _connection_error(exc: aiohttp.ClientError) -> PieceTransferError:
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return PieceTransferError(f"farmer timed out: {exc}", code="timeout")
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, socket.gaierror):
+        return PieceTransferError(f"cannot resolve farmer: {exc}", code="unresolvable")
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        return PieceTransferError(f"garbled answer: {exc}", code="bad-response")
+    return PieceTransferError(f"cannot reach farmer: {exc}", code="connection-failed")

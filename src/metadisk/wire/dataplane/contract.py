@@ -1,0 +1,92 @@
+"""The farmer data plane's routes, headers and JSON bodies::
+
+    PUT    /v1/pieces/{piece_id}        X-Metadisk-Order-Limit, X-Metadisk-Piece-Hash,
+                                        Content-Length, the piece  -> 201 PieceStored
+    GET    /v1/pieces/{piece_id}        X-Metadisk-Order-Limit [, Range: bytes=a-b]
+                                                                   -> 200 / 206 the bytes
+    POST   /v1/pieces/{piece_id}/audit  X-Metadisk-Order-Limit, AuditRequest -> 200 AuditAnswer
+    DELETE /v1/pieces/{piece_id}        X-Metadisk-Order-Limit     -> 204
+    GET    /v1/node                     (public)                   -> 200 NodeInfo
+    GET    /v1/status                   (loopback only)            -> 200 NodeReport
+    POST   /v1/chores/{name}            (loopback only)            -> 200 ChoreRun
+    errors                              {"error": {"code", "message"}} (metadisk.wire.errors)
+
+A piece id is 64 lowercase hex digits: the id the bridge derived for this farmer
+(`metadisk.core.messages.derive_piece_id`). Every piece route needs an order limit signed by a
+bridge the farmer trusts, for exactly that node, piece and action, and unexpired.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from metadisk.wire.fields import B64, HexNodeId, SignedReceipt
+
+PIECES = "/v1/pieces/"
+PIECE = PIECES + "{piece_id}"
+PIECE_AUDIT = PIECE + "/audit"
+NODE_INFO = "/v1/node"
+STATUS = "/v1/status"
+CHORE = "/v1/chores/{name}"
+
+ORDER_LIMIT_HEADER = "X-Metadisk-Order-Limit"
+PIECE_HASH_HEADER = "X-Metadisk-Piece-Hash"
+MAX_ORDER_LIMIT_HEADER = 4096  # characters; an encoded order limit is ~260
+
+
+class PieceStored(BaseModel):
+    """A PUT's answer: the farmer's signed receipt (the client checks it, the bridge too)."""
+
+    receipt: SignedReceipt
+
+
+class AuditRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    leaf_index: int = Field(description="which 64 KiB leaf of the piece to prove")
+
+
+class AuditAnswer(BaseModel):
+    leaf: Annotated[B64, Field(max_length=1 << 16)] = Field(description="the leaf's bytes")
+    proof: Annotated[B64, Field(max_length=4096)] = Field(
+        description="the encoded MerkleProof of the leaf against the piece hash"
+    )
+
+
+class NodeInfo(BaseModel):
+    """Who a farmer is: public, for the bridge to ping back."""
+
+    node_id: HexNodeId
+    public_key: B64
+    version: str
+    address: str
+
+
+class BridgeUsage(BaseModel):
+    """What a farmer holds and moved for one bridge."""
+
+    stored: int = Field(description="bytes of stored pieces")
+    pieces: int
+    trash: int = Field(description="bytes in the trash, deleted after its grace period")
+    bandwidth_in: int
+    bandwidth_out: int
+
+
+class NodeReport(BaseModel):
+    """The node's dashboard (loopback only)."""
+
+    node_id: str
+    version: str
+    address: str
+    allocated: int
+    used: int
+    free: int
+    pieces: int
+    uptime: float
+    bridges: dict[str, BridgeUsage]
+
+
+class ChoreRun(BaseModel):
+    chore: str
+    done: bool

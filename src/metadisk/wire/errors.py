@@ -1,0 +1,33 @@
+"""The error envelope every metadisk HTTP service answers with, bridge and farmers alike.
+
+``{"error": {"code": "...", "message": "..."}}``: ``code`` is stable and machine-readable (each
+role documents its codes in its own ``errors`` module), ``message`` is for people.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+
+MAX_ERROR_BODY = 64 * 1024  # what a client reads of an error answer at most
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def error_body(code: str, message: str) -> bytes:
+    """The envelope as JSON bytes."""
+    return ErrorBody(error=ErrorDetail(code=code, message=message)).model_dump_json().encode()
+
+
+def parse_error(raw: bytes) -> ErrorDetail | None:
+    """The code and message of an error answer, or None if it is not the envelope."""
+    try:
+        return ErrorBody.model_validate_json(raw).error
+    except ValidationError:
+        return None

@@ -1,0 +1,138 @@
+"""Field types shared by the JSON bodies: canonical base64url bytes, signed messages, node ids,
+redundancy.
+
+Each is an `Annotated` type: pydantic decodes the wire form into the Python value when it
+validates (so a handler or a client gets bytes, an `OrderLimit`, a `RedundancyScheme`) and
+encodes it back when it serializes; the OpenAPI document shows the wire form. Limit a `B64`
+field's decoded size at the use site with ``Annotated[B64, Field(max_length=n)]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
+
+from metadisk.core.encoding import b64decode, b64encode
+from metadisk.core.erasure import RedundancyScheme
+from metadisk.core.errors import CoreError
+from metadisk.core.identity import NodeId
+from metadisk.core.messages import OrderLimit, PieceReceipt
+
+MAX_U63 = (1 << 63) - 1
+# No JSON field carries more than this much base64 text: the cap is checked before decoding, so an
+# oversized value costs nothing (each field's own limit is checked on the decoded bytes).
+MAX_B64_TEXT = 1 << 20
+B64_PATTERN = r"^[A-Za-z0-9_-]*$"
+HEX_PATTERN = r"^[0-9a-f]*$"
+
+
+def _bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected base64url text")
+    if len(value) > MAX_B64_TEXT:
+        raise ValueError(f"longer than {MAX_B64_TEXT} characters")
+    return b64decode(value)  # DecodeError is a ValueError: pydantic reports the field invalid
+
+
+B64 = Annotated[
+    bytes,
+    PlainValidator(_bytes),
+    PlainSerializer(b64encode, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": B64_PATTERN, "description": "base64url"}),
+]
+
+
+def _decoder(decode: Callable[[bytes], Any], kind: type) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        if isinstance(value, kind):
+            return value
+        try:
+            return decode(_bytes(value))
+        except CoreError as exc:
+            raise ValueError(str(exc)) from exc
+
+    return parse
+
+
+def _encoded(message: OrderLimit | PieceReceipt) -> str:
+    return b64encode(message.encode())
+
+
+def _message_schema(name: str) -> WithJsonSchema:
+    return WithJsonSchema(
+        {"type": "string", "pattern": B64_PATTERN, "description": f"base64url of a {name}"}
+    )
+
+
+SignedOrderLimit = Annotated[
+    OrderLimit,
+    PlainValidator(_decoder(OrderLimit.decode, OrderLimit)),
+    PlainSerializer(_encoded, return_type=str),
+    _message_schema("signed OrderLimit"),
+]
+SignedReceipt = Annotated[
+    PieceReceipt,
+    PlainValidator(_decoder(PieceReceipt.decode, PieceReceipt)),
+    PlainSerializer(_encoded, return_type=str),
+    _message_schema("farmer-signed PieceReceipt"),
+]
+
+
+def _node_id(value: Any) -> NodeId:
+    if isinstance(value, NodeId):
+        return value
+    if not isinstance(value, str) or len(value) != 64 or value != value.lower():
+        raise ValueError("a node id is 64 lowercase hex digits")
+    try:
+        return NodeId.from_hex(value)
+    except CoreError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+HexNodeId = Annotated[
+    NodeId,
+    PlainValidator(_node_id),
+    PlainSerializer(NodeId.hex, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "hex node id"}),
+]
+
+
+def _redundancy(value: Any) -> RedundancyScheme:
+    if isinstance(value, RedundancyScheme):
+        return value
+    if not isinstance(value, dict) or set(value) != {"k", "m", "o", "n"}:
+        raise ValueError("redundancy is an object of exactly k, m, o, n")
+    if not all(type(v) is int for v in value.values()):
+        raise ValueError("k, m, o, n are integers")
+    try:
+        return RedundancyScheme(value["k"], value["m"], value["o"], value["n"])
+    except CoreError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _redundancy_json(scheme: RedundancyScheme) -> dict[str, int]:
+    return {"k": scheme.k, "m": scheme.m, "o": scheme.o, "n": scheme.n}
+
+
+Redundancy = Annotated[
+    RedundancyScheme,
+    PlainValidator(_redundancy),
+    PlainSerializer(_redundancy_json, return_type=dict),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "required": ["k", "m", "o", "n"],
+            "properties": {
+                "k": {"type": "integer", "description": "pieces needed to rebuild a segment"},
+                "m": {"type": "integer", "description": "repair threshold"},
+                "o": {"type": "integer", "description": "success threshold of an upload"},
+                "n": {"type": "integer", "description": "order limits handed out per segment"},
+            },
+            "additionalProperties": False,
+        }
+    ),
+]
