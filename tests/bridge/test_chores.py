@@ -109,8 +109,8 @@ async def test_reclaim_then_delete(bridge: Bridge, fleet: FarmerFleet, clock: Cl
         chore.pause()
     await _checkin(bridge, fleet, clock)
     access = await _access(bridge, clock)
-    began = bridge.metainfo.begin_object(access, "bucket", "YQ", clock.now)
-    orders = bridge.metainfo.begin_segment(access, began.stream_id, 0, 400, 100, clock.now)
+    began = bridge.uploads.begin_object(access, "bucket", "YQ", clock.now)
+    orders = bridge.uploads.begin_segment(access, began.stream_id, 0, 400, 100, clock.now)
     pieces = {order.order_limit.piece_id for order in orders.orders}
 
     # Before the deadline nothing is reclaimed.
@@ -134,11 +134,11 @@ async def test_failed_deletes_are_retried_then_dropped(
         chore.pause()
     await _checkin(bridge, fleet, clock)
     access = await _access(bridge, clock)
-    began = bridge.metainfo.begin_object(access, "bucket", "YQ", clock.now)
-    orders = bridge.metainfo.begin_segment(access, began.stream_id, 0, 400, 100, clock.now)
+    began = bridge.uploads.begin_object(access, "bucket", "YQ", clock.now)
+    orders = bridge.uploads.begin_segment(access, began.stream_id, 0, 400, 100, clock.now)
     flaky = fleet.by_node(orders.orders[0].order_limit.node_id.hex())
     flaky.delete_status = 500
-    bridge.metainfo.abort_upload(access, began.stream_id, clock.now)
+    bridge.uploads.abort_upload(access, began.stream_id, clock.now)
 
     first = await bridge.deletion_chore.trigger_and_wait()
     assert first == DeletionReport(deleted=9, failed=1, dropped=0)
@@ -153,9 +153,9 @@ async def test_failed_deletes_are_retried_then_dropped(
     # A farmer that answers 404 (never had the piece) settles the delete too.
     flaky.delete_status = 404
     await _checkin(bridge, fleet, clock)  # hours have passed: check in to be online again
-    again = bridge.metainfo.begin_object(access, "bucket", "Yg", clock.now)
-    bridge.metainfo.begin_segment(access, again.stream_id, 0, 400, 100, clock.now)
-    bridge.metainfo.abort_upload(access, again.stream_id, clock.now)
+    again = bridge.uploads.begin_object(access, "bucket", "Yg", clock.now)
+    bridge.uploads.begin_segment(access, again.stream_id, 0, 400, 100, clock.now)
+    bridge.uploads.abort_upload(access, again.stream_id, clock.now)
     report = await bridge.deletion_chore.trigger_and_wait()
     assert (report.deleted, report.failed) == (10, 0)
 
@@ -164,10 +164,10 @@ async def _upload(
     bridge: Bridge, access: Access, fleet: FarmerFleet, clock: Clock, key: str, segments: int
 ) -> set[bytes]:
     """A whole upload through the services, farmers played by `fleet`; the piece ids stored."""
-    began = bridge.metainfo.begin_object(access, "bucket", key, clock.now)
+    began = bridge.uploads.begin_object(access, "bucket", key, clock.now)
     pieces: set[bytes] = set()
     for index in range(segments):
-        orders = bridge.metainfo.begin_segment(access, began.stream_id, index, 400, 100, clock.now)
+        orders = bridge.uploads.begin_segment(access, began.stream_id, index, 400, 100, clock.now)
         receipts = [
             b64encode(
                 fleet.by_node(o.order_limit.node_id.hex())
@@ -176,19 +176,19 @@ async def _upload(
             )
             for o in orders.orders
         ]
-        metainfo = bridge.metainfo
-        metainfo.commit_segment(access, began.stream_id, index, receipts, 300, b"k", clock.now)
+        uploads = bridge.uploads
+        uploads.commit_segment(access, began.stream_id, index, receipts, 300, b"k", clock.now)
         pieces |= {o.order_limit.piece_id for o in orders.orders}
-    bridge.metainfo.commit_object(access, began.stream_id, b"meta", clock.now)
+    bridge.uploads.commit_object(access, began.stream_id, b"meta", clock.now)
     return pieces
 
 
 def _relocate(
     bridge: Bridge, access: Access, clock: Clock, key: str, new_key: str, *, copy: bool
 ) -> None:
-    info = bridge.metainfo.get_object(access, "bucket", key, clock.now)
+    info = bridge.objects.get_object(access, "bucket", key, clock.now)
     rekeyed = [(segment.index, b"rewrapped") for segment in info.segments]
-    bridge.metainfo.relocate(
+    bridge.objects.relocate(
         access, "bucket", key, None, "bucket", new_key, b"m", rekeyed, clock.now, copy=copy
     )
 
@@ -206,13 +206,13 @@ async def test_copies_share_pieces_until_the_last_goes(
     _relocate(bridge, access, clock, "Yg", "Yw", copy=True)  # a copy of the copy
     _relocate(bridge, access, clock, "Yw", "ZA", copy=False)  # moved: still one reference
     for key in ("YQ", "Yg"):
-        bridge.metainfo.delete_object(access, "bucket", key, clock.now)
+        bridge.objects.delete_object(access, "bucket", key, clock.now)
         assert bridge.deletion_store.pending() == 0  # "ZA" still uses every piece
     for index in (0, 1):
-        left = bridge.metainfo.download_segment(access, "bucket", "ZA", index, None, clock.now)
+        left = bridge.objects.download_segment(access, "bucket", "ZA", index, None, clock.now)
         assert {o.order_limit.piece_id for o in left.orders} <= pieces
     # The last reference goes: every piece is queued once, and deleted from its farmer.
-    bridge.metainfo.delete_object(access, "bucket", "ZA", clock.now)
+    bridge.objects.delete_object(access, "bucket", "ZA", clock.now)
     assert bridge.deletion_store.pending() == len(pieces)
     report = await bridge.deletion_chore.trigger_and_wait()
     assert report == DeletionReport(deleted=20, failed=0, dropped=0)
@@ -230,7 +230,7 @@ async def test_a_bucket_of_copies_deletes_each_piece_once(
     _relocate(bridge, access, clock, "YQ", "Yg", copy=True)
     _relocate(bridge, access, clock, "YQ", "Yw", copy=True)
     # Overwriting a copy gives up its reference only.
-    bridge.metainfo.put_inline(access, "bucket", "Yw", b"tiny", 4, None, clock.now)
+    bridge.uploads.put_inline(access, "bucket", "Yw", b"tiny", 4, None, clock.now)
     assert bridge.deletion_store.pending() == 0
     # Two references in one transaction: both dropped, each piece queued once.
     bridge.buckets.delete(access, "bucket", True, clock.now)
@@ -254,7 +254,7 @@ async def test_copies_deleted_and_copied_at_once(
         _relocate(bridge, access, clock, "YQ", key, copy=True)
 
     def delete(key: str) -> None:
-        bridge.metainfo.delete_object(access, "bucket", key, clock.now)
+        bridge.objects.delete_object(access, "bucket", key, clock.now)
 
     def copy_last() -> bool:
         try:

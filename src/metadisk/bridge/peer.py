@@ -37,7 +37,8 @@ from metadisk.bridge.deletion.chore import PieceDeleter
 from metadisk.bridge.http import create_app, run_in_thread, run_inline
 from metadisk.bridge.info import router as info_router
 from metadisk.bridge.metainfo import endpoint as metainfo_endpoint
-from metadisk.bridge.metainfo.service import MetainfoService
+from metadisk.bridge.metainfo.objects import ObjectsService
+from metadisk.bridge.metainfo.uploads import UploadsService
 from metadisk.bridge.orders.service import OrderSigner
 from metadisk.bridge.overlay import endpoint as overlay_endpoint
 from metadisk.bridge.overlay.pinger import HTTPPinger
@@ -71,9 +72,9 @@ class Bridge:
         self.overlay = OverlayService(OverlayStore(self.db), config.nodes, self.pinger)
         self.signer = OrderSigner(identity, config.objects.order_ttl)
         self.buckets = BucketsService(BucketsStore(self.db), config.objects)
-        self.metainfo = MetainfoService(
-            MetainfoStore(self.db), self.overlay, self.signer, config.objects
-        )
+        metainfo = MetainfoStore(self.db)
+        self.uploads = UploadsService(metainfo, self.overlay, self.signer, config.objects)
+        self.objects = ObjectsService(metainfo, self.overlay, self.signer, config.objects)
         self.deletion_store = DeletionStore(self.db)
         self.deleter = PieceDeleter(
             self.deletion_store, self.signer, self.pieces, config.chores, clock
@@ -91,7 +92,7 @@ class Bridge:
         self.app: FastAPI = create_app(
             [
                 # The object routes first: FastAPI tries routes in order on every request.
-                metainfo_endpoint.router(self.metainfo, self.authority, clock, run),
+                metainfo_endpoint.router(self.uploads, self.objects, self.authority, clock, run),
                 buckets_endpoint.router(self.buckets, self.authority, clock, run),
                 auth_endpoint.router(self.authority, clock, run),
                 info_router(identity, config.nodes.difficulty, __version__),
@@ -107,7 +108,7 @@ class Bridge:
     async def _reclaim(self) -> int:
         total = 0
         while True:
-            count = await asyncio.to_thread(self.metainfo.reclaim, self.clock())
+            count = await asyncio.to_thread(self.uploads.reclaim, self.clock())
             total += count
             if count == 0:
                 return total

@@ -16,8 +16,10 @@ from metadisk.bridge import errors
 from metadisk.bridge.auth.service import KeyAuthority
 from metadisk.bridge.buckets.endpoint import BUCKET
 from metadisk.bridge.http import COMMON_ERRORS, Runner, api_key_token, json_response
+from metadisk.bridge.metainfo.common import SegmentOrders
 from metadisk.bridge.metainfo.db import ObjectInfo, PendingUpload, SegmentInfo, Upload
-from metadisk.bridge.metainfo.service import Listing, MetainfoService, SegmentOrders
+from metadisk.bridge.metainfo.objects import Listing, ObjectsService
+from metadisk.bridge.metainfo.uploads import UploadsService
 from metadisk.wire.api import objects as w
 from metadisk.wire.api import routes
 from metadisk.wire.fields import HEX_PATTERN
@@ -34,7 +36,11 @@ EXCLUDE = Query(
 
 
 def router(
-    service: MetainfoService, authority: KeyAuthority, clock: Callable[[], int], run: Runner
+    uploads: UploadsService,
+    objects: ObjectsService,
+    authority: KeyAuthority,
+    clock: Callable[[], int],
+    run: Runner,
 ) -> APIRouter:
     api = APIRouter(tags=["objects"], responses=COMMON_ERRORS)
 
@@ -46,7 +52,7 @@ def router(
 
         def work() -> w.Object:
             access = authority.resolve(token)
-            return object_out(service.get_object(access, bucket, key, clock()))
+            return object_out(objects.get_object(access, bucket, key, clock()))
 
         return json_response(await run(work))
 
@@ -59,7 +65,7 @@ def router(
 
         def work() -> bytes:
             access = authority.resolve(token)
-            return service.put_inline(
+            return uploads.put_inline(
                 access, bucket, body.key, body.data, body.plain_size, body.encrypted_metadata, now
             )
 
@@ -81,7 +87,7 @@ def router(
 
         def work() -> w.Listing:
             access = authority.resolve(token)
-            listing = service.list_objects(
+            listing = objects.list_objects(
                 access, bucket, prefix, recursive, cursor, limit, clock()
             )
             return listing_out(listing)
@@ -95,7 +101,7 @@ def router(
         """Delete an object; its pieces are queued for deletion on their farmers."""
 
         def work() -> None:
-            service.delete_object(authority.resolve(token), bucket, key, clock())
+            objects.delete_object(authority.resolve(token), bucket, key, clock())
 
         await run(work)
         return Response(status_code=204)
@@ -127,7 +133,7 @@ def router(
         segments = [(g.index, g.encrypted_metadata) for g in body.segments]
 
         def work() -> w.Object:
-            info = service.relocate(
+            info = objects.relocate(
                 authority.resolve(token),
                 bucket,
                 body.key,
@@ -150,8 +156,8 @@ def router(
         """The pending uploads to a key, oldest first: to resume one whose stream id was lost."""
 
         def work() -> w.UploadList:
-            uploads = service.list_uploads(authority.resolve(token), bucket, key, clock())
-            return w.UploadList(uploads=[upload_summary(u) for u in uploads])
+            pending = uploads.list_uploads(authority.resolve(token), bucket, key, clock())
+            return w.UploadList(uploads=[upload_summary(u) for u in pending])
 
         return await run(work)
 
@@ -162,7 +168,7 @@ def router(
         """Begin uploading an object; it stays invisible until committed."""
 
         def work() -> w.BeganUpload:
-            began = service.begin_object(authority.resolve(token), bucket, body.key, clock())
+            began = uploads.begin_object(authority.resolve(token), bucket, body.key, clock())
             return w.BeganUpload(
                 stream_id=began.stream_id.hex(),
                 redundancy=began.redundancy,
@@ -179,7 +185,7 @@ def router(
         stream = bytes.fromhex(stream_id)
 
         def work() -> w.SegmentOrders:
-            found = service.begin_segment(
+            found = uploads.begin_segment(
                 authority.resolve(token),
                 stream,
                 body.index,
@@ -202,7 +208,7 @@ def router(
         stream = bytes.fromhex(stream_id)
 
         def work() -> w.SegmentOrders:
-            found = service.replace_pieces(
+            found = uploads.replace_pieces(
                 authority.resolve(token), stream, index, body.piece_numbers, body.node_ids, clock()
             )
             return orders_out(found)
@@ -220,7 +226,7 @@ def router(
         stream = bytes.fromhex(stream_id)
 
         def work() -> w.SegmentCommit:
-            commit = service.commit_segment(
+            commit = uploads.commit_segment(
                 authority.resolve(token),
                 stream,
                 index,
@@ -246,7 +252,7 @@ def router(
 
         def work() -> w.Object:
             access = authority.resolve(token)
-            info = service.commit_object(access, stream, body.encrypted_metadata, clock())
+            info = uploads.commit_object(access, stream, body.encrypted_metadata, clock())
             return object_out(info)
 
         return json_response(await run(work))
@@ -259,7 +265,7 @@ def router(
         stream = bytes.fromhex(stream_id)
 
         def work() -> w.PendingUpload:
-            pending = service.get_upload(authority.resolve(token), stream, clock())
+            pending = uploads.get_upload(authority.resolve(token), stream, clock())
             return pending_out(pending)
 
         return await run(work)
@@ -272,7 +278,7 @@ def router(
         stream = bytes.fromhex(stream_id)
 
         def work() -> None:
-            service.abort_upload(authority.resolve(token), stream, clock())
+            uploads.abort_upload(authority.resolve(token), stream, clock())
 
         await run(work)
         return Response(status_code=204)
@@ -299,7 +305,7 @@ def router(
         skipped = frozenset(exclude)
 
         def work() -> w.SegmentOrders:
-            found = service.download_segment(
+            found = objects.download_segment(
                 authority.resolve(token), bucket, key, index, pinned, clock(), skipped
             )
             return orders_out(found)
