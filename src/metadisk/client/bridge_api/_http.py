@@ -10,6 +10,7 @@ import aiohttp
 from pydantic import BaseModel, ValidationError
 
 from metadisk.client.errors import BridgeError, BridgeUnavailable, InvalidArgument, bridge_error
+from metadisk.wire.bodies import BodyTooLarge, read_capped
 from metadisk.wire.errors import MAX_ERROR_BODY, parse_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,8 +96,8 @@ class BridgeHttp:
 
 async def _error(response: aiohttp.ClientResponse) -> BridgeError:
     try:
-        detail = parse_error(await response.content.read(MAX_ERROR_BODY))
-    except aiohttp.ClientError:
+        detail = parse_error(await read_capped(response.content, MAX_ERROR_BODY))
+    except (aiohttp.ClientError, BodyTooLarge):
         detail = None
     if detail is None:
         return bridge_error(response.status, "", f"the bridge answered HTTP {response.status}")

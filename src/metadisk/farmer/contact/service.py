@@ -21,6 +21,7 @@ from metadisk.core.messages import NodeContact
 from metadisk.farmer.config import TrustedBridge
 from metadisk.wire.api.nodes import Checkin
 from metadisk.wire.api.routes import CHECKIN
+from metadisk.wire.bodies import BodyTooLarge, read_capped
 from metadisk.wire.errors import MAX_ERROR_BODY, parse_error
 
 log = logging.getLogger("metadisk.farmer.contact")
@@ -125,7 +126,7 @@ class ContactService:
 
 async def _error_code(response: aiohttp.ClientResponse) -> str:
     try:
-        detail = parse_error(await response.content.read(MAX_ERROR_BODY))
-    except aiohttp.ClientError:
+        detail = parse_error(await read_capped(response.content, MAX_ERROR_BODY))
+    except (aiohttp.ClientError, BodyTooLarge):
         detail = None
     return detail.code if detail is not None else (response.reason or "error")

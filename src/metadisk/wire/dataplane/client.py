@@ -27,6 +27,7 @@ from metadisk.core.encoding import b64encode
 from metadisk.core.errors import DecodeError
 from metadisk.core.merkle import MerkleProof
 from metadisk.core.messages import OrderLimit, PieceReceipt
+from metadisk.wire.bodies import BodyTooLarge, read_capped
 from metadisk.wire.dataplane.contract import (
     NODE_INFO,
     ORDER_LIMIT_HEADER,
@@ -231,10 +232,10 @@ def _piece_url(address: str, piece_id: bytes, route: str = PIECE) -> str:
 
 
 async def _small(response: aiohttp.ClientResponse) -> bytes:
-    body = await response.content.read(MAX_SMALL_ANSWER + 1)
-    if len(body) > MAX_SMALL_ANSWER:
-        raise PieceTransferError("the answer is too large", code="bad-response")
-    return body
+    try:
+        return await read_capped(response.content, MAX_SMALL_ANSWER)
+    except BodyTooLarge as exc:
+        raise PieceTransferError(str(exc), code="bad-response") from exc
 
 
 def _parse(kind: type[M], raw: bytes, what: str) -> M:
@@ -279,8 +280,8 @@ async def _skip(stream: aiohttp.StreamReader, count: int) -> None:
 async def _error(response: aiohttp.ClientResponse) -> PieceTransferError:
     """The farmer's error envelope as a `PieceTransferError`, else ``bad-response``."""
     try:
-        raw = await response.content.read(MAX_ERROR_BODY)
-    except (aiohttp.ClientError, asyncio.IncompleteReadError):
+        raw = await read_capped(response.content, MAX_ERROR_BODY)
+    except (aiohttp.ClientError, asyncio.IncompleteReadError, BodyTooLarge):
         raw = b""
     detail = parse_error(raw)
     if detail is None:

@@ -1,0 +1,164 @@
+"""`PieceClient` against a real farmer process: every route of the data plane and how each kind
+of failure is reported."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from metadisk.core.identity import Identity
+from metadisk.core.merkle import LEAF_SIZE, digest_piece, verify_leaf
+from metadisk.core.messages import Action, OrderLimit
+from metadisk.farmer.config import TrustedBridge
+from metadisk.farmer.launcher import FarmerProcess, farmer_process
+from metadisk.wire.dataplane import PieceClient, PieceTransferError
+
+on_module_loop = pytest.mark.asyncio(loop_scope="module")
+BRIDGE = Identity.generate()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def farmer(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FarmerProcess]:
+    trusted = TrustedBridge(BRIDGE.node_id, BRIDGE.public_key, "http://127.0.0.1:9")
+    async with farmer_process(
+        tmp_path_factory.mktemp("farmer") / "data", [trusted], allocated=64 << 20
+    ) as process:
+        yield process
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def pieces() -> AsyncIterator[PieceClient]:
+    client = PieceClient()
+    yield client
+    await client.aclose()
+
+
+def limit(
+    farmer: FarmerProcess, piece_id: bytes, action: Action, size: int = 1 << 20
+) -> OrderLimit:
+    now = int(time.time())
+    return OrderLimit(
+        os.urandom(16), BRIDGE.node_id, farmer.identity.node_id, piece_id, action, size,
+        now, now + 600,
+    ).signed_by(BRIDGE)  # fmt: skip
+
+
+@on_module_loop
+async def test_put_audit_get_delete(farmer: FarmerProcess, pieces: PieceClient) -> None:
+    piece = os.urandom(3 * LEAF_SIZE + 123)
+    piece_id = os.urandom(32)
+    digest = digest_piece(piece).piece_hash
+    receipt = await pieces.put(farmer.url, limit(farmer, piece_id, Action.PUT), digest, piece)
+    receipt.verify_signature(farmer.identity.public_key)
+    assert (receipt.piece_id, receipt.size, receipt.piece_hash) == (piece_id, len(piece), digest)
+
+    audited = await pieces.audit(farmer.url, limit(farmer, piece_id, Action.AUDIT, 0), 2)
+    assert audited.leaf == piece[2 * LEAF_SIZE : 3 * LEAF_SIZE]
+    assert audited.proof.leaf_index == 2
+    verify_leaf(digest, audited.leaf, audited.proof)
+
+    into = memoryview(bytearray(100))
+    await pieces.get(farmer.url, limit(farmer, piece_id, Action.GET), into, offset=7, ranged=True)
+    assert bytes(into) == piece[7:107]
+
+    assert await pieces.delete(farmer.url, limit(farmer, piece_id, Action.DELETE, 0)) is True
+    # Gone: a second delete says so without failing, a read fails with the farmer's code.
+    assert await pieces.delete(farmer.url, limit(farmer, piece_id, Action.DELETE, 0)) is False
+    with pytest.raises(PieceTransferError) as missing:
+        await pieces.get(farmer.url, limit(farmer, piece_id, Action.GET), memoryview(bytearray(1)))
+    assert (missing.value.code, missing.value.status) == ("not-found", 404)
+
+
+@on_module_loop
+async def test_node_info(farmer: FarmerProcess, pieces: PieceClient) -> None:
+    card = await pieces.node_info(farmer.url)
+    assert card.node_id == farmer.identity.node_id
+    assert card.public_key == farmer.identity.public_key
+    assert card.address == farmer.url
+
+
+@on_module_loop
+async def test_refusals_keep_the_farmers_codes(farmer: FarmerProcess, pieces: PieceClient) -> None:
+    piece_id = os.urandom(32)
+    wrong_action = limit(farmer, piece_id, Action.GET)
+    with pytest.raises(PieceTransferError) as refused:
+        await pieces.put(farmer.url, wrong_action, digest_piece(b"x").piece_hash, b"x")
+    assert (refused.value.code, refused.value.status) == ("wrong-action", 403)
+    with pytest.raises(PieceTransferError) as bad_leaf:
+        await pieces.audit(farmer.url, limit(farmer, piece_id, Action.AUDIT, 0), 0)
+    assert bad_leaf.value.status == 404
+
+
+@contextlib.asynccontextmanager
+async def raw_server(answer: bytes | None) -> AsyncIterator[str]:
+    """A TCP server that reads a request and writes `answer` (None: never answers)."""
+    hold = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.readuntil(b"\r\n\r\n")
+            if answer is None:
+                await hold.wait()
+            writer.write(answer or b"")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        hold.set()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "status"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json!", "bad-response", None),
+        (b"HTTP/1.1 502 Bad\r\nContent-Length: 4\r\n\r\nnope", "bad-response", 502),
+        (b"HTTP/1.1 302 Found\r\nLocation: http://10.0.0.1/\r\nContent-Length: 0\r\n\r\n",
+         "bad-response", 302),
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "bad-response", None),
+        (b"", "connection-failed", None),
+    ],
+)  # fmt: skip
+async def test_what_an_answer_that_is_not_the_contract_becomes(
+    answer: bytes, code: str, status: int | None
+) -> None:
+    pieces = PieceClient()
+    try:
+        async with raw_server(answer) as url:
+            with pytest.raises(PieceTransferError) as failed:
+                await pieces.node_info(url)
+    finally:
+        await pieces.aclose()
+    assert (failed.value.code, failed.value.status) == (code, status)
+
+
+async def test_unreachable_unresolvable_and_silent_farmers() -> None:
+    pieces = PieceClient()
+    try:
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        with pytest.raises(PieceTransferError) as refused:
+            await pieces.node_info(closed)
+        assert refused.value.code == "connection-failed"
+        with pytest.raises(PieceTransferError) as unknown:
+            await pieces.node_info("http://no-such-host.invalid:7777")
+        assert unknown.value.code == "unresolvable"
+        async with raw_server(None) as silent:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await pieces.node_info(silent)
+    finally:
+        await pieces.aclose()
