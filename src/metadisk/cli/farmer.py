@@ -11,8 +11,6 @@ import json
 import logging
 import os
 import signal
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -46,6 +44,8 @@ from metadisk.farmer.setup import (
     write_config,
     write_identity,
 )
+from metadisk.runtime import logs
+from metadisk.runtime.net import WILDCARDS, announce_listening
 from metadisk.wire.api.nodes import BridgeInfo
 from metadisk.wire.api.routes import BRIDGE_INFO
 from metadisk.wire.dataplane.contract import STATUS, NodeReport
@@ -53,6 +53,7 @@ from metadisk.wire.dataplane.contract import STATUS, NodeReport
 app = typer.Typer(help="Run a farmer: a storage node that rents out disk.", no_args_is_help=True)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -175,19 +176,28 @@ def setup(
 def run(
     data_dir: DataDir = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+    log_format: Annotated[str, typer.Option(help="text or json (one object a line).")] = "text",
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request (at level info).")
+    ] = False,
 ) -> None:
     """Run the node until interrupted (SIGINT or SIGTERM)."""
     if data_dir is None:
         fail("missing --data-dir")
     if log_level.lower() not in LOG_LEVELS:
         fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
-    _setup_logging(log_level.lower())
+    if log_format not in LOG_FORMATS:
+        fail(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
+    level = log_level.lower()
+    if access_log and level not in ("debug", "info"):
+        level = "info"  # the access log is written at info: asking for it asks for that
+    logs.configure(level, fmt="json" if log_format == "json" else "text")
     tune_for_streaming()
     data_dir = data_dir.expanduser().absolute()
     try:
         config = read_config(data_dir)
         identity = read_identity(data_dir)
-        asyncio.run(_serve(config, identity, access_log=log_level.lower() == "debug"))
+        asyncio.run(_serve(config, identity, access_log=access_log))
     except FarmerError as exc:
         fail(exc.message)
     except KeyboardInterrupt:
@@ -227,9 +237,8 @@ async def _serve(config: FarmerConfig, identity: Identity, *, access_log: bool) 
     listen_path = config.data_dir / LISTEN_FILE
     try:
         await peer.start()
-        local_host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host  # noqa: S104
+        local_host = "127.0.0.1" if config.host in WILDCARDS else config.host
         listening = {
-            "event": "listening",
             "url": peer.address,
             "local_url": f"http://{local_host}:{peer.server.port}",
             "port": peer.server.port,
@@ -237,10 +246,9 @@ async def _serve(config: FarmerConfig, identity: Identity, *, access_log: bool) 
             "pid": os.getpid(),
             "version": metadisk.__version__,
         }
-        write_atomic(listen_path, json.dumps(listening) + "\n")
+        write_atomic(listen_path, json.dumps({"event": "listening", **listening}) + "\n")
         # one line on stdout: how launchers learn the (ephemeral) port without racing
-        sys.stdout.write(json.dumps(listening) + "\n")
-        sys.stdout.flush()
+        announce_listening(**listening)
         logging.getLogger("metadisk.farmer").info("listening on %s", peer.address)
         with contextlib.suppress(asyncio.CancelledError):
             await peer.run()
@@ -317,30 +325,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, URLError):
         return str(exc.reason)
     return str(exc) or type(exc).__name__
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line: easy to grep, easy to ship."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def _setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.Formatter.converter = time.gmtime
 
 
 if __name__ == "__main__":

@@ -21,25 +21,36 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from metadisk.core.identity import Identity
-from metadisk.farmer.chore import Chore, Cycle
 from metadisk.farmer.config import FarmerConfig, format_size
 from metadisk.farmer.contact.endpoint import NodeEndpoint
 from metadisk.farmer.contact.service import ContactService, Space
 from metadisk.farmer.db import FarmerDB
 from metadisk.farmer.errors import SetupError
-from metadisk.farmer.http import Server, chore_routes, error_middleware
+from metadisk.farmer.http import chore_routes, error_middleware, is_loopback
+from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.endpoint import PieceEndpoint
 from metadisk.farmer.pieces.service import DISK_RESERVE, PieceService
 from metadisk.farmer.pieces.store import PieceStore
 from metadisk.farmer.usage.endpoint import StatusEndpoint
 from metadisk.farmer.usage.service import UsageService
+from metadisk.runtime.chore import Chore
+from metadisk.runtime.lifecycle import Group
+from metadisk.runtime.metrics import (
+    ChoreMetrics,
+    HttpMetrics,
+    aiohttp_metrics_route,
+    aiohttp_middleware,
+    gauge_callback,
+)
+from metadisk.runtime.net import WILDCARDS, BindError
+from metadisk.runtime.server import AppServer
 
 log = logging.getLogger("metadisk.farmer")
 
 DB_FILE = "farmer.db"
-_WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104 - naming the wildcard addresses, not binding
 
 
 class Peer:
@@ -57,7 +68,11 @@ class Peer:
         self.identity = identity
         self._clock = clock
         self._started_at = time.monotonic()
-        self._closers: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.metrics = FarmerMetrics(self.registry)
+        self.http_metrics = HttpMetrics(self.registry, "farmer", access_log=access_log)
+        chore_metrics = ChoreMetrics(self.registry)
 
         self.db = FarmerDB(config.data_dir / DB_FILE)
         self.usage = UsageService(self.db)
@@ -72,6 +87,7 @@ class Peer:
             trash_grace=config.trash_grace,
             direct_io=config.direct_io,
             clock=clock,
+            metrics=self.metrics,
         )
         self.contact = ContactService(
             identity=identity,
@@ -82,18 +98,26 @@ class Peer:
             interval=config.checkin_interval,
             timeout=config.checkin_timeout,
         )
+        self._space_gauges()
 
-        self.checkin_chore = Chore("checkin", config.checkin_interval, self.contact.checkin)
-        self.expiry_chore = Chore(
-            "expiry", config.expiry_interval, _quiet(self.pieces.collect_expired)
-        )
-        self.trash_chore = Chore("trash", config.trash_interval, _quiet(self.pieces.empty_trash))
+        def chore(name: str, interval: float, cycle: Callable[[], Awaitable[object]]) -> Chore:
+            return Chore(name, interval, cycle, observer=chore_metrics)
+
+        self.checkin_chore = chore("checkin", config.checkin_interval, self.contact.checkin)
+        self.expiry_chore = chore("expiry", config.expiry_interval, self.pieces.collect_expired)
+        self.trash_chore = chore("trash", config.trash_interval, self.pieces.empty_trash)
         self.usage_chore = Chore(
-            "usage", config.usage_flush_interval, _quiet(self.usage.flush), run_at_start=False
+            "usage",
+            config.usage_flush_interval,
+            self.usage.flush,
+            run_at_start=False,
+            observer=chore_metrics,
         )
         self.chores = (self.checkin_chore, self.expiry_chore, self.trash_chore, self.usage_chore)
 
-        app = web.Application(middlewares=[error_middleware])
+        app = web.Application(
+            middlewares=[aiohttp_middleware(self.http_metrics), error_middleware(self.metrics)]
+        )
         app.add_routes(PieceEndpoint(self.pieces).routes())
         app.add_routes(NodeEndpoint(identity, self.contact).routes())
         app.add_routes(
@@ -106,7 +130,42 @@ class Peer:
             ).routes()
         )
         app.add_routes(chore_routes({chore.name: chore for chore in self.chores}))
-        self.server = Server(app, config.host, config.port, access_log=access_log)
+        app.add_routes([aiohttp_metrics_route(self.registry, allow=is_loopback)])
+        self.server = AppServer(app, config.host, config.port)
+
+        self.group = Group()
+        self.group.add("data dir", start=lambda: asyncio.to_thread(check_data_dir, config.data_dir))
+        self.group.add("database", start=self.db.open, close=self.db.close)
+        self.group.add("pieces", start=self.pieces.start, close=self.pieces.close)
+        # After the server stopped (closed before it), so the last requests' bandwidth counts.
+        self.group.add("usage", start=_nothing, close=self.usage.flush)
+        self.group.add(
+            "space", start=lambda: asyncio.to_thread(check_space, config, self.usage.used)
+        )
+        self.group.add("contact", start=self.contact.start, close=self.contact.close)
+        self.group.add("server", start=self._serve, close=self.server.close)
+        for each in self.chores:
+            self.group.add(f"chore {each.name}", run=each.run)
+
+    def _space_gauges(self) -> None:
+        gauge_callback(
+            self.registry,
+            "metadisk_farmer_space_bytes",
+            "The allocation, and how much of it is used and free.",
+            ["kind"],
+            lambda: {
+                ("allocated",): float(self.pieces.allocated),
+                ("used",): float(self.usage.used),
+                ("free",): float(self.pieces.free),
+            },
+        )
+        gauge_callback(
+            self.registry,
+            "metadisk_farmer_pieces",
+            "Pieces stored.",
+            [],
+            lambda: float(self.usage.pieces),
+        )
 
     @property
     def address(self) -> str:
@@ -114,49 +173,37 @@ class Peer:
         if self.config.public_address:
             return self.config.public_address
         host = self.config.host
-        if host in _WILDCARDS:
+        if host in WILDCARDS:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.server.port}"
 
-    async def start(self) -> None:
-        """Check the data dir, open and repair the store, then bind the port."""
-        await asyncio.to_thread(check_data_dir, self.config.data_dir)
-        await self.db.open()
-        self._closers.append(("db", self.db.close))
-        self._closers.append(("pieces", self.pieces.close))
-        await self.pieces.start()
-        # after the server stopped (closed before it), so the last requests' bandwidth counts
-        self._closers.append(("usage", self.usage.flush))
-        await asyncio.to_thread(check_space, self.config, self.usage.used)
-        await self.contact.start()
-        self._closers.append(("contact", self.contact.close))
-        await self.server.start()
-        self._closers.append(("server", self.server.close))
-        if self.config.host in _WILDCARDS and not self.config.public_address:
+    async def _serve(self) -> None:
+        try:
+            await self.server.start()
+        except BindError as exc:
+            raise SetupError(exc.message, code=exc.code) from exc
+        if self.config.host in WILDCARDS and not self.config.public_address:
             log.warning(
                 "listening on all interfaces but announcing %s: set public_address", self.address
             )
 
+    async def start(self) -> None:
+        """Check the data dir, open and repair the store, then bind the port."""
+        await self.group.start()
+
     async def run(self) -> None:
         """Run every chore until cancelled (the server runs in its own tasks)."""
-        async with asyncio.TaskGroup() as group:
-            for chore in self.chores:
-                group.create_task(chore.run(), name=f"chore-{chore.name}")
+        await self.group.run()
 
     async def aclose(self) -> None:
         """Close what `start` opened, in reverse; the first error is raised after all ran."""
-        first: BaseException | None = None
-        while self._closers:
-            name, close = self._closers.pop()
-            try:
-                await close()
-            except Exception as exc:
-                log.warning("closing %s failed: %s", name, exc)
-                first = first or exc
-        if first is not None:
-            raise first
+        await self.group.aclose()
+
+
+async def _nothing() -> None:
+    return None
 
 
 @contextlib.asynccontextmanager
@@ -204,12 +251,3 @@ def check_space(config: FarmerConfig, used: int) -> None:
             f"({format_size(used)} used, {format_size(free)} free)",
             code="over-allocated",
         )
-
-
-def _quiet(cycle: Callable[[], Awaitable[object]]) -> Cycle:
-    """A chore cycle from a coroutine whose result is not a delay."""
-
-    async def run() -> None:
-        await cycle()
-
-    return run

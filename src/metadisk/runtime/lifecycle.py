@@ -88,7 +88,8 @@ class Group:
                     # the items after this one that have no start are open too: close them as well
                     index = self._items.index(item)
                     self._open.extend(i for i in self._items[index + 1 :] if i.start is None)
-                    log.warning("starting %s failed: %s", item.name, exc)
+                    # debug only: the error goes up to the caller, who reports it once
+                    log.debug("starting %s failed: %s", item.name, exc)
                     try:
                         await self.aclose()
                     except Exception as close_error:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ import metadisk
 from metadisk.core.identity import Identity
 from metadisk.core.messages import NodeContact
 from metadisk.farmer.config import TrustedBridge
+from metadisk.runtime.chore import NextRun
 from metadisk.wire.api.nodes import Checkin
 from metadisk.wire.api.routes import CHECKIN
 from metadisk.wire.bodies import BodyTooLarge, read_capped
@@ -89,8 +89,8 @@ class ContactService:
             timestamp=int(self._clock()),
         ).signed_by(self._identity)
 
-    async def checkin(self) -> float | None:
-        """Check in with every bridge at once; returns a shorter delay if one failed."""
+    async def checkin(self) -> NextRun | None:
+        """Check in with every bridge at once; asks for an earlier next run if one failed."""
         body = Checkin(contact=self.contact().encode()).model_dump_json().encode()
         results = await asyncio.gather(
             *(self._checkin_one(bridge, body) for bridge in self._bridges)
@@ -98,8 +98,8 @@ class ContactService:
         if all(results):
             return None
         worst = max(self._failures.values())
-        delay: float = min(self._interval, FIRST_RETRY * 2.0 ** (worst - 1))
-        return delay * random.uniform(0.8, 1.2)  # jitter: nodes restarted together spread out
+        # The chore jitters the wait, so that nodes restarted together spread out.
+        return NextRun(min(self._interval, FIRST_RETRY * 2.0 ** (worst - 1)))
 
     async def _checkin_one(self, bridge: TrustedBridge, body: bytes) -> bool:
         assert self._session is not None, "start() first"

@@ -33,6 +33,7 @@ from metadisk.farmer.errors import (
     LengthRequired,
     NotFound,
 )
+from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.db import JournalEntry, Move, PieceDB
 from metadisk.farmer.pieces.protocol import RangeSpec
 from metadisk.farmer.pieces.store import OpenPiece, PieceInfo, PieceStore, TempPiece, trailer_size
@@ -88,6 +89,7 @@ class PieceService:
         clock: Callable[[], float],
         direct_io: bool = False,
         io_threads: int = 16,
+        metrics: FarmerMetrics | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -99,6 +101,7 @@ class PieceService:
         self._clock = clock
         self._direct_io = direct_io  # O_DIRECT for pieces of DIRECT_MIN and up
         self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="farmer-io")
+        self._metrics = metrics or FarmerMetrics()
         self._reserved = 0
         self._uploading_serials: set[bytes] = set()
         self._uploading_pieces: set[tuple[bytes, bytes]] = set()
@@ -227,6 +230,8 @@ class PieceService:
                 self._landed(limit, landing.result()[0])
             raise
         self._landed(limit, move)
+        self._metrics.pieces_stored.inc()
+        self._metrics.stored_bytes.inc(digest.size)
         receipt = PieceReceipt(
             serial=limit.serial,
             node_id=self.identity.node_id,
@@ -393,6 +398,8 @@ class PieceService:
             piece.close()
             raise
         self._usage.record_out(limit.bridge_id.raw, count)
+        self._metrics.pieces_served.inc()
+        self._metrics.served_bytes.inc(count)
         return Download(piece, offset, count, partial=byte_range is not None)
 
     def _charge(self, limit: OrderLimit, count: int) -> None:
@@ -430,6 +437,7 @@ class PieceService:
         finally:
             piece.close()
         self._usage.record_out(limit.bridge_id.raw, len(leaf))
+        self._metrics.audits.inc()
         return leaf, prove(hashes, leaf_index)
 
     async def delete(self, limit: OrderLimit, piece_id: bytes) -> None:
@@ -442,6 +450,7 @@ class PieceService:
         move = Move(bridge, piece_id, src=rel, dst=dst, stored=-size, pieces=-1, trash=size)
         if not await self._apply_moves([move]):
             raise NotFound("no such piece")  # deleted meanwhile
+        self._metrics.pieces_deleted.labels("deleted").inc()
 
     # -- chores
 
@@ -473,6 +482,7 @@ class PieceService:
             removed += await self._apply_moves(moves)
             if len(batch) < _BATCH:
                 break
+        self._metrics.pieces_deleted.labels("expired").inc(removed)
         await self._db.prune_serials(now)
         self._served = {s: v for s, v in self._served.items() if v[1] > now}
         self._recent_serials = {s: t for s, t in self._recent_serials.items() if t >= now}
