@@ -358,7 +358,7 @@ async def test_error_text_stored_before_codes_is_not_shown(tmp_path: Path) -> No
                 created_at=1,
             )
         )
-        status = await peer.overlay.status(node.node_id, 2)
+        status = await peer.api.overlay.status(node.node_id, 2)
         assert status.last_ping_error == "unreachable"
     finally:
         await peer.aclose()

@@ -90,7 +90,7 @@ def _document() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         config = BridgeConfig(data_dir=Path(tmp), database=DatabaseConfig(sqlite_url(Path(tmp))))
         peer = Bridge(config, Identity(bytes(32)))
-        document: dict[str, Any] = peer.app.openapi()
+        document: dict[str, Any] = peer.api.app.openapi()
         peer.db.close()
     return document
 

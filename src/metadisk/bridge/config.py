@@ -46,6 +46,10 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 0  # 0: pick a free port; the bound one is written to <data_dir>/bridge.url
     workers: int = 1  # processes sharing the socket; all state is in the database
+    access_log: bool = False  # one line per request (at level info), by route template
+    # ``/metrics`` answers loopback peers; others need ``Authorization: Bearer <this>`` (empty:
+    # loopback only). The scrape shows counts and timings, not secrets, but it is no one's else.
+    metrics_token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +100,16 @@ class ObjectsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """A bridge worker process (`metadisk bridge worker`): where it serves ``/metrics``."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: a free port, announced on start
+
+
+@dataclass(frozen=True, slots=True)
 class ChoresConfig:
-    """Background loops; every bridge process runs them, the database shares the work."""
+    """Background loops, run by bridge workers (any number); the database shares the work."""
 
     reclaim_interval: float = 60.0
     delete_interval: float = 10.0
@@ -117,7 +129,9 @@ class BridgeConfig:
     nodes: NodesConfig = field(default_factory=NodesConfig)
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
     chores: ChoresConfig = field(default_factory=ChoresConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object a line
 
     @property
     def identity_path(self) -> Path:

@@ -8,7 +8,7 @@ code and status, FastAPI's validation errors as 400 ``invalid-request``, unknown
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -19,6 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from metadisk.bridge import errors
+from metadisk.bridge.metrics import BridgeMetrics
+from metadisk.runtime.logs import event
+from metadisk.runtime.metrics import UNMATCHED
 from metadisk.wire.api.routes import DOCS, OPENAPI, SESSIONS
 from metadisk.wire.errors import ErrorBody, error_body
 
@@ -71,33 +74,54 @@ def error_response(status: int, code: str, message: str) -> Response:
     return Response(error_body(code, message), status, media_type="application/json")
 
 
-async def _bridge_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, errors.BridgeError)
-    return error_response(exc.status, exc.code, exc.message)
+def route_of(scope: Mapping[str, Any]) -> str | None:
+    """The route template a request matched (starlette leaves it in the scope), if any."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else None
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    problems = []
-    for item in exc.errors()[:5]:
-        where = ".".join(str(part) for part in item.get("loc", ()))
-        problems.append(f"{where}: {item.get('msg', 'invalid')}")
-    return error_response(400, "invalid-request", "; ".join(problems) or "invalid request")
+class _Refusals:
+    """The error handlers: each answers with the envelope, and logs and counts the refusal
+    (info for a caller's mistake, warning for a 5xx such as 503 ``not-enough-nodes``)."""
+
+    def __init__(self, metrics: BridgeMetrics) -> None:
+        self._metrics = metrics
+
+    def _refused(self, request: Request, status: int, code: str, message: str) -> Response:
+        route = route_of(request.scope) or UNMATCHED
+        self._metrics.refusals.labels(route, code).inc()
+        level = logging.WARNING if status >= 500 else logging.INFO
+        event(log, level, "refused", method=request.method, route=route, status=status, code=code)
+        return error_response(status, code, message)
+
+    async def bridge_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.BridgeError)
+        return self._refused(request, exc.status, exc.code, exc.message)
+
+    async def validation_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = []
+        for item in exc.errors()[:5]:
+            where = ".".join(str(part) for part in item.get("loc", ()))
+            problems.append(f"{where}: {item.get('msg', 'invalid')}")
+        message = "; ".join(problems) or "invalid request"
+        return self._refused(request, 400, "invalid-request", message)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        codes = {404: "not-found", 405: "method-not-allowed"}
+        code = codes.get(exc.status_code, "http-error")
+        return self._refused(request, exc.status_code, code, str(exc.detail))
+
+    async def unexpected(self, request: Request, exc: Exception) -> Response:
+        route = route_of(request.scope) or UNMATCHED
+        log.exception("unexpected error in %s %s", request.method, route)
+        self._metrics.refusals.labels(route, "internal").inc()
+        return error_response(500, "internal", "internal error")
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    codes = {404: "not-found", 405: "method-not-allowed"}
-    code = codes.get(exc.status_code, "http-error")
-    return error_response(exc.status_code, code, str(exc.detail))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error in %s %s", request.method, request.url.path)
-    return error_response(500, "internal", "internal error")
-
-
-def create_app(routers: Sequence[APIRouter], version: str) -> FastAPI:
+def create_app(routers: Sequence[APIRouter], version: str, metrics: BridgeMetrics) -> FastAPI:
     app = FastAPI(
         title="metadisk bridge",
         version=version,
@@ -108,10 +132,11 @@ def create_app(routers: Sequence[APIRouter], version: str) -> FastAPI:
         docs_url=DOCS,
         redoc_url=None,
     )
-    app.add_exception_handler(errors.BridgeError, _bridge_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    refusals = _Refusals(metrics)
+    app.add_exception_handler(errors.BridgeError, refusals.bridge_error)
+    app.add_exception_handler(RequestValidationError, refusals.validation_error)
+    app.add_exception_handler(StarletteHTTPException, refusals.http_error)
+    app.add_exception_handler(Exception, refusals.unexpected)
     for router in routers:
         app.include_router(router)
     return app

@@ -1,139 +1,223 @@
-"""The bridge API process: builds every service in dependency order and runs them.
+"""Running the bridge's processes: the API (`ApiPeer`), the worker (`WorkerPeer`), or both in one
+process (`Bridge`, what `metadisk bridge run` runs on one machine).
 
-Bridge API processes are stateless: everything is in the database, so any number of them can
-serve one network, and each also runs the background chores, which share their work through the
-database.
+`serve(config, role)` is a whole process: it binds first (a port in use fails before the
+database is touched), migrates the database, announces one line on stdout for launchers, forks
+extra API processes if asked (``[server] workers``), and runs until SIGINT or SIGTERM::
+
+    {"event": "listening", "role": "api", "url": ..., "node_id": ..., "metrics_url": ...}
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
+import ctypes
+import os
+import signal
 import socket
+import sys
 from collections.abc import Callable
+from typing import Literal
 
-import uvicorn
-from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
-from metadisk import __version__
-from metadisk.bridge.accounts import endpoint as accounts_endpoint
-from metadisk.bridge.accounts.service import AccountsService
-from metadisk.bridge.auth import endpoint as auth_endpoint
-from metadisk.bridge.auth.service import KeyAuthority
-from metadisk.bridge.buckets import endpoint as buckets_endpoint
-from metadisk.bridge.buckets.service import BucketsService
-from metadisk.bridge.chore import Chore
+from metadisk.bridge.api import ApiPeer
 from metadisk.bridge.common import wall_clock
 from metadisk.bridge.config import BridgeConfig
-from metadisk.bridge.db.accounts import AccountsStore
-from metadisk.bridge.db.auth import AuthStore
-from metadisk.bridge.db.buckets import BucketsStore
-from metadisk.bridge.db.deletion import DeletionStore
 from metadisk.bridge.db.engine import Database
-from metadisk.bridge.db.metainfo import MetainfoStore
 from metadisk.bridge.db.migrate import upgrade
-from metadisk.bridge.db.overlay import OverlayStore
-from metadisk.bridge.deletion.chore import PieceDeleter
-from metadisk.bridge.http import create_app, run_in_thread, run_inline
-from metadisk.bridge.info import router as info_router
-from metadisk.bridge.metainfo import endpoint as metainfo_endpoint
-from metadisk.bridge.metainfo.objects import ObjectsService
-from metadisk.bridge.metainfo.uploads import UploadsService
-from metadisk.bridge.orders.service import OrderSigner
-from metadisk.bridge.overlay import endpoint as overlay_endpoint
-from metadisk.bridge.overlay.pinger import HTTPPinger
-from metadisk.bridge.overlay.service import OverlayService
+from metadisk.bridge.identity import IdentityError, load_or_create
+from metadisk.bridge.metrics import pool_gauges
+from metadisk.bridge.worker import WorkerPeer
 from metadisk.core.identity import Identity
-from metadisk.wire.dataplane import PieceClient
+from metadisk.runtime.net import BindError, announce_listening, bind, url_of
 
-log = logging.getLogger(__name__)
+Role = Literal["api", "worker", "both"]
+ROLES: tuple[Role, ...] = ("api", "worker", "both")
+
+
+class ServeError(Exception):
+    """A bridge process that cannot start: one line for the operator."""
 
 
 class Bridge:
-    """One bridge API process: services as attributes, `run()` to serve, `aclose()` to stop."""
+    """The API and the worker in one process, on one database and one metrics registry."""
 
     def __init__(
-        self,
-        config: BridgeConfig,
-        identity: Identity,
-        clock: Callable[[], int] = wall_clock,
+        self, config: BridgeConfig, identity: Identity, clock: Callable[[], int] = wall_clock
     ) -> None:
         self.config = config
         self.identity = identity
-        self.clock = clock
         self.db = Database(config.database)
-
-        self.authority = KeyAuthority(AuthStore(self.db), config.accounts.key_cache_ttl)
-        self.accounts = AccountsService(
-            AccountsStore(self.db), config.accounts, on_key_change=self.authority.forget
-        )
-        self.pieces = PieceClient(user_agent=f"metadisk-bridge/{__version__}")
-        self.pinger = HTTPPinger(self.pieces)
-        self.overlay = OverlayService(OverlayStore(self.db), config.nodes, self.pinger)
-        self.signer = OrderSigner(identity, config.objects.order_ttl)
-        self.buckets = BucketsService(BucketsStore(self.db), config.objects)
-        metainfo = MetainfoStore(self.db)
-        self.uploads = UploadsService(metainfo, self.overlay, self.signer, config.objects)
-        self.objects = ObjectsService(metainfo, self.overlay, self.signer, config.objects)
-        self.deletion_store = DeletionStore(self.db)
-        self.deleter = PieceDeleter(
-            self.deletion_store, self.signer, self.pieces, config.chores, clock
-        )
-
-        self.reclaim_chore = Chore("reclaim", config.chores.reclaim_interval, self._reclaim)
-        self.deletion_chore = Chore(
-            "piece-deletion", config.chores.delete_interval, self.deleter.cycle
-        )
-        self.chores = (self.reclaim_chore, self.deletion_chore)
-
-        # Measured (docs/bridge.md): SQLite queries are cheaper than a thread hop; PostgreSQL
-        # queries wait on the network, so they go to the threadpool.
-        run = run_inline if self.db.is_sqlite else run_in_thread
-        self.app: FastAPI = create_app(
-            [
-                # The object routes first: FastAPI tries routes in order on every request.
-                metainfo_endpoint.router(self.uploads, self.objects, self.authority, clock, run),
-                buckets_endpoint.router(self.buckets, self.authority, clock, run),
-                auth_endpoint.router(self.authority, clock, run),
-                info_router(identity, config.nodes.difficulty, __version__),
-                accounts_endpoint.router(self.accounts, clock),
-                overlay_endpoint.router(self.overlay, clock),
-            ],
-            __version__,
+        self.registry = CollectorRegistry(auto_describe=True)
+        pool_gauges(self.registry, self.db)
+        self.api = ApiPeer(config, identity, db=self.db, registry=self.registry, clock=clock)
+        self.worker = WorkerPeer(
+            config,
+            identity,
+            db=self.db,
+            registry=self.registry,
+            clock=clock,
+            serve_metrics=False,  # the API's /metrics shows the chores too
         )
 
     def migrate(self) -> None:
         upgrade(self.db)
 
-    async def _reclaim(self) -> int:
-        total = 0
-        while True:
-            count = await asyncio.to_thread(self.uploads.reclaim, self.clock())
-            total += count
-            if count == 0:
-                return total
-
     async def run(self, sockets: list[socket.socket]) -> None:
         """Serve HTTP on `sockets` and run the chores until the server is told to stop."""
-        server = uvicorn.Server(
-            uvicorn.Config(
-                self.app,
-                log_level=self.config.log_level,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=5,
-            )
-        )
-        try:
-            async with asyncio.TaskGroup() as group:
-                serving = group.create_task(server.serve(sockets=sockets))
-                running = [group.create_task(chore.run()) for chore in self.chores]
-                # The server ends on SIGINT/SIGTERM; then the chores stop with it.
-                serving.add_done_callback(lambda _: [task.cancel() for task in running])
-        finally:
-            await self.aclose()
+        await self.worker.start()
+        async with asyncio.TaskGroup() as group:
+            chores = group.create_task(self.worker.run())
+            serving = group.create_task(self.api.serve(sockets))
+            # The server ends on SIGINT/SIGTERM; then the chores stop with it.
+            serving.add_done_callback(lambda _: chores.cancel())
 
     async def aclose(self) -> None:
-        """Close in reverse order of construction."""
-        await self.pieces.aclose()
-        self.db.close()
+        await self.worker.aclose()
+        await self.api.aclose()
+        await asyncio.to_thread(self.db.close)
+
+
+def serve(config: BridgeConfig, role: Role) -> None:
+    """Run one bridge process of `role` until SIGINT or SIGTERM; `ServeError` if it cannot."""
+    if config.server.workers < 1:
+        raise ServeError("configuration error: [server] workers must be at least 1")
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        identity = load_or_create(config.identity_path)
+    except (OSError, IdentityError) as exc:
+        raise ServeError(f"cannot use data directory {config.data_dir}: {exc}") from exc
+    if role == "worker":
+        _migrate(config, None)
+        asyncio.run(_run_worker(config, identity))
+        return
+    # Several API processes: one SO_REUSEPORT socket each, so that the kernel spreads
+    # connections over them (on one shared socket the first process to wake accepts a whole
+    # burst of keep-alive connections, and the others idle).
+    reuse_port = config.server.workers > 1 and hasattr(socket, "SO_REUSEPORT")
+    sock = _bind(config.server.host, config.server.port, reuse_port)
+    _migrate(config, sock)
+    url = url_of(sock)
+    config.url_path.write_text(url + "\n")
+    announce_listening(role=role, url=url, node_id=identity.node_id.hex())
+    address = sock.getsockname()[:2]
+    children = [
+        _fork_api(config, identity, sock, address if reuse_port else None)
+        for _ in range(config.server.workers - 1)
+    ]
+    try:
+        _run_api(config, identity, sock, with_chores=role == "both")
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    try:
+        # Inheritable: forked API processes serve on it.
+        return bind(host, port, reuse_port=reuse_port, inheritable=True)
+    except BindError as exc:
+        reason = "address already in use" if exc.code == "port-in-use" else exc.message
+        raise ServeError(f"cannot listen on {host}:{port}: {reason}") from exc
+
+
+def _migrate(config: BridgeConfig, sock: socket.socket | None) -> None:
+    """Bring the schema up to date on a short-lived engine: forked processes must not inherit
+    its connections. Concurrent starts on PostgreSQL take turns (an advisory lock)."""
+    db = Database(config.database)
+    try:
+        upgrade(db)
+    except Exception as exc:
+        if sock is not None:
+            sock.close()
+        lines = str(exc).strip().splitlines()
+        first = lines[0] if lines else ""
+        raise ServeError(f"cannot open the database: {type(exc).__name__}: {first}") from exc
+    finally:
+        db.close()
+
+
+def _run_api(
+    config: BridgeConfig, identity: Identity, sock: socket.socket, *, with_chores: bool
+) -> None:
+    # uvicorn handles SIGINT/SIGTERM while serving and re-raises the signal once it has shut
+    # down; by then there is nothing left to interrupt, so let the process end normally (exit 0,
+    # and the first process still stops the ones it forked).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
+
+    async def main() -> None:
+        if with_chores:
+            bridge = Bridge(config, identity)
+            try:
+                await bridge.run([sock])
+            finally:
+                await bridge.aclose()
+        else:
+            api = ApiPeer(config, identity)
+            try:
+                await api.serve([sock])
+            finally:
+                await api.aclose()
+
+    asyncio.run(main())
+
+
+async def _run_worker(config: BridgeConfig, identity: Identity) -> None:
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, main.cancel)
+    worker = WorkerPeer(config, identity)
+    try:
+        try:
+            await worker.start()
+        except BindError as exc:
+            raise ServeError(f"cannot serve metrics: {exc.message}") from exc
+        announce_listening(
+            role="worker",
+            url=worker.metrics_url,
+            metrics_url=worker.metrics_url,
+            node_id=identity.node_id.hex(),
+        )
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.run()
+    finally:
+        await worker.aclose()
+
+
+def _fork_api(
+    config: BridgeConfig,
+    identity: Identity,
+    sock: socket.socket,
+    own_address: tuple[str, int] | None,
+) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        _die_with_parent()
+        if own_address is not None:
+            sock.close()  # the parent's: this process accepts on a socket of its own
+            sock = _bind(*own_address, reuse_port=True)
+        _run_api(config, identity, sock, with_chores=False)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """Linux: a forked API process gets SIGTERM when the first process dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)

@@ -1,4 +1,7 @@
-"""`metadisk bridge ...`: run the bridge (the JSON API that keeps the map).
+"""`metadisk bridge ...`: run the bridge (the JSON API that keeps the map) and its workers.
+
+`run` is a whole bridge in one process; `api` serves the JSON API only and `worker` runs only the
+background chores, so that any number of each can share one PostgreSQL database.
 
 Configuration, lowest precedence first: built-in defaults, a TOML file (``--config``), environment
 variables, command-line flags. Every scalar setting has an environment variable named
@@ -8,29 +11,21 @@ the section (``METADISK_BRIDGE_DATA_DIR``, ``METADISK_BRIDGE_LOG_LEVEL``). The T
 same shape as `metadisk.bridge.config.BridgeConfig`; redundancy profiles go in
 ``[objects.profiles.NAME]`` tables with k, m, o, n.
 
-On start the bridge migrates its database, binds, writes its URL to ``<data-dir>/bridge.url`` and
-prints one JSON line ``{"event": "listening", "url": ..., "node_id": ...}`` on stdout.
+On start a bridge process migrates its database, binds, writes its URL to ``<data-dir>/bridge.url``
+(API processes) and prints one JSON line ``{"event": "listening", "url": ..., "node_id": ...}`` on
+stdout (a worker's url is its ``/metrics`` listener).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ctypes
 import dataclasses
-import errno
-import json
-import logging
 import os
-import signal
-import socket
-import sys
 import time
 import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from platformdirs import user_data_dir
@@ -44,10 +39,12 @@ from metadisk.bridge.config import (
     NodesConfig,
     ObjectsConfig,
     ServerConfig,
+    WorkerConfig,
     sqlite_url,
 )
 from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.errors import ErasureError
+from metadisk.runtime import logs
 
 app = typer.Typer(help="Run a bridge: the metadata and accounts service.", no_args_is_help=True)
 
@@ -59,6 +56,7 @@ _SECTIONS: dict[str, type] = {
     "nodes": NodesConfig,
     "objects": ObjectsConfig,
     "chores": ChoresConfig,
+    "worker": WorkerConfig,
 }
 
 
@@ -74,6 +72,18 @@ DataDirOption = Annotated[
 ]
 
 
+Role = Literal["api", "worker", "both"]
+
+
+def _server_flags(
+    host: str | None, port: int | None, workers: int | None, database: str | None
+) -> dict[str, dict[str, Any]]:
+    return {
+        "server": {"host": host, "port": port, "workers": workers},
+        "database": {"url": database},
+    }
+
+
 @app.command()
 def run(
     config_file: ConfigOption = None,
@@ -81,15 +91,43 @@ def run(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port; 0 picks a free one.")] = None,
     database: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes sharing the socket.")] = None,
+    workers: Annotated[int | None, typer.Option(help="API processes sharing the socket.")] = None,
 ) -> None:
-    """Run the bridge API and its background chores until interrupted."""
-    config = _config_or_exit(
-        config_file,
-        data_dir,
-        {"server": {"host": host, "port": port, "workers": workers}, "database": {"url": database}},
-    )
-    _serve(config)
+    """Run a whole bridge in one process (the JSON API and the background chores)."""
+    flags = _server_flags(host, port, workers, database)
+    _serve(_config_or_exit(config_file, data_dir, flags), "both")
+
+
+@app.command()
+def api(
+    config_file: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port; 0 picks a free one.")] = None,
+    database: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
+    workers: Annotated[int | None, typer.Option(help="API processes sharing the socket.")] = None,
+) -> None:
+    """Run the bridge's JSON API only; `metadisk bridge worker` runs the chores."""
+    flags = _server_flags(host, port, workers, database)
+    _serve(_config_or_exit(config_file, data_dir, flags), "api")
+
+
+@app.command()
+def worker(
+    config_file: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    database: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Port of its /metrics; 0 picks a free one.")
+    ] = None,
+) -> None:
+    """Run the bridge's background chores (upload reclaim, piece deletes) only; any number of
+    workers share the work through the database."""
+    flags: dict[str, dict[str, Any]] = {
+        "worker": {"port": metrics_port},
+        "database": {"url": database},
+    }
+    _serve(_config_or_exit(config_file, data_dir, flags), "worker")
 
 
 @app.command()
@@ -99,18 +137,14 @@ def migrate(
     database: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
 ) -> None:
     """Bring the database schema up to date (also done on every start)."""
-    from metadisk.bridge.db.engine import Database
-    from metadisk.bridge.db.migrate import current_revision, upgrade
+    from metadisk.bridge import admin
 
     config = _config_or_exit(config_file, data_dir, {"database": {"url": database}})
-    db = Database(config.database)
     try:
-        upgrade(db)
-        typer.echo(f"database at revision {current_revision(db)}")
+        revision = admin.migrate(config)
     except Exception as exc:
         _fail(f"cannot migrate the database: {_one_line(exc)}")
-    finally:
-        db.close()
+    typer.echo(f"database at revision {revision}")
 
 
 @app.command()
@@ -121,19 +155,14 @@ def disqualify(
     database: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
 ) -> None:
     """Disqualify a node: it gets no new pieces and is skipped for downloads."""
-    from metadisk.bridge.db.engine import Database
-    from metadisk.bridge.db.overlay import OverlayStore
+    from metadisk.bridge import admin
 
     config = _config_or_exit(config_file, data_dir, {"database": {"url": database}})
     try:
         raw = bytes.fromhex(node_id)
     except ValueError:
         _fail("a node id is 64 hex digits")
-    db = Database(config.database)
-    try:
-        changed = OverlayStore(db).disqualify(raw, int(time.time()))
-    finally:
-        db.close()
+    changed = admin.disqualify(config, raw, int(time.time()))
     typer.echo("disqualified" if changed else "no such node, or already disqualified")
 
 
@@ -155,7 +184,7 @@ def load_config(
             raise ConfigError(f"cannot read {config_file}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_file}: {exc}") from exc
-    known = {"data_dir", "log_level", *_SECTIONS}
+    known = {"data_dir", "log_level", "log_format", *_SECTIONS}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -165,6 +194,9 @@ def load_config(
         Path(top_dir) if top_dir is not None else Path(user_data_dir("metadisk")) / "bridge"
     )
     log_level = str(_pick(raw.get("log_level", "info"), environ.get(ENV_PREFIX + "LOG_LEVEL")))
+    log_format = str(_pick(raw.get("log_format", "text"), environ.get(ENV_PREFIX + "LOG_FORMAT")))
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"log_format must be text or json, not {log_format!r}")
 
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
@@ -178,12 +210,14 @@ def load_config(
         return BridgeConfig(
             data_dir=resolved_dir,
             log_level=log_level,
+            log_format=log_format,
             database=DatabaseConfig(**sections["database"]),
             server=ServerConfig(**sections["server"]),
             accounts=AccountsConfig(**sections["accounts"]),
             nodes=NodesConfig(**sections["nodes"]),
             objects=ObjectsConfig(**sections["objects"]),
             chores=ChoresConfig(**sections["chores"]),
+            worker=WorkerConfig(**sections["worker"]),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
@@ -312,118 +346,14 @@ def _one_line(exc: BaseException) -> str:
 # -- serving ---------------------------------------------------------------------------------
 
 
-def _serve(config: BridgeConfig) -> None:
-    from metadisk.bridge.db.engine import Database
-    from metadisk.bridge.db.migrate import upgrade
-    from metadisk.bridge.identity import IdentityError, load_or_create
+def _serve(config: BridgeConfig, role: Role) -> None:
+    from metadisk.bridge.peer import ServeError, serve
 
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per start is noise
-    if config.server.workers < 1:
-        _fail("configuration error: [server] workers must be at least 1", code=2)
+    logs.configure(config.log_level, fmt="json" if config.log_format == "json" else "text")
     try:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        identity = load_or_create(config.identity_path)
-    except (OSError, IdentityError) as exc:
-        _fail(f"cannot use data directory {config.data_dir}: {exc}")
-    # Bind first: a port in use fails at once, before the database is touched.
-    # Several workers: one SO_REUSEPORT socket each, so that the kernel spreads connections over
-    # them (on one shared socket the first worker to wake accepts a whole burst of keep-alive
-    # connections, and the others idle).
-    reuse_port = config.server.workers > 1 and hasattr(socket, "SO_REUSEPORT")
-    sock = _bind(config.server.host, config.server.port, reuse_port)
-    # Migrate on a short-lived engine: worker processes must not inherit its connections.
-    db = Database(config.database)
-    try:
-        upgrade(db)
-    except Exception as exc:
-        sock.close()
-        _fail(f"cannot open the database: {_one_line(exc)}")
-    finally:
-        db.close()
-    host, port = sock.getsockname()[:2]
-    shown_host = f"[{host}]" if ":" in host else host
-    url = f"http://{shown_host}:{port}"
-    config.url_path.write_text(url + "\n")
-    print(
-        json.dumps({"event": "listening", "url": url, "node_id": identity.node_id.hex()}),
-        flush=True,
-    )
-    children = [
-        _fork_worker(config, sock, (host, port) if reuse_port else None)
-        for _ in range(config.server.workers - 1)
-    ]
-    try:
-        _run_worker(config, sock)
-    finally:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        for pid in children:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-
-
-def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
-    # without it every response waits out delayed ACKs (about 10x fewer requests per second).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        _fail(f"cannot listen on {host}:{port}: {reason}")
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _fork_worker(
-    config: BridgeConfig, sock: socket.socket, own_address: tuple[str, int] | None
-) -> int:
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 0
-    try:
-        _die_with_parent()
-        if own_address is not None:
-            sock.close()  # the parent's: this worker accepts on a socket of its own
-            sock = _bind(*own_address, reuse_port=True)
-        _run_worker(config, sock)
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)
-
-
-def _run_worker(config: BridgeConfig, sock: socket.socket) -> None:
-    from metadisk.bridge.identity import load_or_create
-    from metadisk.bridge.peer import Bridge
-
-    # uvicorn handles SIGINT/SIGTERM while serving and re-raises the signal once it has shut
-    # down; by then there is nothing left to interrupt, so let the process end normally (exit 0,
-    # and the first process still stops its workers).
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: None)
-    bridge = Bridge(config, load_or_create(config.identity_path))
-    asyncio.run(bridge.run([sock]))
-
-
-def _die_with_parent() -> None:
-    """Linux: a worker gets SIGTERM when the first process dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        serve(config, role)
+    except ServeError as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":  # python -m metadisk.cli.bridge: without the other roles' CLIs

@@ -13,6 +13,8 @@ feed `HttpMetrics.observe`, which also writes the access log line when that is s
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
@@ -42,6 +44,7 @@ __all__ = [
     "aiohttp_middleware",
     "exposition",
     "gauge_callback",
+    "scrape_allowed",
 ]
 
 log = logging.getLogger("metadisk.runtime.metrics")
@@ -339,6 +342,17 @@ def gauge_callback(
     gauge = CallbackGauge(name, documentation, labelnames, read)
     registry.register(gauge)
     return gauge
+
+
+def scrape_allowed(remote: str | None, authorization: str, token: str) -> bool:
+    """Whether a scrape may be answered: from loopback always, from elsewhere only with
+    ``Authorization: Bearer <token>`` when a token is set."""
+    try:
+        if remote is not None and ipaddress.ip_address(remote).is_loopback:
+            return True
+    except ValueError:
+        pass
+    return bool(token) and hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode())
 
 
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from metadisk.bridge.config import DatabaseConfig
 
@@ -58,6 +58,17 @@ class Database:
         """Run `work` in a read-only transaction (a consistent snapshot on both engines)."""
         with self.engine.connect() as conn, conn.begin():
             return work(conn)
+
+    def pool_use(self) -> dict[str, int]:
+        """Connections of this process: checked out, idle in the pool, and overflow."""
+        pool = self.engine.pool
+        if not isinstance(pool, QueuePool):
+            return {}
+        return {
+            "in_use": pool.checkedout(),
+            "idle": pool.checkedin(),
+            "overflow": max(0, pool.overflow()),
+        }
 
     def close(self) -> None:
         self.engine.dispose()

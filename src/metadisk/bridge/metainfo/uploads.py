@@ -41,6 +41,7 @@ from metadisk.bridge.metainfo.db import (
     PendingUpload,
     Upload,
 )
+from metadisk.bridge.metrics import BridgeMetrics
 from metadisk.bridge.orders.service import IssuedOrder, OrderSigner, Rejection, check_receipts
 from metadisk.bridge.overlay.db import Candidate
 from metadisk.bridge.overlay.service import OverlayService
@@ -73,12 +74,14 @@ class UploadsService:
         signer: OrderSigner,
         config: ObjectsConfig,
         randbytes: Callable[[int], bytes] = os.urandom,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self._db = db
         self._overlay = overlay
         self._signer = signer
         self._config = config
         self._randbytes = randbytes
+        self._metrics = metrics or BridgeMetrics()
 
     def begin_object(self, access: Access, bucket: str, key: str, now: int) -> BeganUpload:
         check_location(bucket, key)
@@ -236,6 +239,8 @@ class UploadsService:
             stream_id, index, accepted, plain_size, encrypted_metadata, now
         ):
             raise errors.NotFound("the segment is no longer pending", code="segment-not-found")
+        self._metrics.segments_committed.inc()
+        self._metrics.pieces_committed.inc(len(accepted))
         return SegmentCommit(index, len(accepted), rejected)
 
     def commit_object(
@@ -253,6 +258,8 @@ class UploadsService:
         )
         raise_for(outcome, upload.bucket)
         assert info is not None
+        self._metrics.objects_committed.labels("segmented").inc()
+        self._metrics.committed_bytes.inc(info.encrypted_size)
         return info
 
     def get_upload(self, access: Access, stream_id: bytes, now: int) -> PendingUpload:
@@ -307,8 +314,6 @@ class UploadsService:
             stream_id, access.project_id, bucket, key, data, plain_size, encrypted_metadata
         )
         raise_for(self._db.put_inline(obj, allow_replace, now), bucket)
+        self._metrics.objects_committed.labels("inline").inc()
+        self._metrics.committed_bytes.inc(len(data))
         return stream_id
-
-    def reclaim(self, now: int, limit: int = 100) -> int:
-        """Drop uploads past their deadline (used by the reclaim chore)."""
-        return self._db.reclaim(now, limit)

@@ -61,15 +61,22 @@ class OrderSigner:
     """Makes order limits signed by the bridge's identity."""
 
     def __init__(
-        self, identity: Identity, ttl: int, randbytes: Callable[[int], bytes] = os.urandom
+        self,
+        identity: Identity,
+        ttl: int,
+        randbytes: Callable[[int], bytes] = os.urandom,
+        *,
+        signed: Callable[[Action], None] = lambda action: None,
     ) -> None:
         self.identity = identity
         self._ttl = ttl
         self._randbytes = randbytes
+        self._signed = signed  # told of every order limit signed (metrics)
 
     def sign(
         self, node_id: NodeId, piece_id: bytes, action: Action, limit: int, now: int
     ) -> OrderLimit:
+        self._signed(action)
         return OrderLimit(
             serial=self._randbytes(SERIAL_SIZE),
             bridge_id=self.identity.node_id,

@@ -7,7 +7,8 @@ The work is done by functions that take the `Database`, one module per part of t
 - `objects`: moves, copies and deletes, and how a write replaces the visible object at a key;
 - `reads`: gets, listings, and the pieces of a segment for download (with its egress).
 
-`MetainfoStore` binds them to one database.
+`MetainfoStore` binds them to one database; it implements `MetainfoDB` (the uploads and objects
+services) and `ReclaimDB` (the reclaim chore).
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class MetainfoStore:
 
     def reclaim(self, now: int, limit: int) -> int:
         return uploads.reclaim(self._db, now, limit)
+
+    def expired_uploads(self, now: int) -> int:
+        return uploads.expired_uploads(self._db, now)
 
     def pending_upload(self, project_id: str, stream_id: bytes) -> PendingUpload | None:
         return uploads.pending_upload(self._db, project_id, stream_id)

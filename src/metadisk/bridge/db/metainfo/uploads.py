@@ -7,7 +7,7 @@ begun and committed in `segments`.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from metadisk.bridge.db import tables as t
@@ -236,6 +236,11 @@ def reclaim(db: Database, now: int, limit: int) -> int:
         return len(expired)
 
     return db.write(work)
+
+
+def expired_uploads(db: Database, now: int) -> int:
+    query = select(func.count()).select_from(t.objects).where(IS_PENDING, _o.deadline < now)
+    return int(db.read(lambda conn: conn.execute(query).scalar_one()))
 
 
 def pending_upload(db: Database, project_id: str, stream_id: bytes) -> PendingUpload | None:

@@ -1,0 +1,141 @@
+"""A bridge API process: every service the JSON API needs, as attributes, and the HTTP app.
+
+API processes are stateless: everything is in the database, so any number of them can serve one
+network behind a load balancer. They run no background work; that is the worker's
+(`metadisk.bridge.worker`), and `metadisk bridge run` runs both in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CollectorRegistry
+
+from metadisk import __version__
+from metadisk.bridge.accounts import endpoint as accounts_endpoint
+from metadisk.bridge.accounts.service import AccountsService
+from metadisk.bridge.auth import endpoint as auth_endpoint
+from metadisk.bridge.auth.service import KeyAuthority
+from metadisk.bridge.buckets import endpoint as buckets_endpoint
+from metadisk.bridge.buckets.service import BucketsService
+from metadisk.bridge.common import wall_clock
+from metadisk.bridge.config import BridgeConfig
+from metadisk.bridge.db.accounts import AccountsStore
+from metadisk.bridge.db.auth import AuthStore
+from metadisk.bridge.db.buckets import BucketsStore
+from metadisk.bridge.db.engine import Database
+from metadisk.bridge.db.metainfo import MetainfoStore
+from metadisk.bridge.db.overlay import OverlayStore
+from metadisk.bridge.http import create_app, error_response, route_of, run_in_thread, run_inline
+from metadisk.bridge.info import router as info_router
+from metadisk.bridge.metainfo import endpoint as metainfo_endpoint
+from metadisk.bridge.metainfo.objects import ObjectsService
+from metadisk.bridge.metainfo.uploads import UploadsService
+from metadisk.bridge.metrics import BridgeMetrics, pool_gauges
+from metadisk.bridge.orders.service import OrderSigner
+from metadisk.bridge.overlay import endpoint as overlay_endpoint
+from metadisk.bridge.overlay.pinger import HTTPPinger
+from metadisk.bridge.overlay.service import OverlayService
+from metadisk.core.identity import Identity
+from metadisk.runtime.metrics import (
+    METRICS_PATH,
+    AsgiMiddleware,
+    HttpMetrics,
+    exposition,
+    scrape_allowed,
+)
+from metadisk.wire.dataplane import PieceClient
+
+log = logging.getLogger(__name__)
+
+
+class ApiPeer:
+    """One bridge API process: services as attributes, `serve()` to answer HTTP, `aclose()`."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        identity: Identity,
+        *,
+        db: Database | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], int] = wall_clock,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.clock = clock
+        self.db = db or Database(config.database)
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.metrics = BridgeMetrics(self.registry)
+        self.http_metrics = HttpMetrics(
+            self.registry, "bridge", access_log=config.server.access_log
+        )
+        if db is None:  # a shared database is counted by whoever made it
+            pool_gauges(self.registry, self.db)
+
+        self.authority = KeyAuthority(AuthStore(self.db), config.accounts.key_cache_ttl)
+        self.accounts = AccountsService(
+            AccountsStore(self.db), config.accounts, on_key_change=self.authority.forget
+        )
+        self.pieces = PieceClient(user_agent=f"metadisk-bridge/{__version__}")
+        self.overlay = OverlayService(OverlayStore(self.db), config.nodes, HTTPPinger(self.pieces))
+        self.signer = OrderSigner(
+            identity,
+            config.objects.order_ttl,
+            signed=lambda action: self.metrics.order_limits.labels(action.name.lower()).inc(),
+        )
+        self.buckets = BucketsService(BucketsStore(self.db), config.objects)
+        metainfo = MetainfoStore(self.db)
+        self.uploads = UploadsService(
+            metainfo, self.overlay, self.signer, config.objects, metrics=self.metrics
+        )
+        self.objects = ObjectsService(metainfo, self.overlay, self.signer, config.objects)
+
+        # Measured (docs/bridge.md): SQLite queries are cheaper than a thread hop; PostgreSQL
+        # queries wait on the network, so they go to the threadpool.
+        run = run_inline if self.db.is_sqlite else run_in_thread
+        self.app: FastAPI = create_app(
+            [
+                # The object routes first: FastAPI tries routes in order on every request.
+                metainfo_endpoint.router(self.uploads, self.objects, self.authority, clock, run),
+                buckets_endpoint.router(self.buckets, self.authority, clock, run),
+                auth_endpoint.router(self.authority, clock, run),
+                info_router(identity, config.nodes.difficulty, __version__),
+                accounts_endpoint.router(self.accounts, clock),
+                overlay_endpoint.router(self.overlay, clock),
+            ],
+            __version__,
+            self.metrics,
+        )
+        self.app.add_api_route(METRICS_PATH, self._scrape, methods=["GET"], include_in_schema=False)
+
+    async def _scrape(self, request: Request) -> Response:
+        remote = request.client.host if request.client is not None else None
+        authorization = request.headers.get("authorization", "")
+        if not scrape_allowed(remote, authorization, self.config.server.metrics_token):
+            return error_response(403, "not-local", "metrics answer loopback or a metrics token")
+        body, content_type = exposition(self.registry)
+        return Response(body, media_type=content_type)
+
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        """Answer HTTP on `sockets` until the server is told to stop (SIGINT or SIGTERM)."""
+        server = uvicorn.Server(
+            uvicorn.Config(
+                AsgiMiddleware(self.app, self.http_metrics, route_of),
+                log_config=None,  # metadisk.runtime.logs configures logging
+                access_log=False,  # the metrics middleware writes the access log
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        await server.serve(sockets=sockets)
+
+    async def aclose(self) -> None:
+        """Close in reverse order of construction."""
+        await self.pieces.aclose()
+        await asyncio.to_thread(self.db.close)

@@ -1,0 +1,74 @@
+"""What the bridge counts for Prometheus, besides the HTTP requests and chore cycles every peer
+counts (`metadisk.runtime.metrics`): refusals by code, order limits, commits, queue depths and
+the database's connection pool."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from metadisk.bridge.db.engine import Database
+from metadisk.runtime.metrics import gauge_callback
+
+
+class BridgeMetrics:
+    """Counters the bridge's services and HTTP edge update, in one peer's registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry or CollectorRegistry(auto_describe=True)
+        self.refusals = Counter(
+            "metadisk_bridge_refusals",
+            "Requests answered with an error, by route and error code.",
+            ["route", "code"],
+            registry=registry,
+        )
+        self.order_limits = Counter(
+            "metadisk_bridge_order_limits",
+            "Order limits signed, by action (put, get, delete, ...).",
+            ["action"],
+            registry=registry,
+        )
+        self.segments_committed = Counter(
+            "metadisk_bridge_segments_committed",
+            "Segments committed with their farmers' receipts.",
+            registry=registry,
+        )
+        self.pieces_committed = Counter(
+            "metadisk_bridge_pieces_committed",
+            "Pieces recorded from valid receipts.",
+            registry=registry,
+        )
+        self.objects_committed = Counter(
+            "metadisk_bridge_objects_committed",
+            "Objects made visible (committed uploads and inline puts).",
+            ["kind"],
+            registry=registry,
+        )
+        self.committed_bytes = Counter(
+            "metadisk_bridge_committed_bytes",
+            "Encrypted bytes of the objects made visible.",
+            registry=registry,
+        )
+
+
+class QueueMetrics:
+    """How much chore work waits in the database, as the worker last counted it."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.depth = Gauge(
+            "metadisk_bridge_queue_depth",
+            "Chore work waiting in the database: piece deletes queued, expired uploads "
+            "not yet reclaimed (counted after each cycle).",
+            ["queue"],
+            registry=registry,
+        )
+
+
+def pool_gauges(registry: CollectorRegistry, db: Database) -> None:
+    """Database connections of this process, read at scrape time (no query: pool counters)."""
+    gauge_callback(
+        registry,
+        "metadisk_db_pool_connections",
+        "Connections of this process's pool: in use, idle in the pool, and beyond its size.",
+        ["state"],
+        lambda: {(state,): float(count) for state, count in db.pool_use().items()},
+    )

@@ -1,0 +1,1 @@
+"""Reclaiming uploads left uncommitted past their deadline (a bridge worker's chore)."""

@@ -1,0 +1,133 @@
+"""A bridge worker process: the network's background work, shared with other workers through
+the database.
+
+Its chores: reclaiming uploads left uncommitted past their deadline, and sending queued piece
+deletes to farmers. Each unit of work is claimed in the database (``SKIP LOCKED`` rows, leases on
+deletes), so any number of workers, on any number of machines, share one database without doing
+an item twice. A worker serves only ``/metrics`` (loopback, or with the metrics token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from metadisk import __version__
+from metadisk.bridge.common import wall_clock
+from metadisk.bridge.config import BridgeConfig
+from metadisk.bridge.db.deletion import DeletionStore
+from metadisk.bridge.db.engine import Database
+from metadisk.bridge.db.metainfo import MetainfoStore
+from metadisk.bridge.deletion.chore import PieceDeleter
+from metadisk.bridge.metrics import QueueMetrics, pool_gauges
+from metadisk.bridge.orders.service import OrderSigner
+from metadisk.bridge.reclaim.chore import UploadReclaimer
+from metadisk.core.identity import Identity
+from metadisk.runtime.chore import Chore
+from metadisk.runtime.lifecycle import Group
+from metadisk.runtime.metrics import ChoreMetrics, aiohttp_metrics_route, scrape_allowed
+from metadisk.runtime.server import AppServer
+from metadisk.wire.dataplane import PieceClient
+
+
+class WorkerPeer:
+    """The bridge's chores as one peer: `start()`, `run()` until cancelled, `aclose()`."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        identity: Identity,
+        *,
+        db: Database | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], int] = wall_clock,
+        serve_metrics: bool = True,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.clock = clock
+        owns_db = db is None
+        self.db = db or Database(config.database)
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        if owns_db:
+            pool_gauges(self.registry, self.db)
+        self.queues = QueueMetrics(self.registry)
+        chore_metrics = ChoreMetrics(self.registry)
+
+        self.pieces = PieceClient(user_agent=f"metadisk-bridge-worker/{__version__}")
+        self.signer = OrderSigner(identity, config.objects.order_ttl)
+        self.metainfo_store = MetainfoStore(self.db)
+        self.deletion_store = DeletionStore(self.db)
+        self.reclaimer = UploadReclaimer(self.metainfo_store, clock)
+        self.deleter = PieceDeleter(
+            self.deletion_store, self.signer, self.pieces, config.chores, clock
+        )
+
+        chores = config.chores
+        self.reclaim_chore = Chore(
+            "reclaim",
+            chores.reclaim_interval,
+            self._counted("uploads-expired", self.reclaimer.cycle, self._expired),
+            observer=chore_metrics,
+        )
+        self.deletion_chore = Chore(
+            "piece-deletion",
+            chores.delete_interval,
+            self._counted("piece-deletes", self.deleter.cycle, self.deletion_store.pending),
+            observer=chore_metrics,
+        )
+        self.chores = (self.reclaim_chore, self.deletion_chore)
+
+        self.server: AppServer | None = None
+        if serve_metrics:
+            app = web.Application()
+            app.add_routes([aiohttp_metrics_route(self.registry, allow=self._may_scrape)])
+            self.server = AppServer(app, config.worker.host, config.worker.port)
+
+        self.group = Group()
+        if self.server is not None:
+            self.group.add("metrics", start=self.server.start, close=self.server.close)
+        for chore in self.chores:
+            self.group.add(f"chore {chore.name}", run=chore.run)
+        self.group.add("farmers", close=self.pieces.aclose)
+        if owns_db:
+            self.group.add("database", close=lambda: asyncio.to_thread(self.db.close))
+
+    def _expired(self) -> int:
+        return self.metainfo_store.expired_uploads(self.clock())
+
+    def _counted(
+        self, queue: str, cycle: Callable[[], Awaitable[object]], depth: Callable[[], int]
+    ) -> Callable[[], Awaitable[object]]:
+        """`cycle`, then the queue's depth counted for ``/metrics``."""
+        gauge = self.queues.depth.labels(queue)
+
+        async def run() -> object:
+            result = await cycle()
+            gauge.set(await asyncio.to_thread(depth))
+            return result
+
+        return run
+
+    def _may_scrape(self, request: web.Request) -> bool:
+        authorization = request.headers.get("Authorization", "")
+        return scrape_allowed(request.remote, authorization, self.config.server.metrics_token)
+
+    @property
+    def metrics_url(self) -> str | None:
+        if self.server is None or self.server.port is None:
+            return None
+        host = self.config.worker.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.server.port}"
+
+    async def start(self) -> None:
+        await self.group.start()
+
+    async def run(self) -> None:
+        await self.group.run()
+
+    async def aclose(self) -> None:
+        await self.group.aclose()
