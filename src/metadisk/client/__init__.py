@@ -32,14 +32,8 @@ from metadisk.client.errors import (
     Unauthenticated,
     UploadFailed,
 )
-from metadisk.client.project import (
-    AsyncProject,
-    Bucket,
-    ClientConfig,
-    ObjectInfo,
-    ObjectPage,
-    Permissions,
-)
+from metadisk.client.project import AsyncProject, ClientConfig
+from metadisk.client.records import Bucket, ObjectInfo, ObjectPage, Permissions
 from metadisk.client.segmenter import SegmentSizing, UploadSource
 from metadisk.client.sync import Project
 from metadisk.client.upload import ProgressCallback

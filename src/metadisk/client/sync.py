@@ -16,14 +16,8 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mappin
 from concurrent.futures import Future
 from typing import Any, BinaryIO, TypeVar
 
-from metadisk.client.project import (
-    AsyncProject,
-    Bucket,
-    ClientConfig,
-    ObjectInfo,
-    ObjectPage,
-    Permissions,
-)
+from metadisk.client.project import AsyncProject, ClientConfig
+from metadisk.client.records import Bucket, ObjectInfo, ObjectPage, Permissions
 from metadisk.client.segmenter import UploadSource
 from metadisk.client.upload import ProgressCallback
 from metadisk.core.grant import AccessGrant, SharePrefix

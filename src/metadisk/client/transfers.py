@@ -1,0 +1,257 @@
+"""An object's bytes, stored and read: inline at the bridge, or through the transfer pipelines.
+
+`Transfers` stores a small object inline in one bridge call and any other segment by segment
+on farmers (begin a pending upload at the bridge or resume the one a `ResumeState` names, run
+`UploadPipeline`, then commit the object or abort it), and reads one object version's
+plaintext (its inline data, or `DownloadPipeline`). `AsyncProject` keeps the rest: paths,
+keys and metadata, and opening and closing the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from pathlib import Path
+
+from metadisk.client.bridge_api import BridgeAPI
+from metadisk.client.coordinators import BridgeDownloadCoordinator, BridgeUploadCoordinator
+from metadisk.client.download import DownloadConfig, DownloadPipeline, SegmentInfo
+from metadisk.client.errors import (
+    BridgeError,
+    ClientError,
+    IntegrityFailure,
+    InvalidArgument,
+    ResumeMismatch,
+)
+from metadisk.client.farmer_transport import FarmerTransport
+from metadisk.client.formats import ObjectMetadata, SealedMetadata, SegmentKey, plaintext_tag
+from metadisk.client.offload import Offload
+from metadisk.client.records import ObjectInfo, object_info, open_inline
+from metadisk.client.resume import ResumeState, pending_upload
+from metadisk.client.segmenter import SegmentSizing, SourceReader, UploadSource
+from metadisk.client.upload import ProgressCallback, UploadConfig, UploadPipeline
+from metadisk.core import content
+from metadisk.core.erasure import RedundancyScheme
+from metadisk.core.keys import new_content_key
+from metadisk.wire.api.objects import Object as ObjectRecord
+
+# Objects of at most this much plaintext go to the bridge's database in one call instead of to
+# farmers: 4 KiB, whose ciphertext (one block and its 16-byte tag, 4,112 bytes) is exactly the
+# bridge's limit; the content key rides in the sealed metadata, outside that count.
+INLINE_PLAINTEXT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """One version of an object, as `get object` described it, with its keys."""
+
+    encrypted_key: str
+    key: bytes
+    record: ObjectRecord
+    meta: ObjectMetadata
+
+
+class Transfers:
+    """Uploads and downloads of objects over one bridge, farmer transport and offload."""
+
+    def __init__(
+        self,
+        bridge: BridgeAPI,
+        transport: FarmerTransport,
+        offload: Offload,
+        *,
+        sizing: SegmentSizing,
+        upload: UploadConfig,
+        download: DownloadConfig,
+    ) -> None:
+        self._bridge = bridge
+        self._transport = transport
+        self._offload = offload
+        self._sizing = sizing
+        self._upload = upload
+        self._download = download
+
+    # -- upload ------------------------------------------------------------------------------
+
+    async def upload(
+        self,
+        bucket: str,
+        path: str,
+        encrypted_key: str,
+        key: bytes,
+        reader: SourceReader,
+        info: ObjectMetadata,
+        progress: ProgressCallback | None,
+        source: UploadSource,
+        resume_dir: str | os.PathLike[str] | None,
+    ) -> ObjectInfo:
+        """Store what `reader` yields as the object at `path`: inline if it is small enough,
+        else on farmers (resumable with `resume_dir`). The caller closes `reader`."""
+        head = await self._peek_inline(reader)
+        if head is not None:
+            try:
+                return await self._upload_inline(bucket, path, encrypted_key, key, head, info)
+            except BridgeError as exc:
+                # A bridge with a smaller inline limit (older ones kept 4,096 ciphertext
+                # bytes): store the object on farmers instead.
+                if exc.code != "inline-too-large":
+                    raise
+                reader.unread(head)
+        return await self._upload_segments(
+            bucket, path, encrypted_key, key, reader, info, progress, source, resume_dir
+        )
+
+    async def _peek_inline(self, reader: SourceReader) -> bytes | None:
+        """The whole source if it is small enough to store inline, else None (nothing lost)."""
+        most = INLINE_PLAINTEXT
+        if reader.size is not None and reader.size > most:
+            return None
+        buffer = bytearray(most + 1)
+        count = await reader.read_into(memoryview(buffer))
+        if count <= most:
+            return bytes(buffer[:count])
+        reader.unread(bytes(buffer[:count]))
+        return None
+
+    async def _upload_inline(
+        self,
+        bucket: str,
+        path: str,
+        encrypted_key: str,
+        key: bytes,
+        data: bytes,
+        info: ObjectMetadata,
+    ) -> ObjectInfo:
+        content_key = new_content_key()
+        ciphertext = content.encrypt_segment(content_key, 0, data)
+        segment_key = SegmentKey.seal(key, 0, content_key, plaintext_tag(content_key, ciphertext))
+        meta = ObjectMetadata(len(data), info.content_type, info.custom)
+        sealed = SealedMetadata.seal(key, meta, segment_key)
+        record = await self._bridge.put_inline(
+            bucket, encrypted_key, ciphertext, len(data), sealed.encode()
+        )
+        return object_info(bucket, path, record, meta)
+
+    async def _upload_segments(
+        self,
+        bucket: str,
+        path: str,
+        encrypted_key: str,
+        key: bytes,
+        reader: SourceReader,
+        info: ObjectMetadata,
+        progress: ProgressCallback | None,
+        source: UploadSource,
+        resume_dir: str | os.PathLike[str] | None,
+    ) -> ObjectInfo:
+        """Store `reader` on farmers segment by segment and commit it as the object at `path`.
+
+        With `resume_dir`, the pending upload is kept if this fails (unless the source changed),
+        and a later call picks it up where it stopped; without, it is aborted.
+        """
+        state = None
+        if resume_dir is not None:
+            state = ResumeState.locate(
+                Path(resume_dir), self._bridge.url, bucket, encrypted_key, source
+            )
+        committed: dict[int, SegmentKey] = {}
+        stream_id: str | None = None
+        scheme: RedundancyScheme | None = None
+        segment_size = 0
+        if state is not None and state.saved is not None:
+            resumed = await pending_upload(self._bridge, state)
+            if resumed is not None:
+                stream_id, scheme, segment_size, committed = resumed
+        if stream_id is None or scheme is None:
+            upload = await self._bridge.begin_object(bucket, encrypted_key)
+            stream_id, scheme = upload.stream_id, upload.redundancy
+            in_flight = self._upload.segments_in_flight
+            segment_size = self._sizing.segment_size(scheme, in_flight, reader.size)
+            if state is not None:
+                state.save(stream_id, segment_size)
+        coordinator = BridgeUploadCoordinator(self._bridge, stream_id, scheme)
+        pipeline = UploadPipeline(self._transport, self._offload, self._upload)
+        try:
+            summary = await pipeline.run(
+                reader,
+                object_key=key,
+                scheme=scheme,
+                segment_size=segment_size,
+                coordinator=coordinator,
+                progress=progress,
+                committed=committed,
+            )
+            meta = ObjectMetadata(summary.plaintext_size, info.content_type, info.custom)
+            sealed = SealedMetadata.seal(key, meta)
+            record = await self._bridge.commit_object(stream_id, sealed.encode())
+        except BaseException as exc:
+            if state is None or isinstance(exc, ResumeMismatch):
+                await self._abort(stream_id)
+                if state is not None:
+                    state.clear()
+            raise
+        if state is not None:
+            state.clear()
+        return object_info(bucket, path, record, meta)
+
+    async def _abort(self, stream_id: str) -> None:
+        # Best effort, and shielded: the caller may be here because it was cancelled.
+        with contextlib.suppress(ClientError, asyncio.CancelledError):
+            await asyncio.shield(self._bridge.abort_upload(stream_id))
+
+    # -- download ----------------------------------------------------------------------------
+
+    async def views(
+        self,
+        bucket: str,
+        opened: Opened,
+        offset: int,
+        length: int | None,
+        progress: ProgressCallback | None,
+    ) -> AsyncGenerator[memoryview, None]:
+        """The plaintext of one object version, as views valid until the next step."""
+        record, key = opened.record, opened.key
+        size = record.plain_size
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidArgument("offset and length must not be negative")
+        if offset > size:
+            raise InvalidArgument(f"offset {offset} is past the end ({size} bytes)")
+        total = size - offset if length is None else min(length, size - offset)
+        if total == 0:
+            return
+        if record.inline_data is not None:
+            data = open_inline(record, key)
+            yield memoryview(data)[offset : offset + total]
+            if progress is not None:
+                progress(total, total)
+            return
+        segments = [
+            SegmentInfo(s.index, s.plain_size, s.encrypted_size, s.encrypted_metadata or b"")
+            for s in record.segments
+        ]
+        schemes = {s.redundancy for s in record.segments}
+        if len(schemes) != 1:
+            raise IntegrityFailure("the object's segments do not share one redundancy scheme")
+        pipeline = DownloadPipeline(self._transport, self._offload, self._download)
+        # Pinned to this version: a concurrent overwrite cannot mix two objects' segments.
+        coordinator = BridgeDownloadCoordinator(
+            self._bridge, bucket, opened.encrypted_key, record.stream_id
+        )
+        chunks = pipeline.chunks(
+            segments,
+            object_key=key,
+            scheme=schemes.pop(),
+            coordinator=coordinator,
+            offset=offset,
+            length=total,
+        )
+        done = 0
+        async with contextlib.aclosing(chunks):
+            async for view in chunks:
+                done += len(view)
+                yield view
+                if progress is not None:
+                    progress(done, total)
