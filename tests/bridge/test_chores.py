@@ -167,7 +167,9 @@ async def _upload(
     began = bridge.api.uploads.begin_object(access, "bucket", key, clock.now)
     pieces: set[bytes] = set()
     for index in range(segments):
-        orders = bridge.api.uploads.begin_segment(access, began.stream_id, index, 400, 100, clock.now)
+        orders = bridge.api.uploads.begin_segment(
+            access, began.stream_id, index, 400, 100, clock.now
+        )
         receipts = [
             b64encode(
                 fleet.by_node(o.order_limit.node_id.hex())

@@ -8,9 +8,10 @@ network behind a load balancer. They run no background work; that is the worker'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -52,6 +53,15 @@ from metadisk.runtime.metrics import (
 from metadisk.wire.dataplane import PieceClient
 
 log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process's main loop owns the signals (from
+    its first moment, so a SIGTERM that arrives while the server is still starting is not lost)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class ApiPeer:
@@ -122,9 +132,9 @@ class ApiPeer:
         body, content_type = exposition(self.registry)
         return Response(body, media_type=content_type)
 
-    async def serve(self, sockets: list[socket.socket]) -> None:
-        """Answer HTTP on `sockets` until the server is told to stop (SIGINT or SIGTERM)."""
-        server = uvicorn.Server(
+    async def serve(self, sockets: list[socket.socket], stop: asyncio.Event) -> None:
+        """Answer HTTP on `sockets` until `stop` is set; requests in flight get a few seconds."""
+        server = _Server(
             uvicorn.Config(
                 AsgiMiddleware(self.app, self.http_metrics, route_of),
                 log_config=None,  # metadisk.runtime.logs configures logging
@@ -133,7 +143,16 @@ class ApiPeer:
                 timeout_graceful_shutdown=5,
             )
         )
-        await server.serve(sockets=sockets)
+
+        async def stop_when_told() -> None:
+            await stop.wait()
+            server.should_exit = True
+
+        watcher = asyncio.create_task(stop_when_told())
+        try:
+            await server.serve(sockets=sockets)
+        finally:
+            watcher.cancel()
 
     async def aclose(self) -> None:
         """Close in reverse order of construction."""

@@ -65,13 +65,12 @@ class Bridge:
     def migrate(self) -> None:
         upgrade(self.db)
 
-    async def run(self, sockets: list[socket.socket]) -> None:
-        """Serve HTTP on `sockets` and run the chores until the server is told to stop."""
+    async def run(self, sockets: list[socket.socket], stop: asyncio.Event) -> None:
+        """Serve HTTP on `sockets` and run the chores until `stop` is set."""
         await self.worker.start()
         async with asyncio.TaskGroup() as group:
             chores = group.create_task(self.worker.run())
-            serving = group.create_task(self.api.serve(sockets))
-            # The server ends on SIGINT/SIGTERM; then the chores stop with it.
+            serving = group.create_task(self.api.serve(sockets, stop))
             serving.add_done_callback(lambda _: chores.cancel())
 
     async def aclose(self) -> None:
@@ -99,6 +98,7 @@ def serve(config: BridgeConfig, role: Role) -> None:
     reuse_port = config.server.workers > 1 and hasattr(socket, "SO_REUSEPORT")
     sock = _bind(config.server.host, config.server.port, reuse_port)
     _migrate(config, sock)
+    _hold_signals()  # from here a SIGTERM stops the process cleanly, however early it comes
     url = url_of(sock)
     config.url_path.write_text(url + "\n")
     announce_listening(role=role, url=url, node_id=identity.node_id.hex())
@@ -146,35 +146,47 @@ def _migrate(config: BridgeConfig, sock: socket.socket | None) -> None:
 def _run_api(
     config: BridgeConfig, identity: Identity, sock: socket.socket, *, with_chores: bool
 ) -> None:
-    # uvicorn handles SIGINT/SIGTERM while serving and re-raises the signal once it has shut
-    # down; by then there is nothing left to interrupt, so let the process end normally (exit 0,
-    # and the first process still stops the ones it forked).
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: None)
-
     async def main() -> None:
+        stop = _stop_on_signals()
         if with_chores:
             bridge = Bridge(config, identity)
             try:
-                await bridge.run([sock])
+                await bridge.run([sock], stop)
             finally:
                 await bridge.aclose()
         else:
             api = ApiPeer(config, identity)
             try:
-                await api.serve([sock])
+                await api.serve([sock], stop)
             finally:
                 await api.aclose()
 
     asyncio.run(main())
 
 
-async def _run_worker(config: BridgeConfig, identity: Identity) -> None:
-    main = asyncio.current_task()
-    assert main is not None
+_held: list[int] = []
+
+
+def _hold_signals() -> None:
+    """Note SIGINT and SIGTERM until the event loop takes them over (`_stop_on_signals`)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda received, _: _held.append(received))
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGINT and SIGTERM set, from now on: the process then ends normally (exit 0).
+    A signal noted before (`_hold_signals`) sets it at once."""
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, main.cancel)
+        loop.add_signal_handler(signum, stop.set)
+    if _held:
+        stop.set()
+    return stop
+
+
+async def _run_worker(config: BridgeConfig, identity: Identity) -> None:
+    stop = _stop_on_signals()
     worker = WorkerPeer(config, identity)
     try:
         try:
@@ -187,8 +199,15 @@ async def _run_worker(config: BridgeConfig, identity: Identity) -> None:
             metrics_url=worker.metrics_url,
             node_id=identity.node_id.hex(),
         )
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.run()
+        running = asyncio.create_task(worker.run())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (running, stopping):
+            task.cancel()
+        await asyncio.gather(running, stopping, return_exceptions=True)
+        failed = running.exception() if not running.cancelled() else None
+        if failed is not None:
+            raise failed
     finally:
         await worker.aclose()
 
