@@ -25,8 +25,9 @@ from typing import Any
 
 import aiohttp
 
-from metadisk.bridge.launcher import POSTGRES_ENV, BridgeProcess, local_postgres, postgres_database
 from metadisk.core.encoding import b64encode
+from metadisk.devnet.bridge import BridgeProcess
+from metadisk.devnet.postgres import POSTGRES_ENV, local_postgres, postgres_database
 
 TARGETS = {("put", 16): 1000, ("get", 16): 2000}  # ops/s on SQLite, 2 cores
 MAX_OPS = 200_000  # a hard bound on any one measurement

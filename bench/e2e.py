@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from metadisk.allocator import tune_for_streaming
-from metadisk.cli.localnet import LocalNetwork
 from metadisk.client import AsyncProject, ClientConfig
+from metadisk.devnet.network import LocalNetwork
 
 MiB = 1 << 20
 TARGETS = {

@@ -37,8 +37,8 @@ from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
 from metadisk.core.merkle import digest_piece
 from metadisk.core.messages import Action, OrderLimit
+from metadisk.devnet.farmer import FarmerProcess, prepare_farmer
 from metadisk.farmer.config import TrustedBridge
-from metadisk.farmer.launcher import FarmerProcess, prepare_farmer
 
 MIB = 1 << 20
 TICKS = os.sysconf("SC_CLK_TCK")

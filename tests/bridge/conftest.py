@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from metadisk.bridge.launcher import POSTGRES_ENV, BridgeProcess, postgres_database
+from metadisk.devnet.bridge import BridgeProcess
+from metadisk.devnet.postgres import POSTGRES_ENV, postgres_database
 from tests.bridge.helpers import Api, FarmerFleet, Tenant, checkin_all
 
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

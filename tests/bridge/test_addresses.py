@@ -21,12 +21,12 @@ import pytest
 
 from metadisk.bridge.config import BridgeConfig, DatabaseConfig, sqlite_url
 from metadisk.bridge.db.overlay import OverlayStore
-from metadisk.bridge.launcher import BridgeProcess
 from metadisk.bridge.overlay.db import NodeRecord
 from metadisk.bridge.overlay.service import is_public, network_of, resolve
 from metadisk.bridge.peer import Bridge
 from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
+from metadisk.devnet.bridge import BridgeProcess
 from metadisk.wire.api.nodes import PING_FAILURES
 from tests.bridge.helpers import Api, Farmer, checkin
 

@@ -25,10 +25,10 @@ from metadisk.bridge.config import (
     sqlite_url,
 )
 from metadisk.bridge.deletion.chore import DeletionReport
-from metadisk.bridge.launcher import postgres_database
 from metadisk.bridge.peer import Bridge
 from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
+from metadisk.devnet.postgres import postgres_database
 from tests.bridge.conftest import ENGINES, postgres_url_or_skip
 from tests.bridge.helpers import FarmerFleet
 

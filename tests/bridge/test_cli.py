@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from metadisk.bridge.launcher import BridgeProcess, to_toml
 from metadisk.cli.bridge import ConfigError, load_config
 from metadisk.core.erasure import LOCAL, RedundancyScheme
+from metadisk.devnet.bridge import BridgeProcess
+from metadisk.devnet.settings import to_toml
 
 BRIDGE = [sys.executable, "-m", "metadisk.cli.bridge"]
 

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from metadisk.bridge.launcher import BridgeProcess
 from metadisk.core.encoding import b64decode, b64encode
 from metadisk.core.messages import OrderLimit
+from metadisk.devnet.bridge import BridgeProcess
 from tests.bridge.helpers import Api, FarmerFleet, Tenant, checkin_all, sign_receipts, upload
 
 SETTINGS = {

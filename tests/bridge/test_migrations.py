@@ -14,7 +14,7 @@ from metadisk.bridge.config import DatabaseConfig, sqlite_url
 from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.migrate import alembic_config, current_revision, head_revision, upgrade
 from metadisk.bridge.db.tables import metadata
-from metadisk.bridge.launcher import postgres_database
+from metadisk.devnet.postgres import postgres_database
 from tests.bridge.conftest import ENGINES, postgres_url_or_skip
 
 

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from metadisk.bridge.launcher import BridgeProcess
 from metadisk.bridge.overlay.db import Candidate
 from metadisk.bridge.overlay.service import distinct_networks, network_of, resolve
 from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
+from metadisk.devnet.bridge import BridgeProcess
 from tests.bridge.helpers import Api, Farmer, FarmerFleet, Tenant, checkin, checkin_all, upload
 
 DIFFICULTY = 4

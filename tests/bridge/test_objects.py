@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from metadisk.bridge.launcher import BridgeProcess
 from metadisk.core.encoding import b64decode, b64encode
 from metadisk.core.identity import NodeId
 from metadisk.core.macaroon import AllowedPath, APIKey, Caveat
 from metadisk.core.messages import Action, OrderLimit, derive_piece_id
+from metadisk.devnet.bridge import BridgeProcess
 from tests.bridge.helpers import (
     Api,
     FarmerFleet,

@@ -24,10 +24,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from metadisk.bridge.config import BridgeConfig, DatabaseConfig, sqlite_url
-from metadisk.bridge.launcher import BridgeProcess
 from metadisk.bridge.peer import Bridge
 from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
+from metadisk.devnet.bridge import BridgeProcess
 
 CHECKS = [
     not_a_server_error,

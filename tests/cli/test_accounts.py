@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from metadisk.bridge.launcher import BridgeProcess, bridge_process
 from metadisk.cli import config as cfg
 from metadisk.cli.errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_USAGE
 from metadisk.cli.main import main
 from metadisk.core.grant import AccessGrant
+from metadisk.devnet.bridge import BridgeProcess, bridge_process
 
 PASSWORD = "correct horse battery"
 SECRETS = ["--password-env", "MD_PASSWORD", "--passphrase-env", "MD_PASSPHRASE"]

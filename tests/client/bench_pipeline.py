@@ -29,8 +29,8 @@ from metadisk.client.segmenter import SegmentSizing, SourceReader
 from metadisk.client.upload import UploadConfig, UploadPipeline
 from metadisk.core.erasure import LOCAL
 from metadisk.core.identity import Identity
+from metadisk.devnet.farmer import farmer_process
 from metadisk.farmer.config import TrustedBridge
-from metadisk.farmer.launcher import farmer_process
 from tests.client.doubles import Farmer, PipelineBridge
 
 MiB = 1 << 20

@@ -16,14 +16,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from metadisk.bridge.launcher import BridgeProcess
 from metadisk.client import AsyncProject, ClientConfig, ClientError
 from metadisk.client.bridge_api import BridgeAccounts
 from metadisk.core.grant import AccessGrant
 from metadisk.core.macaroon import APIKey
 from metadisk.core.paths import EncryptionAccess
+from metadisk.devnet.bridge import BridgeProcess
+from metadisk.devnet.farmer import FarmerProcess, farmer_process
 from metadisk.farmer.config import TrustedBridge
-from metadisk.farmer.launcher import FarmerProcess, farmer_process
 
 # Piece deletes reach the farmers within a test, so that one can tell they did not happen.
 BRIDGE_SETTINGS = {"chores": {"delete_interval": 0.2}}

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
-from metadisk.bridge.launcher import BridgeProcess, bridge_process
 from metadisk.client import (
     BridgeError,
     BridgeUnavailable,
@@ -24,6 +23,7 @@ from metadisk.client import (
 )
 from metadisk.client.bridge_api import BridgeAccounts, BridgeAPI
 from metadisk.core.macaroon import APIKey, Caveat
+from metadisk.devnet.bridge import BridgeProcess, bridge_process
 from metadisk.wire.api.accounts import Account, ApiKey, Project
 
 PASSWORD = "correct horse battery"

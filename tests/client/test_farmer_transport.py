@@ -14,8 +14,8 @@ from metadisk.client.farmer_transport import HttpFarmerTransport
 from metadisk.core.identity import Identity
 from metadisk.core.merkle import digest_piece
 from metadisk.core.messages import Action, OrderLimit
+from metadisk.devnet.farmer import FarmerProcess, farmer_process
 from metadisk.farmer.config import TrustedBridge
-from metadisk.farmer.launcher import FarmerProcess, farmer_process
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")
 BRIDGE = Identity.generate()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metadisk.cli.localnet import Tenant
+from metadisk.devnet.network import Tenant
 from tests.e2e.harness import BackgroundNetwork, InProcessCli, background_network, write_config
 
 

@@ -24,11 +24,11 @@ from typing import Any, TypeVar
 import pytest
 
 from metadisk.cli import config as cfg
-from metadisk.cli.localnet import LocalNetwork, Tenant
 from metadisk.cli.main import main
 from metadisk.client import ClientConfig, SegmentSizing
 from metadisk.core.grant import AccessGrant
-from metadisk.farmer.launcher import FarmerProcess
+from metadisk.devnet.farmer import FarmerProcess
+from metadisk.devnet.network import LocalNetwork, Tenant
 from metadisk.wire.api.nodes import NodeStatus
 
 T = TypeVar("T")

@@ -18,10 +18,10 @@ import pytest
 
 from metadisk.cli import config as cfg
 from metadisk.cli.accounts import run_accounts
-from metadisk.cli.localnet import Tenant
 from metadisk.client.bridge_api import BridgeAccounts
 from metadisk.core.grant import AccessGrant
 from metadisk.core.keys import derive_root_key
+from metadisk.devnet.network import Tenant
 from metadisk.wire.api.accounts import Project
 from tests.e2e.harness import (
     CLI,

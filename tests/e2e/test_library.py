@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from metadisk.cli.localnet import Tenant
 from metadisk.client import (
     AccessDenied,
     NotFound,
@@ -27,6 +26,7 @@ from metadisk.client import (
 from metadisk.core.content import BLOCK_SIZE
 from metadisk.core.grant import AccessGrant
 from metadisk.core.macaroon import APIKey
+from metadisk.devnet.network import Tenant
 from tests.e2e.harness import SEGMENT, SMALL, BackgroundNetwork, all_files, piece_files
 
 INLINE_MAX = 4096  # the largest plaintext stored inline (4,112 bytes of ciphertext)

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from metadisk.core.identity import Identity
-from metadisk.farmer.launcher import FarmerProcess, farmer_process
+from metadisk.devnet.farmer import FarmerProcess, farmer_process
 from metadisk.farmer.peer import Peer, running
 from tests.farmer.helpers import Bridge, Clock, make_config
 

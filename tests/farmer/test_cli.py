@@ -16,7 +16,7 @@ from aiohttp import web
 
 from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
-from metadisk.farmer.launcher import FarmerProcess, prepare_farmer
+from metadisk.devnet.farmer import FarmerProcess, prepare_farmer
 from metadisk.farmer.setup import read_config, read_identity, write_config
 from tests.farmer.helpers import NOWHERE, Bridge
 

@@ -12,7 +12,7 @@ import aiohttp
 from metadisk.core.encoding import b64decode
 from metadisk.core.merkle import LEAF_SIZE, MerkleProof, leaf_count, verify_leaf
 from metadisk.core.messages import Action, PieceReceipt
-from metadisk.farmer.launcher import farmer_process
+from metadisk.devnet.farmer import farmer_process
 from tests.farmer.helpers import Bridge, get, order_header, put
 
 

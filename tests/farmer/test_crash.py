@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from metadisk.core.messages import Action
-from metadisk.farmer.launcher import FarmerProcess, farmer_process
+from metadisk.devnet.farmer import FarmerProcess, farmer_process
 from metadisk.farmer.pieces.store import trailer_size
 from tests.farmer.helpers import Bridge, get, order_header, piece_id, put, put_headers
 

@@ -20,7 +20,7 @@ from metadisk.core.encoding import b64decode, b64encode
 from metadisk.core.identity import Identity, NodeId
 from metadisk.core.merkle import LEAF_SIZE, MerkleProof, digest_piece, verify_leaf
 from metadisk.core.messages import Action
-from metadisk.farmer.launcher import FarmerProcess, farmer_process
+from metadisk.devnet.farmer import FarmerProcess, farmer_process
 from tests.farmer.helpers import (
     Bridge,
     error_code,

@@ -16,8 +16,8 @@ import pytest_asyncio
 from metadisk.core.identity import Identity
 from metadisk.core.merkle import LEAF_SIZE, digest_piece, verify_leaf
 from metadisk.core.messages import Action, OrderLimit
+from metadisk.devnet.farmer import FarmerProcess, farmer_process
 from metadisk.farmer.config import TrustedBridge
-from metadisk.farmer.launcher import FarmerProcess, farmer_process
 from metadisk.wire.dataplane import PieceClient, PieceTransferError
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")

@@ -48,7 +48,7 @@ from metadisk.core.grant import AccessGrant
 from metadisk.farmer.config import parse_size
 
 if TYPE_CHECKING:  # the network brings the bridge's database stack: load it only to run one
-    from metadisk.cli.localnet import LocalNetwork
+    from metadisk.devnet.network import LocalNetwork
 
 DEFAULT_DATA_DIR = Path(".metadisk")
 DEFAULT_FARMERS = 10
@@ -97,7 +97,7 @@ def up(
         raise UsageError(f"--allocate: {exc}") from exc
     if port is not None and not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is out of range")
-    from metadisk.cli.localnet import LocalNetwork, existing_farmers
+    from metadisk.devnet.network import LocalNetwork, existing_farmers
 
     context = current()
     root = data_dir.expanduser().absolute()
@@ -130,7 +130,7 @@ def _exclusive(root: Path) -> Iterator[None]:
 
 async def _serve(context: CliContext, network: LocalNetwork) -> None:
     """Start, announce, wait for a signal or a dead child, stop. Stops on every way out."""
-    from metadisk.cli.localnet import NetworkError
+    from metadisk.devnet.network import NetworkError
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -337,13 +337,13 @@ async def _watch(network: LocalNetwork, stop: asyncio.Event) -> str | None:
 
 
 def _dead_child(network: LocalNetwork) -> str | None:
-    process = network.bridge.process
-    if process is not None and process.poll() is not None:
-        return f"the bridge exited (status {process.returncode}); see {network.bridge.log_path}"
+    bridge = network.bridge
+    if not bridge.running:
+        return f"the bridge exited (status {bridge.returncode}); see {bridge.log_path}"
     for farmer in network.farmers:
-        if farmer.process is not None and farmer.process.returncode is not None:
+        if not farmer.running:
             return (
-                f"{farmer.data_dir.name} exited (status {farmer.process.returncode}); "
+                f"{farmer.data_dir.name} exited (status {farmer.returncode}); "
                 f"see {farmer.data_dir / 'farmer.log'}"
             )
     return None

@@ -1,9 +1,9 @@
 """A whole metadisk network on this machine: one bridge and N farmers, real processes on loopback.
 
 `metadisk up`, the end-to-end tests and ``bench/e2e.py`` all run their networks through this.
-Every process is started by the roles' own launchers (`metadisk.bridge.launcher`,
-`metadisk.farmer.launcher`), which run ``metadisk bridge run`` and ``metadisk farmer run``; this
-module only lays out the data dir, wires farmers to the bridge and waits for them. Layout::
+Every process is started by its launcher (`metadisk.devnet.bridge`, `metadisk.devnet.farmer`),
+which runs ``metadisk bridge run`` or ``metadisk farmer run``; this module only lays out the data
+dir, wires farmers to the bridge and waits for them. Layout::
 
     <root>/bridge/                the bridge's data dir (identity, SQLite database, log)
     <root>/farmers/farmer-01/     one data dir per farmer (identity, farmer.toml, pieces, log)
@@ -25,15 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from metadisk.bridge.config import AccountsConfig
-from metadisk.bridge.launcher import BridgeProcess, merge
 from metadisk.client import BridgeAccounts, BridgeNodes, ClientError, NotFound
 from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.grant import AccessGrant
 from metadisk.core.identity import NodeId
 from metadisk.core.macaroon import APIKey
 from metadisk.core.paths import EncryptionAccess
+from metadisk.devnet.bridge import BridgeProcess
+from metadisk.devnet.farmer import FarmerProcess, prepare_farmer
+from metadisk.devnet.settings import merge
 from metadisk.farmer.config import CONFIG_FILE, TrustedBridge
-from metadisk.farmer.launcher import FarmerProcess, prepare_farmer
 from metadisk.farmer.setup import read_config, read_identity, write_config
 from metadisk.wire.api.nodes import NodeStatus
 
@@ -270,7 +271,7 @@ class LocalNetwork:
                 if not waiting:
                     return
                 for farmer in waiting:
-                    if farmer.process is None or farmer.process.returncode is not None:
+                    if not farmer.running:
                         raise NetworkError(
                             f"farmer {farmer.data_dir.name} exited: {farmer.log_tail(5).strip()}"
                         )
