@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import collections
 import re
+import tomllib
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "metadisk"
@@ -57,3 +58,30 @@ def test_no_module_outgrows_its_name() -> None:
         if (count := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+# What the CLI and local networks may import of each role; every other module must be in the
+# import contract's forbidden list, so that a new module is private until said otherwise.
+PUBLIC = {
+    "bridge": {"peer", "config", "admin"},
+    "farmer": {"peer", "config", "setup", "errors"},
+    "client": set(),  # the package itself: metadisk.client's __init__ is its public API
+}
+
+
+def test_the_cli_contract_names_every_private_module_of_each_role() -> None:
+    with open(SRC.parent.parent / "pyproject.toml", "rb") as handle:
+        contracts = tomllib.load(handle)["tool"]["importlinter"]["contracts"]
+    sources = ["metadisk.cli", "metadisk.devnet"]
+    (contract,) = [c for c in contracts if c.get("source_modules") == sources]
+    forbidden = set(contract["forbidden_modules"])
+    for role, public in PUBLIC.items():
+        children = {
+            path.stem if path.is_file() else path.name
+            for path in (SRC / role).iterdir()
+            if (path.suffix == ".py" and path.stem != "__init__")
+            or (path.is_dir() and (path / "__init__.py").exists())
+        }
+        assert public <= children, f"{role}: public modules that do not exist"
+        expected = {f"metadisk.{role}.{name}" for name in children - public}
+        assert {m for m in forbidden if m.startswith(f"metadisk.{role}.")} == expected, role

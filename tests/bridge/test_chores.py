@@ -15,7 +15,6 @@ import pytest
 from metadisk.bridge import errors
 from metadisk.bridge.accounts.db import User
 from metadisk.bridge.auth.service import Access
-from metadisk.bridge.chore import Chore
 from metadisk.bridge.config import (
     AccountsConfig,
     BridgeConfig,
@@ -272,26 +271,3 @@ async def test_copies_deleted_and_copied_at_once(
         assert bridge.worker.deletion_store.pending() == 0
         delete("ZA")
     assert bridge.worker.deletion_store.pending() == len(pieces)
-
-
-async def test_paused_chore_runs_only_when_triggered(bridge: Bridge, clock: Clock) -> None:
-    calls = 0
-
-    async def work() -> int:
-        nonlocal calls
-        calls += 1
-        return calls
-
-    chore = Chore("test", 0.01, work)
-    chore.pause()
-    task = asyncio.create_task(chore.run())
-    await asyncio.sleep(0.1)
-    assert calls == 0
-    assert await chore.trigger_and_wait() == 1
-    chore.resume()
-    for _ in range(200):
-        if calls > 1:
-            break
-        await asyncio.sleep(0.01)
-    task.cancel()
-    assert calls > 1

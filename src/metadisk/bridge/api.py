@@ -86,7 +86,7 @@ class ApiPeer:
             self.registry, "bridge", access_log=config.server.access_log
         )
         if db is None:  # a shared database is counted by whoever made it
-            pool_gauges(self.registry, self.db)
+            pool_gauges(self.registry, self.db.pool_use)
 
         self.authority = KeyAuthority(AuthStore(self.db), config.accounts.key_cache_ttl)
         self.accounts = AccountsService(

@@ -4,9 +4,10 @@ the database's connection pool."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from metadisk.bridge.db.engine import Database
 from metadisk.runtime.metrics import gauge_callback
 
 
@@ -63,12 +64,13 @@ class QueueMetrics:
         )
 
 
-def pool_gauges(registry: CollectorRegistry, db: Database) -> None:
-    """Database connections of this process, read at scrape time (no query: pool counters)."""
+def pool_gauges(registry: CollectorRegistry, pool_use: Callable[[], Mapping[str, int]]) -> None:
+    """Database connections of this process (`Database.pool_use`), read at scrape time: pool
+    counters, no query."""
     gauge_callback(
         registry,
         "metadisk_db_pool_connections",
         "Connections of this process's pool: in use, idle in the pool, and beyond its size.",
         ["state"],
-        lambda: {(state,): float(count) for state, count in db.pool_use().items()},
+        lambda: {(state,): float(count) for state, count in pool_use().items()},
     )

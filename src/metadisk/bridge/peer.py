@@ -51,7 +51,7 @@ class Bridge:
         self.identity = identity
         self.db = Database(config.database)
         self.registry = CollectorRegistry(auto_describe=True)
-        pool_gauges(self.registry, self.db)
+        pool_gauges(self.registry, self.db.pool_use)
         self.api = ApiPeer(config, identity, db=self.db, registry=self.registry, clock=clock)
         self.worker = WorkerPeer(
             config,

@@ -53,7 +53,7 @@ class WorkerPeer:
         self.db = db or Database(config.database)
         self.registry = registry or CollectorRegistry(auto_describe=True)
         if owns_db:
-            pool_gauges(self.registry, self.db)
+            pool_gauges(self.registry, self.db.pool_use)
         self.queues = QueueMetrics(self.registry)
         chore_metrics = ChoreMetrics(self.registry)
 

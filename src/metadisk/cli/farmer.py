@@ -27,6 +27,7 @@ from metadisk.core.errors import DecodeError
 from metadisk.core.identity import Identity, NodeId
 from metadisk.farmer.config import (
     CONFIG_FILE,
+    DISK_RESERVE,
     LISTEN_FILE,
     FarmerConfig,
     TrustedBridge,
@@ -35,7 +36,6 @@ from metadisk.farmer.config import (
     parse_size,
 )
 from metadisk.farmer.errors import FarmerError
-from metadisk.farmer.pieces.service import DISK_RESERVE
 from metadisk.farmer.setup import (
     read_config,
     read_identity,

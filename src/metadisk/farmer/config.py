@@ -22,6 +22,8 @@ from metadisk.core.identity import NodeId
 from metadisk.farmer.errors import SetupError
 
 CONFIG_FILE = "farmer.toml"
+# Bytes of the filesystem kept free whatever the allocation says.
+DISK_RESERVE = 64 << 20
 IDENTITY_FILE = "identity.key"
 LISTEN_FILE = "listen.json"
 

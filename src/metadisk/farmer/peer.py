@@ -24,7 +24,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from metadisk.core.identity import Identity
-from metadisk.farmer.config import FarmerConfig, format_size
+from metadisk.farmer.config import DISK_RESERVE, FarmerConfig, format_size
 from metadisk.farmer.contact.endpoint import NodeEndpoint
 from metadisk.farmer.contact.service import ContactService, Space
 from metadisk.farmer.db import FarmerDB
@@ -32,7 +32,7 @@ from metadisk.farmer.errors import SetupError
 from metadisk.farmer.http import chore_routes, error_middleware, is_loopback
 from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.endpoint import PieceEndpoint
-from metadisk.farmer.pieces.service import DISK_RESERVE, PieceService
+from metadisk.farmer.pieces.service import PieceService
 from metadisk.farmer.pieces.store import PieceStore
 from metadisk.farmer.usage.endpoint import StatusEndpoint
 from metadisk.farmer.usage.service import UsageService

@@ -24,6 +24,7 @@ from metadisk.core.messages import (
     PieceReceipt,
     check_order_limit,
 )
+from metadisk.farmer.config import DISK_RESERVE
 from metadisk.farmer.errors import (
     BadRequest,
     Conflict,
@@ -52,7 +53,6 @@ WRITE_BATCH = 1 << 20  # hand the disk thread ~1 MiB at a time: few thread hops,
 # pieces this big bypass the page cache (see `TempPiece`); smaller ones cost more in extra
 # system calls than the cache costs them
 DIRECT_MIN = 256 << 10
-DISK_RESERVE = 64 << 20  # keep this much of the filesystem free whatever the allocation says
 _BATCH = 500
 # serials of recent uploads, kept in memory to refuse a replay before its body arrives; older
 # ones are refused by the database when the replay commits (same 409, after the body)
