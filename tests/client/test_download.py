@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 from collections.abc import Collection, Sequence
 from dataclasses import replace
@@ -98,10 +99,19 @@ async def test_a_failed_data_piece_is_rebuilt_from_a_spare(
 
 
 async def test_a_corrupted_piece_is_skipped_and_reported(
-    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+    farmers: MemoryFarmers,
+    offload: Offload,
+    bridge: PipelineBridge,
+    stored: bytes,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     farmers.corrupt(*holder(bridge, 0, 0))
-    assert await read(farmers, offload, bridge) == stored
+    with caplog.at_level(logging.INFO, logger="metadisk.client.transfers"):
+        assert await read(farmers, offload, bridge) == stored
+    # A corrupt piece is a warning in the log, naming the piece and its code.
+    (record,) = [r for r in caplog.records if r.getMessage() == "routed around a farmer"]
+    assert record.levelno == logging.WARNING
+    assert record.fields["code"] == "bad-piece" and record.fields["piece"] == 0
     assert all(exclude == [] for _, exclude in bridge.downloads)  # the two spares were enough
     bad = range(LOCAL.n - LOCAL.k + 1)  # one more than can be lost
     for number in bad[1:]:  # piece 0 is bad already

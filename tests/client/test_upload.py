@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Sequence
 
@@ -107,7 +108,10 @@ async def test_stragglers_are_cancelled_once_o_pieces_are_stored(
 
 
 async def test_failed_pieces_are_retried_on_other_farmers(
-    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+    farmers: MemoryFarmers,
+    offload: Offload,
+    bridge: PipelineBridge,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     broken = {f.address for f in farmers.farmers[:3]}
 
@@ -117,8 +121,14 @@ async def test_failed_pieces_are_retried_on_other_farmers(
 
     farmers.handler = handler
     data = os.urandom(SEGMENT)
-    await upload(farmers, offload, bridge, data)
+    with caplog.at_level(logging.INFO, logger="metadisk.client.transfers"):
+        await upload(farmers, offload, bridge, data)
     assert bridge.replaced and sorted(bridge.replaced[0][1]) == [0, 1, 2]
+    # Each farmer routed around is in the log, with the farmer's code.
+    routed = [r for r in caplog.records if r.getMessage() == "routed around a farmer"]
+    assert sorted(r.fields["piece"] for r in routed) == [0, 1, 2]
+    assert {r.fields["code"] for r in routed} == {"internal"}
+    assert {r.fields["address"] for r in routed} == broken
     stored = {bridge.placements[0][n].address for n in bridge.committed[0].receipts}
     assert len(bridge.committed[0].receipts) >= LOCAL.o
     assert not stored & broken

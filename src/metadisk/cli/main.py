@@ -20,9 +20,11 @@ from metadisk.allocator import tune_for_streaming
 from metadisk.cli import access, bridge, farmer, objects, setup, up
 from metadisk.cli import config as cfg
 from metadisk.cli.context import CliContext, enter
-from metadisk.cli.errors import click_errors, describe
+from metadisk.cli.errors import UsageError, click_errors, describe
+from metadisk.runtime import logs
 
 DEBUG_ENV = "METADISK_DEBUG"
+LOG_ENV = "METADISK_LOG_LEVEL"
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE
 
 app = typer.Typer(
@@ -55,12 +57,24 @@ def root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            envvar=LOG_ENV,
+            show_envvar=True,
+            help="Log to stderr from this level on: debug, info (also the farmers a transfer "
+            "routed around), warning or error.",
+        ),
+    ] = "warning",
 ) -> None:
     """Decentralized, end-to-end encrypted object storage.
 
     Remote paths look like md://bucket/path. Start with `metadisk up` (a local network) or
     `metadisk setup BRIDGE_URL`.
     """
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise UsageError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    logs.configure(log_level.lower())
     enter(CliContext(cfg.config_dir(config_dir, os.environ)))
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from metadisk.client.errors import BridgeError, DownloadFailed, IntegrityFailure, PieceError
-from metadisk.client.farmer_transport import FarmerTransport
+from metadisk.client.farmer_transport import FarmerTransport, routed_around
 from metadisk.client.formats import SegmentKey
 from metadisk.client.offload import Offload, SegmentBuffer
 from metadisk.client.segment_codec import (
@@ -211,6 +211,7 @@ class SegmentFetcher:
                         task.result()
                     except PieceError as exc:
                         failures[source.number] = f"{exc.code}: {exc}"
+                        routed_around("download", source.number, source.limit, source.address, exc)
                         continue
                     positions[slot] = source.number
                     good += 1

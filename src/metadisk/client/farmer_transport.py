@@ -9,11 +9,16 @@ failure becomes a `PieceError` whose code is the farmer's code, or one of ``conn
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 from metadisk.client.errors import PieceError
 from metadisk.core.messages import OrderLimit, PieceReceipt
+from metadisk.runtime.logs import event
 from metadisk.wire.dataplane import PieceClient, PieceClientConfig, PieceTransferError
+
+# Pieces that failed at one farmer while the transfer went on elsewhere (`routed_around`).
+log = logging.getLogger("metadisk.client.transfers")
 
 TransportConfig = PieceClientConfig
 
@@ -83,6 +88,27 @@ class HttpFarmerTransport:
 
     async def aclose(self) -> None:
         await self._pieces.aclose()
+
+
+def routed_around(
+    transfer: str, number: int, limit: OrderLimit, address: str, exc: PieceError
+) -> None:
+    """Log a piece that failed at one farmer (the transfer goes on without it), with its code.
+
+    A piece that does not match its hash is a warning: the farmer's copy is corrupt or forged.
+    Anything else (a farmer down, slow or full) is routine on a network of strangers' disks.
+    """
+    level = logging.WARNING if exc.code in ("bad-piece", "bad-receipt") else logging.INFO
+    event(
+        log,
+        level,
+        "routed around a farmer",
+        transfer=transfer,
+        piece=number,
+        node=limit.node_id.hex()[:16],
+        address=address,
+        code=exc.code,
+    )
 
 
 def _piece_error(exc: PieceTransferError) -> PieceError:

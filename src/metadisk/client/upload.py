@@ -31,7 +31,7 @@ from metadisk.client.errors import (
     ResumeMismatch,
     UploadFailed,
 )
-from metadisk.client.farmer_transport import FarmerTransport
+from metadisk.client.farmer_transport import FarmerTransport, routed_around
 from metadisk.client.formats import SegmentKey
 from metadisk.client.offload import Offload, SegmentBuffer
 from metadisk.client.segment_codec import (
@@ -226,6 +226,7 @@ async def put_pieces(
                     except PieceError as exc:
                         failures[target.number] = f"{exc.code}: {exc}"
                         failed.append(target)
+                        routed_around("upload", target.number, target.limit, target.address, exc)
                 else:
                     batch = replacing.pop(task)  # type: ignore[arg-type]
                     try:
