@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -22,10 +23,10 @@ FARMERS = 6
 class Up:
     """One `metadisk up` process; `ready()` waits for its announcement."""
 
-    def __init__(self, data_dir: Path, config_dir: Path) -> None:
+    def __init__(self, data_dir: Path, config_dir: Path, *options: str) -> None:
         environment = {**os.environ, cfg.ENV_CONFIG_DIR: str(config_dir)}
         self.process = subprocess.Popen(
-            [*CLI, "up", "--data-dir", str(data_dir), "--farmers", str(FARMERS)],
+            [*CLI, "up", "--data-dir", str(data_dir), "--farmers", str(FARMERS), *options],
             env=environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -53,6 +54,20 @@ class Up:
             self.output.append(line)
             if line.startswith("metadisk up: ready"):
                 return
+
+    def said(self, pattern: str, within: float = 60) -> re.Match[str]:
+        """Wait for an output line matching `pattern` (a regular expression); the match."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.process.poll() is None, self.stop_output()
+                assert time.monotonic() < deadline, f"no line like {pattern!r}: {self.output}"
+                continue
+            self.output.append(line)
+            if found := re.search(pattern, line):
+                return found
 
     def stop(self, signum: int) -> int:
         self.process.send_signal(signum)
@@ -154,3 +169,81 @@ def test_a_second_up_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def farmers_running(data_dir: Path) -> dict[str, dict[str, Any]]:
+    info = json.loads((data_dir / "running.json").read_text())
+    return {farmer["name"]: farmer for farmer in info["farmers"]}
+
+
+def test_up_outlives_its_farmers_and_takes_more(tmp_path: Path) -> None:
+    """kill -9 a farmer: `up` says so, keeps serving, starts it again; uploads and downloads
+    go on throughout. `--add-farmers` hands the running network two more."""
+    data_dir, config_dir = tmp_path / "net", tmp_path / "user-config"
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(300_000))
+    up = Up(data_dir, config_dir, "--chore-interval", "0.5")
+    try:
+        up.ready()
+        # Every chore runs on the short interval: farmers check in every half second.
+        farmer_toml = (data_dir / "farmers" / "farmer-01" / "farmer.toml").read_text()
+        assert "checkin_interval = 0.5" in farmer_toml
+        assert '"delete_interval" = 0.5' in (data_dir / "bridge" / "bridge.toml").read_text()
+        assert run_cli("mb", "md://demo", config_dir=config_dir).status == 0
+        assert run_cli("cp", payload, "md://demo/before", config_dir=config_dir).status == 0
+
+        victim = farmers_running(data_dir)["farmer-02"]
+        os.kill(victim["pid"], signal.SIGKILL)
+        up.said(r"farmer-02 exited \(status -9\); restarting in \d+ s")
+        # The network keeps serving while the farmer is down.
+        assert run_cli("cp", payload, "md://demo/during", config_dir=config_dir).status == 0
+        during = tmp_path / "during.out"
+        assert run_cli("cp", "md://demo/before", during, config_dir=config_dir).status == 0
+        assert during.read_bytes() == payload.read_bytes()
+        back = up.said(r"farmer-02 is back at (\S+) \(pid (\d+)\)")
+        assert back.group(1) == victim["url"]  # the same address: the bridge knows it
+        assert int(back.group(2)) != victim["pid"]
+        deadline = time.monotonic() + 10
+        while farmers_running(data_dir)["farmer-02"]["pid"] == victim["pid"]:
+            assert time.monotonic() < deadline, "running.json still names the killed farmer"
+            time.sleep(0.1)
+        for name in ("before", "during"):
+            copy = tmp_path / f"{name}.out"
+            assert run_cli("cp", f"md://demo/{name}", copy, config_dir=config_dir).status == 0
+            assert copy.read_bytes() == payload.read_bytes()
+        assert run_cli("cp", payload, "md://demo/after", config_dir=config_dir).status == 0
+
+        added = run_cli("up", "--data-dir", data_dir, "--add-farmers", "2", config_dir=config_dir)
+        assert added.status == 0, added.err
+        assert re.findall(r"farmer-0(\d) online at", added.out) == [
+            str(FARMERS + 1),
+            str(FARMERS + 2),
+        ]
+        up.said(rf"farmer-{FARMERS + 2:02d} joined at")
+        assert len(farmers_running(data_dir)) == FARMERS + 2
+        pids = list(running(data_dir))
+        assert up.stop(signal.SIGTERM) == 0
+    finally:
+        up.kill()
+    assert all(gone(pid) for pid in pids), "a process outlived metadisk up"
+
+
+def test_no_restart_leaves_a_dead_farmer_down_and_serves_on(tmp_path: Path) -> None:
+    data_dir, config_dir = tmp_path / "net", tmp_path / "user-config"
+    up = Up(data_dir, config_dir, "--no-restart")
+    try:
+        up.ready()
+        victim = farmers_running(data_dir)["farmer-03"]
+        os.kill(victim["pid"], signal.SIGKILL)
+        up.said(r"farmer-03 exited \(status -9\); not restarting \(--no-restart\)")
+        assert run_cli("mb", "md://demo", config_dir=config_dir).status == 0
+        payload = tmp_path / "payload.bin"  # past the inline size: its pieces go to farmers
+        payload.write_bytes(os.urandom(200_000))
+        assert run_cli("cp", payload, "md://demo/p", config_dir=config_dir).status == 0
+        copy = tmp_path / "copy.bin"
+        assert run_cli("cp", "md://demo/p", copy, config_dir=config_dir).status == 0
+        assert copy.read_bytes() == payload.read_bytes()
+        assert up.process.poll() is None
+        assert up.stop(signal.SIGINT) == 0
+    finally:
+        up.kill()

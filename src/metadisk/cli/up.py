@@ -30,6 +30,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,7 +46,8 @@ from metadisk.cli.errors import CliError, UsageError
 from metadisk.client import Conflict
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant
-from metadisk.farmer.config import parse_size
+from metadisk.core.identity import Identity, NodeId
+from metadisk.farmer.config import TrustedBridge, parse_size
 
 if TYPE_CHECKING:  # the network brings the bridge's database stack: load it only to run one
     from metadisk.devnet.network import LocalNetwork
@@ -55,6 +57,7 @@ DEFAULT_FARMERS = 10
 STATE_FILE = "network.json"
 RUNNING_FILE = "running.json"
 LOCK_FILE = "up.lock"
+ADD_WITHIN = 120.0  # seconds `--add-farmers` waits for the running network to start them
 CLI_DIR = "cli"
 OWNER_EMAIL = "owner@local.metadisk"
 _STATE_VERSION = 1
@@ -85,11 +88,36 @@ def up(
         typer.Option(help="Bridge port (default: a free one on the first run, then the same)."),
     ] = None,
     allocate: Annotated[str, typer.Option(help="Disk space each farmer rents out.")] = "4GiB",
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart/--no-restart",
+            help="Start a farmer that exits again (pausing longer each time).",
+        ),
+    ] = True,
+    chore_interval: Annotated[
+        float | None,
+        typer.Option(
+            min=0.05,
+            help="Seconds between every bridge and farmer chore's runs (check-ins, deletes, "
+            "trash...), to watch them work.",
+        ),
+    ] = None,
+    add_farmers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Add farmers: to the network already running on the data dir (then exit), "
+            "or to this run's.",
+        ),
+    ] = None,
 ) -> None:
     """Run a local network (a bridge and farmers on 127.0.0.1) until Ctrl-C.
 
     The first run makes an account and a ready access grant for the CLI; later runs on the same
-    data dir continue with the same identities, account and objects.
+    data dir continue with the same identities, account and objects. A farmer that exits is
+    started again; the network keeps serving meanwhile.
     """
     try:
         allocation = parse_size(allocate)
@@ -102,14 +130,26 @@ def up(
     context = current()
     root = data_dir.expanduser().absolute()
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with _exclusive(root):
-        # Later runs keep the farmers they have (their pieces are the network's data) and add
-        # more only when asked to.
-        count = farmers or existing_farmers(root) or DEFAULT_FARMERS
-        network = LocalNetwork(
-            root, farmers=count, port=port, allocation=allocation, fast_passwords=False
-        )
-        run(_serve(context, network))
+    try:
+        with _exclusive(root):
+            # Later runs keep the farmers they have (their pieces are the network's data) and
+            # add more only when asked to.
+            count = (farmers or existing_farmers(root) or DEFAULT_FARMERS) + (add_farmers or 0)
+            network = LocalNetwork(
+                root,
+                farmers=count,
+                port=port,
+                allocation=allocation,
+                fast_passwords=False,
+                chore_interval=chore_interval,
+            )
+            run(_serve(context, network, restart=restart))
+    except _Running as running:
+        if add_farmers is None:
+            raise CliError(
+                f"another 'metadisk up' (pid {running.pid}) is running on {root}"
+            ) from None
+        run(_add_to_running(root, add_farmers, allocation))
 
 
 @contextlib.contextmanager
@@ -120,16 +160,54 @@ def _exclusive(root: Path) -> Iterator[None]:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
-            holder = lock.read().strip() or "?"
-            raise CliError(f"another 'metadisk up' (pid {holder}) is running on {root}") from None
+            raise _Running(lock.read().strip() or "?") from None
         lock.truncate(0)
         lock.write(f"{os.getpid()}\n")
         lock.flush()
         yield
 
 
-async def _serve(context: CliContext, network: LocalNetwork) -> None:
-    """Start, announce, wait for a signal or a dead child, stop. Stops on every way out."""
+class _Running(Exception):
+    """Another `metadisk up` holds the data dir's lock."""
+
+    def __init__(self, pid: str) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+async def _add_to_running(root: Path, count: int, allocation: int) -> None:
+    """Hand `count` new farmers to the `metadisk up` running on `root`, and wait until it has
+    started them (it takes up new farmer dirs within a second)."""
+    from metadisk.devnet.network import prepare_farmers
+
+    try:
+        running = json.loads((root / RUNNING_FILE).read_text())
+        bridge = running["bridge"]
+        seed = (Path(bridge["data_dir"]) / "identity.seed").read_bytes()
+        trusted = TrustedBridge(
+            NodeId.from_hex(bridge["node_id"]), Identity(seed).public_key, bridge["url"]
+        )
+    except (OSError, ValueError, KeyError, TypeError, DecodeError) as exc:
+        raise CliError(f"the network on {root} is still starting or stopping ({exc})") from exc
+    made = {path.name for path in prepare_farmers(root, count, trusted, allocated=allocation)}
+    out = stderr()
+    out.print(f"added {', '.join(sorted(made))}; waiting for the running network to start them")
+    deadline = time.monotonic() + ADD_WITHIN
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        with contextlib.suppress(OSError, ValueError):
+            listed = json.loads((root / RUNNING_FILE).read_text())["farmers"]
+            started = [f for f in listed if f["name"] in made]
+            if len(started) == len(made):
+                for farmer in started:
+                    print(f"{farmer['name']} online at {farmer['url']} (pid {farmer['pid']})")
+                return
+    raise CliError(f"the running network did not start {', '.join(sorted(made))} in time")
+
+
+async def _serve(context: CliContext, network: LocalNetwork, *, restart: bool) -> None:
+    """Start, announce, keep the farmers running until a signal or a dead bridge, stop. Stops
+    on every way out."""
     from metadisk.devnet.network import NetworkError
 
     loop = asyncio.get_running_loop()
@@ -153,7 +231,7 @@ async def _serve(context: CliContext, network: LocalNetwork) -> None:
         config_dir = _write_configs(context, root, state)
         _write_running(root, network)
         _announce(network, root, state, config_dir)
-        died = await _watch(network, stop)
+        died = await _supervise(network, stop, restart=restart)
         if died is not None:
             raise CliError(died)
     finally:
@@ -164,7 +242,7 @@ async def _serve(context: CliContext, network: LocalNetwork) -> None:
         notes.print("stopped")
 
 
-async def _unless_stopped(stop: asyncio.Event, work: Awaitable[None]) -> bool:
+async def _unless_stopped(stop: asyncio.Event, work: Awaitable[object]) -> bool:
     """Run `work` unless a stop signal comes first (then cancel it); whether it finished."""
     task = asyncio.ensure_future(work)
     waiter = asyncio.ensure_future(stop.wait())
@@ -320,30 +398,28 @@ def _short(path: Path) -> str:
     return str(path)
 
 
-async def _watch(network: LocalNetwork, stop: asyncio.Event) -> str | None:
-    """Wait for a stop signal (None) or for a child to exit on its own (what happened)."""
+async def _supervise(network: LocalNetwork, stop: asyncio.Event, *, restart: bool) -> str | None:
+    """Keep the farmers running until a stop signal (None) or the bridge exits (what happened)."""
+    from metadisk.devnet.supervisor import Supervisor
+
+    def say(line: str) -> None:
+        print(f"metadisk up: {line}", flush=True)
+
+    supervisor = Supervisor(network, say, restart=restart)
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
             return None
-        dead = _dead_child(network)
-        if dead is not None:
+        died = supervisor.bridge_exited()
+        if died is not None:
             # Ctrl-C in a terminal reaches the children too, and one may exit before our own
             # handler has run: give that signal a moment before calling it a failure.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
                 return None
-            return dead
-
-
-def _dead_child(network: LocalNetwork) -> str | None:
-    bridge = network.bridge
-    if not bridge.running:
-        return f"the bridge exited (status {bridge.returncode}); see {bridge.log_path}"
-    for farmer in network.farmers:
-        if not farmer.running:
-            return (
-                f"{farmer.data_dir.name} exited (status {farmer.returncode}); "
-                f"see {farmer.data_dir / 'farmer.log'}"
-            )
-    return None
+            return died
+        checked = asyncio.ensure_future(supervisor.check())
+        if not await _unless_stopped(stop, checked):
+            return None
+        if checked.result():
+            _write_running(network.root, network)

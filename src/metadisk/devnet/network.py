@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ from metadisk.farmer.setup import read_config, read_identity, write_config
 from metadisk.wire.api.nodes import NodeStatus
 
 BRIDGE_DIR = "bridge"
+# The chores `chore_interval` shortens: the bridge's (``[chores]``) and each farmer's.
+BRIDGE_CHORES = ("reclaim_interval", "delete_interval")
+FARMER_CHORES = ("checkin_interval", "trash_interval", "expiry_interval", "usage_flush_interval")
 FARMERS_DIR = "farmers"
 DEFAULT_ALLOCATION = 4 << 30
 
@@ -88,6 +91,13 @@ class LocalNetwork:
         Cheap Argon2 for account passwords (tests make many accounts); off for `metadisk up`.
     bridge_settings, farmer_settings:
         Extra bridge settings (the ``bridge.toml`` tree) and `FarmerConfig` fields.
+    separate_worker:
+        Run the bridge as two processes on one data dir and database, the JSON API
+        (``metadisk bridge api``) and a worker (``metadisk bridge worker``), as a deployment
+        would; by default one ``metadisk bridge run`` does both.
+    chore_interval:
+        Seconds between every bridge and farmer chore's runs (check-ins, deletes, reclaim,
+        trash, expiry), for demos and tests that want to watch them work.
     """
 
     def __init__(
@@ -101,6 +111,8 @@ class LocalNetwork:
         bridge_settings: Mapping[str, Any] | None = None,
         farmer_settings: Mapping[str, Any] | None = None,
         log_level: str = "warning",
+        separate_worker: bool = False,
+        chore_interval: float | None = None,
     ) -> None:
         if farmers < 1:
             raise ValueError("a network needs at least one farmer")
@@ -109,6 +121,13 @@ class LocalNetwork:
         self.allocation = allocation
         self.log_level = log_level
         self.farmer_settings = dict(farmer_settings or {})
+        if chore_interval is not None:
+            if not chore_interval > 0:
+                raise ValueError("the chore interval must be positive")
+            self.farmer_settings = {
+                **{name: chore_interval for name in FARMER_CHORES},
+                **self.farmer_settings,
+            }
         profile = local_profile(self.farmer_count)
         settings: dict[str, Any] = {
             "log_level": log_level,
@@ -125,15 +144,24 @@ class LocalNetwork:
                 "argon2_memory_kib": defaults.argon2_memory_kib,
                 "argon2_parallelism": defaults.argon2_parallelism,
             }
+        if chore_interval is not None:
+            settings["chores"] = {name: chore_interval for name in BRIDGE_CHORES}
         if port is not None:
             settings["server"] = {"port": port}
         elif (saved := _saved_port(self.bridge_dir)) is not None:
             settings["server"] = {"port": saved}
+        settings = merge(settings, bridge_settings or {})
         self.bridge = BridgeProcess(
-            self.bridge_dir, settings=merge(settings, bridge_settings or {})
+            self.bridge_dir, role="api" if separate_worker else "run", settings=settings
+        )
+        self.worker = (
+            BridgeProcess(self.bridge_dir, role="worker", settings=settings)
+            if separate_worker
+            else None
         )
         self.farmers: list[FarmerProcess] = []
         self._bridge_start: asyncio.Future[None] | None = None
+        self._trusted: TrustedBridge | None = None
 
     @property
     def bridge_dir(self) -> Path:
@@ -158,20 +186,47 @@ class LocalNetwork:
         self._bridge_start = asyncio.ensure_future(asyncio.to_thread(self.bridge.start))
         try:
             await asyncio.shield(self._bridge_start)
+            if self.worker is not None:
+                await asyncio.to_thread(self.worker.start)
         except Exception as exc:
             raise NetworkError(f"the bridge did not start: {exc}") from exc
-        trusted = TrustedBridge(
+        self._trusted = TrustedBridge(
             NodeId.from_hex(self.bridge.node_id), self.bridge.public_key, self.bridge.url
         )
-        self.farmers = [self._farmer(n, trusted) for n in range(1, self.farmer_count + 1)]
+        self.farmers = []
+        await self._start_farmers(range(1, self.farmer_count + 1), within=within)
+
+    async def _start_farmers(self, numbers: Iterable[int], *, within: float) -> list[FarmerProcess]:
+        """Start the farmers numbered `numbers` (made if missing) and wait until all are online."""
+        assert self._trusted is not None, "start() first"
+        fresh = [self._farmer(n, self._trusted) for n in numbers]
+        self.farmers.extend(fresh)
+        self.farmer_count = len(self.farmers)
         started = int(time.time())
         results = await asyncio.gather(
-            *(farmer.start() for farmer in self.farmers), return_exceptions=True
+            *(farmer.start() for farmer in fresh), return_exceptions=True
         )
-        for farmer, result in zip(self.farmers, results, strict=True):
+        for farmer, result in zip(fresh, results, strict=True):
             if isinstance(result, BaseException):
                 raise NetworkError(f"farmer {farmer.data_dir.name} did not start: {result}")
-        await self.wait_online(self.farmers, since=started, within=within)
+        await self.wait_online(fresh, since=started, within=within)
+        return fresh
+
+    async def add_farmers(self, count: int, *, within: float = 90.0) -> list[FarmerProcess]:
+        """Make `count` more farmers (or take up ones another process made in the data dir,
+        see `prepare_farmers`) and start them; they are online when this returns."""
+        first = len(self.farmers) + 1
+        last = max(existing_farmers(self.root), len(self.farmers) + count)
+        return await self._start_farmers(range(first, last + 1), within=within)
+
+    async def adopt_farmers(self, *, within: float = 90.0) -> list[FarmerProcess]:
+        """Start the farmers made in the data dir since this network started, if any."""
+        waiting = existing_farmers(self.root) - len(self.farmers)
+        return await self.add_farmers(waiting, within=within) if waiting > 0 else []
+
+    async def restart_farmer(self, farmer: FarmerProcess) -> None:
+        """Start a farmer that exited again, on its port; it checks in at once."""
+        await farmer.start()
 
     def _farmer(self, number: int, trusted: TrustedBridge) -> FarmerProcess:
         data_dir = self.farmer_dir(number)
@@ -206,10 +261,13 @@ class LocalNetwork:
         if self._bridge_start is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._bridge_start)
-        try:
-            await asyncio.to_thread(self.bridge.stop)
-        except Exception as exc:
-            results.append(exc)
+        for process in (self.worker, self.bridge):
+            if process is None:
+                continue
+            try:
+                await asyncio.to_thread(process.stop)
+            except Exception as exc:
+                results.append(exc)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -324,6 +382,19 @@ class LocalNetwork:
         access = EncryptionAccess(root_key=root_key or os.urandom(32))
         grant = AccessGrant(self.bridge.url, APIKey.parse(api_key), access)
         return Tenant(email, password, made.id, api_key, grant.serialize())
+
+
+def prepare_farmers(root: Path, count: int, trusted: TrustedBridge, **settings: Any) -> list[Path]:
+    """Make `count` new farmer data dirs after the existing ones, trusting `trusted`: how
+    ``metadisk up --add-farmers`` hands farmers to the ``metadisk up`` that runs the network
+    (which starts them: `LocalNetwork.adopt_farmers`). Each farmer's config is written last,
+    atomically, so a watcher never sees half a farmer."""
+    first = existing_farmers(root) + 1
+    made = []
+    for number in range(first, first + count):
+        config, _ = prepare_farmer(farmer_dir(root, number), [trusted], **settings)
+        made.append(config.data_dir)
+    return made
 
 
 def farmer_dir(root: Path, number: int) -> Path:
