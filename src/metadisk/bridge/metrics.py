@@ -51,11 +51,24 @@ class BridgeMetrics:
         )
 
 
-class QueueMetrics:
-    """How much chore work waits in the database, as the worker last counted it."""
+class WorkerMetrics:
+    """What a worker's chores did, and how much work waits in the database (as it last
+    counted after a cycle)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.depth = Gauge(
+        self.piece_deletes = Counter(
+            "metadisk_bridge_piece_deletes",
+            "Queued piece deletes sent to farmers, by outcome: deleted, missing (the farmer did "
+            "not have it), failed (retried later), dropped (given up after every attempt).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.uploads_reclaimed = Counter(
+            "metadisk_bridge_uploads_reclaimed",
+            "Uploads reclaimed after their deadline passed uncommitted.",
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
             "metadisk_bridge_queue_depth",
             "Chore work waiting in the database: piece deletes queued, expired uploads "
             "not yet reclaimed (counted after each cycle).",

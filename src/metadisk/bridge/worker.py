@@ -22,7 +22,7 @@ from metadisk.bridge.db.deletion import DeletionStore
 from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.metainfo import MetainfoStore
 from metadisk.bridge.deletion.chore import PieceDeleter
-from metadisk.bridge.metrics import QueueMetrics, pool_gauges
+from metadisk.bridge.metrics import WorkerMetrics, pool_gauges
 from metadisk.bridge.orders.service import OrderSigner
 from metadisk.bridge.reclaim.chore import UploadReclaimer
 from metadisk.core.identity import Identity
@@ -54,16 +54,23 @@ class WorkerPeer:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         if owns_db:
             pool_gauges(self.registry, self.db.pool_use)
-        self.queues = QueueMetrics(self.registry)
+        self.metrics = WorkerMetrics(self.registry)
         chore_metrics = ChoreMetrics(self.registry)
 
         self.pieces = PieceClient(user_agent=f"metadisk-bridge-worker/{__version__}")
         self.signer = OrderSigner(identity, config.objects.order_ttl)
         self.metainfo_store = MetainfoStore(self.db)
         self.deletion_store = DeletionStore(self.db)
-        self.reclaimer = UploadReclaimer(self.metainfo_store, clock)
+        self.reclaimer = UploadReclaimer(
+            self.metainfo_store, clock, reclaimed=self.metrics.uploads_reclaimed.inc
+        )
         self.deleter = PieceDeleter(
-            self.deletion_store, self.signer, self.pieces, config.chores, clock
+            self.deletion_store,
+            self.signer,
+            self.pieces,
+            config.chores,
+            clock,
+            observe=lambda outcome, count=1: self.metrics.piece_deletes.labels(outcome).inc(count),
         )
 
         chores = config.chores
@@ -103,7 +110,7 @@ class WorkerPeer:
         self, queue: str, cycle: Callable[[], Awaitable[object]], depth: Callable[[], int]
     ) -> Callable[[], Awaitable[object]]:
         """`cycle`, then the queue's depth counted for ``/metrics``."""
-        gauge = self.queues.depth.labels(queue)
+        gauge = self.metrics.queue_depth.labels(queue)
 
         async def run() -> object:
             result = await cycle()

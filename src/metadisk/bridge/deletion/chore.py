@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from metadisk.bridge.config import ChoresConfig
 from metadisk.bridge.deletion.db import DeletionDB, PieceDelete
@@ -29,9 +30,15 @@ PARALLEL = 16
 
 @dataclass(frozen=True, slots=True)
 class DeletionReport:
-    deleted: int
+    deleted: int  # settled: deleted, or the farmer did not have the piece
     failed: int
     dropped: int
+
+
+class DeletionObserver(Protocol):
+    """Told each delete's outcome: ``deleted``, ``missing``, ``failed`` or ``dropped``."""
+
+    def __call__(self, outcome: str, count: int = 1) -> None: ...
 
 
 class PieceDeleter:
@@ -44,8 +51,10 @@ class PieceDeleter:
         pieces: PieceClient,
         config: ChoresConfig,
         clock: Callable[[], int],
+        observe: DeletionObserver = lambda outcome, count=1: None,
     ) -> None:
         self._clock = clock
+        self._observe = observe
         self._db = db
         self._signer = signer
         self._pieces = pieces
@@ -85,6 +94,8 @@ class PieceDeleter:
             dropped = await asyncio.to_thread(
                 self._db.retry_later, failed, now, self._config.delete_max_attempts
             )
+            self._observe("failed", len(failed) - dropped)
+            self._observe("dropped", dropped)
         return DeletionReport(len(done), len(failed), dropped)
 
     async def _send(self, item: PieceDelete, now: int) -> bool:
@@ -93,11 +104,12 @@ class PieceDeleter:
         limit = self._signer.sign(NodeId(item.node_id), item.piece_id, Action.DELETE, 0, now)
         try:
             async with asyncio.timeout(self._config.delete_timeout):
-                await self._pieces.delete(item.address, limit)
+                deleted = await self._pieces.delete(item.address, limit)
         except PieceTransferError as exc:
             log.info("piece delete at %s failed: %s (%s)", item.address, exc.code, exc)
             return False
         except TimeoutError:
             log.info("piece delete at %s failed: timeout", item.address)
             return False
+        self._observe("deleted" if deleted else "missing")
         return True

@@ -11,15 +11,23 @@ BATCH = 100
 
 
 class UploadReclaimer:
-    def __init__(self, db: ReclaimDB, clock: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        db: ReclaimDB,
+        clock: Callable[[], int],
+        *,
+        reclaimed: Callable[[int], None] = lambda count: None,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._reclaimed = reclaimed  # told how many each batch reclaimed (metrics)
 
     async def cycle(self) -> int:
         """Reclaim every upload past its deadline; how many."""
         total = 0
         while True:
             count = await asyncio.to_thread(self._db.reclaim, self._clock(), BATCH)
+            self._reclaimed(count)
             total += count
             if count < BATCH:
                 return total
