@@ -1,6 +1,6 @@
 """End-to-end throughput: the client library against a local network of real processes.
 
-Starts a bridge and 10 farmers on loopback (`metadisk.cli.localnet`, as `metadisk up` does), then
+Starts a bridge and 10 farmers on loopback (`metadisk.devnet.network`, as `metadisk up` does), then
 measures, each in a fresh client process so its memory is its own:
 
 - upload and download MiB/s of large files (256 MiB and 1 GiB), and the client's peak RSS

@@ -6,11 +6,8 @@ Every failure prints one line, ``error: ...``, on stderr and exits non-zero, wit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -20,7 +17,6 @@ from urllib.request import Request, urlopen
 import typer
 from pydantic import ValidationError
 
-import metadisk
 from metadisk.allocator import tune_for_streaming
 from metadisk.core.encoding import b64decode
 from metadisk.core.errors import DecodeError
@@ -39,13 +35,10 @@ from metadisk.farmer.errors import FarmerError
 from metadisk.farmer.setup import (
     read_config,
     read_identity,
-    remove_quietly,
-    write_atomic,
     write_config,
     write_identity,
 )
 from metadisk.runtime import logs
-from metadisk.runtime.net import WILDCARDS, announce_listening
 from metadisk.wire.api.nodes import BridgeInfo
 from metadisk.wire.api.routes import BRIDGE_INFO
 from metadisk.wire.dataplane.contract import STATUS, NodeReport
@@ -197,7 +190,9 @@ def run(
     try:
         config = read_config(data_dir)
         identity = read_identity(data_dir)
-        asyncio.run(_serve(config, identity, access_log=access_log))
+        from metadisk.farmer.peer import serve  # aiohttp: only the commands that serve pay
+
+        asyncio.run(serve(config, identity, access_log=access_log))
     except FarmerError as exc:
         fail(exc.message)
     except KeyboardInterrupt:
@@ -225,36 +220,6 @@ def status(data_dir: DataDir = None) -> None:
             f"bridge    {bridge_id[:16]}  stored {format_size(usage.stored)}  "
             f"in {format_size(usage.bandwidth_in)}  out {format_size(usage.bandwidth_out)}"
         )
-
-
-async def _serve(config: FarmerConfig, identity: Identity, *, access_log: bool) -> None:
-    from metadisk.farmer.peer import Peer  # aiohttp: only the commands that serve pay for it
-
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    peer = Peer(config, identity, access_log=access_log)
-    listen_path = config.data_dir / LISTEN_FILE
-    try:
-        await peer.start()
-        local_host = "127.0.0.1" if config.host in WILDCARDS else config.host
-        listening = {
-            "url": peer.address,
-            "local_url": f"http://{local_host}:{peer.server.port}",
-            "port": peer.server.port,
-            "node_id": identity.node_id.hex(),
-            "pid": os.getpid(),
-            "version": metadisk.__version__,
-        }
-        write_atomic(listen_path, json.dumps({"event": "listening", **listening}) + "\n")
-        # one line on stdout: how launchers learn the (ephemeral) port without racing
-        announce_listening(**listening)
-        logging.getLogger("metadisk.farmer").info("listening on %s", peer.address)
-        with contextlib.suppress(asyncio.CancelledError):
-            await peer.run()
-    finally:
-        remove_quietly(listen_path)
-        await peer.aclose()
 
 
 @dataclass(frozen=True, slots=True)
