@@ -7,6 +7,7 @@ import socket
 import stat
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -167,3 +168,36 @@ def test_several_workers_share_the_port(tmp_path: Path) -> None:
         assert bridge.stop() == 0
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", bridge.port), timeout=2):
         pass
+
+
+def test_a_worker_whose_metrics_port_is_taken_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run("worker", "--data-dir", str(tmp_path), "--metrics-port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot serve metrics: port {port} on 127.0.0.1 is in use"
+    ]
+
+
+def test_api_and_worker_split_the_work(tmp_path: Path) -> None:
+    """`api` runs no chore; `worker` runs them and serves only /metrics; both stop cleanly."""
+    api = BridgeProcess(tmp_path, role="api")
+    worker = BridgeProcess(tmp_path, role="worker", settings={"chores": {"reclaim_interval": 0.1}})
+    api.start()
+    worker.start()
+    try:
+        assert worker.node_id == api.node_id  # one bridge: one identity seed in the data dir
+        served = urllib.request.urlopen(api.url + "/metrics", timeout=10).read().decode()
+        assert "metadisk_http_requests_total" in served
+        assert "metadisk_chore_runs_total{" not in served
+        scraped = urllib.request.urlopen(worker.url + "/metrics", timeout=10).read().decode()
+        assert 'metadisk_chore_runs_total{chore="reclaim",outcome="ok"}' in scraped
+        with pytest.raises(urllib.error.HTTPError) as no_api:
+            urllib.request.urlopen(worker.url + "/v1/bridge", timeout=10)
+        assert no_api.value.code == 404
+    finally:
+        assert worker.stop() == 0
+        assert api.stop() == 0
