@@ -6,17 +6,19 @@ role documents its codes in its own ``errors`` module), ``message`` is for peopl
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+
+from metadisk.wire.models import Answer
 
 MAX_ERROR_BODY = 64 * 1024  # what a client reads of an error answer at most
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Answer):
     code: str
     message: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Answer):
     error: ErrorDetail
 
 

@@ -2,63 +2,61 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from metadisk.wire.fields import B64, MAX_U63
+from metadisk.wire.models import Answer, Request
 
 
-class Credentials(BaseModel):
+class Credentials(Request):
     """``POST /v1/accounts`` (register) and ``POST /v1/sessions`` (log in)."""
 
-    model_config = ConfigDict(extra="forbid")
     email: str = Field(max_length=254)
     password: str = Field(max_length=1024)
 
 
-class Account(BaseModel):
+class Account(Answer):
     id: str
     email: str
     created_at: int
 
 
-class Session(BaseModel):
+class Session(Answer):
     """A login: the bearer token for account routes, good until `expires_at` (Unix seconds)."""
 
     token: str = Field(description="bearer token for account, project and key management")
     expires_at: int
 
 
-class LimitsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LimitsIn(Request):
     buckets: int | None = Field(default=None, ge=0, le=MAX_U63)
     storage_bytes: int | None = Field(default=None, ge=0, le=MAX_U63)
     egress_bytes: int | None = Field(default=None, ge=0, le=MAX_U63)
     segments: int | None = Field(default=None, ge=0, le=MAX_U63)
 
 
-class NewProject(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NewProject(Request):
     name: str = Field(min_length=1, max_length=100)
     limits: LimitsIn | None = Field(
         default=None, description="lower limits than the bridge's defaults (capped at them)"
     )
 
 
-class Limits(BaseModel):
+class Limits(Answer):
     buckets: int
     storage_bytes: int
     egress_bytes: int
     segments: int
 
 
-class Usage(BaseModel):
+class Usage(Answer):
     buckets: int
     storage_bytes: int
     egress_bytes: int = Field(description="this calendar month (UTC)")
     segments: int
 
 
-class Project(BaseModel):
+class Project(Answer):
     id: str
     name: str
     salt: B64 = Field(description="base64url; the client derives the root key from it")
@@ -67,16 +65,15 @@ class Project(BaseModel):
     usage: Usage
 
 
-class ProjectList(BaseModel):
+class ProjectList(Answer):
     projects: list[Project]
 
 
-class NewApiKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NewApiKey(Request):
     name: str = Field(min_length=1, max_length=100)
 
 
-class ApiKey(BaseModel):
+class ApiKey(Answer):
     """A project's root API key as listed: its id and name, never the key itself."""
 
     key_id: str = Field(description="hex")
@@ -90,14 +87,13 @@ class CreatedApiKey(ApiKey):
     api_key: str = Field(description="the serialized key; shown only once")
 
 
-class ApiKeyList(BaseModel):
+class ApiKeyList(Answer):
     api_keys: list[ApiKey]
 
 
-class Revocation(BaseModel):
+class Revocation(Request):
     """``POST /v1/revocations`` (with an API key) and ``.../revocations`` of a project."""
 
-    model_config = ConfigDict(extra="forbid")
     api_key: str = Field(
         max_length=1 << 20,
         description="the key to revoke: the caller's, or one restricted from it",

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from metadisk.wire.fields import Redundancy
+from metadisk.wire.models import Answer, Request
 
 MAX_BUCKET_NAME = 63
 MAX_BUCKET_PAGE = 1000
 
 
-class NewBucket(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NewBucket(Request):
     name: str = Field(max_length=MAX_BUCKET_NAME)
     profile: str | None = Field(
         default=None, max_length=64, description="a configured redundancy profile"
     )
 
 
-class Bucket(BaseModel):
+class Bucket(Answer):
     """A bucket and the redundancy its objects are stored with."""
 
     name: str
@@ -27,6 +27,6 @@ class Bucket(BaseModel):
     created_at: int
 
 
-class BucketPage(BaseModel):
+class BucketPage(Answer):
     buckets: list[Bucket]
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: done")

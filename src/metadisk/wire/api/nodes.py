@@ -10,9 +10,10 @@ from __future__ import annotations
 import typing
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from metadisk.wire.fields import B64, HexNodeId
+from metadisk.wire.models import Answer, Request
 
 PingFailure = Literal[
     "unreachable",  # connection refused, reset or dropped; no route
@@ -25,21 +26,20 @@ PingFailure = Literal[
 PING_FAILURES: tuple[PingFailure, ...] = typing.get_args(PingFailure)
 
 
-class Checkin(BaseModel):
+class Checkin(Request):
     """A farmer's signed announcement of itself (``POST /v1/nodes/checkin``, no token)."""
 
-    model_config = ConfigDict(extra="forbid")
     contact: Annotated[B64, Field(max_length=3072)] = Field(
         description="base64url of a signed NodeContact"
     )
 
 
-class CheckinResult(BaseModel):
+class CheckinResult(Answer):
     node_id: HexNodeId
     online: bool = Field(description="whether the ping-back to the address found this node")
 
 
-class NodeStatus(BaseModel):
+class NodeStatus(Answer):
     """What the bridge tells anyone about one node."""
 
     node_id: HexNodeId
@@ -55,7 +55,7 @@ class NodeStatus(BaseModel):
     )
 
 
-class BridgeInfo(BaseModel):
+class BridgeInfo(Answer):
     """Who this bridge is, for farmers and clients setting up (``GET /v1/bridge``)."""
 
     node_id: HexNodeId = Field(description="the bridge_id in every order limit it signs")

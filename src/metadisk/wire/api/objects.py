@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from metadisk.wire.fields import (
     B64,
@@ -19,6 +19,7 @@ from metadisk.wire.fields import (
     Redundancy,
     SignedOrderLimit,
 )
+from metadisk.wire.models import Answer, Request
 
 MAX_KEY = 2048  # bytes; keeps (project, bucket, key) inside PostgreSQL's btree entry limit
 MAX_OBJECT_METADATA = 8192
@@ -38,25 +39,23 @@ StreamId = Annotated[
 ObjectKey = Annotated[str, Field(min_length=1, max_length=MAX_KEY, description="encrypted path")]
 
 
-class BeginObject(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BeginObject(Request):
     key: ObjectKey
 
 
-class BeganUpload(BaseModel):
+class BeganUpload(Answer):
     stream_id: str = Field(description="hex; names the upload in the calls that follow")
     redundancy: Redundancy
     deadline: int = Field(description="uncommitted uploads are reclaimed after this time")
 
 
-class BeginSegment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BeginSegment(Request):
     index: int = Field(ge=0, le=MAX_U63)
     encrypted_size: int = Field(ge=0, le=MAX_U63, description="ciphertext bytes of the segment")
     piece_size: int = Field(ge=0, le=MAX_U63, description="bytes of each erasure-coded piece")
 
 
-class AddressedLimit(BaseModel):
+class AddressedLimit(Answer):
     """One signed order limit, the farmer to use it at, and what the bridge adds about it."""
 
     piece_number: int
@@ -74,23 +73,21 @@ class AddressedLimit(BaseModel):
     )
 
 
-class SegmentOrders(BaseModel):
+class SegmentOrders(Answer):
     index: int
     piece_size: int
     redundancy: Redundancy
     order_limits: list[AddressedLimit]
 
 
-class Replacement(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Replacement(Request):
     piece_numbers: list[int] = Field(default_factory=list, max_length=MAX_PIECES)
     node_ids: list[HexNodeId] = Field(
         default_factory=list, max_length=MAX_PIECES, description="nodes that failed"
     )
 
 
-class CommitSegment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CommitSegment(Request):
     # Text, not decoded receipts: one malformed receipt is rejected on its own (see
     # `SegmentCommit.rejected`), not the whole commit.
     receipts: list[Annotated[str, Field(max_length=MAX_RECEIPT)]] = Field(
@@ -102,27 +99,25 @@ class CommitSegment(BaseModel):
     )
 
 
-class Rejection(BaseModel):
+class Rejection(Answer):
     position: int = Field(description="index of the receipt in the request")
     code: str
     message: str
 
 
-class SegmentCommit(BaseModel):
+class SegmentCommit(Answer):
     index: int
     pieces: int = Field(description="pieces recorded")
     rejected: list[Rejection]
 
 
-class CommitObject(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CommitObject(Request):
     encrypted_metadata: ObjectMetadata | None = None
 
 
-class NewInlineObject(BaseModel):
+class NewInlineObject(Request):
     """A small object stored in the bridge's database in one call."""
 
-    model_config = ConfigDict(extra="forbid")
     key: ObjectKey
     data: Annotated[B64, Field(max_length=MAX_INLINE_BODY)] = Field(
         description="ciphertext; the bridge stores up to 4 KiB + 16 bytes inline and answers "
@@ -132,7 +127,7 @@ class NewInlineObject(BaseModel):
     encrypted_metadata: ObjectMetadata | None = None
 
 
-class Segment(BaseModel):
+class Segment(Answer):
     index: int
     encrypted_size: int
     plain_size: int
@@ -141,7 +136,7 @@ class Segment(BaseModel):
     encrypted_metadata: B64 | None
 
 
-class Object(BaseModel):
+class Object(Answer):
     key: str
     stream_id: str
     created_at: int
@@ -153,7 +148,7 @@ class Object(BaseModel):
     segments: list[Segment]
 
 
-class PendingUpload(BaseModel):
+class PendingUpload(Answer):
     """A begun, uncommitted upload and its committed segments (for resuming it)."""
 
     stream_id: str
@@ -165,7 +160,7 @@ class PendingUpload(BaseModel):
     segments: list[Segment] = Field(description="the committed segments, by index")
 
 
-class UploadSummary(BaseModel):
+class UploadSummary(Answer):
     """A pending upload to a key, as the list of uploads names it."""
 
     stream_id: str
@@ -173,24 +168,22 @@ class UploadSummary(BaseModel):
     deadline: int
 
 
-class UploadList(BaseModel):
+class UploadList(Answer):
     uploads: list[UploadSummary] = Field(description="pending uploads to the key, oldest first")
 
 
-class SegmentRekey(BaseModel):
+class SegmentRekey(Request):
     """A segment's new opaque metadata (its content key re-wrapped) for a move or copy."""
 
-    model_config = ConfigDict(extra="forbid")
     index: int = Field(ge=0, le=MAX_U63)
     encrypted_metadata: SegmentMetadata | None = Field(
         description="the segment's new opaque metadata (its content key re-wrapped)"
     )
 
 
-class Relocation(BaseModel):
+class Relocation(Request):
     """``POST .../object/move`` and ``.../object/copy``."""
 
-    model_config = ConfigDict(extra="forbid")
     key: ObjectKey
     stream_id: StreamId | None = Field(
         default=None,
@@ -204,7 +197,7 @@ class Relocation(BaseModel):
     )
 
 
-class ListItem(BaseModel):
+class ListItem(Answer):
     key: str = Field(description="an object key, or a prefix ending in '/' if is_prefix")
     is_prefix: bool
     stream_id: str | None = None
@@ -214,6 +207,6 @@ class ListItem(BaseModel):
     encrypted_metadata: B64 | None = None
 
 
-class Listing(BaseModel):
+class Listing(Answer):
     items: list[ListItem]
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: done")

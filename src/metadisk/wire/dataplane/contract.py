@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from metadisk.wire.fields import B64, HexNodeId, SignedReceipt
+from metadisk.wire.models import Answer, Request
 
 PIECES = "/v1/pieces/"
 PIECE = PIECES + "{piece_id}"
@@ -36,25 +37,25 @@ PIECE_HASH_HEADER = "X-Metadisk-Piece-Hash"
 MAX_ORDER_LIMIT_HEADER = 4096  # characters; an encoded order limit is ~260
 
 
-class PieceStored(BaseModel):
+class PieceStored(Answer):
     """A PUT's answer: the farmer's signed receipt (the client checks it, the bridge too)."""
 
     receipt: SignedReceipt
 
 
-class AuditRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class AuditRequest(Request):
+    model_config = ConfigDict(strict=True)
     leaf_index: int = Field(description="which 64 KiB leaf of the piece to prove")
 
 
-class AuditAnswer(BaseModel):
+class AuditAnswer(Answer):
     leaf: Annotated[B64, Field(max_length=1 << 16)] = Field(description="the leaf's bytes")
     proof: Annotated[B64, Field(max_length=4096)] = Field(
         description="the encoded MerkleProof of the leaf against the piece hash"
     )
 
 
-class NodeInfo(BaseModel):
+class NodeInfo(Answer):
     """Who a farmer is: public, for the bridge to ping back."""
 
     node_id: HexNodeId
@@ -63,7 +64,7 @@ class NodeInfo(BaseModel):
     address: str
 
 
-class BridgeUsage(BaseModel):
+class BridgeUsage(Answer):
     """What a farmer holds and moved for one bridge."""
 
     stored: int = Field(description="bytes of stored pieces")
@@ -73,7 +74,7 @@ class BridgeUsage(BaseModel):
     bandwidth_out: int
 
 
-class NodeReport(BaseModel):
+class NodeReport(Answer):
     """The node's dashboard (loopback only)."""
 
     node_id: str
@@ -87,6 +88,6 @@ class NodeReport(BaseModel):
     bridges: dict[str, BridgeUsage]
 
 
-class ChoreRun(BaseModel):
+class ChoreRun(Answer):
     chore: str
     done: bool
