@@ -79,13 +79,14 @@ class ApiPeer:
         self.config = config
         self.identity = identity
         self.clock = clock
+        self._owns_db = db is None
         self.db = db or Database(config.database)
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.metrics = BridgeMetrics(self.registry)
         self.http_metrics = HttpMetrics(
             self.registry, "bridge", access_log=config.server.access_log
         )
-        if db is None:  # a shared database is counted by whoever made it
+        if self._owns_db:  # a shared database is counted, and closed, by whoever made it
             pool_gauges(self.registry, self.db.pool_use)
 
         self.authority = KeyAuthority(AuthStore(self.db), config.accounts.key_cache_ttl)
@@ -157,4 +158,5 @@ class ApiPeer:
     async def aclose(self) -> None:
         """Close in reverse order of construction."""
         await self.pieces.aclose()
-        await asyncio.to_thread(self.db.close)
+        if self._owns_db:
+            await asyncio.to_thread(self.db.close)

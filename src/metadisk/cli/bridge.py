@@ -23,7 +23,7 @@ import os
 import time
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -75,41 +75,34 @@ DataDirOption = Annotated[
 Role = Literal["api", "worker", "both"]
 
 
-def _server_flags(
-    host: str | None, port: int | None, workers: int | None, database: str | None
-) -> dict[str, dict[str, Any]]:
-    return {
-        "server": {"host": host, "port": port, "workers": workers},
-        "database": {"url": database},
-    }
+def _api_command(role: Role) -> Callable[..., None]:
+    """The command that runs API processes of `role` (`run`: with the chores, `api`: without)."""
+
+    def command(
+        config_file: ConfigOption = None,
+        data_dir: DataDirOption = None,
+        host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+        port: Annotated[int | None, typer.Option(help="Port; 0 picks a free one.")] = None,
+        database: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
+        workers: Annotated[
+            int | None, typer.Option(help="API processes sharing the socket.")
+        ] = None,
+    ) -> None:
+        flags: dict[str, dict[str, Any]] = {
+            "server": {"host": host, "port": port, "workers": workers},
+            "database": {"url": database},
+        }
+        _serve(_config_or_exit(config_file, data_dir, flags), role)
+
+    return command
 
 
-@app.command()
-def run(
-    config_file: ConfigOption = None,
-    data_dir: DataDirOption = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port; 0 picks a free one.")] = None,
-    database: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
-    workers: Annotated[int | None, typer.Option(help="API processes sharing the socket.")] = None,
-) -> None:
-    """Run a whole bridge in one process (the JSON API and the background chores)."""
-    flags = _server_flags(host, port, workers, database)
-    _serve(_config_or_exit(config_file, data_dir, flags), "both")
-
-
-@app.command()
-def api(
-    config_file: ConfigOption = None,
-    data_dir: DataDirOption = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port; 0 picks a free one.")] = None,
-    database: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
-    workers: Annotated[int | None, typer.Option(help="API processes sharing the socket.")] = None,
-) -> None:
-    """Run the bridge's JSON API only; `metadisk bridge worker` runs the chores."""
-    flags = _server_flags(host, port, workers, database)
-    _serve(_config_or_exit(config_file, data_dir, flags), "api")
+app.command(
+    "run", help="Run a whole bridge in one process (the JSON API and the background chores)."
+)(_api_command("both"))
+app.command(
+    "api", help="Run the bridge's JSON API only; `metadisk bridge worker` runs the chores."
+)(_api_command("api"))
 
 
 @app.command()
