@@ -184,7 +184,9 @@ async def test_stale_contact(api: Api, fleet: FarmerFleet) -> None:
     assert (reply.status, reply.code) == (400, "stale-contact")
 
 
-async def test_one_piece_per_network(api: Api, tenant: Tenant, fleet: FarmerFleet) -> None:
+async def test_one_piece_per_network(
+    api: Api, tenant: Tenant, fleet: FarmerFleet, bridge: BridgeProcess
+) -> None:
     """All farmers share 127.0.0.0/24: only one may hold a piece of a segment."""
     await checkin_all(api, fleet.farmers[:10])  # the others are the check-in tests' misfits
     await tenant.bucket("wide")
@@ -195,6 +197,10 @@ async def test_one_piece_per_network(api: Api, tenant: Tenant, fleet: FarmerFlee
         json={"index": 0, "encrypted_size": 400, "piece_size": 100},
     )
     assert (refused.status, refused.code) == (503, "not-enough-nodes")
+    # A refusal a client cannot fix is in the bridge's log as a warning, with its code.
+    logged = [line for line in bridge.log_tail(200).splitlines() if "code=not-enough-nodes" in line]
+    assert logged and " WARNING " in logged[-1] and "status=503" in logged[-1]
+    assert "route=/v1/uploads/{stream_id}/segments" in logged[-1]
     await tenant.bucket("narrow", profile="single")
     one = await upload(tenant, fleet, "narrow", "YQ", [400])
     assert one["segments"][0]["redundancy"] == {"k": 1, "m": 1, "o": 1, "n": 1}

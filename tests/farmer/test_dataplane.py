@@ -539,6 +539,10 @@ async def test_full_allocation(
         ) as response:
             assert response.status == 507
             assert await error_code(response) == "insufficient-storage"
+        # The refusal is in the farmer's log as a warning, with its code and no header.
+        (line,) = [line for line in small.log_tail(50).splitlines() if " refused " in line]
+        assert " WARNING " in line and "code=insufficient-storage" in line and "status=507" in line
+        assert "route=/v1/pieces/{piece_id}" in line and "Order-Limit" not in line
 
         # an upload in flight holds its reservation: a second one that would not fit is refused
         first, release = os.urandom(600_000), asyncio.Event()
