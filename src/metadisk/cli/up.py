@@ -1,7 +1,7 @@
 """`metadisk up`: a whole local network in one command, ready for the CLI.
 
 It runs a bridge (SQLite, single-host mode, no proof of work) and N farmers as real processes on
-127.0.0.1 (see `metadisk.cli.localnet`), waits until every farmer is online at the bridge, makes
+127.0.0.1 (see `metadisk.devnet.network`), waits until every farmer is online at the bridge, makes
 an account, a project, an API key and a random root key on the first run, and writes a ready
 access grant where the CLI finds it. Ctrl-C or SIGTERM stops every process it started (SIGTERM,
 then SIGKILL after a timeout). Everything lives in one data dir, ``./.metadisk`` by default::
@@ -19,6 +19,11 @@ The grant is also written to the CLI's own config dir (``--config-dir``, then
 ``$METADISK_CONFIG_DIR``, then the user config dir) if that holds no grant yet or one written by
 `metadisk up` for the same data dir, so plain ``metadisk ls`` works at once; a config set up for
 another network is left alone, and `up` prints the ``--config-dir`` to use instead.
+
+While it runs it keeps the farmers running (`metadisk.devnet.supervisor`): a farmer that exits
+is said on stdout and started again after a pause that grows while it keeps failing, unless
+``--no-restart``; farmers that ``metadisk up --add-farmers N`` puts in the data dir are started
+and join the network.
 """
 
 from __future__ import annotations
