@@ -25,7 +25,7 @@ from metadisk.core.paths import EncryptionAccess
 from metadisk.devnet.bridge import BridgeProcess
 from metadisk.devnet.farmer import FarmerProcess, prepare_farmer
 from metadisk.devnet.network import local_profile
-from metadisk.devnet.postgres import postgres_database
+from metadisk.devnet.postgres import postgres_database, psycopg_url
 from metadisk.farmer.config import TrustedBridge
 from metadisk.wire.dataplane.contract import PIECE
 from tests.bridge.conftest import postgres_url_or_skip
@@ -237,7 +237,7 @@ async def test_losing_an_api_process_loses_no_acknowledged_upload(
 
 def _queued(database: str) -> tuple[int, int]:
     """Uploads not yet committed and piece deletes not yet sent, read from the database."""
-    with psycopg.connect(_psycopg_url(database)) as conn:
+    with psycopg.connect(psycopg_url(database)) as conn:
         pending = conn.execute(f"SELECT count(*) FROM objects WHERE status = {PENDING}")
         uploads = int(pending.fetchone()[0])
         deletes = int(conn.execute("SELECT count(*) FROM piece_deletes").fetchone()[0])
@@ -258,9 +258,3 @@ async def drained(net: Cluster, *, within: float) -> None:
         last = seen
         assert time.monotonic() < deadline, f"{uploads} uploads, {deletes} deletes left"
         await asyncio.sleep(0.5)
-
-
-def _psycopg_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -28,6 +28,7 @@ from metadisk.runtime.metrics import (
     aiohttp_middleware,
     exposition,
     gauge_callback,
+    scrape_allowed,
 )
 
 PIECE_ROUTE = "/v1/pieces/{piece_id}"
@@ -532,3 +533,22 @@ def test_exposition_is_the_text_format_and_its_content_type() -> None:
     assert [(s.labels["route"], s.value) for s in family.samples if s.name.endswith("_total")] == [
         (PIECE_ROUTE, 1.0)
     ]
+
+
+@pytest.mark.parametrize(
+    ("remote", "authorization", "token", "allowed"),
+    [
+        ("127.0.0.1", "", "", True),
+        ("::1", "", "", True),
+        ("127.8.9.10", "", "secret", True),
+        ("203.0.113.9", "", "", False),  # no token set: loopback only
+        ("203.0.113.9", "Bearer secret", "", False),
+        ("203.0.113.9", "Bearer secret", "secret", True),
+        ("203.0.113.9", "Bearer wrong", "secret", False),
+        ("203.0.113.9", "secret", "secret", False),
+        (None, "", "", False),
+        ("not an address", "", "", False),
+    ],
+)
+def test_scrape_allowed(remote: str | None, authorization: str, token: str, allowed: bool) -> None:
+    assert scrape_allowed(remote, authorization, token) is allowed

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from metadisk.core.content import TAG_SIZE
 from metadisk.core.erasure import GLOBAL, LOCAL, RedundancyScheme
+
+# What one bridge process runs: the JSON API, the chores (a worker), or both (`bridge run`).
+Role = Literal["api", "worker", "both"]
 
 # Ciphertext bytes an object may carry in the bridge's database: 4 KiB of plaintext plus the one
 # 16-byte AES-GCM tag its single block gets (the content key travels in the sealed metadata, not

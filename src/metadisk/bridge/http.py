@@ -23,7 +23,7 @@ from metadisk.bridge.metrics import BridgeMetrics
 from metadisk.runtime.logs import event
 from metadisk.runtime.metrics import UNMATCHED
 from metadisk.wire.api.routes import DOCS, OPENAPI, SESSIONS
-from metadisk.wire.errors import ErrorBody, error_body
+from metadisk.wire.errors import ErrorBody, describe_invalid, error_body
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,11 +101,7 @@ class _Refusals:
 
     async def validation_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        problems = []
-        for item in exc.errors()[:5]:
-            where = ".".join(str(part) for part in item.get("loc", ()))
-            problems.append(f"{where}: {item.get('msg', 'invalid')}")
-        message = "; ".join(problems) or "invalid request"
+        message = describe_invalid(exc.errors(), most=5)
         return self._refused(request, 400, "invalid-request", message)
 
     async def http_error(self, request: Request, exc: Exception) -> Response:
@@ -140,16 +136,6 @@ def create_app(routers: Sequence[APIRouter], version: str, metrics: BridgeMetric
     for router in routers:
         app.include_router(router)
     return app
-
-
-def decode_hex(text: str, field: str, size: int) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError as exc:
-        raise errors.InvalidRequest(f"{field}: not hex") from exc
-    if len(raw) != size:
-        raise errors.InvalidRequest(f"{field}: expected {size} bytes")
-    return raw
 
 
 class Runner(Protocol):

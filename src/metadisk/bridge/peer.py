@@ -19,13 +19,12 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from typing import Literal
 
 from prometheus_client import CollectorRegistry
 
 from metadisk.bridge.api import ApiPeer
 from metadisk.bridge.common import wall_clock
-from metadisk.bridge.config import BridgeConfig
+from metadisk.bridge.config import BridgeConfig, Role
 from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.migrate import upgrade
 from metadisk.bridge.identity import IdentityError, load_or_create
@@ -33,9 +32,6 @@ from metadisk.bridge.metrics import pool_gauges
 from metadisk.bridge.worker import WorkerPeer
 from metadisk.core.identity import Identity
 from metadisk.runtime.net import BindError, announce_listening, bind, url_of
-
-Role = Literal["api", "worker", "both"]
-ROLES: tuple[Role, ...] = ("api", "worker", "both")
 
 
 class ServeError(Exception):

@@ -25,7 +25,7 @@ import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from platformdirs import user_data_dir
@@ -38,6 +38,7 @@ from metadisk.bridge.config import (
     Limits,
     NodesConfig,
     ObjectsConfig,
+    Role,
     ServerConfig,
     WorkerConfig,
     sqlite_url,
@@ -70,9 +71,6 @@ ConfigOption = Annotated[
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Identity, SQLite database and bridge.url.")
 ]
-
-
-Role = Literal["api", "worker", "both"]
 
 
 def _api_command(role: Role) -> Callable[..., None]:

@@ -282,6 +282,7 @@ def _fetch(url: str) -> bytes:
 
 
 def _first_line(exc: BaseException) -> str:
+    # Not cli.errors.one_line: that module loads the client library, which a farmer never needs.
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 

@@ -49,9 +49,10 @@ from metadisk.cli import config as cfg
 from metadisk.cli.context import CliContext, current, run, stderr
 from metadisk.cli.errors import CliError, UsageError
 from metadisk.client import Conflict
+from metadisk.core.encoding import b64decode, b64encode
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant
-from metadisk.core.identity import Identity, NodeId
+from metadisk.core.identity import NodeId
 from metadisk.farmer.config import TrustedBridge, parse_size
 
 if TYPE_CHECKING:  # the network brings the bridge's database stack: load it only to run one
@@ -188,9 +189,8 @@ async def _add_to_running(root: Path, count: int, allocation: int) -> None:
     try:
         running = json.loads((root / RUNNING_FILE).read_text())
         bridge = running["bridge"]
-        seed = (Path(bridge["data_dir"]) / "identity.seed").read_bytes()
         trusted = TrustedBridge(
-            NodeId.from_hex(bridge["node_id"]), Identity(seed).public_key, bridge["url"]
+            NodeId.from_hex(bridge["node_id"]), b64decode(bridge["public_key"]), bridge["url"]
         )
     except (OSError, ValueError, KeyError, TypeError, DecodeError) as exc:
         raise CliError(f"the network on {root} is still starting or stopping ({exc})") from exc
@@ -334,6 +334,7 @@ def _write_running(root: Path, network: LocalNetwork) -> None:
             "url": network.bridge.url,
             "pid": network.bridge.pid,
             "node_id": network.bridge.node_id,
+            "public_key": b64encode(network.bridge.public_key),
             "data_dir": str(network.bridge_dir),
         },
         "farmers": [

@@ -32,12 +32,12 @@ def postgres_database(server_url: str | None = None) -> Iterator[str]:
     if not base:
         raise RuntimeError(f"{POSTGRES_ENV} is not set")
     name = "metadisk_" + secrets.token_hex(6)
-    with psycopg.connect(_psycopg_url(base), autocommit=True) as admin:
+    with psycopg.connect(psycopg_url(base), autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield with_database(base, name)
     finally:
-        with psycopg.connect(_psycopg_url(base), autocommit=True) as admin:
+        with psycopg.connect(psycopg_url(base), autocommit=True) as admin:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
@@ -108,7 +108,8 @@ def with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
-def _psycopg_url(url: str) -> str:
+def psycopg_url(url: str) -> str:
+    """`url` (a SQLAlchemy URL) as psycopg takes it."""
     from sqlalchemy.engine import make_url
 
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -10,7 +10,6 @@ and counted per route and code; neither carries a header or a body.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -28,6 +27,7 @@ from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.runtime.chore import Chore
 from metadisk.runtime.logs import event
 from metadisk.runtime.metrics import UNMATCHED
+from metadisk.runtime.net import is_loopback
 from metadisk.wire.dataplane.contract import CHORE, ChoreRun
 from metadisk.wire.errors import error_body
 
@@ -102,16 +102,13 @@ def _route(request: web.Request) -> str:
     return template or UNMATCHED
 
 
-def is_loopback(request: web.Request) -> bool:
-    try:
-        return request.remote is not None and ipaddress.ip_address(request.remote).is_loopback
-    except ValueError:
-        return False
+def from_loopback(request: web.Request) -> bool:
+    return is_loopback(request.remote)
 
 
 def require_loopback(request: web.Request) -> None:
     """Local-only routes answer peers on the loopback interface, nobody else."""
-    if not is_loopback(request):
+    if not from_loopback(request):
         raise Forbidden("only answered on the loopback interface", code="not-local")
 
 

@@ -33,7 +33,7 @@ from metadisk.farmer.contact.endpoint import NodeEndpoint
 from metadisk.farmer.contact.service import ContactService, Space
 from metadisk.farmer.db import FarmerDB
 from metadisk.farmer.errors import SetupError
-from metadisk.farmer.http import chore_routes, error_middleware, is_loopback
+from metadisk.farmer.http import chore_routes, error_middleware, from_loopback
 from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.endpoint import PieceEndpoint
 from metadisk.farmer.pieces.service import PieceService
@@ -135,7 +135,7 @@ class Peer:
             ).routes()
         )
         app.add_routes(chore_routes({chore.name: chore for chore in self.chores}))
-        app.add_routes([aiohttp_metrics_route(self.registry, allow=is_loopback)])
+        app.add_routes([aiohttp_metrics_route(self.registry, allow=from_loopback)])
         self.server = AppServer(app, config.host, config.port)
 
         self.group = Group()

@@ -14,7 +14,6 @@ feed `HttpMetrics.observe`, which also writes the access log line when that is s
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
@@ -32,6 +31,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from metadisk.runtime.logs import ACCESS_LOGGER, event
+from metadisk.runtime.net import is_loopback
 
 __all__ = [
     "METRICS_PATH",
@@ -347,11 +347,8 @@ def gauge_callback(
 def scrape_allowed(remote: str | None, authorization: str, token: str) -> bool:
     """Whether a scrape may be answered: from loopback always, from elsewhere only with
     ``Authorization: Bearer <token>`` when a token is set."""
-    try:
-        if remote is not None and ipaddress.ip_address(remote).is_loopback:
-            return True
-    except ValueError:
-        pass
+    if is_loopback(remote):
+        return True
     return bool(token) and hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode())
 
 

@@ -12,6 +12,7 @@ without racing for it or polling.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import socket
 import sys
@@ -121,3 +122,11 @@ __all__ = [
     "parse_listening",
     "url_of",
 ]
+
+
+def is_loopback(remote: str | None) -> bool:
+    """Whether a peer's address (as a server sees it) is on the loopback interface."""
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False

@@ -6,6 +6,9 @@ role documents its codes in its own ``errors`` module), ``message`` is for peopl
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from pydantic import ValidationError
 
 from metadisk.wire.models import Answer
@@ -33,3 +36,14 @@ def parse_error(raw: bytes) -> ErrorDetail | None:
         return ErrorBody.model_validate_json(raw).error
     except ValidationError:
         return None
+
+
+def describe_invalid(errors: Iterable[Mapping[str, Any]], *, most: int = 3) -> str:
+    """Validation errors (pydantic's, or FastAPI's for a request) as one line for a person:
+    ``"where: what; where: what"``, the first `most` of them."""
+    problems = []
+    for error in list(errors)[:most]:
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        what = str(error.get("msg", "invalid"))
+        problems.append(f"{where}: {what}" if where else what)
+    return "; ".join(problems) or "invalid"

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from metadisk.client.errors import BridgeError, BridgeUnavailable, InvalidArgument, bridge_error
 from metadisk.wire.bodies import BodyTooLarge, read_capped
-from metadisk.wire.errors import MAX_ERROR_BODY, parse_error
+from metadisk.wire.errors import MAX_ERROR_BODY, describe_invalid, parse_error
 
 M = TypeVar("M", bound=BaseModel)
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
@@ -85,7 +85,8 @@ class BridgeHttp:
             return kind.model_validate_json(raw or b"")
         except ValidationError as exc:
             raise BridgeError(
-                f"{method} {path}: unexpected answer: {_first(exc)}", code="bad-response"
+                f"{method} {path}: unexpected answer: {describe_invalid(exc.errors(), most=1)}",
+                code="bad-response",
             ) from exc
 
     async def aclose(self) -> None:
@@ -102,15 +103,6 @@ async def _error(response: aiohttp.ClientResponse) -> BridgeError:
     if detail is None:
         return bridge_error(response.status, "", f"the bridge answered HTTP {response.status}")
     return bridge_error(response.status, detail.code, detail.message)
-
-
-def _first(exc: ValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return "invalid"
-    where = ".".join(str(part) for part in errors[0].get("loc", ()))
-    message = str(errors[0].get("msg", "invalid"))
-    return f"{where}: {message}" if where else message
 
 
 def segment(text: str) -> str:

@@ -26,6 +26,7 @@ from metadisk.wire.api.objects import (
     SegmentRekey,
     UploadSummary,
 )
+from metadisk.wire.errors import describe_invalid
 
 B = TypeVar("B", bound=BaseModel)
 
@@ -241,10 +242,7 @@ def _body(kind: type[B], **fields: Any) -> B:
     try:
         return kind(**fields)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
-            for e in exc.errors()[:3]
-        )
+        problems = describe_invalid(exc.errors())
         raise InvalidArgument(f"refused before sending: {problems}") from exc
 
 

@@ -39,7 +39,7 @@ from metadisk.wire.dataplane.contract import (
     NodeInfo,
     PieceStored,
 )
-from metadisk.wire.errors import MAX_ERROR_BODY, parse_error
+from metadisk.wire.errors import MAX_ERROR_BODY, describe_invalid, parse_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -242,15 +242,8 @@ def _parse(kind: type[M], raw: bytes, what: str) -> M:
     try:
         return kind.model_validate_json(raw)
     except ValidationError as exc:
-        raise PieceTransferError(f"malformed {what}: {_first(exc)}", code="bad-response") from exc
-
-
-def _first(exc: ValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return "invalid"
-    where = ".".join(str(part) for part in errors[0].get("loc", ()))
-    return f"{where}: {errors[0].get('msg', 'invalid')}" if where else errors[0].get("msg", "")
+        problem = describe_invalid(exc.errors(), most=1)
+        raise PieceTransferError(f"malformed {what}: {problem}", code="bad-response") from exc
 
 
 async def _read_exactly(stream: aiohttp.StreamReader, into: memoryview) -> None:
