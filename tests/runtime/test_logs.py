@@ -35,6 +35,12 @@ def configured(fmt: str, level: str = "info") -> io.StringIO:
     return stream
 
 
+def ours() -> logging.Handler:
+    """The one handler `configure` installed on the root logger."""
+    (handler,) = [h for h in logging.getLogger().handlers if getattr(h, "_metadisk_configured", 0)]
+    return handler
+
+
 def record(created: float = 0.0) -> logging.LogRecord:
     """A record at a fixed time, as a refusal with fields would log it."""
     entry = logging.LogRecord(
@@ -48,7 +54,7 @@ def record(created: float = 0.0) -> logging.LogRecord:
 
 def test_text_line_is_utc_time_level_logger_message_and_fields() -> None:
     configured("text")
-    handler = logging.getLogger().handlers[0]
+    handler = ours()
     line = handler.format(record(created=1_796_415_455.0))  # 2026-12-04T20:17:35 UTC
     assert line == (
         "2026-12-04T20:17:35.123Z WARNING metadisk.farmer.pieces refused "
@@ -58,7 +64,7 @@ def test_text_line_is_utc_time_level_logger_message_and_fields() -> None:
 
 def test_json_line_has_ts_level_logger_msg_and_every_field() -> None:
     configured("json")
-    handler = logging.getLogger().handlers[0]
+    handler = ours()
     entry = json.loads(handler.format(record(created=1_796_415_455.0)))
     assert entry == {
         "ts": 1_796_415_455.0,
@@ -187,13 +193,17 @@ def test_disabled_event_builds_nothing() -> None:
     assert renders == 1
 
 
-def test_configure_replaces_earlier_handlers_and_defaults_to_stderr() -> None:
+def test_configure_replaces_its_own_handler_keeps_others_and_defaults_to_stderr() -> None:
+    host = logging.NullHandler()  # a host's own handler, as a test runner's
+    logging.getLogger().addHandler(host)
     configure("info")
+    first = ours()
     configure("info", fmt="json")
-    handlers = logging.getLogger().handlers
-    assert len(handlers) == 1
-    assert isinstance(handlers[0], logging.StreamHandler)
-    assert handlers[0].stream is sys.stderr
+    handler = ours()  # exactly one of ours: the earlier one is gone
+    assert handler is not first and first not in logging.getLogger().handlers
+    assert host in logging.getLogger().handlers
+    assert isinstance(handler, logging.StreamHandler)
+    assert handler.stream is sys.stderr
 
 
 def test_noisy_loggers_are_quiet_unless_debugging() -> None:

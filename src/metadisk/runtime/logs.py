@@ -54,10 +54,14 @@ _BARE = re.compile(r'[^\s"=\\]+')
 _JSON_KEYS = frozenset({"ts", "level", "logger", "msg", "exc", "stack"})
 
 
+_OURS = "_metadisk_configured"  # marks the handler `configure` installed
+
+
 def configure(
     level: str = "info", *, fmt: Literal["text", "json"] = "text", stream: TextIO | None = None
 ) -> None:
-    """Send every log record at `level` or above to `stream` (stderr), replacing earlier handlers.
+    """Send every log record at `level` or above to `stream` (stderr), replacing the handler an
+    earlier call installed (and only that: a host's own handlers, such as a test runner's, stay).
 
     Below debug, the noisy third-party loggers are held at warning. uvicorn sets its loggers'
     levels itself when given a `log_level` or its default `log_config`: run it with
@@ -73,9 +77,11 @@ def configure(
         raise ValueError(f"unknown log format {fmt!r}; expected text or json")
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    setattr(handler, _OURS, True)
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if getattr(old, _OURS, False):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(threshold)
     quiet = logging.WARNING if threshold > logging.DEBUG else logging.NOTSET
