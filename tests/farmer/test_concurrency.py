@@ -9,9 +9,10 @@ from pathlib import Path
 
 import aiohttp
 
+from metadisk.core.audit import judge
 from metadisk.core.encoding import b64decode
-from metadisk.core.merkle import LEAF_SIZE, MerkleProof, leaf_count, verify_leaf
-from metadisk.core.messages import Action, PieceReceipt
+from metadisk.core.merkle import LEAF_SIZE, leaf_count
+from metadisk.core.messages import Action, AuditResponse, PieceReceipt
 from metadisk.devnet.farmer import farmer_process
 from tests.farmer.helpers import Bridge, get, order_header, put
 
@@ -58,8 +59,9 @@ async def test_fifty_pieces_with_sixteen_streams(
                     body = await response.json()
                 leaf = b64decode(body["leaf"])
                 assert leaf == data[index * LEAF_SIZE : (index + 1) * LEAF_SIZE]
-                proof = MerkleProof.decode(b64decode(body["proof"]))
-                verify_leaf(receipt.piece_hash, leaf, proof)
+                response = AuditResponse.decode(b64decode(body["response"]))
+                key = farmer.identity.public_key
+                assert judge(limit, receipt, key, index, leaf, response).passed
 
         await asyncio.gather(
             *(download(pid, data) for (pid, _), data in zip(stored, pieces, strict=True)),

@@ -16,10 +16,11 @@ import pytest
 import pytest_asyncio
 from yarl import URL
 
+from metadisk.core.audit import judge
 from metadisk.core.encoding import b64decode, b64encode
 from metadisk.core.identity import Identity, NodeId
-from metadisk.core.merkle import LEAF_SIZE, MerkleProof, digest_piece, verify_leaf
-from metadisk.core.messages import Action
+from metadisk.core.merkle import LEAF_SIZE, digest_piece
+from metadisk.core.messages import Action, AuditResponse
 from metadisk.devnet.farmer import FarmerProcess, farmer_process
 from tests.farmer.helpers import (
     Bridge,
@@ -184,7 +185,9 @@ async def test_audit_proofs_verify_against_the_receipt(
             body = await response.json()
         leaf = b64decode(body["leaf"])
         assert leaf == data[index * LEAF_SIZE : (index + 1) * LEAF_SIZE]
-        verify_leaf(receipt.piece_hash, leaf, MerkleProof.decode(b64decode(body["proof"])))
+        response = AuditResponse.decode(b64decode(body["response"]))
+        key = farmer.identity.public_key
+        assert judge(limit, receipt, key, index, leaf, response).passed
 
 
 @pytest.mark.parametrize(

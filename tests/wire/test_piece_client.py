@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from metadisk.core.audit import judge
 from metadisk.core.identity import Identity
-from metadisk.core.merkle import LEAF_SIZE, digest_piece, verify_leaf
+from metadisk.core.merkle import LEAF_SIZE, digest_piece
 from metadisk.core.messages import Action, OrderLimit
 from metadisk.devnet.farmer import FarmerProcess, farmer_process
 from metadisk.farmer.config import TrustedBridge
@@ -59,10 +60,12 @@ async def test_put_audit_get_delete(farmer: FarmerProcess, pieces: PieceClient) 
     receipt.verify_signature(farmer.identity.public_key)
     assert (receipt.piece_id, receipt.size, receipt.piece_hash) == (piece_id, len(piece), digest)
 
-    audited = await pieces.audit(farmer.url, limit(farmer, piece_id, Action.AUDIT, 0), 2)
+    audit_limit = limit(farmer, piece_id, Action.AUDIT, 0)
+    audited = await pieces.audit(farmer.url, audit_limit, 2)
     assert audited.leaf == piece[2 * LEAF_SIZE : 3 * LEAF_SIZE]
-    assert audited.proof.leaf_index == 2
-    verify_leaf(digest, audited.leaf, audited.proof)
+    assert audited.response.leaf_index == 2
+    key = farmer.identity.public_key
+    assert judge(audit_limit, receipt, key, 2, audited.leaf, audited.response).passed
 
     into = memoryview(bytearray(100))
     await pieces.get(farmer.url, limit(farmer, piece_id, Action.GET), into, offset=7, ranged=True)

@@ -258,12 +258,19 @@ def verify_leaf(merkle_root: bytes, leaf: bytes, proof: MerkleProof) -> None:
     """
     if not isinstance(leaf, bytes | bytearray | memoryview):
         raise IntegrityError("leaf is not bytes")
+    verify_leaf_hash(merkle_root, leaf_hash(proof.leaf_index, leaf), len(leaf), proof)
+
+
+def verify_leaf_hash(merkle_root: bytes, hashed: bytes, size: int, proof: MerkleProof) -> None:
+    """`verify_leaf` for a leaf known only by its hash and length (signed audit evidence)."""
     index, count = proof.leaf_index, proof.leaf_count
-    if index < count - 1 and len(leaf) != LEAF_SIZE:
-        raise IntegrityError(f"leaf {index} is {len(leaf)} bytes, expected {LEAF_SIZE}")
-    if not 1 <= len(leaf) <= LEAF_SIZE:
-        raise IntegrityError(f"last leaf is {len(leaf)} bytes")
-    node = leaf_hash(index, leaf)
+    if index < count - 1 and size != LEAF_SIZE:
+        raise IntegrityError(f"leaf {index} is {size} bytes, expected {LEAF_SIZE}")
+    if not 1 <= size <= LEAF_SIZE:
+        raise IntegrityError(f"last leaf is {size} bytes")
+    if not isinstance(hashed, bytes) or len(hashed) != HASH_SIZE:
+        raise IntegrityError("a leaf hash is exactly 32 bytes")
+    node = hashed
     siblings = iter(proof.siblings)
     width = count
     try:

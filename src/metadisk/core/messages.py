@@ -3,6 +3,9 @@
 - `OrderLimit`: the bridge's permission for one action on one piece at one farmer.
 - `PieceReceipt`: the farmer's signed statement that it stored a piece (size, Merkle-root hash).
 - `NodeContact`: the farmer's signed check-in (key, address, space, version).
+- `AuditResponse`: the farmer's signed answer to an audit (a leaf's hash and its Merkle proof),
+  which with its `PieceReceipt` is evidence anyone can check (`metadisk.core.audit`).
+- `NodeQuery`: a farmer's signed, timestamped request to read its own standing at a bridge.
 
 Each message is a frozen dataclass with `encode()` / `decode()` over the canonical format of
 `metadisk.core.encoding`; the signature covers a domain prefix plus every field before it, so a
@@ -38,6 +41,9 @@ _PIECE_ID_CONTEXT = "metadisk 2026 derived piece id v1"
 TAG_ORDER_LIMIT = 1
 TAG_PIECE_RECEIPT = 2
 TAG_NODE_CONTACT = 3
+TAG_AUDIT_RESPONSE = 4
+TAG_NODE_QUERY = 5
+MAX_PROOF = 4096  # an encoded MerkleProof is at most 11 + 32 * 32 bytes
 
 
 class Action(enum.IntEnum):
@@ -281,6 +287,146 @@ class NodeContact:
         signature = r.fixed(SIGNATURE_SIZE)
         r.end()
         return cls(public_key, address, allocated, free, version, timestamp, signature)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditResponse:
+    """A farmer's signed answer to an audit: leaf `leaf_index` of a piece hashes to `leaf_hash`
+    (`metadisk.core.merkle.leaf_hash`), is `leaf_size` bytes, and `proof` (an encoded
+    `MerkleProof`) places it under the piece's root.
+
+    Signed, so a wrong answer is the farmer's own statement: with the receipt in which the same
+    farmer signed the root, anyone can check the fault without trusting the bridge.
+    """
+
+    serial: bytes  # the AUDIT order limit this answers
+    node_id: NodeId
+    piece_id: bytes
+    leaf_index: int
+    leaf_hash: bytes
+    leaf_size: int
+    proof: bytes
+    signature: bytes = b""
+
+    VERSION = 1
+
+    def __post_init__(self) -> None:
+        _check_size("serial", self.serial, SERIAL_SIZE)
+        _check_size("piece id", self.piece_id, PIECE_ID_SIZE)
+        _check_size("leaf hash", self.leaf_hash, HASH_SIZE)
+        for name in ("leaf_index", "leaf_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < 1 << 32:
+                raise DecodeError(f"{name} out of range")
+        if not isinstance(self.proof, bytes) or len(self.proof) > MAX_PROOF:
+            raise DecodeError("proof too long")
+
+    def _body(self) -> bytes:
+        return (
+            Writer()
+            .u8(TAG_AUDIT_RESPONSE)
+            .u8(self.VERSION)
+            .fixed(self.serial, SERIAL_SIZE)
+            .fixed(self.node_id.raw, NODE_ID_SIZE)
+            .fixed(self.piece_id, PIECE_ID_SIZE)
+            .u32(self.leaf_index)
+            .fixed(self.leaf_hash, HASH_SIZE)
+            .u32(self.leaf_size)
+            .blob(self.proof)
+            .getvalue()
+        )
+
+    def signed_by(self, farmer: Identity) -> AuditResponse:
+        if farmer.node_id != self.node_id:
+            raise ValueError("signer is not the audit response's node")
+        return replace(self, signature=farmer.sign(_signing_bytes(self._body())))
+
+    def verify_signature(self, farmer_public_key: bytes) -> None:
+        if NodeId.from_public_key(farmer_public_key) != self.node_id:
+            raise SignatureError("key does not belong to the audit response's node")
+        verify_signature(farmer_public_key, _signing_bytes(self._body()), self.signature)
+
+    def encode(self) -> bytes:
+        return self._body() + self.signature
+
+    @classmethod
+    def decode(cls, data: bytes) -> AuditResponse:
+        r = Reader(data)
+        r.header(TAG_AUDIT_RESPONSE, cls.VERSION)
+        serial = r.fixed(SERIAL_SIZE)
+        node_id = NodeId(r.fixed(NODE_ID_SIZE))
+        piece_id = r.fixed(PIECE_ID_SIZE)
+        leaf_index = r.u32()
+        leaf_hash = r.fixed(HASH_SIZE)
+        leaf_size = r.u32()
+        proof = r.blob(MAX_PROOF)
+        signature = r.fixed(SIGNATURE_SIZE)
+        r.end()
+        return cls(serial, node_id, piece_id, leaf_index, leaf_hash, leaf_size, proof, signature)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeQuery:
+    """A farmer's signed request to one bridge, e.g. to read its own standing there.
+
+    `purpose` names what is asked, so a query signed for one purpose is no good for another;
+    the bridge refuses queries whose `timestamp` is far from its clock, which bounds replays.
+    """
+
+    public_key: bytes
+    bridge_id: NodeId
+    purpose: str
+    timestamp: int
+    signature: bytes = b""
+
+    VERSION = 1
+    MAX_PURPOSE = 64
+
+    def __post_init__(self) -> None:
+        _check_size("public key", self.public_key, PUBLIC_KEY_SIZE)
+        if len(self.purpose.encode()) > self.MAX_PURPOSE:
+            raise DecodeError("purpose too long")
+        if not isinstance(self.timestamp, int) or not 0 <= self.timestamp < 1 << 64:
+            raise DecodeError("timestamp out of range")
+
+    @property
+    def node_id(self) -> NodeId:
+        return NodeId.from_public_key(self.public_key)
+
+    def _body(self) -> bytes:
+        return (
+            Writer()
+            .u8(TAG_NODE_QUERY)
+            .u8(self.VERSION)
+            .fixed(self.public_key, PUBLIC_KEY_SIZE)
+            .fixed(self.bridge_id.raw, NODE_ID_SIZE)
+            .text(self.purpose)
+            .u64(self.timestamp)
+            .getvalue()
+        )
+
+    def signed_by(self, farmer: Identity) -> NodeQuery:
+        if farmer.public_key != self.public_key:
+            raise ValueError("signer is not the query's node")
+        return replace(self, signature=farmer.sign(_signing_bytes(self._body())))
+
+    def verify_signature(self) -> None:
+        verify_signature(self.public_key, _signing_bytes(self._body()), self.signature)
+
+    def encode(self) -> bytes:
+        return self._body() + self.signature
+
+    @classmethod
+    def decode(cls, data: bytes) -> NodeQuery:
+        r = Reader(data)
+        r.header(TAG_NODE_QUERY, cls.VERSION)
+        public_key = r.fixed(PUBLIC_KEY_SIZE)
+        bridge_id = NodeId(r.fixed(NODE_ID_SIZE))
+        purpose = r.text(cls.MAX_PURPOSE)
+        timestamp = r.u64()
+        signature = r.fixed(SIGNATURE_SIZE)
+        r.end()
+        return cls(public_key, bridge_id, purpose, timestamp, signature)
 
 
 class OrderLimitRejected(CoreError):

@@ -83,8 +83,8 @@ class PieceEndpoint:
             raise BadRequest(
                 'expected JSON {"leaf_index": integer}', code="malformed-request"
             ) from exc
-        leaf, proof = await self._service.audit(limit, piece_id, leaf_index)
-        return _json(AuditAnswer(leaf=leaf, proof=proof.encode()))
+        leaf, response = await self._service.audit(limit, piece_id, leaf_index)
+        return _json(AuditAnswer(leaf=leaf, response=response.encode()))
 
     async def delete(self, request: web.Request) -> web.Response:
         piece_id = parse_piece_id(request.match_info["piece_id"])

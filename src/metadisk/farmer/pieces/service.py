@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 from metadisk.core.identity import Identity, NodeId
-from metadisk.core.merkle import MerkleProof, PieceDigest, prove
+from metadisk.core.merkle import PieceDigest, leaf_hash, prove
 from metadisk.core.messages import (
     Action,
+    AuditResponse,
     OrderLimit,
     OrderLimitRejected,
     PieceReceipt,
@@ -424,8 +425,9 @@ class PieceService:
 
     async def audit(
         self, limit: OrderLimit, piece_id: bytes, leaf_index: int
-    ) -> tuple[bytes, MerkleProof]:
-        """The leaf `leaf_index` of a piece and its Merkle proof against the receipt's root."""
+    ) -> tuple[bytes, AuditResponse]:
+        """The leaf `leaf_index` of a piece, and the signed answer: its hash, size and Merkle
+        proof against the root signed in the piece's receipt."""
         self.authorize(limit, piece_id, AUDIT_ACTIONS)
         piece = await self._open(limit, piece_id)
         try:
@@ -438,7 +440,16 @@ class PieceService:
             piece.close()
         self._usage.record_out(limit.bridge_id.raw, len(leaf))
         self._metrics.audits.inc()
-        return leaf, prove(hashes, leaf_index)
+        response = AuditResponse(
+            serial=limit.serial,
+            node_id=self.identity.node_id,
+            piece_id=piece_id,
+            leaf_index=leaf_index,
+            leaf_hash=leaf_hash(leaf_index, leaf),
+            leaf_size=len(leaf),
+            proof=prove(hashes, leaf_index).encode(),
+        )
+        return leaf, response.signed_by(self.identity)
 
     async def delete(self, limit: OrderLimit, piece_id: bytes) -> None:
         """Move a piece to the trash, where it stays for the grace period."""

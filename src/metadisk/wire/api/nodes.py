@@ -62,3 +62,37 @@ class BridgeInfo(Answer):
     public_key: B64 = Field(description="the Ed25519 key that signs order limits")
     difficulty: int = Field(description="proof-of-work bits a farmer's node id needs")
     version: str
+
+
+class StandingQuery(Request):
+    """``POST /v1/nodes/standing``: a farmer asks for its own standing (no token)."""
+
+    query: Annotated[B64, Field(max_length=512)] = Field(
+        description="base64url of a NodeQuery with purpose 'standing', signed by the node's key"
+    )
+
+
+class NodeStanding(Answer):
+    """One node as the bridge judges it: the operator's row, and what a farmer sees of itself."""
+
+    node_id: HexNodeId
+    address: str
+    online: bool = Field(description="the last check found it, within the online window")
+    vetted: bool = Field(description="passed enough audits to get a full share of new pieces")
+    audit_score: float = Field(description="beta reputation of audits, 0..1")
+    unknown_score: float = Field(description="beta reputation of audits that errored, 0..1")
+    online_score: float = Field(description="beta reputation of uptime checks, 0..1")
+    audits: int = Field(description="audits decided (passed or failed)")
+    audits_passed: int
+    suspended: bool = Field(description="not selected: too many unknown errors or offline")
+    disqualified: bool
+    contained: bool = Field(description="an audit it did not answer is being asked again")
+    pieces: int = Field(description="pieces the bridge has recorded on it")
+    success_rate: float = Field(description="decaying share of transfers clients saw succeed")
+    latency_ms: float = Field(description="decaying mean latency clients saw")
+    last_seen: int | None = Field(description="unix time of the last check that found it")
+    created_at: int
+
+
+class NodeTable(Answer):
+    nodes: list[NodeStanding]

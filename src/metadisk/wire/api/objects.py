@@ -7,7 +7,8 @@ the ``key`` query parameter, never in the URL path, so that no client or proxy n
 
 from __future__ import annotations
 
-from typing import Annotated
+import typing
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -87,6 +88,51 @@ class Replacement(Request):
     )
 
 
+PieceOutcomeKind = Literal[
+    "success",  # stored (upload) or fetched and checked (download)
+    "failed",  # the farmer refused, failed or could not be reached
+    "slow",  # cancelled as a straggler or stalled: enough pieces came from others first
+    "bad-piece",  # the farmer served bytes that do not match the piece's hash
+]
+PIECE_OUTCOMES: tuple[PieceOutcomeKind, ...] = typing.get_args(PieceOutcomeKind)
+MAX_LATENCY_MS = 24 * 3600 * 1000
+
+
+class PieceOutcome(Request):
+    """How one piece transfer with one farmer went, as the client saw it."""
+
+    piece_number: int = Field(ge=0, lt=MAX_PIECES)
+    node_id: HexNodeId
+    outcome: PieceOutcomeKind
+    latency_ms: int = Field(
+        ge=0, le=MAX_LATENCY_MS, description="from the request's start to its end or failure"
+    )
+    code: str = Field(default="", max_length=64, description="the failure's code, if it failed")
+
+
+PieceOutcomes = Annotated[
+    list[PieceOutcome],
+    Field(
+        default_factory=list,
+        max_length=4 * MAX_PIECES,
+        description="each piece transfer tried, for the bridge's view of farmer performance",
+    ),
+]
+
+
+class SegmentReport(Request):
+    """``POST .../object/segments/{index}/report``: how a download's piece transfers went."""
+
+    key: ObjectKey
+    stream_id: StreamId
+    outcomes: PieceOutcomes
+
+
+class ReportAccepted(Answer):
+    recorded: int = Field(description="outcomes counted (those naming the segment's farmers)")
+    audits: int = Field(description="pieces queued for an audit (reported bad)")
+
+
 class CommitSegment(Request):
     # Text, not decoded receipts: one malformed receipt is rejected on its own (see
     # `SegmentCommit.rejected`), not the whole commit.
@@ -97,6 +143,7 @@ class CommitSegment(Request):
     encrypted_metadata: SegmentMetadata | None = Field(
         default=None, description="opaque, e.g. the segment's wrapped content key"
     )
+    outcomes: PieceOutcomes
 
 
 class Rejection(Answer):

@@ -26,6 +26,7 @@ OBJECTS = "/v1/buckets/{bucket}/objects"
 OBJECT_MOVE = "/v1/buckets/{bucket}/object/move"
 OBJECT_COPY = "/v1/buckets/{bucket}/object/copy"
 OBJECT_SEGMENT = "/v1/buckets/{bucket}/object/segments/{index}"
+SEGMENT_REPORT = "/v1/buckets/{bucket}/object/segments/{index}/report"
 BUCKET_UPLOADS = "/v1/buckets/{bucket}/uploads"
 UPLOAD = "/v1/uploads/{stream_id}"
 UPLOAD_COMMIT = "/v1/uploads/{stream_id}/commit"
@@ -36,6 +37,10 @@ SEGMENT_COMMIT = "/v1/uploads/{stream_id}/segments/{index}/commit"
 # the node directory and the bridge itself (public)
 CHECKIN = "/v1/nodes/checkin"
 NODE = "/v1/nodes/{node_id}"
+NODE_STANDING = "/v1/nodes/standing"  # a farmer's own, with a signed NodeQuery
 BRIDGE_INFO = "/v1/bridge"
 OPENAPI = "/v1/openapi.json"
 DOCS = "/v1/docs"
+
+# operators (``Authorization: Bearer <[server] admin_token>``)
+ADMIN_NODES = "/v1/admin/nodes"

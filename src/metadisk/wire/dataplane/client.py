@@ -25,8 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from metadisk.core.encoding import b64encode
 from metadisk.core.errors import DecodeError
-from metadisk.core.merkle import MerkleProof
-from metadisk.core.messages import OrderLimit, PieceReceipt
+from metadisk.core.messages import AuditResponse, OrderLimit, PieceReceipt
 from metadisk.wire.bodies import BodyTooLarge, read_capped
 from metadisk.wire.dataplane.contract import (
     NODE_INFO,
@@ -74,10 +73,11 @@ class PieceClientConfig:
 
 @dataclass(frozen=True, slots=True)
 class Audited:
-    """A farmer's answer to an audit: the leaf and its proof against the piece hash."""
+    """A farmer's answer to an audit: the leaf, and its signed hash and proof (not yet checked:
+    `metadisk.core.audit.judge` decides)."""
 
     leaf: bytes
-    proof: MerkleProof
+    response: AuditResponse
 
 
 class PieceClient:
@@ -171,8 +171,8 @@ class PieceClient:
             raise PieceTransferError("farmer did not answer in time", code="timeout") from exc
 
     async def audit(self, address: str, limit: OrderLimit, leaf_index: int) -> Audited:
-        """Ask for leaf `leaf_index` of the piece and its Merkle proof (check it with
-        `metadisk.core.merkle.verify_leaf` against the hash the farmer signed)."""
+        """Ask for leaf `leaf_index` of the piece and the farmer's signed proof of it (judge it
+        with `metadisk.core.audit.judge` against the root the farmer signed on upload)."""
         headers = {ORDER_LIMIT_HEADER: b64encode(limit.encode())}
         body = AuditRequest(leaf_index=leaf_index).model_dump_json().encode()
         headers["Content-Type"] = "application/json"
@@ -180,9 +180,10 @@ class PieceClient:
         raw = await self._small_call("POST", url, headers, body, 200)
         answer = _parse(AuditAnswer, raw, "audit answer")
         try:
-            return Audited(answer.leaf, MerkleProof.decode(answer.proof))
+            return Audited(answer.leaf, AuditResponse.decode(answer.response))
         except DecodeError as exc:
-            raise PieceTransferError(f"malformed proof: {exc}", code="bad-response") from exc
+            problem = f"malformed audit response: {exc}"
+            raise PieceTransferError(problem, code="bad-response") from exc
 
     async def delete(self, address: str, limit: OrderLimit) -> bool:
         """Delete the piece; False if the farmer does not have it (never had, or deleted)."""

@@ -49,9 +49,12 @@ class AuditRequest(Request):
 
 
 class AuditAnswer(Answer):
-    leaf: Annotated[B64, Field(max_length=1 << 16)] = Field(description="the leaf's bytes")
-    proof: Annotated[B64, Field(max_length=4096)] = Field(
-        description="the encoded MerkleProof of the leaf against the piece hash"
+    leaf: Annotated[B64, Field(max_length=(1 << 16) * 4 // 3 + 4)] = Field(
+        description="the leaf's bytes"
+    )
+    response: Annotated[B64, Field(max_length=8192)] = Field(
+        description="the encoded AuditResponse the farmer signed: the leaf's hash and size and "
+        "its Merkle proof against the piece hash"
     )
 
 
@@ -62,6 +65,9 @@ class NodeInfo(Answer):
     public_key: B64
     version: str
     address: str
+    free: int | None = Field(
+        default=None, description="bytes it can still accept (the bridge's uptime check reads it)"
+    )
 
 
 class BridgeUsage(Answer):
