@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from metadisk.bridge.db.migrate import head_revision
 from metadisk.cli.bridge import ConfigError, load_config
 from metadisk.core.erasure import LOCAL, RedundancyScheme
 from metadisk.devnet.bridge import BridgeProcess
@@ -130,7 +131,7 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
 def test_migrate_command(tmp_path: Path) -> None:
     result = _run("migrate", "--data-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "database at revision 0001"
+    assert result.stdout.strip() == f"database at revision {head_revision()}"
     assert (tmp_path / "bridge.sqlite3").exists()
     again = _run("migrate", "--data-dir", str(tmp_path))
     assert again.stdout == result.stdout

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from metadisk.core.reputation import (
+    INITIAL,
     MIN_WEIGHT,
     Beta,
     Performance,
@@ -25,7 +26,7 @@ unit = st.floats(0.0, 1.0)
 
 
 def run(config: ReputationConfig, history: list[bool]) -> Beta:
-    score = config.initial
+    score = INITIAL
     for success in history:
         score = config.update(score, success)
     return score
@@ -68,8 +69,8 @@ def test_defaults_disqualify_a_long_clean_node_after_a_few_failures_and_a_new_on
         veteran = config.update(veteran, False)
         failures += 1
     assert 3 <= failures <= 8
-    assert config.update(config.initial, False).score < config.disqualify_below
-    assert config.initial.score == 1.0
+    assert config.update(INITIAL, False).score < config.disqualify_below
+    assert INITIAL.score == 1.0
 
 
 @given(st.floats(0.0, 0.99), st.lists(st.tuples(st.booleans(), st.floats(0, 1e6)), max_size=50))
@@ -115,6 +116,6 @@ def test_config_checks_its_ranges() -> None:
     with pytest.raises(ValueError):
         ReputationConfig(forget=0)
     with pytest.raises(ValueError):
-        ReputationConfig(initial_alpha=0, initial_beta=0)
+        ReputationConfig(weight=0)
     with pytest.raises(ValueError):
         ReputationConfig(disqualify_below=1.5)

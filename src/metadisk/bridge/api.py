@@ -30,8 +30,12 @@ from metadisk.bridge.db.accounts import AccountsStore
 from metadisk.bridge.db.auth import AuthStore
 from metadisk.bridge.db.buckets import BucketsStore
 from metadisk.bridge.db.engine import Database
+from metadisk.bridge.db.health import HealthStore
 from metadisk.bridge.db.metainfo import MetainfoStore
 from metadisk.bridge.db.overlay import OverlayStore
+from metadisk.bridge.health import endpoint as health_endpoint
+from metadisk.bridge.health.reports import TransferReports
+from metadisk.bridge.health.service import HealthService
 from metadisk.bridge.http import create_app, error_response, route_of, run_in_thread, run_inline
 from metadisk.bridge.info import router as info_router
 from metadisk.bridge.metainfo import endpoint as metainfo_endpoint
@@ -94,7 +98,9 @@ class ApiPeer:
             AccountsStore(self.db), config.accounts, on_key_change=self.authority.forget
         )
         self.pieces = PieceClient(user_agent=f"metadisk-bridge/{__version__}")
-        self.overlay = OverlayService(OverlayStore(self.db), config.nodes, HTTPPinger(self.pieces))
+        self.overlay = OverlayService(
+            OverlayStore(self.db), config.nodes, HTTPPinger(self.pieces), config.health
+        )
         self.signer = OrderSigner(
             identity,
             config.objects.order_ttl,
@@ -102,10 +108,25 @@ class ApiPeer:
         )
         self.buckets = BucketsService(BucketsStore(self.db), config.objects)
         metainfo = MetainfoStore(self.db)
-        self.uploads = UploadsService(
-            metainfo, self.overlay, self.signer, config.objects, metrics=self.metrics
+        self.health_store = HealthStore(self.db)
+        self.reports = TransferReports(self.health_store, config.health)
+        self.health = HealthService(
+            self.health_store,
+            config.nodes,
+            identity.node_id,
+            config.server.admin_token,
         )
-        self.objects = ObjectsService(metainfo, self.overlay, self.signer, config.objects)
+        self.uploads = UploadsService(
+            metainfo,
+            self.overlay,
+            self.signer,
+            config.objects,
+            metrics=self.metrics,
+            reports=self.reports,
+        )
+        self.objects = ObjectsService(
+            metainfo, self.overlay, self.signer, config.objects, reports=self.reports
+        )
 
         # Measured (docs/bridge.md): SQLite queries are cheaper than a thread hop; PostgreSQL
         # queries wait on the network, so they go to the threadpool.
@@ -119,6 +140,7 @@ class ApiPeer:
                 info_router(identity, config.nodes.difficulty, __version__),
                 accounts_endpoint.router(self.accounts, clock),
                 overlay_endpoint.router(self.overlay, clock),
+                health_endpoint.router(self.health, clock, run),
             ],
             __version__,
             self.metrics,

@@ -12,6 +12,7 @@ from typing import Literal
 
 from metadisk.core.content import TAG_SIZE
 from metadisk.core.erasure import GLOBAL, LOCAL, RedundancyScheme
+from metadisk.core.reputation import ReputationConfig
 
 # What one bridge process runs: the JSON API, the chores (a worker), or both (`bridge run`).
 Role = Literal["api", "worker", "both"]
@@ -54,6 +55,9 @@ class ServerConfig:
     # ``/metrics`` answers loopback peers; others need ``Authorization: Bearer <this>`` (empty:
     # loopback only). The scrape shows counts and timings, not secrets, but it is no one's else.
     metrics_token: str = ""
+    # The operators' routes (``/v1/admin/...``) answer ``Authorization: Bearer <this>``; empty:
+    # they are off. Use a long random value: it reads every node's standing.
+    admin_token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,51 @@ class ChoresConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Audits, uptime checks, reputation, vetting and performance (``[health]``).
+
+    Each node is audited every `node_audit_interval` and checked every `node_check_interval`
+    seconds, whatever it stores; the chores wake every `audit_interval` / `check_interval` to
+    do what is due. Reputation arithmetic: `metadisk.core.reputation`.
+    """
+
+    audit_interval: float = 30.0
+    node_audit_interval: float = 600.0
+    audits_per_cycle: int = 200  # nodes audited in one cycle at most
+    audit_concurrency: int = 16
+    audit_timeout: float = 10.0  # no answer by then: the node is contained, not failed
+    reverify_after: float = 60.0  # seconds before a contained audit is asked again
+    max_reverifications: int = 3  # unanswered audits of one piece that count as a failure
+    check_interval: float = 10.0
+    node_check_interval: float = 120.0
+    checks_per_cycle: int = 500
+    check_timeout: float = 5.0
+    vetting_audits: int = 10  # passed audits that make a node vetted
+    new_node_share: float = 0.05  # of each selection, the share for unvetted nodes
+    performance_decay: float = 0.9  # per reported transfer, the weight the past keeps
+    forget: float = 0.99
+    weight: float = 1.0
+    disqualify_below: float = 0.96
+    suspend_below: float = 0.6
+
+    def __post_init__(self) -> None:
+        self.reputation  # noqa: B018 - checks the reputation fields
+        if not 0 <= self.new_node_share <= 1 or not 0 <= self.performance_decay < 1:
+            raise ValueError("need 0 <= new_node_share <= 1 and 0 <= performance_decay < 1")
+        if self.max_reverifications < 1 or self.vetting_audits < 0:
+            raise ValueError("need max_reverifications >= 1 and vetting_audits >= 0")
+
+    @property
+    def reputation(self) -> ReputationConfig:
+        return ReputationConfig(
+            forget=self.forget,
+            weight=self.weight,
+            disqualify_below=self.disqualify_below,
+            suspend_below=self.suspend_below,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class BridgeConfig:
     """Everything one bridge process needs."""
 
@@ -133,6 +182,7 @@ class BridgeConfig:
     nodes: NodesConfig = field(default_factory=NodesConfig)
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
     chores: ChoresConfig = field(default_factory=ChoresConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object a line

@@ -68,6 +68,19 @@ class WorkerMetrics:
             "Uploads reclaimed after their deadline passed uncommitted.",
             registry=registry,
         )
+        self.audits = Counter(
+            "metadisk_bridge_audits",
+            "Audits by outcome: pass, fault (a signed wrong proof), fail, unknown, contained (no "
+            "answer, asked again), offline, skipped (nothing to audit).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.uptime_checks = Counter(
+            "metadisk_bridge_uptime_checks",
+            "Uptime checks of nodes, by outcome: online, offline.",
+            ["outcome"],
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "metadisk_bridge_queue_depth",
             "Chore work waiting in the database: piece deletes queued, expired uploads "

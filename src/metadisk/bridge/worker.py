@@ -1,10 +1,12 @@
 """A bridge worker process: the network's background work, shared with other workers through
 the database.
 
-Its chores: reclaiming uploads left uncommitted past their deadline, and sending queued piece
-deletes to farmers. Each unit of work is claimed in the database (``SKIP LOCKED`` rows, leases on
-deletes), so any number of workers, on any number of machines, share one database without doing
-an item twice. A worker serves only ``/metrics`` (loopback, or with the metrics token).
+Its chores: reclaiming uploads left uncommitted past their deadline, sending queued piece
+deletes to farmers, and checking nodes' uptime and auditing them (`metadisk.bridge.health`).
+Each unit of work is claimed in the database (``SKIP LOCKED`` rows, leases on deletes, schedules
+moved forward for checks and audits), so any number of workers, on any number of machines, share
+one database without doing an item twice. A worker serves only ``/metrics`` (loopback, or with
+the metrics token).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from metadisk.bridge.common import wall_clock
 from metadisk.bridge.config import BridgeConfig
 from metadisk.bridge.db.deletion import DeletionStore
 from metadisk.bridge.db.engine import Database
+from metadisk.bridge.db.health import HealthStore
 from metadisk.bridge.db.metainfo import MetainfoStore
 from metadisk.bridge.deletion.chore import PieceDeleter
+from metadisk.bridge.health.auditor import Auditor
+from metadisk.bridge.health.uptime import UptimeChecker
 from metadisk.bridge.metrics import WorkerMetrics, pool_gauges
 from metadisk.bridge.orders.service import OrderSigner
 from metadisk.bridge.reclaim.chore import UploadReclaimer
@@ -73,6 +78,23 @@ class WorkerPeer:
             observe=lambda outcome, count=1: self.metrics.piece_deletes.labels(outcome).inc(count),
         )
 
+        self.health_store = HealthStore(self.db)
+        self.auditor = Auditor(
+            self.health_store,
+            self.signer,
+            self.pieces,
+            config.health,
+            clock,
+            observe=lambda outcome: self.metrics.audits.labels(outcome).inc(),
+        )
+        self.uptime = UptimeChecker(
+            self.health_store,
+            self.pieces,
+            config.health,
+            clock,
+            observe=lambda outcome: self.metrics.uptime_checks.labels(outcome).inc(),
+        )
+
         chores = config.chores
         self.reclaim_chore = Chore(
             "reclaim",
@@ -86,7 +108,13 @@ class WorkerPeer:
             self._counted("piece-deletes", self.deleter.cycle, self.deletion_store.pending),
             observer=chore_metrics,
         )
-        self.chores = (self.reclaim_chore, self.deletion_chore)
+        self.audit_chore = Chore(
+            "audit", config.health.audit_interval, self.auditor.cycle, observer=chore_metrics
+        )
+        self.uptime_chore = Chore(
+            "uptime", config.health.check_interval, self.uptime.cycle, observer=chore_metrics
+        )
+        self.chores = (self.reclaim_chore, self.deletion_chore, self.uptime_chore, self.audit_chore)
 
         self.server: AppServer | None = None
         if serve_metrics:

@@ -35,6 +35,7 @@ from metadisk.bridge.config import (
     BridgeConfig,
     ChoresConfig,
     DatabaseConfig,
+    HealthConfig,
     Limits,
     NodesConfig,
     ObjectsConfig,
@@ -57,6 +58,7 @@ _SECTIONS: dict[str, type] = {
     "nodes": NodesConfig,
     "objects": ObjectsConfig,
     "chores": ChoresConfig,
+    "health": HealthConfig,
     "worker": WorkerConfig,
 }
 
@@ -208,6 +210,7 @@ def load_config(
             nodes=NodesConfig(**sections["nodes"]),
             objects=ObjectsConfig(**sections["objects"]),
             chores=ChoresConfig(**sections["chores"]),
+            health=HealthConfig(**sections["health"]),
             worker=WorkerConfig(**sections["worker"]),
         )
     except (TypeError, ValueError) as exc:

@@ -43,34 +43,24 @@ class Beta:
         )
 
 
+INITIAL = Beta(1.0, 0.0)  # every score a new node starts with: trusted until shown otherwise
+
+
 @dataclass(frozen=True, slots=True)
 class ReputationConfig:
     """How scores move and where they bite (``[health]`` in the bridge's config)."""
 
     forget: float = 0.99
     weight: float = 1.0
-    initial_alpha: float = 1.0
-    initial_beta: float = 0.0
     disqualify_below: float = 0.96  # audit score: a node below it is disqualified for good
     suspend_below: float = 0.6  # unknown-error score: a node below it gets no new pieces
-    offline_below: float = 0.6  # online score: a node below it gets no new pieces
 
     def __post_init__(self) -> None:
         if not 0 < self.forget <= 1 or self.weight <= 0:
             raise ValueError("need 0 < forget <= 1 and weight > 0")
-        if (
-            self.initial_alpha < 0
-            or self.initial_beta < 0
-            or (self.initial_alpha + self.initial_beta <= 0)
-        ):
-            raise ValueError("initial alpha and beta must be >= 0, not both 0")
-        for name in ("disqualify_below", "suspend_below", "offline_below"):
+        for name in ("disqualify_below", "suspend_below"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be within 0..1")
-
-    @property
-    def initial(self) -> Beta:
-        return Beta(self.initial_alpha, self.initial_beta)
 
     def update(self, score: Beta, success: bool) -> Beta:
         return score.update(success, forget=self.forget, weight=self.weight)
@@ -84,11 +74,12 @@ class Performance:
     latency_ms: float = 0.0
 
     def update(self, ok: bool, latency_ms: float, *, decay: float) -> Performance:
-        """After one more transfer; `decay` is the share the past keeps (0..1)."""
-        return Performance(
-            decay * self.success + (1 - decay) * (1.0 if ok else 0.0),
-            decay * self.latency_ms + (1 - decay) * max(latency_ms, 0.0),
-        )
+        """After one more transfer; `decay` is the share the past keeps (0..1). Only successes
+        move the latency: how fast a node fails says nothing of how fast it serves."""
+        success = decay * self.success + (1 - decay) * (1.0 if ok else 0.0)
+        if not ok:
+            return Performance(success, self.latency_ms)
+        return Performance(success, decay * self.latency_ms + (1 - decay) * max(latency_ms, 0.0))
 
 
 MIN_WEIGHT = 0.05  # a healthy node's floor: every one of them keeps getting some work

@@ -39,8 +39,9 @@ from metadisk.farmer.setup import read_config, read_identity, write_config
 from metadisk.wire.api.nodes import NodeStatus
 
 BRIDGE_DIR = "bridge"
-# The chores `chore_interval` shortens: the bridge's (``[chores]``) and each farmer's.
+# What `chore_interval` shortens: the bridge's chores (``[chores]``, ``[health]``), the farmers'.
 BRIDGE_CHORES = ("reclaim_interval", "delete_interval")
+HEALTH_CHORES = ("audit_interval", "node_audit_interval", "check_interval", "node_check_interval")
 FARMER_CHORES = ("checkin_interval", "trash_interval", "expiry_interval", "usage_flush_interval")
 FARMERS_DIR = "farmers"
 DEFAULT_ALLOCATION = 4 << 30
@@ -97,7 +98,8 @@ class LocalNetwork:
         would; by default one ``metadisk bridge run`` does both.
     chore_interval:
         Seconds between every bridge and farmer chore's runs (check-ins, deletes, reclaim,
-        trash, expiry), for demos and tests that want to watch them work.
+        trash, expiry, and each node's audits and uptime checks), for demos and tests that want
+        to watch them work.
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class LocalNetwork:
             }
         if chore_interval is not None:
             settings["chores"] = {name: chore_interval for name in BRIDGE_CHORES}
+            settings["health"] = {name: chore_interval for name in HEALTH_CHORES}
         if port is not None:
             settings["server"] = {"port": port}
         elif (saved := _saved_port(self.bridge_dir)) is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 from sqlalchemy import func, select, update
 
@@ -25,7 +25,11 @@ _CONTACT_COLUMNS = (
     "last_contact_at",
     "last_ping_ok_at",
     "last_ping_error",
+    "offline_since",
 )
+
+
+_RECORD_FIELDS = [f.name for f in fields(NodeRecord)]
 
 
 class OverlayStore:
@@ -35,9 +39,12 @@ class OverlayStore:
         self._db = db
 
     def node(self, node_id: bytes) -> NodeRecord | None:
-        query = select(t.nodes).where(_n.node_id == node_id)
+        query = select(*(t.nodes.c[name] for name in _RECORD_FIELDS)).where(_n.node_id == node_id)
         row = self._db.read(lambda conn: conn.execute(query).first())
-        return None if row is None else NodeRecord(**row._asdict())
+        if row is None:
+            return None
+        values = row._asdict()
+        return NodeRecord(**{name: values[name] for name in _RECORD_FIELDS})
 
     def save_contact(self, record: NodeRecord) -> None:
         values = asdict(record)
@@ -52,18 +59,45 @@ class OverlayStore:
         )
 
     def candidates(
-        self, min_free: int, online_since: int, exclude: Collection[bytes], limit: int
+        self,
+        min_free: int,
+        online_since: int,
+        exclude: Collection[bytes],
+        limit: int,
     ) -> list[Candidate]:
-        query = select(_n.node_id, _n.public_key, _n.address, _n.last_net).where(
+        contained = select(t.audit_containment.c.node_id)
+        query = select(
+            _n.node_id,
+            _n.public_key,
+            _n.address,
+            _n.last_net,
+            _n.vetted_at,
+            _n.perf_success,
+            _n.perf_latency_ms,
+        ).where(
             _n.last_ping_ok_at >= online_since,
+            _n.offline_since.is_(None),
             _n.disqualified_at.is_(None),
+            _n.suspended_at.is_(None),
             _n.free >= min_free,
+            _n.node_id.not_in(contained),
         )
         if exclude:
             query = query.where(_n.node_id.not_in(list(exclude)))
         query = query.order_by(func.random()).limit(limit)
         rows = self._db.read(lambda conn: conn.execute(query).all())
-        return [Candidate(r.node_id, r.public_key, r.address, r.last_net) for r in rows]
+        return [
+            Candidate(
+                r.node_id,
+                r.public_key,
+                r.address,
+                r.last_net,
+                vetted=r.vetted_at is not None,
+                perf_success=r.perf_success,
+                perf_latency_ms=r.perf_latency_ms,
+            )
+            for r in rows
+        ]
 
     def disqualify(self, node_id: bytes, now: int) -> bool:
         statement = (

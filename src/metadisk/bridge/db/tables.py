@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -219,14 +220,19 @@ pieces = Table(
     metadata,
     Column("root_piece_id", LargeBinary(32), primary_key=True),
     Column("piece_number", Integer, primary_key=True),
-    Column("node_id", LargeBinary(32), nullable=False, index=True),
+    Column("node_id", LargeBinary(32), nullable=False),
     Column("piece_id", LargeBinary(32), nullable=False),
     Column("size", BigInteger, nullable=False),
     # The Merkle root of the piece from its receipt: downloads check pieces against it, audits
     # verify leaves against it.
     Column("piece_hash", LargeBinary(32), nullable=False),
     Column("stored_at", BigInteger, nullable=False),
+    # The farmer's signed receipt (NULL for pieces stored before receipts were kept): the root
+    # in the farmer's own words, half of the evidence when an audit catches it.
+    Column("receipt", LargeBinary),
     ForeignKeyConstraint(["root_piece_id"], ["piece_sets.root_piece_id"], ondelete="CASCADE"),
+    # A node's pieces, and a random one of them (piece ids are uniform: seek to a random id).
+    Index("ix_pieces_node_piece", "node_id", "piece_id"),
 )
 
 nodes = Table(
@@ -245,6 +251,76 @@ nodes = Table(
     Column("last_ping_error", String(255)),
     Column("disqualified_at", BigInteger),
     Column("created_at", BigInteger, nullable=False),
+    # Health (metadisk.bridge.health): the uptime checker's and the auditor's schedules, claimed
+    # by moving them forward, so several workers never check or audit one node at once.
+    Column("next_check_at", BigInteger, nullable=False, server_default=text("0")),
+    Column("offline_since", BigInteger),  # the last check failed; NULL: the last one found it
+    Column("next_audit_at", BigInteger, nullable=False, server_default=text("0")),
+    # Beta reputations (metadisk.core.reputation), each starting at alpha 1, beta 0.
+    Column("audit_alpha", Float, nullable=False, server_default=text("1")),
+    Column("audit_beta", Float, nullable=False, server_default=text("0")),
+    Column("unknown_alpha", Float, nullable=False, server_default=text("1")),
+    Column("unknown_beta", Float, nullable=False, server_default=text("0")),
+    Column("online_alpha", Float, nullable=False, server_default=text("1")),
+    Column("online_beta", Float, nullable=False, server_default=text("0")),
+    Column("audits", Integer, nullable=False, server_default=text("0")),
+    Column("audits_passed", Integer, nullable=False, server_default=text("0")),
+    Column("vetted_at", BigInteger),
+    Column("suspended_at", BigInteger),  # too many audits ended in unknown errors
+    # What clients report of transfers: decaying success rate and latency (selection weight).
+    Column("perf_success", Float, nullable=False, server_default=text("1")),
+    Column("perf_latency_ms", Float, nullable=False, server_default=text("0")),
+)
+
+# An audit a node did not answer (timed out), asked again until it answers or runs out of tries.
+audit_containment = Table(
+    "audit_containment",
+    metadata,
+    Column("node_id", LargeBinary(32), primary_key=True),
+    Column("root_piece_id", LargeBinary(32), nullable=False),
+    Column("piece_number", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Pieces to audit soon: reported bad by a client that fetched them.
+audit_queue = Table(
+    "audit_queue",
+    metadata,
+    Column("root_piece_id", LargeBinary(32), primary_key=True),
+    Column("piece_number", Integer, primary_key=True),
+    Column("node_id", LargeBinary(32), nullable=False, index=True),
+    Column("reason", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Failed audits, with what the node signed: a fault (`metadisk.core.audit.prove_fault`) is
+# checkable from `receipt` and `response` alone.
+audit_evidence = Table(
+    "audit_evidence",
+    metadata,
+    Column("id", _ROWID, primary_key=True, autoincrement=True),
+    Column("node_id", LargeBinary(32), nullable=False, index=True),
+    Column("piece_id", LargeBinary(32), nullable=False),
+    Column("outcome", String(16), nullable=False),  # "fault" or "fail"
+    Column("reason", String(255), nullable=False),
+    Column("order_limit", LargeBinary, nullable=False),  # the AUDIT limit the bridge signed
+    Column("receipt", LargeBinary),
+    Column("response", LargeBinary),  # the node's signed AuditResponse, if it sent one
+    Column("leaf", LargeBinary),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Online and offline spans of each node, as the uptime checks saw them.
+uptime_windows = Table(
+    "uptime_windows",
+    metadata,
+    Column("id", _ROWID, primary_key=True, autoincrement=True),
+    Column("node_id", LargeBinary(32), nullable=False),
+    Column("online", SmallInteger, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger, nullable=False),
+    Index("ix_uptime_windows_node", "node_id", "ended_at"),
 )
 
 # Pieces to delete from farmers, per node; the deletion chore claims rows with a lease.

@@ -118,6 +118,7 @@ class PieceLocation:
 class SegmentPieces:
     stream_id: bytes
     index: int
+    root_piece_id: bytes
     encrypted_size: int
     plain_size: int
     piece_size: int

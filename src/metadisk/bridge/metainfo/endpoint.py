@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from metadisk.bridge import errors
 from metadisk.bridge.auth.service import KeyAuthority
 from metadisk.bridge.buckets.endpoint import BUCKET
+from metadisk.bridge.health.reports import Reported
 from metadisk.bridge.http import COMMON_ERRORS, Runner, api_key_token, json_response
 from metadisk.bridge.metainfo.common import SegmentOrders
 from metadisk.bridge.metainfo.db import ObjectInfo, PendingUpload, SegmentInfo, Upload
@@ -234,6 +235,7 @@ def router(
                 body.plain_size,
                 body.encrypted_metadata,
                 clock(),
+                reported(body.outcomes),
             )
             rejected = [
                 w.Rejection(position=r.position, code=r.code, message=r.message)
@@ -312,7 +314,38 @@ def router(
 
         return json_response(await run(work))
 
+    @api.post(routes.SEGMENT_REPORT)
+    async def report_segment(
+        body: w.SegmentReport,
+        bucket: str = BUCKET,
+        index: int = INDEX,
+        token: str = Depends(api_key_token),
+    ) -> w.ReportAccepted:
+        """How a download's piece transfers of one segment went (needs READ on the object):
+        feeds the farmers' performance, and queues an audit of each piece reported bad."""
+        stream = bytes.fromhex(body.stream_id)
+
+        def work() -> w.ReportAccepted:
+            counted, queued = objects.report_segment(
+                authority.resolve(token),
+                bucket,
+                body.key,
+                stream,
+                index,
+                reported(body.outcomes),
+                clock(),
+            )
+            return w.ReportAccepted(recorded=counted, audits=queued)
+
+        return await run(work)
+
     return api
+
+
+def reported(outcomes: list[w.PieceOutcome]) -> list[Reported]:
+    return [
+        Reported(o.piece_number, o.node_id.raw, o.outcome, o.latency_ms, o.code) for o in outcomes
+    ]
 
 
 def orders_out(found: SegmentOrders) -> w.SegmentOrders:

@@ -17,6 +17,7 @@ from metadisk.bridge.auth.service import Access
 from metadisk.bridge.buckets.service import check_bucket_name
 from metadisk.bridge.common import month_period
 from metadisk.bridge.config import ObjectsConfig
+from metadisk.bridge.health.reports import BadPiece, Reported, TransferReports
 from metadisk.bridge.metainfo.common import (
     AddressedOrder,
     SegmentOrders,
@@ -59,7 +60,9 @@ class ObjectsService:
         signer: OrderSigner,
         config: ObjectsConfig,
         randbytes: Callable[[int], bytes] = os.urandom,
+        reports: TransferReports | None = None,
     ) -> None:
+        self._reports = reports
         self._db = db
         self._overlay = overlay
         self._signer = signer
@@ -130,6 +133,39 @@ class ObjectsService:
             for p in chosen
         ]
         return SegmentOrders(index, found.piece_size, rs, orders)
+
+    def report_segment(
+        self,
+        access: Access,
+        bucket: str,
+        key: str,
+        stream_id: bytes,
+        index: int,
+        outcomes: Sequence[Reported],
+        now: int,
+    ) -> tuple[int, int]:
+        """Take a download's report of its piece transfers of one segment (needs READ): the
+        outcomes that name a piece of the segment and the node holding it count toward that
+        node's performance, and pieces reported bad are queued for audit. (counted, queued)"""
+        check_location(bucket, key)
+        check_index(index)
+        access.require(Op.READ, bucket, key, now)
+        found = self._db.segment_pieces(
+            access.project_id, bucket, key, index, stream_id, self._overlay.online_since(now)
+        )
+        if found is None:
+            raise errors.NotFound("no such segment of this object", code="segment-not-found")
+        holders = {p.piece_number: p.node_id.raw for p in found.pieces}
+        valid = [o for o in outcomes if holders.get(o.piece_number) == o.node_id]
+        if self._reports is None or not valid:
+            return 0, 0
+        counted = self._reports.record(valid, now)
+        bad = [
+            BadPiece(found.root_piece_id, o.piece_number, o.node_id)
+            for o in valid
+            if o.outcome == "bad-piece"
+        ]
+        return counted, self._reports.audit_soon(bad, now) if bad else 0
 
     def list_objects(
         self,

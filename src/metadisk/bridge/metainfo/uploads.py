@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from metadisk.bridge import errors
 from metadisk.bridge.auth.service import Access
 from metadisk.bridge.config import MAX_INLINE_SIZE, ObjectsConfig
+from metadisk.bridge.health.reports import Reported, TransferReports
 from metadisk.bridge.metainfo.common import (
     AddressedOrder,
     SegmentOrders,
@@ -75,7 +76,9 @@ class UploadsService:
         config: ObjectsConfig,
         randbytes: Callable[[int], bytes] = os.urandom,
         metrics: BridgeMetrics | None = None,
+        reports: TransferReports | None = None,
     ) -> None:
+        self._reports = reports
         self._db = db
         self._overlay = overlay
         self._signer = signer
@@ -215,8 +218,12 @@ class UploadsService:
         plain_size: int,
         encrypted_metadata: bytes | None,
         now: int,
+        outcomes: Sequence[Reported] = (),
     ) -> SegmentCommit:
-        """Record the pieces whose receipts verify; `not-enough-pieces` if fewer than o."""
+        """Record the pieces whose receipts verify; `not-enough-pieces` if fewer than o.
+
+        `outcomes` (how each piece transfer went) feed the farmers' performance scores.
+        """
         check_index(index)
         check_size("segment metadata", encrypted_metadata, MAX_SEGMENT_METADATA)
         if plain_size < 0:
@@ -241,6 +248,8 @@ class UploadsService:
             raise errors.NotFound("the segment is no longer pending", code="segment-not-found")
         self._metrics.segments_committed.inc()
         self._metrics.pieces_committed.inc(len(accepted))
+        if self._reports is not None and outcomes:
+            self._reports.record(outcomes, now)
         return SegmentCommit(index, len(accepted), rejected)
 
     def commit_object(

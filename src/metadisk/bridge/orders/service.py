@@ -48,6 +48,7 @@ class AcceptedPiece:
     piece_hash: bytes
     stored_at: int
     serial: bytes
+    receipt: bytes = b""  # the encoded, verified receipt: kept as audit evidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,7 @@ def check_receipts(
                 piece_hash=receipt.piece_hash,
                 stored_at=receipt.stored_at,
                 serial=order.serial,
+                receipt=receipt.encode(),
             )
         )
     return accepted, rejected

@@ -22,6 +22,7 @@ class NodeRecord:
     last_ping_error: str | None
     disqualified_at: int | None
     created_at: int
+    offline_since: int | None = None  # the last check or ping-back failed, since then
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,9 @@ class Candidate:
     public_key: bytes
     address: str
     last_net: str
+    vetted: bool = True
+    perf_success: float = 1.0
+    perf_latency_ms: float = 0.0
 
 
 class OverlayDB(Protocol):
@@ -40,9 +44,15 @@ class OverlayDB(Protocol):
         ...
 
     def candidates(
-        self, min_free: int, online_since: int, exclude: Collection[bytes], limit: int
+        self,
+        min_free: int,
+        online_since: int,
+        exclude: Collection[bytes],
+        limit: int,
     ) -> list[Candidate]:
-        """Up to `limit` online, qualified nodes with `min_free` bytes free, in random order."""
+        """Up to `limit` selectable nodes with `min_free` bytes free, in random order: found by
+        a check since `online_since` and not since found offline, neither disqualified nor
+        suspended nor contained."""
         ...
 
     def disqualify(self, node_id: bytes, now: int) -> bool: ...

@@ -43,11 +43,12 @@ class HTTPPinger:
         except TimeoutError as exc:
             raise PingFailed("timeout", "no answer in time") from exc
         except PieceTransferError as exc:
-            raise PingFailed(_failure(exc), f"{exc.code}: {exc}") from exc
+            raise PingFailed(failure_code(exc), f"{exc.code}: {exc}") from exc
         return card.node_id.hex()
 
 
-def _failure(exc: PieceTransferError) -> PingFailure:
+def failure_code(exc: PieceTransferError) -> PingFailure:
+    """The public code for a call to a farmer that failed (see the module docstring)."""
     if exc.status is not None:
         return "http-error"  # answered with a status other than 200
     if exc.code == "timeout":

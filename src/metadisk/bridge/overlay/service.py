@@ -11,10 +11,14 @@ non-global IP (loopback, private, link-local such as a cloud metadata service, m
 refused as ``invalid-address`` before anything is sent: the bridge must not probe its own host or
 network for strangers.
 
-Selection: online (pinged back within `online_window`), not disqualified, enough free space, at
-most one piece of a segment per /24 network (IPv6: /64) unless `single_host`, uniformly random
-among the rest. Unvetted nodes are not yet told apart (no audits yet): when audits land, a small
-share of each selection should go to unvetted nodes.
+Selection: online (found by a check within `online_window`, and not found offline since), not
+disqualified, suspended or contained (`metadisk.bridge.health`), enough free space, at most one
+piece of a segment per /24 network (IPv6: /64) unless `single_host`. Among those, a weighted
+random draw without replacement: each node's weight comes from the transfers clients reported
+(`metadisk.core.reputation.selection_weight`, never below a floor, so every healthy node keeps
+getting work). About `new_node_share` of the pieces go to unvetted nodes, so that they get
+pieces to be audited on; the rest to vetted ones, and unvetted ones fill in when vetted ones run
+short (a new network has only unvetted nodes).
 """
 
 from __future__ import annotations
@@ -22,18 +26,20 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import random
 import socket
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from metadisk.bridge import errors
-from metadisk.bridge.config import NodesConfig
+from metadisk.bridge.config import HealthConfig, NodesConfig
 from metadisk.bridge.overlay.db import Candidate, NodeRecord, OverlayDB
 from metadisk.bridge.overlay.pinger import Pinger, PingFailed
 from metadisk.core.errors import CoreError, SignatureError
 from metadisk.core.identity import NodeId
 from metadisk.core.messages import NodeContact
+from metadisk.core.reputation import new_node_count, sample_key, selection_weight
 from metadisk.wire.api.nodes import PING_FAILURES, PingFailure
 
 log = logging.getLogger(__name__)
@@ -70,10 +76,20 @@ class NodeStatus:
 
 
 class OverlayService:
-    def __init__(self, db: OverlayDB, config: NodesConfig, pinger: Pinger) -> None:
+    def __init__(
+        self,
+        db: OverlayDB,
+        config: NodesConfig,
+        pinger: Pinger,
+        health: HealthConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
         self._db = db
         self._config = config
         self._ping = pinger
+        self._health = health or HealthConfig()
+        self._rng = rng or random.Random()  # not secret: who stores what is no secret either
 
     async def checkin(self, encoded_contact: bytes, now: int) -> CheckinResult:
         """Verify a farmer's signed contact (its encoding), ping it back, and record it."""
@@ -126,6 +142,7 @@ class OverlayService:
             last_ping_error=reason,
             disqualified_at=None,
             created_at=now,
+            offline_since=None if online else _offline_since(existing, now),
         )
         await asyncio.to_thread(self._db.save_contact, record)
         return CheckinResult(node_id, online, reason)
@@ -165,15 +182,29 @@ class OverlayService:
         exclude_nets: Collection[str] = (),
     ) -> list[Candidate]:
         """Pick up to `count` nodes for new pieces; `not-enough-nodes` if fewer than `minimum`."""
-        want = count if self._config.single_host else max(count * 4, 64)
+        want = max(count * 8, 128)
+        health = self._health
         found = self._db.candidates(
-            piece_size, now - self._config.online_window, exclude, want + len(exclude)
+            piece_size,
+            now - self._config.online_window,
+            exclude,
+            want + len(exclude),
         )
         excluded = set(exclude)
-        found = [c for c in found if c.node_id not in excluded]
+        rng = self._rng
+        weighted = sorted(
+            (c for c in found if c.node_id not in excluded),
+            key=lambda c: sample_key(
+                selection_weight(c.perf_success, c.perf_latency_ms), 1.0 - rng.random()
+            ),
+        )
+        new = [c for c in weighted if not c.vetted]
+        vetted = [c for c in weighted if c.vetted]
+        share = new_node_count(count, health.new_node_share, rng.random())
+        ordered = new[:share] + vetted + new[share:]
         if not self._config.single_host:
-            found = distinct_networks(found, exclude_nets)
-        chosen = found[:count]
+            ordered = distinct_networks(ordered, exclude_nets)
+        chosen = ordered[:count]
         if len(chosen) < minimum:
             raise errors.Unavailable(
                 f"only {len(chosen)} eligible nodes, need at least {minimum}",
@@ -191,6 +222,7 @@ class OverlayService:
             raise errors.NotFound(f"no node {node_id.hex()}", code="node-not-found")
         online = (
             record.disqualified_at is None
+            and record.offline_since is None
             and record.last_ping_ok_at is not None
             and record.last_ping_ok_at >= self.online_since(now)
         )
@@ -205,6 +237,12 @@ class OverlayService:
 
     def disqualify(self, node_id: NodeId, now: int) -> bool:
         return self._db.disqualify(node_id.raw, now)
+
+
+def _offline_since(existing: NodeRecord | None, now: int) -> int:
+    if existing is not None and existing.offline_since is not None:
+        return existing.offline_since
+    return now
 
 
 def distinct_networks(

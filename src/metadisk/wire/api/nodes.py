@@ -92,6 +92,9 @@ class NodeStanding(Answer):
     latency_ms: float = Field(description="decaying mean latency clients saw")
     last_seen: int | None = Field(description="unix time of the last check that found it")
     created_at: int
+    uptime: float | None = Field(
+        default=None, description="share of the last 30 days' checks that found it online"
+    )
 
 
 class NodeTable(Answer):

@@ -181,6 +181,7 @@ def segment_pieces(
                 _p.piece_hash,
                 _n.address,
                 _n.last_ping_ok_at,
+                _n.offline_since,
                 _n.disqualified_at,
             )
             .select_from(t.pieces.outerjoin(t.nodes, _n.node_id == _p.node_id))
@@ -198,7 +199,8 @@ def segment_pieces(
                     r.address is not None
                     and r.last_ping_ok_at is not None
                     and r.last_ping_ok_at >= online_since
-                    and r.disqualified_at is None
+                    and r.offline_since is None  # the last uptime check failed
+                    and r.disqualified_at is None  # its pieces count as lost
                 ),
             )
             for r in rows
@@ -206,6 +208,7 @@ def segment_pieces(
         return SegmentPieces(
             stream_id=row.stream_id,
             index=index,
+            root_piece_id=row.root_piece_id,
             encrypted_size=row.encrypted_size,
             plain_size=row.plain_size,
             piece_size=row.piece_size,

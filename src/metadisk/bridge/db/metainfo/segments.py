@@ -202,6 +202,7 @@ def commit_segment(
                     "size": piece.size,
                     "piece_hash": piece.piece_hash,
                     "stored_at": piece.stored_at,
+                    "receipt": piece.receipt or None,
                 }
                 for piece in pieces
             ],

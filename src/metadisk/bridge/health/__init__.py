@@ -1,0 +1,1 @@
+"""Network health: audits, uptime checks, reputation, vetting and transfer performance."""

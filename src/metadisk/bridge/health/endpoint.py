@@ -1,0 +1,54 @@
+"""HTTP routes of network health: a farmer's own standing (signed query, no token) and the
+operators' node table (admin token); bodies are `metadisk.wire.api.nodes`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Header
+
+from metadisk.bridge.health.service import HealthService, NodeView
+from metadisk.bridge.http import COMMON_ERRORS, Runner
+from metadisk.core.identity import NodeId
+from metadisk.wire.api import nodes as w
+from metadisk.wire.api import routes
+
+
+def router(service: HealthService, clock: Callable[[], int], run: Runner) -> APIRouter:
+    api = APIRouter(tags=["health"], responses=COMMON_ERRORS)
+
+    @api.post(routes.NODE_STANDING)
+    async def standing(body: w.StandingQuery) -> w.NodeStanding:
+        """A farmer's own standing: scores, vetting, suspension, uptime (signed NodeQuery)."""
+        return standing_out(await run(lambda: service.standing(body.query, clock())))
+
+    @api.get(routes.ADMIN_NODES)
+    async def node_table(authorization: str = Header("")) -> w.NodeTable:
+        """Every node with its standing (``Authorization: Bearer <admin token>``)."""
+        views = await run(lambda: service.table(authorization, clock()))
+        return w.NodeTable(nodes=[standing_out(view) for view in views])
+
+    return api
+
+
+def standing_out(view: NodeView) -> w.NodeStanding:
+    return w.NodeStanding(
+        node_id=NodeId(view.node_id),
+        address=view.address,
+        online=view.online,
+        vetted=view.vetted,
+        audit_score=view.audit_score,
+        unknown_score=view.unknown_score,
+        online_score=view.online_score,
+        audits=view.audits,
+        audits_passed=view.audits_passed,
+        suspended=view.suspended,
+        disqualified=view.disqualified,
+        contained=view.contained,
+        pieces=view.pieces,
+        success_rate=view.success_rate,
+        latency_ms=view.latency_ms,
+        last_seen=view.last_seen,
+        created_at=view.created_at,
+        uptime=view.uptime,
+    )
