@@ -204,7 +204,9 @@ class HealthStore:
         def work(conn: Connection) -> int:
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             statement = dialect.insert(t.audit_queue).on_conflict_do_nothing()
-            return sum(conn.execute(statement.values(**row)).rowcount for row in rows)
+            # RETURNING counts what went in on both engines (PostgreSQL's rowcount may not).
+            added = statement.returning(_q.piece_number)
+            return sum(len(conn.execute(added.values(**row)).all()) for row in rows)
 
         added = self._db.write(work)
         # A node with a reported piece is audited at its next cycle, not at its next turn.
