@@ -269,7 +269,7 @@ def _show_standing(answer: BridgeStanding, now: float) -> None:
     uptime = (
         "no checks yet"
         if standing.uptime is None
-        else f"{standing.uptime:.1%} of the last 30 days' checks found it online"
+        else f"{standing.uptime:.1%} of the time the bridge watched it in the last 30 days"
     )
     last_seen = "never"
     if standing.last_seen is not None:
