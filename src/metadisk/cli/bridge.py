@@ -47,6 +47,7 @@ from metadisk.bridge.config import (
 from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.errors import ErasureError
 from metadisk.runtime import logs
+from metadisk.wire.api.routes import ADMIN_NODES
 
 if TYPE_CHECKING:
     from metadisk.wire.api.nodes import NodeStanding
@@ -168,7 +169,7 @@ def nodes(
     data_dir: DataDirOption = None,
     database: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="JSON, as GET /v1/admin/nodes answers it.")
+        bool, typer.Option("--json", help=f"JSON, as GET {ADMIN_NODES} answers it.")
     ] = False,
 ) -> None:
     """Every node with its standing: online, vetted, scores, suspension, pieces, last seen.
