@@ -25,7 +25,7 @@ import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from platformdirs import user_data_dir
@@ -47,6 +47,10 @@ from metadisk.bridge.config import (
 from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.errors import ErasureError
 from metadisk.runtime import logs
+from metadisk.wire.api.routes import ADMIN_NODES
+
+if TYPE_CHECKING:
+    from metadisk.wire.api.nodes import NodeStanding
 
 app = typer.Typer(help="Run a bridge: the metadata and accounts service.", no_args_is_help=True)
 
@@ -157,6 +161,83 @@ def disqualify(
         _fail("a node id is 64 hex digits")
     changed = admin.disqualify(config, raw, int(time.time()))
     typer.echo("disqualified" if changed else "no such node, or already disqualified")
+
+
+@app.command()
+def nodes(
+    config_file: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    database: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help=f"JSON, as GET {ADMIN_NODES} answers it.")
+    ] = False,
+) -> None:
+    """Every node with its standing: online, vetted, scores, suspension, pieces, last seen.
+
+    Reads the bridge's database directly (the bridge may be running or not); `GET
+    /v1/admin/nodes` answers the same over HTTP with the admin token.
+    """
+    from metadisk.bridge import admin
+    from metadisk.core.identity import NodeId
+    from metadisk.wire.api.nodes import NodeStanding, NodeTable
+
+    config = _config_or_exit(config_file, data_dir, {"database": {"url": database}})
+    now = int(time.time())
+    try:
+        views = admin.node_table(config, now)
+    except admin.NotReady as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        _fail(f"cannot read the node table: {_one_line(exc)}")
+    # The admin route's own model: the same field names in both places, one serializer.
+    table = NodeTable(
+        nodes=[
+            NodeStanding.model_validate({**dataclasses.asdict(v), "node_id": NodeId(v.node_id)})
+            for v in views
+        ]
+    )
+    if as_json:
+        typer.echo(table.model_dump_json(indent=2))
+        return
+    _print_nodes(table.nodes, now)
+
+
+def _print_nodes(standings: list[NodeStanding], now: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from metadisk.cli.humanize import ago
+
+    # Piped (a script, a log), Rich would assume 80 columns and cut rows: give it room.
+    piped = not Console().is_terminal
+    out = Console(highlight=False, markup=False, soft_wrap=True, width=200 if piped else None)
+    if not standings:
+        out.print("no nodes have checked in with this bridge")
+        return
+    table = Table(box=None, pad_edge=False)
+    columns = ("node", "address", "online", "vetted", "audit", "online score", "suspended",
+               "disqualified", "pieces", "last seen")  # fmt: skip
+    for column in columns:
+        numeric = column in ("audit", "online score", "pieces")
+        table.add_column(column, no_wrap=True, justify="right" if numeric else "left")
+    for node in standings:
+        table.add_row(
+            node.node_id.hex()[:16],
+            node.address,
+            _yes(node.online),
+            _yes(node.vetted),
+            f"{node.audit_score:.3f}",
+            f"{node.online_score:.3f}",
+            _yes(node.suspended),
+            _yes(node.disqualified),
+            str(node.pieces),
+            ago(node.last_seen, now),
+        )
+    out.print(table)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 # -- configuration ---------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 from urllib.error import URLError
 from urllib.request import Request, urlopen
 
@@ -18,6 +19,7 @@ import typer
 from pydantic import ValidationError
 
 from metadisk.allocator import tune_for_streaming
+from metadisk.cli.humanize import ago, utc
 from metadisk.core.encoding import b64decode
 from metadisk.core.errors import DecodeError
 from metadisk.core.identity import Identity, NodeId
@@ -42,6 +44,9 @@ from metadisk.runtime import logs
 from metadisk.wire.api.nodes import BridgeInfo
 from metadisk.wire.api.routes import BRIDGE_INFO
 from metadisk.wire.dataplane.contract import STATUS, NodeReport
+
+if TYPE_CHECKING:
+    from metadisk.farmer.standing import BridgeStanding
 
 app = typer.Typer(help="Run a farmer: a storage node that rents out disk.", no_args_is_help=True)
 
@@ -200,16 +205,47 @@ def run(
 
 
 @app.command()
-def status(data_dir: DataDir = None) -> None:
-    """Show a running node's status (asks it on the loopback interface)."""
+def status(
+    data_dir: DataDir = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each bridge.")] = 10.0,
+) -> None:
+    """Show the node's status (asked of it on the loopback interface) and its standing at each
+    trusted bridge (asked of the bridge with a query signed by the node's key).
+
+    Exits 1 if the node is not running, after showing its standing all the same: a node that is
+    down is the one whose owner most needs to see its online score and suspension.
+    """
     if data_dir is None:
         fail("missing --data-dir")
+    if not timeout > 0:
+        fail("--timeout must be more than 0 seconds")
+    data_dir = data_dir.expanduser().absolute()
+    try:
+        config = read_config(data_dir)
+        identity = read_identity(data_dir)
+    except FarmerError as exc:
+        fail(exc.message)
+    not_running = ""
     try:
         listen = json.loads((data_dir / LISTEN_FILE).read_text())
         with urlopen(f"{listen['local_url']}{STATUS}", timeout=5) as response:  # noqa: S310
             info = NodeReport.model_validate_json(response.read())
     except (OSError, ValueError, KeyError) as exc:
-        fail(f"no running node found in {data_dir}: {_first_line(exc)}")
+        not_running = _first_line(exc)
+        typer.echo(f"node      {identity.node_id.hex()}  (not running)")
+    else:
+        _show_report(info)
+
+    from metadisk.farmer.standing import standings  # aiohttp: only the commands that go online pay
+
+    now = time.time()
+    for answer in asyncio.run(standings(identity, config.bridges, per_bridge=timeout)):
+        _show_standing(answer, now)
+    if not_running:
+        fail(f"no running node found in {data_dir}: {not_running}")
+
+
+def _show_report(info: NodeReport) -> None:
     typer.echo(f"node      {info.node_id}  ({info.address}, up {info.uptime:.0f} s)")
     typer.echo(
         f"space     {format_size(info.used)} used of {format_size(info.allocated)}, "
@@ -220,6 +256,59 @@ def status(data_dir: DataDir = None) -> None:
             f"bridge    {bridge_id[:16]}  stored {format_size(usage.stored)}  "
             f"in {format_size(usage.bandwidth_in)}  out {format_size(usage.bandwidth_out)}"
         )
+
+
+def _show_standing(answer: BridgeStanding, now: float) -> None:
+    head = f"standing  {answer.bridge.node_id.hex()[:16]}  {answer.bridge.url}"
+    standing = answer.standing
+    if standing is None:
+        typer.echo(f"{head}  {_refusal(answer)}")
+        return
+    typer.echo(head)
+    audits = f"{standing.audits} audits decided, {standing.audits_passed} passed"
+    uptime = (
+        "no checks yet"
+        if standing.uptime is None
+        else f"{standing.uptime:.1%} of the time the bridge watched it in the last 30 days"
+    )
+    last_seen = "never"
+    if standing.last_seen is not None:
+        last_seen = f"{ago(standing.last_seen, now)} ({utc(standing.last_seen)})"
+    rows = [
+        ("online", _yes(standing.online)),
+        ("vetted", f"{_yes(standing.vetted)} ({audits})"),
+        (
+            "scores",
+            f"audit {standing.audit_score:.3f}  unknown {standing.unknown_score:.3f}  "
+            f"online {standing.online_score:.3f}",
+        ),
+        ("suspended", _yes(standing.suspended)),
+        ("disqualified", _yes(standing.disqualified)),
+        ("contained", _yes(standing.contained)),
+        ("pieces", str(standing.pieces)),
+        ("uptime", uptime),
+        ("last seen", last_seen),
+    ]
+    for label, value in rows:
+        typer.echo(f"  {label:<13} {value}")
+
+
+def _refusal(answer: BridgeStanding) -> str:
+    """Why a bridge showed no standing, for the farmer reading it, ending in the code."""
+    code = answer.code or "error"
+    if code == "node-not-found":
+        said = "does not know this node: it never checked in there"
+    elif code == "timeout":
+        said = "did not answer in time"
+    elif code in ("unreachable", "bad-answer", "clock-skew"):
+        said = f"{code.replace('-', ' ')}: {answer.message}"
+    else:
+        said = f"refused the query: {answer.message}"
+    return f"{said} [{code}]"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from metadisk.bridge.health.db import HealthDB, StandingRow
 from metadisk.core.errors import CoreError
 from metadisk.core.identity import NodeId
 from metadisk.core.messages import NodeQuery
+from metadisk.wire.api.nodes import STANDING_PURPOSE
 
-STANDING = "standing"  # the purpose a farmer signs to read its own standing
 UPTIME_SPAN = 30 * 24 * 3600  # seconds of uptime windows a standing counts
 
 
@@ -62,7 +62,7 @@ class HealthService:
             raise errors.Unauthenticated(
                 f"not a node query signed by its key: {exc}", code="bad-signature"
             ) from exc
-        if query.purpose != STANDING or query.bridge_id != self._bridge_id:
+        if query.purpose != STANDING_PURPOSE or query.bridge_id != self._bridge_id:
             raise errors.Unauthenticated(
                 "the query is for another purpose or another bridge", code="wrong-query"
             )

@@ -1,4 +1,8 @@
-"""``GET /v1/node``: who this node is, public and unauthenticated, for the bridge to ping back."""
+"""``GET /v1/node``: who this node is, public and unauthenticated, for the bridge to ping back.
+
+The card carries the free space too: a bridge's uptime checker reads it on its own schedule, so
+a node that filled up stops being chosen for pieces before its next check-in says so.
+"""
 
 from __future__ import annotations
 
@@ -24,5 +28,6 @@ class NodeEndpoint:
             public_key=self._identity.public_key,
             version=metadisk.__version__,
             address=self._contact.address,
+            free=self._contact.free,
         )
         return web.Response(body=card.model_dump_json(), content_type="application/json")

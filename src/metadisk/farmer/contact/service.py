@@ -78,6 +78,11 @@ class ContactService:
     def address(self) -> str:
         return self._address()
 
+    @property
+    def free(self) -> int:
+        """Bytes this node can still accept, as its contact and its card tell bridges."""
+        return self._space().free
+
     def contact(self) -> NodeContact:
         space = self._space()
         return NodeContact(

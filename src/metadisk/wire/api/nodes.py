@@ -25,6 +25,10 @@ PingFailure = Literal[
 ]
 PING_FAILURES: tuple[PingFailure, ...] = typing.get_args(PingFailure)
 
+# The purpose of the NodeQuery a farmer signs to read its own standing (`StandingQuery`): here,
+# below both roles, so the farmer that signs it and the bridge that checks it share one literal.
+STANDING_PURPOSE = "standing"
+
 
 class Checkin(Request):
     """A farmer's signed announcement of itself (``POST /v1/nodes/checkin``, no token)."""
