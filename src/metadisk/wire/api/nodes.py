@@ -88,7 +88,7 @@ class NodeStanding(Answer):
     online_score: float = Field(description="beta reputation of uptime checks, 0..1")
     audits: int = Field(description="audits decided (passed or failed)")
     audits_passed: int
-    suspended: bool = Field(description="not selected: too many unknown errors or offline")
+    suspended: bool = Field(description="no new pieces: too many audits ended in unknown errors")
     disqualified: bool
     contained: bool = Field(description="an audit it did not answer is being asked again")
     pieces: int = Field(description="pieces the bridge has recorded on it")
