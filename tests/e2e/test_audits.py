@@ -262,6 +262,26 @@ def test_a_farmer_that_proves_the_wrong_data_is_caught(audited: BackgroundNetwor
         verify_leaf_hash(stand_in_root, response.leaf_hash, response.leaf_size, proof)
 
 
+def test_a_farmer_whose_pieces_are_damaged_beyond_reading_is_disqualified(
+    audited: BackgroundNetwork,
+) -> None:
+    """Piece files cut short, as a failing disk might leave them: the farmer cannot even read
+    them and answers ``corrupt-piece``, which fails the audit like a missing piece."""
+    victim = audited.farmers[6]
+    held = farmer_piece_files(victim)
+    assert held
+
+    def truncate() -> None:
+        for path in held:
+            with contextlib.suppress(FileNotFoundError), open(path, "r+b") as piece:
+                piece.truncate(os.fstat(piece.fileno()).st_size - 1)
+
+    _, rows = sabotage_until_disqualified(audited, victim, truncate)
+    for row in rows:
+        assert row["outcome"] == "fail"
+        assert row["reason"].startswith("corrupt-piece"), row["reason"]
+
+
 def test_a_farmer_only_offline_keeps_its_audit_record(audited: BackgroundNetwork) -> None:
     """One farmer hung (SIGSTOP: connections accepted, nothing answered), one killed: both
     are found offline and stay so for several audit rounds, and neither loses audit standing;
