@@ -372,3 +372,42 @@ def test_a_new_farmer_goes_through_vetting(tmp_path: Path) -> None:
         # Unvetted for as long as it had passed fewer than `vetting_audits` audits.
         assert all(n.audits_passed < VETTING_AUDITS for n in seen if not n.vetted)
         assert b"".join(project.stream("bkt", "second")) == data
+
+
+def test_a_hung_farmer_is_checked_before_its_silence_counts(tmp_path: Path) -> None:
+    """A farmer hung between the bridge's uptime checks: its unanswered audit sends the
+    uptime checker to look at once, which finds it offline, so containment never runs out.
+
+    Uptime checks here are an hour apart and an unanswered audit is asked again a second
+    later, three times at most: left to containment alone, the hung farmer would fail its
+    audit within seconds and, with a short record, be disqualified."""
+    settings = merge(
+        SETTINGS,
+        {
+            "health": {
+                "node_check_interval": 3600,
+                "audit_timeout": 1,
+                "check_timeout": 1,
+                "reverify_after": 1,
+                "max_reverifications": 3,
+            },
+            "objects": {"profiles": {"full": {"k": 1, "m": 2, "o": 4, "n": 4}}},
+        },
+    )
+    with background_network(
+        tmp_path / "net", farmers=4, chore_interval=INTERVAL, bridge_settings=settings
+    ) as network:
+        with Project.open(network.tenant().grant, config=SMALL) as project:
+            project.create_bucket("bkt", profile="full")
+            project.upload("bkt", "held", os.urandom(MiB))
+        wait_for(lambda: all(n.vetted for n in network.node_table(TOKEN).values()), "vetted")
+        hung, witness = network.farmers[0], network.farmers[1]
+        network.hang(hung)
+        try:
+            wait_for(lambda: not standing(network, hung).online, "the hung farmer found offline")
+            start = standing(network, witness).audits
+            wait_for(lambda: standing(network, witness).audits >= start + 5, "five audit rounds")
+            node = standing(network, hung)
+            assert not node.disqualified and not failures(node) and node.audit_score == 1.0
+        finally:
+            network.unhang(hung)

@@ -13,8 +13,10 @@ How each answer counts (`metadisk.bridge.health.standing`):
 - a signed proof that contradicts the receipt: a fault, kept with both signed statements as
   evidence anyone can check; any other wrong answer, "no such piece" or "the piece is corrupt":
   a fail, kept too;
-- no answer in `audit_timeout`: containment; the same piece is asked again after
-  `reverify_after`, and `max_reverifications` unanswered tries count as a fail;
+- no answer in `audit_timeout`: containment; the uptime checker looks at once (a node that
+  does not answer it either is offline, and not audited until it is back), the same piece is
+  asked again after `reverify_after`, and `max_reverifications` unanswered tries count as a
+  fail;
 - no connection at all: the node is offline, which the uptime checker scores, not the auditor;
 - any other error (a 5xx, a refusal of the limit, a garbled answer): an unknown error, whose own
   score suspends the node when it falls too low.
