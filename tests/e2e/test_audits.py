@@ -13,6 +13,10 @@ asked again seconds after it is back, not a minute later).
 
 Nothing is mocked: farmers cheat on their own disks, and the verdicts are read from the bridge's
 admin route and, for the evidence, its SQLite file (read-only).
+
+Two tests go past the issue's list, each kept for a fix it led to in `metadisk.bridge.health`:
+piece files cut short (the farmer answers ``corrupt-piece``), and a farmer hung between uptime
+checks an hour apart (a network of its own, with the settings it names).
 """
 
 from __future__ import annotations
