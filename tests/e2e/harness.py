@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -29,7 +32,8 @@ from metadisk.client import ClientConfig, SegmentSizing
 from metadisk.core.grant import AccessGrant
 from metadisk.devnet.farmer import FarmerProcess
 from metadisk.devnet.network import LocalNetwork, Tenant
-from metadisk.wire.api.nodes import NodeStatus
+from metadisk.wire.api import routes
+from metadisk.wire.api.nodes import NodeStanding, NodeStatus, NodeTable
 
 T = TypeVar("T")
 MiB = 1 << 20
@@ -100,6 +104,31 @@ class BackgroundNetwork:
             await self.network.wait_online(farmers, since=since)
 
         self.call(start_all())
+
+    def hang(self, farmer: FarmerProcess) -> None:
+        """SIGSTOP `farmer`: hung, not dead (its port still accepts connections); `unhang`."""
+        os.kill(farmer.pid, signal.SIGSTOP)
+
+    def unhang(self, farmer: FarmerProcess) -> None:
+        os.kill(farmer.pid, signal.SIGCONT)
+
+    def node_table(self, admin_token: str) -> dict[str, NodeStanding]:
+        """Every node's standing by node id hex (``GET /v1/admin/nodes``: the bridge needs
+        ``[server] admin_token`` set to `admin_token`)."""
+        request = urllib.request.Request(
+            self.bridge_url + routes.ADMIN_NODES,
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            table = NodeTable.model_validate_json(answer.read())
+        return {node.node_id.hex(): node for node in table.nodes}
+
+    def bridge_db(self) -> sqlite3.Connection:
+        """A read-only connection to the bridge's SQLite database (the default database)."""
+        path = self.network.bridge_dir / "bridge.sqlite3"
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        connection.row_factory = sqlite3.Row
+        return connection
 
     def wait_offline(self, farmers: list[FarmerProcess], window: int) -> None:
         """Wait until the bridge counts `farmers` as offline (no ping-back for `window` s)."""
@@ -197,6 +226,11 @@ def run_cli(
 def piece_files(root: Path) -> set[Path]:
     """Every stored piece file under a network's farmers."""
     return {p for p in root.glob("farmers/*/pieces/*/*/*") if p.is_file()}
+
+
+def farmer_piece_files(farmer: FarmerProcess) -> list[Path]:
+    """The piece files one farmer holds, in a stable order."""
+    return sorted(p for p in farmer.data_dir.glob("pieces/*/*/*") if p.is_file())
 
 
 def all_files(root: Path) -> Iterator[Path]:

@@ -181,7 +181,10 @@ class HealthStore:
                 )
             scores = update_scores(scores_of(row))
             values = _score_values(scores)
-            if outcome == "offline":  # the auditor could not connect: the uptime checker looks
+            if outcome in ("offline", "contained"):
+                # No connection, or no answer in time: the node may be down, so the uptime
+                # checker looks now. Found offline, it is not audited until it is back, and
+                # its containment does not run out on a node that is only hung or gone.
                 values["next_check_at"] = record.now
             conn.execute(
                 update(t.nodes)

@@ -11,9 +11,12 @@ How each answer counts (`metadisk.bridge.health.standing`):
 
 - a proof that verifies: a pass;
 - a signed proof that contradicts the receipt: a fault, kept with both signed statements as
-  evidence anyone can check; any other wrong answer, or "no such piece": a fail, kept too;
-- no answer in `audit_timeout`: containment; the same piece is asked again after
-  `reverify_after`, and `max_reverifications` unanswered tries count as a fail;
+  evidence anyone can check; any other wrong answer, "no such piece" or "the piece is corrupt":
+  a fail, kept too;
+- no answer in `audit_timeout`: containment; the uptime checker looks at once (a node that
+  does not answer it either is offline, and not audited until it is back), the same piece is
+  asked again after `reverify_after`, and `max_reverifications` unanswered tries count as a
+  fail;
 - no connection at all: the node is offline, which the uptime checker scores, not the auditor;
 - any other error (a 5xx, a refusal of the limit, a garbled answer): an unknown error, whose own
   score suspends the node when it falls too low.
@@ -49,7 +52,10 @@ from metadisk.wire.dataplane import PieceClient, PieceTransferError
 
 log = logging.getLogger(__name__)
 
-_MISSING = ("not-found", "bad-leaf-index")  # the farmer says it does not have the leaf
+# Answers that say the node cannot produce the leaf: it has no such piece, or the piece it
+# signed for is damaged on its disk ("corrupt-piece", a 500). Counted as an unknown error, the
+# latter only suspended a node whose pieces were all damaged, and never disqualified it.
+_MISSING = ("not-found", "bad-leaf-index", "corrupt-piece")
 
 
 class Auditor:
