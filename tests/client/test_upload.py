@@ -6,16 +6,17 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
 from metadisk.client.download import DownloadPipeline
-from metadisk.client.errors import PieceError, ResumeMismatch, UploadFailed
+from metadisk.client.errors import BridgeUnavailable, PieceError, ResumeMismatch, UploadFailed
+from metadisk.client.farmer_transport import LongTail, PieceTarget, Suspects
 from metadisk.client.formats import SegmentKey
 from metadisk.client.offload import Offload, SegmentBuffer
 from metadisk.client.segmenter import SourceReader
-from metadisk.client.upload import PieceTarget, UploadConfig, UploadPipeline, put_pieces
+from metadisk.client.upload import UploadConfig, UploadPipeline, put_pieces
 from metadisk.core.content import ciphertext_size
 from metadisk.core.erasure import LOCAL
 from metadisk.core.identity import Identity
@@ -420,3 +421,184 @@ async def test_sources_of_every_kind(
             await reader.aclose()
         assert summary.plaintext_size == len(data)
         assert await download(farmers, offload, fresh) == data
+
+
+# -- routing around hung farmers, and what the bridge is told ----------------------------------
+
+QUICK = UploadConfig(
+    segments_in_flight=2,
+    segments_uploading=1,  # one segment at a time: what one learns, the next one uses
+    replace_laggards=LongTail(factor=1.0, floor=0.05),
+    abandon_laggards=LongTail(factor=1.0, floor=0.3),
+)
+
+
+def never_answer(addresses: set[str]) -> Callable[[Request], Awaitable[None]]:
+    async def handler(request: Request) -> None:
+        if request.address in addresses:
+            await asyncio.Event().wait()
+
+    return handler
+
+
+async def test_every_attempt_is_reported_with_the_segment(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+) -> None:
+    broken, hanging = farmers.farmers[0], farmers.farmers[9]
+
+    async def handler(request: Request) -> None:
+        if request.address == broken.address:
+            raise PieceError("disk on fire", code="internal", status=500)
+        if request.address == hanging.address:
+            await asyncio.Event().wait()
+
+    farmers.handler = handler
+    await upload(farmers, offload, bridge, os.urandom(1000))
+    segment = bridge.committed[0]
+    by_node = {o.node_id: o for o in segment.outcomes}
+    assert by_node[broken.node_id].outcome == "failed"
+    assert by_node[broken.node_id].code == "internal"
+    assert by_node[hanging.node_id].outcome == "slow"  # cancelled once o pieces were in
+    stored = [o for o in segment.outcomes if o.outcome == "success"]
+    assert sorted(o.piece_number for o in stored) == sorted(segment.receipts)
+    assert {o.node_id for o in stored} == {r.node_id for r in segment.receipts.values()}
+    assert all(o.latency_ms >= 0 for o in segment.outcomes)
+
+
+async def test_a_farmer_that_timed_out_is_not_sent_to_again(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+) -> None:
+    hung = farmers.farmers[3]
+
+    async def handler(request: Request) -> None:
+        if request.address == hung.address:
+            raise PieceError("farmer did not answer", code="timeout")
+
+    farmers.handler = handler
+    suspects = Suspects()
+    pipeline = UploadPipeline(farmers, offload, QUICK, suspects=suspects)
+    summary = await pipeline.run(
+        SourceReader.open(os.urandom(3 * SEGMENT)),
+        object_key=KEY,
+        scheme=LOCAL,
+        segment_size=SEGMENT,
+        coordinator=bridge,
+    )
+    assert summary.segment_count == 3
+    assert sum(r.address == hung.address for r in farmers.requests) == 1  # segment 0 only
+    assert hung.node_id in suspects
+    # Segments 1 and 2 asked for a farmer in its place before sending anything to it.
+    assert [numbers for index, numbers in bridge.replaced if index > 0] == [[3], [3]]
+
+
+async def test_a_suspect_is_still_sent_to_when_no_other_farmer_can_be_had(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+) -> None:
+    bridge.farmers = bridge.farmers[:10]  # no spare farmer
+    suspect = farmers.farmers[3]
+    suspects = Suspects()
+    suspects.add(suspect.node_id, "timeout")  # it failed before, and is fine again now
+    full = {farmers.farmers[0].address, farmers.farmers[1].address}
+
+    async def handler(request: Request) -> None:
+        if request.address in full:  # so that the segment needs the suspect's piece
+            raise PieceError("full", code="insufficient-storage", status=507)
+
+    farmers.handler = handler
+    pipeline = UploadPipeline(farmers, offload, QUICK, suspects=suspects)
+    await pipeline.run(
+        SourceReader.open(os.urandom(1000)),
+        object_key=KEY,
+        scheme=LOCAL,
+        segment_size=SEGMENT,
+        coordinator=bridge,
+    )
+    assert bridge.placements[0][3] == suspect and 3 in bridge.committed[0].receipts
+    assert suspect.node_id not in suspects  # it stored its piece: no longer a suspect
+
+
+async def test_laggards_the_segment_needs_are_replaced_while_they_go_on(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+) -> None:
+    hanging = {f.address for f in farmers.farmers[:3]}  # one more than n - o: one is needed
+    farmers.handler = never_answer(hanging)
+    async with asyncio.timeout(30):  # generous: only to catch a hang
+        await upload(farmers, offload, bridge, os.urandom(1000), config=QUICK)
+    segment = bridge.committed[0]
+    assert len(segment.receipts) == LOCAL.o
+    assert not {bridge.placements[0][n].address for n in segment.receipts} & hanging
+    assert bridge.replaced and len(bridge.replaced[0][1]) == 1
+    superseded = [o for o in segment.outcomes if o.outcome == "slow" and o.code == "slow"]
+    assert superseded  # the replaced laggard, its farmer now a suspect
+
+
+async def test_hung_farmers_the_network_cannot_spare_fail_the_upload_clearly(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+) -> None:
+    bridge.farmers = bridge.farmers[:10]  # nothing to replace them with
+    farmers.handler = never_answer({f.address for f in farmers.farmers[:3]})
+    with pytest.raises(UploadFailed) as caught:
+        async with asyncio.timeout(30):  # generous: without giving up, this never ends
+            await upload(farmers, offload, bridge, os.urandom(1000), config=QUICK)
+    assert sorted(caught.value.failures) == [0, 1, 2]
+    assert all(reason.startswith("slow") for reason in caught.value.failures.values())
+    assert "segment 0" in str(caught.value) and "0 slow" in str(caught.value)
+    assert not bridge.committed
+
+
+class ReplacingAfterTheFact(PipelineBridge):
+    """A bridge that answers a replacement request only once the laggard has stored its piece
+    after all, and then either replaces it (its receipt must not be used) or has no farmer."""
+
+    grant = True
+    landed: asyncio.Event
+
+    async def replace_pieces(
+        self, index: int, failed: Sequence[PieceTarget]
+    ) -> Sequence[PieceTarget]:
+        await self.landed.wait()
+        await asyncio.sleep(0.05)  # the pipeline sees the laggard's receipt first
+        if not self.grant:
+            raise BridgeUnavailable("no node", code="not-enough-nodes", status=503)
+        return await super().replace_pieces(index, failed)
+
+
+@pytest.mark.parametrize("grant", [True, False])
+async def test_a_laggard_that_lands_while_it_is_being_replaced(
+    farmers: MemoryFarmers, bridge: PipelineBridge, grant: bool
+) -> None:
+    """Once a replacement is asked for, the bridge may void the laggard's order limit: a receipt
+    it sends meanwhile waits for the bridge's answer, and counts only if nothing replaced it."""
+    from metadisk.core.merkle import digest_piece
+
+    lagging = ReplacingAfterTheFact(bridge.farmers, LOCAL, bridge.identity)
+    lagging.grant = grant
+    lagging.landed = asyncio.Event()
+    slow = farmers.farmers[0]
+
+    async def handler(request: Request) -> None:
+        if request.address == slow.address:
+            await asyncio.sleep(0.3)
+            lagging.landed.set()
+
+    farmers.handler = handler
+    pieces = [os.urandom(100) for _ in range(10)]
+    targets = await lagging.begin_segment(0, 400)
+
+    async def replace(failed: Sequence[PieceTarget]) -> Sequence[PieceTarget]:
+        return await lagging.replace_pieces(0, failed)
+
+    receipts = await put_pieces(
+        farmers,
+        targets,
+        lambda n: memoryview(pieces[n]),
+        [digest_piece(p) for p in pieces],
+        success=10,  # every piece needed: the laggard too
+        replace=replace,
+        max_replacements=10,
+        replace_after=LongTail(factor=1.0, floor=0.05),
+    )
+    expected = lagging.placements[0][0]  # the spare if replaced, else the slow farmer
+    assert (expected == slow) is not grant
+    assert receipts[0].node_id == expected.node_id
+    receipts[0].verify_signature(expected.public_key)
