@@ -289,7 +289,8 @@ class _SegmentFetch:
     """One segment's piece fetches: k + ``extra_pieces`` at once (data pieces first, farmers
     this client suspects last), more from the bridge when fewer than k can still come back, and
     a fetch lagging far behind the finished ones (`DownloadConfig.hedge_laggards`) no longer
-    counted on: another source starts in its place, in its slot if no other is free."""
+    counted on: its farmer turns suspect, and another source starts in its place (in its slot,
+    if no other is free)."""
 
     def __init__(
         self,
@@ -396,10 +397,14 @@ class _SegmentFetch:
         """Start fetches while fewer than `want` (or, from suspects and the bridge's extra
         sources, fewer than k) good pieces are in or on their way."""
         lag = self.lag()
+        suspects = self.outcomes.suspects
         while self.good < self.k:
             laggards = [
                 t for t, f in self.running.items() if lag is not None and self.age(f) >= lag
             ]
+            if suspects is not None:  # so that other segments' fetches keep off them too
+                for task in laggards:
+                    suspects.add(self.running[task].source.limit.node_id, "slow")
             coming = self.good + len(self.running) - len(laggards)
             if self.fresh and coming < self.want:
                 queue = self.fresh
@@ -414,8 +419,7 @@ class _SegmentFetch:
             else:
                 return
             slot = self.free_slot(queue[0].number)
-            if slot is None and coming < self.k and laggards:
-                # No slot left: the oldest laggard gives up its own (a hedge never does).
+            if slot is None and laggards:  # no slot left: the oldest laggard gives up its own
                 oldest = min(laggards, key=lambda t: self.running[t].started)
                 fetch = self.running.pop(oldest)
                 oldest.cancel()

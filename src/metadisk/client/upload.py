@@ -8,14 +8,14 @@
 Two stages run at once: while segment i's pieces are on the wire, segment i+1 is being read and
 encoded. At most ``segments_in_flight`` buffers exist, so memory does not grow with the file.
 
-Per segment (`put_pieces`): all n pieces start in parallel, but for those whose farmer this
-client holds a suspect (`farmer_transport.Suspects`), which get a replacement from the bridge
-first (and are sent anyway if it has none). Each receipt is verified (signature, serial, piece
-id, size, Merkle root) before it counts; at o receipts the stragglers are cancelled. A failed
-piece is retried at once on a replacement from the bridge while the others keep going. A piece
-the segment needs that lags far behind the stored ones (`UploadConfig.replace_laggards`) gets
-a replacement while it goes on, and one with none to be had is given up later
-(`abandon_laggards`): a segment with more hung farmers than the network can spare fails in
+Per segment (`put_pieces`): all n pieces start in parallel. Each receipt is verified
+(signature, serial, piece id, size, Merkle root) before it counts; at o receipts the stragglers
+are cancelled. When the pieces stored and on their way fall short of o, the bridge is asked at
+once for replacements, for no more pieces than are missing: failed pieces first, then pieces
+in flight that count as laggards, far behind the stored ones (`UploadConfig.replace_laggards`)
+or sent to a farmer this client holds a suspect (`farmer_transport.Suspects`). A laggard goes
+on while its replacement is asked for; one no farmer can replace is given up later
+(`abandon_laggards`), so a segment with more hung farmers than the network can spare fails in
 seconds, naming each piece and its code. Every attempt's outcome goes to the bridge with the
 segment's commit (`CommittedSegment.outcomes`).
 
@@ -155,11 +155,11 @@ async def put_pieces(
     """Send a segment's pieces in parallel; return verified receipts once `success` are in.
 
     `pieces(number)` gives piece `number`'s bytes and `digests[number]` its hash and Merkle root.
-    `replace` gives new targets for failed pieces (at most `max_replacements` in all), for
-    pieces whose farmer is one of the `outcomes`' suspects, and for pieces lagging past
-    `replace_after`; `abandon_after` gives up on those it cannot replace (see the module
-    docstring). Every attempt's outcome goes to `outcomes`. Raises `UploadFailed` (with each
-    piece's failure) if `success` is not reached.
+    `replace` gives new targets (at most `max_replacements` in all) for failed pieces, and for
+    pieces in flight that lag past `replace_after` or whose farmer is one of the `outcomes`'
+    suspects, whenever the segment is short of pieces; `abandon_after` gives up on laggards it
+    cannot replace (see the module docstring). Every attempt's outcome goes to `outcomes`.
+    Raises `UploadFailed` (with each piece's failure) if `success` is not reached.
     """
     lines = (replace_after, abandon_after)
     outcomes = outcomes or Outcomes()
@@ -173,18 +173,25 @@ async def put_pieces(
 class _Flight:
     target: PieceTarget
     started: float
+    suspect: bool  # its farmer was a suspect when it was sent: a laggard from the start
     replacing: bool = False  # a replacement is being asked for while it goes on
 
 
 @dataclass(frozen=True, slots=True)
 class _Ask:
     batch: list[PieceTarget]
-    why: str  # "failed" (pieces that failed), "suspect" (not sent yet), "laggard" (in flight)
+    laggards: bool  # the batch is still in flight (else: pieces that failed)
 
 
 @dataclass(eq=False)
 class _SegmentPut:
-    """One segment's piece uploads: flights to farmers, replacement requests to the bridge."""
+    """One segment's piece uploads: flights to farmers, replacement requests to the bridge.
+
+    The bridge is asked for exactly the pieces the segment is short of (stored, held, and in
+    flight without lagging, plus those being replaced, fall short of `success`): failed pieces
+    first, then laggards, the oldest first. Asking for no more keeps a bridge that picks all
+    or none of the farmers asked for (as ours does) from refusing what it could give.
+    """
 
     transport: FarmerTransport
     pieces: Callable[[int], memoryview]
@@ -199,6 +206,7 @@ class _SegmentPut:
     # limits, and then they no longer count, so they wait for its answer.
     held: dict[int, PieceReceipt] = field(default_factory=dict)
     failures: dict[int, str] = field(default_factory=dict)
+    failed: list[PieceTarget] = field(default_factory=list)  # not replaced or asked for yet
     flights: dict[asyncio.Task[PieceReceipt], _Flight] = field(default_factory=dict)
     asks: dict[asyncio.Task[Sequence[PieceTarget]], _Ask] = field(default_factory=dict)
     dropped: list[asyncio.Task[PieceReceipt]] = field(default_factory=list)
@@ -208,22 +216,19 @@ class _SegmentPut:
         self, targets: Sequence[PieceTarget], index: int | None
     ) -> dict[int, PieceReceipt]:
         try:
-            self.retry(self.launch(targets))
-            while len(self.receipts) < self.success and (self.flights or self.asks):
-                wake = self.laggards()  # which may give up on the last pieces in flight
+            self.launch(targets)
+            while len(self.receipts) < self.success:
+                wake = self.plan()
                 if not (self.flights or self.asks):
                     break
                 done, _ = await asyncio.wait(
                     [*self.flights, *self.asks], timeout=wake, return_when=asyncio.FIRST_COMPLETED
                 )
-                failed: list[PieceTarget] = []
-                for task in done:
+                for task in done:  # a flight may be gone: superseded by an answer before it
                     if task in self.flights:
-                        self.landed(self.flights.pop(task), task, failed)  # type: ignore[arg-type]
-                    else:
-                        ask = self.asks.pop(task)  # type: ignore[arg-type]
-                        failed += self.answered(ask, task)  # type: ignore[arg-type]
-                self.retry(failed)
+                        self.landed(self.flights.pop(task), task)  # type: ignore[arg-type]
+                    elif task in self.asks:
+                        self.answered(self.asks.pop(task), task)  # type: ignore[arg-type]
         finally:
             lag = self.line(0)  # long-tail cancellation: what still runs is not needed
             for task, flight in list(self.flights.items()):
@@ -241,73 +246,47 @@ class _SegmentPut:
             )
         return self.receipts
 
-    def start(self, target: PieceTarget, *, spare_suspects: bool = True) -> str:
-        """Send one piece: ``started``, ``failed`` (it cannot even start), ``suspect`` (not
-        sent: its farmer is a suspect and another may be had) or ``done`` (stored already)."""
-        try:
-            check_target(target, len(self.digests))
-        except PieceError as exc:
-            self.failures[target.number] = f"{exc.code}: {exc}"
-            return "failed"
-        if target.number in self.receipts:
-            return "done"
+    def launch(self, targets: Sequence[PieceTarget]) -> None:
         suspects = self.outcomes.suspects
-        wary = spare_suspects and suspects is not None and target.limit.node_id in suspects
-        if wary and self.can_ask():
-            return "suspect"
-        number = target.number
-        digest = self.digests[number].piece_hash
-        coroutine = put_piece(self.transport, target, self.pieces(number), digest)
-        self.flights[asyncio.create_task(coroutine)] = _Flight(target, time.monotonic())
-        return "started"
+        for target in targets:
+            try:
+                check_target(target, len(self.digests))
+            except PieceError as exc:
+                self.failures[target.number] = f"{exc.code}: {exc}"
+                self.failed.append(target)
+                continue
+            number = target.number
+            if number in self.receipts:
+                continue  # stored meanwhile
+            digest = self.digests[number].piece_hash
+            task = asyncio.create_task(
+                put_piece(self.transport, target, self.pieces(number), digest)
+            )
+            wary = suspects is not None and target.limit.node_id in suspects
+            self.flights[task] = _Flight(target, time.monotonic(), wary)
 
-    def launch(self, targets: Sequence[PieceTarget]) -> list[PieceTarget]:
-        """Start `targets`; the ones that failed to start (to replace)."""
-        results = [(target, self.start(target)) for target in targets]
-        for target in self.ask([t for t, r in results if r == "suspect"], "suspect"):
-            self.start(target, spare_suspects=False)  # no replacement to ask for: send anyway
-        return [target for target, result in results if result == "failed"]
-
-    def can_ask(self) -> bool:
-        full = len(self.receipts) >= self.success
-        return self.replace is not None and self.budget > 0 and not (full or self.spares_gone)
-
-    def ask(self, batch: list[PieceTarget], why: str) -> list[PieceTarget]:
-        """Ask the bridge for replacements of `batch`; the part it could not be asked for."""
-        if not batch or self.replace is None or not self.can_ask():
-            return batch
-        take, rest = batch[: self.budget], batch[self.budget :]
-        self.budget -= len(take)
-        self.asks[asyncio.create_task(_ask(self.replace, take))] = _Ask(take, why)
-        return rest
-
-    def retry(self, failed: list[PieceTarget]) -> None:
-        for target in self.ask(failed, "failed"):
-            self.failures[target.number] += "; no replacement left to try"
-
-    def landed(
-        self, flight: _Flight, task: asyncio.Task[PieceReceipt], failed: list[PieceTarget]
-    ) -> None:
+    def landed(self, flight: _Flight, task: asyncio.Task[PieceReceipt]) -> None:
         target = flight.target
         number, node = target.number, target.limit.node_id
         try:
             receipt = task.result()
         except PieceError as exc:
-            self.failed(flight, exc)
+            self.fail(flight, exc)
             if not flight.replacing:  # else its replacement is on its way already
-                failed.append(target)
+                self.failed.append(target)
             return
         self.outcomes.success(number, node, flight.started)
         (self.held if flight.replacing else self.receipts).setdefault(number, receipt)
 
-    def failed(self, flight: _Flight, exc: PieceError) -> None:
+    def fail(self, flight: _Flight, exc: PieceError) -> None:
         target = flight.target
         self.failures[target.number] = f"{exc.code}: {exc}"
         self.outcomes.failure(target.number, target.limit.node_id, flight.started, exc.code)
         routed_around("upload", target.number, target.limit, target.address, exc)
 
-    def answered(self, ask: _Ask, task: asyncio.Task[Sequence[PieceTarget]]) -> list[PieceTarget]:
-        """Start the replacements the bridge gave; the targets that failed to start."""
+    def answered(self, ask: _Ask, task: asyncio.Task[Sequence[PieceTarget]]) -> None:
+        """Start the replacements the bridge gave; what it did not replace goes on, or stays
+        failed."""
         try:
             fresh = list(task.result())
             problem = "no replacement: the bridge had no other farmer"
@@ -322,17 +301,13 @@ class _SegmentPut:
                 self.held.pop(number, None)
                 for old in running:
                     self.drop(old, slow=True)
-            elif ask.why == "failed":
-                self.failures[number] += f"; {problem}"
-            elif ask.why == "suspect":
-                self.start(target, spare_suspects=False)
             elif number in self.held:  # a laggard that got there after all: it counts
                 self.receipts.setdefault(number, self.held.pop(number))
             elif running:
                 self.flights[running[0]].replacing = False
-            else:  # a laggard that failed meanwhile
+            else:  # failed, before or while the bridge was asked
                 self.failures[number] += f"; {problem}"
-        return self.launch(fresh)
+        self.launch(fresh)
 
     def line(self, which: int) -> float | None:
         tail = self.lines[which]
@@ -352,34 +327,42 @@ class _SegmentPut:
         target, started = (flight := self.cancel(task)).target, flight.started
         self.outcomes.slow(target.number, target.limit.node_id, started, laggard=slow)
 
-    def laggards(self) -> float | None:
-        """Replace, or give up on, pieces the segment needs that lag far behind the stored
-        ones; the seconds until a piece in flight next crosses one of those lines."""
+    def plan(self) -> float | None:
+        """Ask for the pieces the segment is short of, or give up on laggards no farmer can
+        replace; the seconds until a piece in flight next crosses a line (None: none will)."""
         lag, give_up = self.line(0), self.line(1)
+        first = lag if lag is not None else give_up
         flights = sorted(self.flights.items(), key=lambda item: item[1].started)
-        lagging = [(t, f) for t, f in flights if lag is not None and self.age(f) >= lag]
-        coming = sum(len(a.batch) for a in self.asks.values() if a.why != "laggard")
+        lagging = [
+            (t, f) for t, f in flights if f.suspect or (first is not None and self.age(f) >= first)
+        ]
         ahead = len(self.flights) - sum(not f.replacing for _, f in lagging)
-        need = self.success - len(self.receipts) - len(self.held) - ahead - coming
-        batch = [f.target for _, f in lagging if not f.replacing][: max(need, 0)]
-        if batch and self.can_ask():
-            batch = batch[: self.budget]
-            for _, flight in lagging:
-                flight.replacing = flight.replacing or flight.target in batch
-            self.ask(batch, "laggard")
-        elif batch and give_up is not None:  # no replacement to be had: wait, up to a point
-            for task, flight in lagging:  # any of them would do, and none is worth more waiting
+        coming = sum(len(a.batch) for a in self.asks.values() if not a.laggards)
+        short = self.success - len(self.receipts) - len(self.held) - ahead - coming
+        can_ask = self.replace is not None and self.budget > 0 and not self.spares_gone
+        if short > 0 and can_ask:
+            take = min(short, self.budget)
+            failed, self.failed = self.failed[:take], self.failed[take:]
+            waiting = [f for _, f in lagging if not f.replacing][: take - len(failed)]
+            for flight in waiting:
+                flight.replacing = True
+            self.ask(failed, laggards=False)
+            self.ask([flight.target for flight in waiting], laggards=True)
+        elif short > 0 and give_up is not None:  # none to be had: wait, up to a point
+            for task, flight in lagging:  # any of them would do, none is worth more waiting
                 if not flight.replacing and self.age(flight) >= give_up:
-                    self.abandon(task, flight)
+                    self.cancel(task)
+                    late = f"no receipt after {self.age(flight):.1f} s, far behind the others"
+                    self.fail(flight, PieceError(late, code="slow"))
         lines = [line for line in (lag, give_up) if line is not None]
         crossings = [line - self.age(f) for _, f in flights for line in lines]
         return min((c for c in crossings if c > 0), default=None)
 
-    def abandon(self, task: asyncio.Task[PieceReceipt], flight: _Flight) -> None:
-        self.cancel(task)
-        late = f"no receipt after {self.age(flight):.1f} s, far behind the other pieces"
-        self.failed(flight, PieceError(late, code="slow"))
-        self.retry([flight.target])
+    def ask(self, batch: list[PieceTarget], *, laggards: bool) -> None:
+        if batch and self.replace is not None:
+            self.budget -= len(batch)
+            task = asyncio.create_task(_ask(self.replace, batch))
+            self.asks[task] = _Ask(batch, laggards)
 
 
 async def _ask(replace: Replace, batch: list[PieceTarget]) -> Sequence[PieceTarget]:
