@@ -152,7 +152,7 @@ async def test_hedged_fetches_are_cancelled_once_k_pieces_are_in(
             await asyncio.Event().wait()
 
     farmers.handler = handler
-    config = DownloadConfig(extra_pieces=1)
+    config = DownloadConfig(extra_pieces=1, hedge_delay=None)  # the hedge starts at once
     assert await read(farmers, offload, bridge, config=config) == stored
     assert farmers.cancelled == 4
 
@@ -328,7 +328,8 @@ def hang(addresses: set[str]) -> Callable[[Request], Awaitable[None]]:
 async def test_downloads_hedge_by_default(
     farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
 ) -> None:
-    """k + 2 fetches at once: two hung farmers among them cost nothing, not even a timeout."""
+    """k + 2 fetches, the two hedges from the moment the first piece is in: two hung farmers
+    among them cost nothing, not even a timeout."""
     hung = {holder(bridge, i, 0)[0] for i in range(4)} | {holder(bridge, i, 1)[0] for i in range(4)}
     farmers.handler = hang(hung)
     config = DownloadConfig(hedge_laggards=None)  # the hedge alone, no help from laggards
@@ -409,6 +410,16 @@ async def test_each_segment_is_reported_with_its_outcomes(
             assert outcome.node_id == farmer.node_id
     (bad,) = [o for o in reports[1] if o.outcome == "bad-piece"]
     assert (bad.piece_number, bad.code) == (2, "bad-piece")
+
+
+async def test_hedges_start_after_a_delay_when_no_piece_comes(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    """Every data piece's farmer hung: no piece lands to start the hedges, the delay does."""
+    farmers.handler = hang({holder(bridge, 0, number)[0] for number in range(LOCAL.k)})
+    config = DownloadConfig(hedge_delay=0.05, hedge_laggards=LongTail(factor=1.0, floor=0.05))
+    async with asyncio.timeout(30):  # generous: without the delay this waits forever
+        assert await read(farmers, offload, bridge, config=config) == stored
 
 
 async def test_a_range_reports_its_fetches_and_avoids_suspects(

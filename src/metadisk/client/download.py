@@ -95,19 +95,24 @@ MoreSources = Callable[[frozenset[int]], Awaitable[Sequence[PieceSource]]]
 class DownloadConfig:
     """Tuning of downloads: hedged fetches per segment, and segments fetched ahead.
 
-    `extra_pieces` more than k pieces are fetched at once, the slowest cancelled once k are
-    good: a hung or slow farmer among them costs nothing. A fetch lagging `hedge_laggards`
-    behind the finished ones is no longer counted on: another source starts (None: only the
-    transport's timeouts end it).
+    `extra_pieces` more than k pieces are fetched, the slowest cancelled once k are good, so a
+    hung or slow farmer among them costs little. They start once the segment's first piece is
+    in, or `hedge_delay` seconds after its fetches began if none is (None: with the others):
+    started at once they halved loopback throughput on a busy machine, started late they cost
+    a fifth (see docs/client.md). A fetch lagging `hedge_laggards` behind the finished ones is
+    no longer counted on: another source starts (None: only the transport's timeouts end it).
     """
 
     extra_pieces: int = 2
     read_ahead: int = 2
+    hedge_delay: float | None = 1.0
     hedge_laggards: LongTail | None = REPLACE_LAGGARDS
 
     def __post_init__(self) -> None:
         if self.extra_pieces < 0 or self.read_ahead < 1:
             raise ValueError("need extra_pieces >= 0 and read_ahead >= 1")
+        if self.hedge_delay is not None and self.hedge_delay < 0:
+            raise ValueError("need hedge_delay >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +312,9 @@ class _SegmentFetch:
         self.k, self.n = scheme.k, scheme.n
         self.want = min(layout.slots, scheme.k + config.extra_pieces)
         self.hedge = config.hedge_laggards
+        self.began = time.monotonic()
+        delay = config.hedge_delay
+        self.hedge_at = self.began if delay is None else self.began + delay
         self.piece_size = ErasureCodec(scheme.k, scheme.n).piece_size(segment.ciphertext_size)
         self.fresh: deque[PieceSource] = deque()
         self.spare: deque[PieceSource] = deque()  # on suspect farmers: fetched last
@@ -386,12 +394,18 @@ class _SegmentFetch:
     def age(self, fetch: _Fetch) -> float:
         return time.monotonic() - fetch.started
 
+    def hedging(self) -> bool:
+        """Whether the hedges may start: a piece is in (or failed), or the delay is over."""
+        return bool(self.outcomes.items) or time.monotonic() >= self.hedge_at
+
     def wake(self) -> float | None:
-        """Seconds until a fetch in flight next turns into a laggard (None: none will)."""
+        """Seconds until a fetch in flight next turns into a laggard, or the hedges may start
+        (None: neither will)."""
         lag = self.lag()
-        if lag is None:
-            return None
-        return min((w for f in self.running.values() if (w := lag - self.age(f)) > 0), default=None)
+        times = [] if lag is None else [lag - self.age(f) for f in self.running.values()]
+        if self.fresh and not self.hedging():
+            times.append(self.hedge_at - time.monotonic())
+        return min((t for t in times if t > 0), default=None)
 
     async def top_up(self) -> None:
         """Start fetches while fewer than `want` (or, from suspects and the bridge's extra
@@ -406,7 +420,7 @@ class _SegmentFetch:
                 for task in laggards:
                     suspects.add(self.running[task].source.limit.node_id, "slow")
             coming = self.good + len(self.running) - len(laggards)
-            if self.fresh and coming < self.want:
+            if self.fresh and coming < (self.want if self.hedging() else self.k):
                 queue = self.fresh
             elif coming >= self.k:
                 return

@@ -18,9 +18,10 @@ segment's other pieces, see `LongTail`).
 
 What the client learns: `Outcomes` records how each piece transfer of a segment went, as the
 bridge's `PieceOutcome`s (reported with the segment), and feeds `Suspects`, one client's short
-memory of farmers that hung, stalled, refused connections or lagged far behind. Uploads do not
-send to a suspect while a replacement can be had, and downloads fetch from suspects last, so a
-hung farmer costs a transfer one timeout, not one per segment.
+memory of farmers that hung, stalled, refused connections or lagged far behind. An upload
+counts a piece sent to a suspect as lagging from the start (replaced at once if the segment
+needs it), and downloads fetch from suspects last, so a hung farmer costs a transfer one wait,
+not one per segment.
 """
 
 from __future__ import annotations

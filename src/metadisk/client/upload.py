@@ -107,11 +107,11 @@ class UploadConfig:
 
     `segments_in_flight` bounds the buffers held (being read, encoded or sent); at most
     `segments_uploading` of them are on the wire at once, so a segment's slow tail overlaps the
-    next one's start. `max_replacements` caps retries per segment (None: n). A piece the segment
-    needs that lags `replace_laggards` behind the pieces stored gets a replacement farmer while
-    it goes on; past `abandon_laggards`, with no replacement to be had, it is given up, so that
-    a segment the network cannot store fails within seconds (None: wait for the transport's
-    timeouts).
+    next one's start. `max_replacements` caps the pieces replaced per segment (None: n). A piece
+    the segment needs that lags `replace_laggards` behind the pieces stored (or went to a
+    suspect farmer) gets a replacement farmer while it goes on; past `abandon_laggards`, with
+    no replacement to be had, it is given up, so that a segment the network cannot store fails
+    within seconds (None: wait for the transport's timeouts).
     """
 
     segments_in_flight: int = 3
