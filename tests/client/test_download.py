@@ -412,6 +412,29 @@ async def test_each_segment_is_reported_with_its_outcomes(
     assert (bad.piece_number, bad.code) == (2, "bad-piece")
 
 
+async def test_hedges_come_from_the_bridge_when_suspects_hold_the_spares(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    """The two spares the bridge offers sit on suspects, and a data piece's farmer hangs (not
+    known yet): other pieces are asked for, to hedge with, rather than waiting on the hung one
+    (no laggard line here to end that wait)."""
+    suspects = Suspects()
+    for number in (4, 5):  # the bridge double puts piece i of every segment on farmer i
+        suspects.add(farmers.farmers[number].node_id, "timeout")
+    farmers.handler = hang({farmers.farmers[0].address})
+    config = DownloadConfig(hedge_laggards=None)
+    pipeline = DownloadPipeline(farmers, offload, config, suspects=suspects)
+    out = bytearray()
+    chunks = pipeline.chunks(bridge.segments(), object_key=KEY, scheme=LOCAL, coordinator=bridge)
+    async with asyncio.timeout(30), contextlib.aclosing(chunks):  # generous: else it hangs
+        async for view in chunks:
+            out += view
+    assert bytes(out) == stored
+    assert {index for index, exclude in bridge.downloads if exclude} == set(bridge.committed)
+    fetched = {r.address for r in gets(farmers)}
+    assert not fetched & {farmers.farmers[4].address, farmers.farmers[5].address}
+
+
 async def test_hedges_start_after_a_delay_when_no_piece_comes(
     farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
 ) -> None:

@@ -420,15 +420,18 @@ class _SegmentFetch:
                 for task in laggards:
                     suspects.add(self.running[task].source.limit.node_id, "slow")
             coming = self.good + len(self.running) - len(laggards)
-            if self.fresh and coming < (self.want if self.hedging() else self.k):
+            want = self.want if self.hedging() else self.k
+            if self.fresh and coming < want:
                 queue = self.fresh
-            elif coming >= self.k:
-                return
-            elif not self.exhausted:
-                if self.asking is None and self.more is not None:
-                    self.asking = asyncio.ensure_future(self.more(frozenset(self.known)))
-                return
-            elif self.spare:
+            elif coming < self.k or (self.spare and coming < want):
+                # Short of k, or of hedges because suspects were set aside: the bridge's other
+                # pieces come before suspects, and suspects are never hedges.
+                if not self.exhausted:
+                    if self.asking is None and self.more is not None:
+                        self.asking = asyncio.ensure_future(self.more(frozenset(self.known)))
+                    return
+                if not self.spare or coming >= self.k:
+                    return
                 queue = self.spare
             else:
                 return
