@@ -123,7 +123,7 @@ class BridgeAPI:
         outcomes: Sequence[PieceOutcome] = (),
     ) -> SegmentCommit:
         """Commit a segment's pieces; `outcomes` tells the bridge how each piece transfer
-        went (an older bridge ignores them)."""
+        went, to score the farmers by."""
         body = _body(
             objects.CommitSegment,
             receipts=[b64encode(receipt.encode()) for receipt in receipts],
