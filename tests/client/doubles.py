@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from metadisk.client.download import PieceSource, SegmentInfo
 from metadisk.client.errors import PieceError
-from metadisk.client.upload import CommittedSegment, PieceTarget
+from metadisk.client.farmer_transport import PieceTarget
+from metadisk.client.upload import CommittedSegment
 from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.identity import Identity, NodeId
 from metadisk.core.merkle import digest_piece
@@ -31,6 +32,7 @@ from metadisk.core.messages import (
     check_order_limit,
     derive_piece_id,
 )
+from metadisk.wire.api.objects import PieceOutcome
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class PipelineBridge:
     placements: dict[int, dict[int, Farmer]] = field(default_factory=dict)
     replaced: list[tuple[int, list[int]]] = field(default_factory=list)
     downloads: list[tuple[int, list[int]]] = field(default_factory=list)  # (index, exclude)
+    reports: list[tuple[int, tuple[PieceOutcome, ...]]] = field(default_factory=list)
     download_order: Callable[[list[PieceSource]], list[PieceSource]] | None = None
 
     def limit(self, farmer: Farmer, piece_id: bytes, action: Action, size: int) -> OrderLimit:
@@ -99,6 +102,9 @@ class PipelineBridge:
             self._target(index, target.number, farmer, target.limit.limit)
             for target, farmer in zip(failed, spare, strict=False)
         ]
+
+    def report_segment(self, index: int, outcomes: Sequence[PieceOutcome]) -> None:
+        self.reports.append((index, tuple(outcomes)))
 
     async def commit_segment(self, segment: CommittedSegment) -> None:
         for number, receipt in segment.receipts.items():

@@ -27,10 +27,13 @@ from metadisk.wire.api.objects import (
     ListItem,
     Object,
     PendingUpload,
+    PieceOutcome,
+    ReportAccepted,
     Segment,
     SegmentCommit,
     SegmentOrders,
     SegmentRekey,
+    SegmentReport,
 )
 from tests.client.doubles import Farmer
 
@@ -65,6 +68,8 @@ class FakeBridgeAPI:
         self.uploads: dict[str, _Upload] = {}
         self.objects: dict[tuple[str, str], tuple[Object, dict[int, _Segment]]] = {}
         self.calls: list[str] = []
+        self.outcomes: list[PieceOutcome] = []  # committed with segments
+        self.reports: list[SegmentReport] = []
         self.inline_limit = 4096 + 16  # ciphertext bytes put_inline accepts
 
     async def aclose(self) -> None:
@@ -171,8 +176,10 @@ class FakeBridgeAPI:
         receipts: Sequence[PieceReceipt],
         plain_size: int,
         encrypted_metadata: bytes,
+        outcomes: Sequence[PieceOutcome] = (),
     ) -> SegmentCommit:
         self.calls.append(f"commit_segment {index}")
+        self.outcomes.extend(outcomes)
         upload = self._upload(stream_id)
         segment = upload.segments[index]
         for receipt in receipts:
@@ -307,6 +314,17 @@ class FakeBridgeAPI:
             redundancy=LOCAL,
             order_limits=limits,
         )
+
+    async def report_segment(
+        self,
+        bucket: str,
+        key: str,
+        index: int,
+        stream_id: str,
+        outcomes: Sequence[PieceOutcome],
+    ) -> ReportAccepted:
+        self.reports.append(SegmentReport(key=key, stream_id=stream_id, outcomes=list(outcomes)))
+        return ReportAccepted(recorded=len(outcomes), audits=0)
 
     async def move_object(
         self,

@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 
 import pytest
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from metadisk.client.download import DownloadConfig, DownloadPipeline, PieceSource, plan_spans
 from metadisk.client.errors import BridgeError, DownloadFailed, IntegrityFailure, PieceError
+from metadisk.client.farmer_transport import LongTail, Suspects
 from metadisk.client.offload import Offload
 from metadisk.core.content import BLOCK_SIZE, TAG_SIZE
 from metadisk.core.erasure import LOCAL
@@ -50,6 +51,9 @@ async def read(
     return bytes(out)
 
 
+UNHEDGED = DownloadConfig(extra_pieces=0)
+
+
 def gets(farmers: MemoryFarmers) -> list[Request]:
     return [r for r in farmers.requests if r.method == "GET"]
 
@@ -70,7 +74,7 @@ def holder(bridge: PipelineBridge, index: int, number: int) -> tuple[str, bytes]
 async def test_all_data_pieces_back_means_only_k_fetches(
     farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
 ) -> None:
-    assert await read(farmers, offload, bridge) == stored
+    assert await read(farmers, offload, bridge, config=UNHEDGED) == stored
     numbers = [bridge_number(bridge, r) for r in gets(farmers)]
     assert sorted(numbers) == sorted(list(range(LOCAL.k)) * 4)  # 4 segments, data pieces only
     assert not any(r.ranged for r in gets(farmers))
@@ -148,7 +152,7 @@ async def test_hedged_fetches_are_cancelled_once_k_pieces_are_in(
             await asyncio.Event().wait()
 
     farmers.handler = handler
-    config = DownloadConfig(extra_pieces=1)
+    config = DownloadConfig(extra_pieces=1, hedge_delay=None)  # the hedge starts at once
     assert await read(farmers, offload, bridge, config=config) == stored
     assert farmers.cancelled == 4
 
@@ -210,7 +214,8 @@ async def test_a_corrupted_range_is_caught_by_its_tag_and_refetched(
 ) -> None:
     farmers.corrupt(*holder(bridge, 2, 1))  # flips a byte in the middle of data piece 1
     offset = 2 * SEGMENT + SEGMENT // 4 + SEGMENT // 8  # the middle of piece 1 of segment 2
-    assert await read(farmers, offload, bridge, offset, 64) == stored[offset : offset + 64]
+    got = await read(farmers, offload, bridge, offset, 64, config=UNHEDGED)
+    assert got == stored[offset : offset + 64]
     requests = gets(farmers)
     assert requests[0].ranged  # first the blocks alone, whose tag fails,
     assert (
@@ -305,3 +310,164 @@ async def test_a_bridge_with_no_more_pieces_online_ends_in_the_bad_pieces(
     with pytest.raises(DownloadFailed) as caught:
         await read(farmers, offload, bridge)
     assert sorted(caught.value.failures) == [0, 1, 2]
+
+
+# -- hedging, hung farmers and what the bridge is told ----------------------------------------
+
+QUICK = DownloadConfig(read_ahead=1, hedge_laggards=LongTail(factor=1.0, floor=0.05))
+
+
+def hang(addresses: set[str]) -> Callable[[Request], Awaitable[None]]:
+    async def handler(request: Request) -> None:
+        if request.address in addresses:
+            await asyncio.Event().wait()
+
+    return handler
+
+
+async def test_downloads_hedge_by_default(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    """k + 2 fetches, the two hedges from the moment the first piece is in: two hung farmers
+    among them cost nothing, not even a timeout."""
+    hung = {holder(bridge, i, 0)[0] for i in range(4)} | {holder(bridge, i, 1)[0] for i in range(4)}
+    farmers.handler = hang(hung)
+    config = DownloadConfig(hedge_laggards=None)  # the hedge alone, no help from laggards
+    async with asyncio.timeout(30):  # generous: without the hedge this never ends
+        assert await read(farmers, offload, bridge, config=config) == stored
+    per_segment = len(gets(farmers)) / len(bridge.committed)
+    assert per_segment == LOCAL.k + 2
+    assert farmers.cancelled == 2 * len(bridge.committed)
+    assert all(exclude == [] for _, exclude in bridge.downloads)  # no extra bridge calls
+
+
+async def test_laggards_get_other_sources_from_the_bridge(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    """Four hung farmers among the six sources of a segment: after the laggard line the
+    bridge is asked for more, and the hung fetches give up their slots."""
+    hung = {holder(bridge, 0, number)[0] for number in range(4)}  # every data piece
+    farmers.handler = hang(hung)
+    async with asyncio.timeout(30):
+        assert await read(farmers, offload, bridge, config=QUICK) == stored
+    asked = [exclude for index, exclude in bridge.downloads if index == 0]
+    assert len(asked) > 1 and set(asked[1]) >= {0, 1, 2, 3}
+
+
+async def test_a_farmer_that_timed_out_is_fetched_from_last(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    # The bridge double puts piece i of every segment on farmer i.
+    timing_out = holder(bridge, 0, 0)[0]
+    assert all(holder(bridge, i, 0)[0] == timing_out for i in range(4))
+
+    async def handler(request: Request) -> None:
+        if request.address == timing_out:
+            raise PieceError("farmer did not answer", code="timeout")
+
+    farmers.handler = handler
+    suspects = Suspects()
+    pipeline = DownloadPipeline(farmers, offload, QUICK, suspects=suspects)
+    out = bytearray()
+    chunks = pipeline.chunks(bridge.segments(), object_key=KEY, scheme=LOCAL, coordinator=bridge)
+    async with contextlib.aclosing(chunks):
+        async for view in chunks:
+            out += view
+    assert bytes(out) == stored
+    assert sum(r.address == timing_out for r in gets(farmers)) == 1  # segment 0 only
+    assert holder(bridge, 0, 0)[0] in {f.address for f in farmers.farmers}
+    assert farmers.farmers[0].node_id in suspects
+
+
+async def test_suspects_are_still_fetched_from_when_nothing_else_is_left(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    suspects = Suspects()
+    for farmer in farmers.farmers[: LOCAL.n - 1]:  # all but one of the ten holding pieces
+        suspects.add(farmer.node_id, "timeout")
+    pipeline = DownloadPipeline(farmers, offload, QUICK, suspects=suspects)
+    out = bytearray()
+    chunks = pipeline.chunks(bridge.segments(), object_key=KEY, scheme=LOCAL, coordinator=bridge)
+    async with contextlib.aclosing(chunks):
+        async for view in chunks:
+            out += view
+    assert bytes(out) == stored
+    assert len(suspects) < LOCAL.n - 1  # those that answered are suspects no more
+
+
+async def test_each_segment_is_reported_with_its_outcomes(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    farmers.corrupt(*holder(bridge, 1, 2))
+    assert await read(farmers, offload, bridge, config=UNHEDGED) == stored
+    reports = dict(bridge.reports)
+    assert sorted(reports) == sorted(bridge.committed)
+    for index, outcomes in reports.items():
+        good = [o for o in outcomes if o.outcome == "success"]
+        assert len(good) == LOCAL.k
+        for outcome in good:
+            farmer = bridge.placements[index][outcome.piece_number]
+            assert outcome.node_id == farmer.node_id
+    (bad,) = [o for o in reports[1] if o.outcome == "bad-piece"]
+    assert (bad.piece_number, bad.code) == (2, "bad-piece")
+
+
+async def test_hedges_come_from_the_bridge_when_suspects_hold_the_spares(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    """The two spares the bridge offers sit on suspects, and a data piece's farmer hangs (not
+    known yet): other pieces are asked for, to hedge with, rather than waiting on the hung one
+    (no laggard line here to end that wait)."""
+    suspects = Suspects()
+    for number in (4, 5):  # the bridge double puts piece i of every segment on farmer i
+        suspects.add(farmers.farmers[number].node_id, "timeout")
+    farmers.handler = hang({farmers.farmers[0].address})
+    config = DownloadConfig(hedge_laggards=None)
+    pipeline = DownloadPipeline(farmers, offload, config, suspects=suspects)
+    out = bytearray()
+    chunks = pipeline.chunks(bridge.segments(), object_key=KEY, scheme=LOCAL, coordinator=bridge)
+    async with asyncio.timeout(30), contextlib.aclosing(chunks):  # generous: else it hangs
+        async for view in chunks:
+            out += view
+    assert bytes(out) == stored
+    assert {index for index, exclude in bridge.downloads if exclude} == set(bridge.committed)
+    fetched = {r.address for r in gets(farmers)}
+    assert not fetched & {farmers.farmers[4].address, farmers.farmers[5].address}
+
+
+async def test_hedges_start_after_a_delay_when_no_piece_comes(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    """Every data piece's farmer hung: no piece lands to start the hedges, the delay does."""
+    farmers.handler = hang({holder(bridge, 0, number)[0] for number in range(LOCAL.k)})
+    config = DownloadConfig(hedge_delay=0.05, hedge_laggards=LongTail(factor=1.0, floor=0.05))
+    async with asyncio.timeout(30):  # generous: without the delay this waits forever
+        assert await read(farmers, offload, bridge, config=config) == stored
+
+
+async def test_a_range_reports_its_fetches_and_avoids_suspects(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge, stored: bytes
+) -> None:
+    offset = SEGMENT + 100  # segment 1, block 0: in data piece 0
+    assert await read(farmers, offload, bridge, offset, 50) == stored[offset : offset + 50]
+    ((index, outcomes),) = bridge.reports
+    assert index == 1 and [o.outcome for o in outcomes] == ["success"]
+    suspects = Suspects()
+    suspects.add(bridge.placements[1][0].node_id, "stalled")
+    farmers.requests.clear()
+    pipeline = DownloadPipeline(farmers, offload, UNHEDGED, suspects=suspects)
+    out = bytearray()
+    chunks = pipeline.chunks(
+        bridge.segments(),
+        object_key=KEY,
+        scheme=LOCAL,
+        coordinator=bridge,
+        offset=offset,
+        length=50,
+    )
+    async with contextlib.aclosing(chunks):
+        async for view in chunks:
+            out += view
+    assert bytes(out) == stored[offset : offset + 50]
+    assert not any(r.ranged for r in gets(farmers))  # the whole segment, without the suspect
+    assert holder(bridge, 1, 0)[0] not in {r.address for r in gets(farmers)}

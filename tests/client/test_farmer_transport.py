@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from metadisk.client.errors import PieceError
-from metadisk.client.farmer_transport import HttpFarmerTransport
+from metadisk.client.farmer_transport import HttpFarmerTransport, LongTail, Outcomes, Suspects
 from metadisk.core.identity import Identity
 from metadisk.core.merkle import digest_piece
 from metadisk.core.messages import Action, OrderLimit
@@ -106,3 +106,52 @@ async def test_unreachable_farmer(transport: HttpFarmerTransport) -> None:
     with pytest.raises(PieceError) as caught:
         await transport.get_piece(nowhere, order, memoryview(bytearray(10)))
     assert caught.value.code == "connection-failed"
+
+
+def test_suspects_expire_clear_and_stay_bounded() -> None:
+    now = [100.0]
+    suspects = Suspects(ttl=10, most=3, clock=lambda: now[0])
+    nodes = [Identity.generate().node_id for _ in range(4)]
+    suspects.add(nodes[0], "timeout")
+    assert nodes[0] in suspects and suspects.why(nodes[0]) == "timeout"
+    now[0] += 9.9
+    assert nodes[0] in suspects
+    now[0] += 0.2
+    assert nodes[0] not in suspects and len(suspects) == 0  # expired
+    for node in nodes:
+        suspects.add(node, "stalled")
+    assert nodes[0] not in suspects and len(suspects) == 3  # the oldest forgotten
+    suspects.clear(nodes[1])
+    assert nodes[1] not in suspects
+
+
+def test_outcomes_say_what_happened_and_who_to_suspect() -> None:
+    suspects = Suspects()
+    outcomes = Outcomes(suspects)
+    hung, full, slow, good = (Identity.generate().node_id for _ in range(4))
+    started = time.monotonic()
+    outcomes.failure(0, hung, started, "stalled")
+    outcomes.failure(1, full, started, "insufficient-storage")  # a refusal, not a hang
+    outcomes.failure(2, good, started, "bad-piece")
+    outcomes.slow(3, slow, started, laggard=True)
+    outcomes.slow(4, good, started, laggard=False)  # only cancelled: others were first
+    assert [(o.piece_number, o.outcome, o.code) for o in outcomes.items] == [
+        (0, "failed", "stalled"),
+        (1, "failed", "insufficient-storage"),
+        (2, "bad-piece", "bad-piece"),
+        (3, "slow", "slow"),
+        (4, "slow", ""),
+    ]
+    assert hung in suspects and slow in suspects
+    assert full not in suspects and good not in suspects
+    outcomes.success(5, hung, started)
+    assert hung not in suspects and len(outcomes.latencies) == 1
+
+
+def test_long_tail_lines() -> None:
+    tail = LongTail(factor=4, floor=1.0)
+    assert tail.after([]) is None  # nothing finished: nothing lags yet
+    assert tail.after([0.1, 0.1, 0.2]) == 1.0  # the floor
+    assert tail.after([1.0, 2.0, 9.0]) == 8.0  # four times the median
+    with pytest.raises(ValueError):
+        LongTail(factor=0.5)

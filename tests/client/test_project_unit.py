@@ -4,10 +4,11 @@ features against a real bridge and real farmers)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from metadisk.client import AsyncProject, ClientConfig, NotFound, ResumeMismatch, SegmentSizing
 from metadisk.client.errors import PieceError, UploadFailed
 from metadisk.client.offload import Offload
+from metadisk.core.erasure import LOCAL
 from metadisk.core.grant import AccessGrant
 from metadisk.core.identity import Identity
 from metadisk.core.macaroon import APIKey
@@ -220,3 +222,66 @@ async def test_a_bridge_with_a_smaller_inline_limit_gets_segments(project: Async
     assert info.segment_count == 1
     assert fake(project).calls.index("put_inline") < fake(project).calls.index("begin_object")
     assert await read(project, "bkt", "small") == data
+
+
+# -- how each piece transfer went, told to the bridge -------------------------------------------
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(3000):  # 30 s at most, generous: reports go out in the background
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("it never happened")
+
+
+async def test_uploads_tell_the_bridge_each_piece_with_the_commit(project: AsyncProject) -> None:
+    info = await project.upload("bkt", "a", os.urandom(3 * MiB + 5))
+    outcomes = fake(project).outcomes
+    assert info.segment_count == 4
+    assert sum(o.outcome == "success" for o in outcomes) >= 4 * LOCAL.o
+
+
+async def test_downloads_report_each_segment_off_the_critical_path(project: AsyncProject) -> None:
+    data = os.urandom(2 * MiB + 5)
+    info = await project.upload("bkt", "a", data)
+    assert await read(project, "bkt", "a") == data
+    bridge = fake(project)
+    await until(lambda: len(bridge.reports) == info.segment_count)
+    (stored,) = [record for record, _ in bridge.objects.values()]
+    assert {(r.key, r.stream_id) for r in bridge.reports} == {(stored.key, stored.stream_id)}
+    assert all(sum(o.outcome == "success" for o in r.outcomes) >= LOCAL.k for r in bridge.reports)
+
+
+async def test_a_bridge_without_the_report_route_changes_nothing(
+    project: AsyncProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(2 * MiB)
+    await project.upload("bkt", "a", data)
+    tried = []
+
+    async def no_route(*args: object) -> None:
+        tried.append(args)
+        raise NotFound("no such route", code="not-found", status=404)  # an older bridge
+
+    monkeypatch.setattr(fake(project), "report_segment", no_route)
+    assert await read(project, "bkt", "a") == data
+    await until(lambda: len(tried) >= 1)
+    assert await read(project, "bkt", "a") == data
+    await asyncio.sleep(0.05)
+    assert len(tried) <= 3  # the segments of the first download at most, then no more
+
+
+async def test_a_report_the_bridge_never_answers_delays_nothing(
+    project: AsyncProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(2 * MiB)
+    await project.upload("bkt", "a", data)
+
+    async def silent(*args: object) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(fake(project), "report_segment", silent)
+    async with asyncio.timeout(30):  # generous: only to catch a download waiting on reports
+        assert await read(project, "bkt", "a") == data
+        await project.aclose()  # gives the reports two seconds, then drops them

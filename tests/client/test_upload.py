@@ -6,16 +6,18 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 import pytest
 
 from metadisk.client.download import DownloadPipeline
-from metadisk.client.errors import PieceError, ResumeMismatch, UploadFailed
+from metadisk.client.errors import BridgeUnavailable, PieceError, ResumeMismatch, UploadFailed
+from metadisk.client.farmer_transport import LongTail, PieceTarget, Suspects
 from metadisk.client.formats import SegmentKey
 from metadisk.client.offload import Offload, SegmentBuffer
 from metadisk.client.segmenter import SourceReader
-from metadisk.client.upload import PieceTarget, UploadConfig, UploadPipeline, put_pieces
+from metadisk.client.upload import UploadConfig, UploadPipeline, put_pieces
 from metadisk.core.content import ciphertext_size
 from metadisk.core.erasure import LOCAL
 from metadisk.core.identity import Identity
@@ -24,6 +26,12 @@ from tests.client.doubles import MemoryFarmers, PipelineBridge, Request
 
 SEGMENT = 256 * 1024
 KEY = bytes(range(32))
+QUICK = UploadConfig(
+    segments_in_flight=2,
+    segments_uploading=1,  # one segment at a time: what one learns, the next one uses
+    replace_laggards=LongTail(factor=1.0, floor=0.05),
+    abandon_laggards=LongTail(factor=1.0, floor=0.3),
+)
 
 
 async def upload(
@@ -107,7 +115,7 @@ async def test_stragglers_are_cancelled_once_o_pieces_are_stored(
     assert await download(farmers, offload, bridge) == data
 
 
-async def test_failed_pieces_are_retried_on_other_farmers(
+async def test_failed_pieces_the_segment_needs_are_retried_on_other_farmers(
     farmers: MemoryFarmers,
     offload: Offload,
     bridge: PipelineBridge,
@@ -123,7 +131,9 @@ async def test_failed_pieces_are_retried_on_other_farmers(
     data = os.urandom(SEGMENT)
     with caplog.at_level(logging.INFO, logger="metadisk.client.transfers"):
         await upload(farmers, offload, bridge, data)
-    assert bridge.replaced and sorted(bridge.replaced[0][1]) == [0, 1, 2]
+    # Seven pieces on their way: one replacement makes eight, and no more is asked for.
+    assert len(bridge.replaced) == 1 and len(bridge.replaced[0][1]) == 1
+    assert set(bridge.replaced[0][1]) < {0, 1, 2}
     # Each farmer routed around is in the log, with the farmer's code.
     routed = [r for r in caplog.records if r.getMessage() == "routed around a farmer"]
     assert sorted(r.fields["piece"] for r in routed) == [0, 1, 2]
@@ -140,28 +150,31 @@ async def test_a_slow_replacement_does_not_delay_the_cancellation(
     farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
 ) -> None:
     """o pieces stored while a replacement is still being asked for: the upload ends anyway."""
-    asked = asyncio.Event()
+    asked: list[int] = []
+    asking = asyncio.Event()
+    lagging = {f.address: number for number, f in enumerate(farmers.farmers[:3])}
 
     async def handler(request: Request) -> None:
-        if request.address == farmers.farmers[0].address:
-            raise PieceError("gone", code="connection-failed")
-        if request.address == farmers.farmers[1].address:
-            await asyncio.Event().wait()
-        await asked.wait()  # the others answer only once the replacement is being asked for
+        if request.address in lagging:  # three laggards, one of them needed: once one is
+            await asking.wait()  # being replaced, the other two get there after all
+            if lagging[request.address] in asked:
+                await asyncio.Event().wait()
 
     class SlowBridge(PipelineBridge):
         async def replace_pieces(
             self, index: int, failed: Sequence[PieceTarget]
         ) -> Sequence[PieceTarget]:
-            asked.set()
+            asked.extend(target.number for target in failed)
+            asking.set()
             await asyncio.Event().wait()
             raise AssertionError("unreachable")
 
     farmers.handler = handler
     slow = SlowBridge(bridge.farmers, LOCAL, bridge.identity)
-    await upload(farmers, offload, slow, os.urandom(1000))
-    assert asked.is_set()
-    assert sorted(slow.committed[0].receipts) == list(range(2, 10))
+    async with asyncio.timeout(30):  # generous: only to catch a hang
+        await upload(farmers, offload, slow, os.urandom(1000), config=QUICK)
+    assert len(asked) == 1
+    assert sorted(slow.committed[0].receipts) == sorted(set(range(10)) - set(asked))
 
 
 async def test_too_few_pieces_fail_with_every_reason(
@@ -420,3 +433,188 @@ async def test_sources_of_every_kind(
             await reader.aclose()
         assert summary.plaintext_size == len(data)
         assert await download(farmers, offload, fresh) == data
+
+
+# -- routing around hung farmers, and what the bridge is told ----------------------------------
+
+
+def never_answer(addresses: set[str]) -> Callable[[Request], Awaitable[None]]:
+    async def handler(request: Request) -> None:
+        if request.address in addresses:
+            await asyncio.Event().wait()
+
+    return handler
+
+
+async def test_every_attempt_is_reported_with_the_segment(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+) -> None:
+    broken, hanging = farmers.farmers[0], farmers.farmers[9]
+
+    async def handler(request: Request) -> None:
+        if request.address == broken.address:
+            raise PieceError("disk on fire", code="internal", status=500)
+        if request.address == hanging.address:
+            await asyncio.Event().wait()
+
+    farmers.handler = handler
+    await upload(farmers, offload, bridge, os.urandom(1000))
+    segment = bridge.committed[0]
+    by_node = {o.node_id: o for o in segment.outcomes}
+    assert by_node[broken.node_id].outcome == "failed"
+    assert by_node[broken.node_id].code == "internal"
+    assert by_node[hanging.node_id].outcome == "slow"  # cancelled once o pieces were in
+    stored = [o for o in segment.outcomes if o.outcome == "success"]
+    assert sorted(o.piece_number for o in stored) == sorted(segment.receipts)
+    assert {o.node_id for o in stored} == {r.node_id for r in segment.receipts.values()}
+    assert all(o.latency_ms >= 0 for o in segment.outcomes)
+
+
+async def test_farmers_that_timed_out_are_replaced_at_once_in_later_segments(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+) -> None:
+    """Three farmers time out in segment 0 (one more than n - o: the segment needs one of
+    them) and hang from then on. Later segments do not wait for them to lag: as suspects they
+    count as laggards from the start, and one is replaced at once."""
+    hung = {f.address: number for number, f in enumerate(farmers.farmers[:3])}
+    seen: set[str] = set()
+
+    async def handler(request: Request) -> None:
+        if request.address in hung:
+            if request.address not in seen:
+                seen.add(request.address)
+                raise PieceError("farmer did not answer", code="timeout")
+            await asyncio.Event().wait()
+
+    farmers.handler = handler
+    suspects = Suspects()
+    patient = replace(QUICK, replace_laggards=LongTail(factor=1, floor=60), abandon_laggards=None)
+    pipeline = UploadPipeline(farmers, offload, patient, suspects=suspects)
+    async with asyncio.timeout(30):  # generous: waiting for the laggard line takes a minute
+        summary = await pipeline.run(
+            SourceReader.open(os.urandom(3 * SEGMENT)),
+            object_key=KEY,
+            scheme=LOCAL,
+            segment_size=SEGMENT,
+            coordinator=bridge,
+        )
+    assert summary.segment_count == 3
+    assert all(farmers.farmers[n].node_id in suspects for n in hung.values())
+    for index in (1, 2):
+        (asked,) = [numbers for i, numbers in bridge.replaced if i == index]
+        assert len(asked) == 1 and set(asked) < set(hung.values())
+        stored = {bridge.placements[index][n].address for n in bridge.committed[index].receipts}
+        assert not stored & set(hung)
+
+
+async def test_a_suspect_is_still_sent_to_when_no_other_farmer_can_be_had(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+) -> None:
+    bridge.farmers = bridge.farmers[:10]  # no spare farmer
+    suspect = farmers.farmers[3]
+    suspects = Suspects()
+    suspects.add(suspect.node_id, "timeout")  # it failed before, and is fine again now
+    full = {farmers.farmers[0].address, farmers.farmers[1].address}
+
+    async def handler(request: Request) -> None:
+        if request.address in full:  # so that the segment needs the suspect's piece
+            raise PieceError("full", code="insufficient-storage", status=507)
+
+    farmers.handler = handler
+    pipeline = UploadPipeline(farmers, offload, QUICK, suspects=suspects)
+    await pipeline.run(
+        SourceReader.open(os.urandom(1000)),
+        object_key=KEY,
+        scheme=LOCAL,
+        segment_size=SEGMENT,
+        coordinator=bridge,
+    )
+    assert bridge.placements[0][3] == suspect and 3 in bridge.committed[0].receipts
+    assert suspect.node_id not in suspects  # it stored its piece: no longer a suspect
+
+
+async def test_laggards_the_segment_needs_are_replaced_while_they_go_on(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+) -> None:
+    hanging = {f.address for f in farmers.farmers[:3]}  # one more than n - o: one is needed
+    farmers.handler = never_answer(hanging)
+    async with asyncio.timeout(30):  # generous: only to catch a hang
+        await upload(farmers, offload, bridge, os.urandom(1000), config=QUICK)
+    segment = bridge.committed[0]
+    assert len(segment.receipts) == LOCAL.o
+    assert not {bridge.placements[0][n].address for n in segment.receipts} & hanging
+    assert bridge.replaced and len(bridge.replaced[0][1]) == 1
+    superseded = [o for o in segment.outcomes if o.outcome == "slow" and o.code == "slow"]
+    assert superseded  # the replaced laggard, its farmer now a suspect
+
+
+async def test_hung_farmers_the_network_cannot_spare_fail_the_upload_clearly(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+) -> None:
+    bridge.farmers = bridge.farmers[:10]  # nothing to replace them with
+    farmers.handler = never_answer({f.address for f in farmers.farmers[:3]})
+    with pytest.raises(UploadFailed) as caught:
+        async with asyncio.timeout(30):  # generous: without giving up, this never ends
+            await upload(farmers, offload, bridge, os.urandom(1000), config=QUICK)
+    assert sorted(caught.value.failures) == [0, 1, 2]
+    assert all(reason.startswith("slow") for reason in caught.value.failures.values())
+    assert "segment 0" in str(caught.value) and "0 slow" in str(caught.value)
+    assert not bridge.committed
+
+
+class ReplacingAfterTheFact(PipelineBridge):
+    """A bridge that answers a replacement request only once the laggard has stored its piece
+    after all, and then either replaces it (its receipt must not be used) or has no farmer."""
+
+    grant = True
+    landed: asyncio.Event
+
+    async def replace_pieces(
+        self, index: int, failed: Sequence[PieceTarget]
+    ) -> Sequence[PieceTarget]:
+        await self.landed.wait()
+        await asyncio.sleep(0.05)  # the pipeline sees the laggard's receipt first
+        if not self.grant:
+            raise BridgeUnavailable("no node", code="not-enough-nodes", status=503)
+        return await super().replace_pieces(index, failed)
+
+
+@pytest.mark.parametrize("grant", [True, False])
+async def test_a_laggard_that_lands_while_it_is_being_replaced(
+    farmers: MemoryFarmers, bridge: PipelineBridge, grant: bool
+) -> None:
+    """Once a replacement is asked for, the bridge may void the laggard's order limit: a receipt
+    it sends meanwhile waits for the bridge's answer, and counts only if nothing replaced it."""
+    from metadisk.core.merkle import digest_piece
+
+    lagging = ReplacingAfterTheFact(bridge.farmers, LOCAL, bridge.identity)
+    lagging.grant = grant
+    lagging.landed = asyncio.Event()
+    slow = farmers.farmers[0]
+
+    async def handler(request: Request) -> None:
+        if request.address == slow.address:
+            await asyncio.sleep(0.3)
+            lagging.landed.set()
+
+    farmers.handler = handler
+    pieces = [os.urandom(100) for _ in range(10)]
+    targets = await lagging.begin_segment(0, 400)
+
+    async def replace(failed: Sequence[PieceTarget]) -> Sequence[PieceTarget]:
+        return await lagging.replace_pieces(0, failed)
+
+    receipts = await put_pieces(
+        farmers,
+        targets,
+        lambda n: memoryview(pieces[n]),
+        [digest_piece(p) for p in pieces],
+        success=10,  # every piece needed: the laggard too
+        replace=replace,
+        max_replacements=10,
+        replace_after=LongTail(factor=1.0, floor=0.05),
+    )
+    expected = lagging.placements[0][0]  # the spare if replaced, else the slow farmer
+    assert (expected == slow) is not grant
+    assert receipts[0].node_id == expected.node_id
+    receipts[0].verify_signature(expected.public_key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from metadisk.core.merkle import LEAF_SIZE, digest_piece
 from metadisk.core.messages import Action, OrderLimit
 from metadisk.devnet.farmer import FarmerProcess, farmer_process
 from metadisk.farmer.config import TrustedBridge
-from metadisk.wire.dataplane import PieceClient, PieceTransferError
+from metadisk.wire.dataplane import PieceClient, PieceClientConfig, PieceTransferError
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")
 BRIDGE = Identity.generate()
@@ -100,8 +101,9 @@ async def test_refusals_keep_the_farmers_codes(farmer: FarmerProcess, pieces: Pi
 
 
 @contextlib.asynccontextmanager
-async def raw_server(answer: bytes | None) -> AsyncIterator[str]:
-    """A TCP server that reads a request and writes `answer` (None: never answers)."""
+async def raw_server(answer: bytes | None, *, hold_after: bool = False) -> AsyncIterator[str]:
+    """A TCP server that reads a request and writes `answer` (None: never answers); with
+    `hold_after`, it then keeps the connection open, silent."""
     hold = asyncio.Event()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -111,6 +113,8 @@ async def raw_server(answer: bytes | None) -> AsyncIterator[str]:
                 await hold.wait()
             writer.write(answer or b"")
             await writer.drain()
+            if hold_after:
+                await hold.wait()
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -165,3 +169,143 @@ async def test_unreachable_unresolvable_and_silent_farmers() -> None:
                     await pieces.node_info(silent)
     finally:
         await pieces.aclose()
+
+
+QUICK = PieceClientConfig(
+    connect_timeout=1.0, first_byte_timeout=0.5, stall_timeout=0.5, answer_timeout=0.5
+)
+REFUSAL = b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"
+
+
+@contextlib.asynccontextmanager
+async def reading_server(
+    *, stop_after: int | None, pace: float = 0.0, answer: bytes = REFUSAL
+) -> AsyncIterator[str]:
+    """A TCP server that reads a request's headers, then its body `pace` seconds per 64 KiB,
+    and answers `answer`. With `stop_after`, it stops reading after that many body bytes and
+    never answers: a farmer hung mid-upload. Its socket buffers are small, so that a sender
+    notices a reader that stopped after a few hundred KiB, not after megabytes."""
+    hold = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            limit = length if stop_after is None else min(length, stop_after)
+            done = 0
+            while done < limit:
+                done += len(await reader.read(min(64 * 1024, limit - done)))
+                if pace:
+                    await asyncio.sleep(pace)
+            if stop_after is not None:
+                await hold.wait()
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    listener.bind(("127.0.0.1", 0))
+    server = await asyncio.start_server(handle, sock=listener, limit=64 * 1024)
+    port = listener.getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        hold.set()
+        server.close()
+        await server.wait_closed()
+
+
+def fake_limit(action: Action) -> OrderLimit:
+    now = int(time.time())
+    node = Identity.generate().node_id
+    return OrderLimit(
+        os.urandom(16), BRIDGE.node_id, node, os.urandom(32), action, 64 << 20, now, now + 600
+    ).signed_by(BRIDGE)
+
+
+async def test_a_put_whose_farmer_stops_reading_is_stalled_not_hung() -> None:
+    """aiohttp's own read timer starts only after the body is written: without the watchdog
+    this PUT waited forever on a farmer that stopped reading."""
+    piece = os.urandom(32 << 20)  # far more than the socket buffers hold
+    pieces = PieceClient(QUICK)
+    try:
+        async with reading_server(stop_after=256 * 1024) as url:
+            with pytest.raises(PieceTransferError) as caught:
+                async with asyncio.timeout(30):  # only to catch a hang; it takes about 0.5 s
+                    await pieces.put(url, fake_limit(Action.PUT), bytes(32), piece)
+    finally:
+        await pieces.aclose()
+    assert caught.value.code == "stalled"
+
+
+async def test_a_put_sent_whole_but_never_answered_times_out() -> None:
+    pieces = PieceClient(QUICK)
+    try:
+        async with reading_server(stop_after=1 << 30) as url:  # reads it all, never answers
+            with pytest.raises(PieceTransferError) as caught:
+                async with asyncio.timeout(30):
+                    await pieces.put(url, fake_limit(Action.PUT), bytes(32), os.urandom(1000))
+    finally:
+        await pieces.aclose()
+    assert caught.value.code == "timeout"
+
+
+async def test_a_slow_but_steady_farmer_is_not_cut_off() -> None:
+    """Progress, not speed, is what counts: a farmer that reads the piece in small steps for
+    longer than the stall timeout gets it all (here it then answers 500)."""
+    config = PieceClientConfig(stall_timeout=1.0, answer_timeout=1.0)
+    pieces = PieceClient(config)
+    try:
+        async with reading_server(stop_after=None, pace=0.01) as url:
+            with pytest.raises(PieceTransferError) as caught:
+                async with asyncio.timeout(60):
+                    await pieces.put(url, fake_limit(Action.PUT), bytes(32), os.urandom(8 << 20))
+    finally:
+        await pieces.aclose()
+    assert (caught.value.code, caught.value.status) == ("bad-response", 500)
+
+
+async def test_an_answer_that_stops_midway_is_stalled() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + bytes(5000)
+    pieces = PieceClient(QUICK)
+    try:
+        async with raw_server(head, hold_after=True) as url:
+            with pytest.raises(PieceTransferError) as caught:
+                async with asyncio.timeout(30):
+                    await pieces.get(url, fake_limit(Action.GET), memoryview(bytearray(100000)))
+        async with raw_server(None) as silent:
+            with pytest.raises(PieceTransferError) as silence:
+                async with asyncio.timeout(30):
+                    await pieces.get(silent, fake_limit(Action.GET), memoryview(bytearray(10)))
+    finally:
+        await pieces.aclose()
+    assert caught.value.code == "stalled"
+    assert silence.value.code == "timeout"
+
+
+@on_module_loop
+async def test_a_hung_farmer_process_costs_a_timeout_not_forever(farmer: FarmerProcess) -> None:
+    """The real thing: a farmer stopped with SIGSTOP (its kernel still accepts connections)."""
+    piece = os.urandom(8 << 20)
+    digest = digest_piece(piece).piece_hash
+    piece_id = os.urandom(32)
+    pieces = PieceClient(QUICK)
+    try:
+        put = limit(farmer, piece_id, Action.PUT, len(piece))
+        await pieces.put(farmer.url, put, digest, piece)
+        os.kill(farmer.pid, signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(60):  # only to catch a hang
+                with pytest.raises(PieceTransferError) as upload:
+                    other = limit(farmer, os.urandom(32), Action.PUT, len(piece))
+                    await pieces.put(farmer.url, other, digest, piece)
+                with pytest.raises(PieceTransferError) as download:
+                    into = memoryview(bytearray(len(piece)))
+                    await pieces.get(farmer.url, limit(farmer, piece_id, Action.GET), into)
+        finally:
+            os.kill(farmer.pid, signal.SIGCONT)
+    finally:
+        await pieces.aclose()
+    assert upload.value.code in ("stalled", "timeout")
+    assert download.value.code == "timeout"

@@ -23,6 +23,9 @@ config dir (``~/.config/metadisk`` on Linux). It holds::
     processes = false        # threads instead of worker processes for encryption and coding
     workers = 2
     piece_target = 262144    # bytes per piece: smaller segments (tests, slow links)
+    download_hedge = 2       # pieces fetched beyond k per segment, the slowest cancelled
+                             # (the default; 0 turns hedging off)
+    stall_timeout = 5.0      # seconds a piece transfer may move no byte before it is given up
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 from platformdirs import user_config_dir
 
 from metadisk.cli.errors import UsageError
-from metadisk.client import ClientConfig, SegmentSizing
+from metadisk.client import ClientConfig, DownloadConfig, SegmentSizing, TransportConfig
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant
 
@@ -48,6 +51,10 @@ ENV_CONFIG_DIR = "METADISK_CONFIG_DIR"
 CONFIG_FILE = "config.toml"
 SESSION_FILE = "session.json"
 UPLOADS_DIR = "uploads"
+# The [client] settings, in the order they are written.
+TUNING = ("processes", "workers", "piece_target", "download_hedge", "stall_timeout")
+MAX_HEDGE = 16
+MAX_STALL = 3600.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +73,26 @@ class ClientTuning:
     processes: bool | None = None
     workers: int | None = None
     piece_target: int | None = None
+    download_hedge: int | None = None
+    stall_timeout: float | None = None
 
     def client_config(self) -> ClientConfig:
         sizing = SegmentSizing()
         if self.piece_target is not None:
             sizing = SegmentSizing(piece_target=self.piece_target)
-        return ClientConfig(sizing=sizing, processes=self.processes, workers=self.workers)
+        download = DownloadConfig()
+        if self.download_hedge is not None:
+            download = DownloadConfig(extra_pieces=self.download_hedge)
+        transport = TransportConfig()
+        if self.stall_timeout is not None:
+            transport = TransportConfig(stall_timeout=self.stall_timeout)
+        return ClientConfig(
+            sizing=sizing,
+            download=download,
+            transport=transport,
+            processes=self.processes,
+            workers=self.workers,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,16 +188,23 @@ def _from_toml(raw: Mapping[str, Any]) -> CliConfig:
     client = ClientTuning()
     if "client" in raw:
         table = _table(raw, "client")
-        extra = sorted(set(table) - {"processes", "workers", "piece_target"})
+        extra = sorted(set(table) - set(TUNING))
         if extra:
             raise ValueError(f"unknown setting [client] {extra[0]!r}")
         workers = _optional(table, "workers", int)
         piece_target = _optional(table, "piece_target", int)
+        hedge = _optional(table, "download_hedge", int)
+        stall = _optional(table, "stall_timeout", float)
         if workers is not None and workers < 1:
             raise ValueError("[client] workers must be at least 1")
         if piece_target is not None and piece_target < 1:
             raise ValueError("[client] piece_target must be at least 1")
-        client = ClientTuning(_optional(table, "processes", bool), workers, piece_target)
+        if hedge is not None and not 0 <= hedge <= MAX_HEDGE:
+            raise ValueError(f"[client] download_hedge must be 0 to {MAX_HEDGE}")
+        if stall is not None and not 0 < stall <= MAX_STALL:
+            raise ValueError(f"[client] stall_timeout must be above 0 and at most {MAX_STALL}")
+        processes = _optional(table, "processes", bool)
+        client = ClientTuning(processes, workers, piece_target, hedge, stall)
     return CliConfig(grant=grant, account=account, client=client, origin=origin)
 
 
@@ -189,6 +217,8 @@ def _table(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 def _optional(table: Mapping[str, Any], key: str, kind: type) -> Any:
     value = table.get(key)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # "stall_timeout = 5" means 5.0
     # bool is an int in Python; a "workers = true" typo must not pass as 1
     if value is not None and (not isinstance(value, kind) or (kind is int and value is True)):
         raise ValueError(f"{key} must be {kind.__name__}")
@@ -219,11 +249,7 @@ def _to_toml(config: CliConfig) -> str:
             f"project_id = {json.dumps(config.account.project_id)}",
         ]
     tuning = config.client
-    values = {
-        "processes": tuning.processes,
-        "workers": tuning.workers,
-        "piece_target": tuning.piece_target,
-    }
+    values = {key: getattr(tuning, key) for key in TUNING}
     if any(v is not None for v in values.values()):
         lines += ["", "[client]"]
         for key, value in values.items():

@@ -15,6 +15,7 @@ Example::
 """
 
 from metadisk.client.bridge_api import BridgeAccounts, BridgeAPI, BridgeNodes
+from metadisk.client.download import DownloadConfig
 from metadisk.client.errors import (
     AccessDenied,
     BridgeError,
@@ -32,11 +33,12 @@ from metadisk.client.errors import (
     Unauthenticated,
     UploadFailed,
 )
+from metadisk.client.farmer_transport import LongTail, TransportConfig
 from metadisk.client.project import AsyncProject, ClientConfig
 from metadisk.client.records import Bucket, ObjectInfo, ObjectPage, Permissions
 from metadisk.client.segmenter import SegmentSizing, UploadSource
 from metadisk.client.sync import Project
-from metadisk.client.upload import ProgressCallback
+from metadisk.client.upload import ProgressCallback, UploadConfig
 from metadisk.core.grant import SharePrefix
 
 __all__ = [
@@ -51,9 +53,11 @@ __all__ = [
     "ClientConfig",
     "ClientError",
     "Conflict",
+    "DownloadConfig",
     "DownloadFailed",
     "IntegrityFailure",
     "InvalidArgument",
+    "LongTail",
     "NotFound",
     "ObjectInfo",
     "ObjectPage",
@@ -66,7 +70,9 @@ __all__ = [
     "SegmentSizing",
     "SharePrefix",
     "TransferError",
+    "TransportConfig",
     "Unauthenticated",
+    "UploadConfig",
     "UploadFailed",
     "UploadSource",
 ]

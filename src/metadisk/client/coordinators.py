@@ -2,19 +2,27 @@
 
 `UploadPipeline` and `DownloadPipeline` ask a coordinator for order limits and report committed
 segments (`upload.UploadCoordinator`, `download.DownloadCoordinator`); these implement those
-protocols with `BridgeAPI` calls for one pending upload or one object version.
+protocols with `BridgeAPI` calls for one pending upload or one object version. How each piece
+transfer went goes to the bridge with an upload's segment commit, and after each segment of a
+download in a report of its own, sent in the background (`BackgroundReports`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Collection, Sequence
 
 from metadisk.client.bridge_api import BridgeAPI
 from metadisk.client.download import PieceSource
-from metadisk.client.errors import BridgeError
-from metadisk.client.upload import CommittedSegment, PieceTarget
+from metadisk.client.errors import BridgeError, ClientError
+from metadisk.client.farmer_transport import PieceTarget
+from metadisk.client.upload import CommittedSegment
 from metadisk.core.erasure import ErasureCodec, RedundancyScheme
-from metadisk.wire.api.objects import SegmentOrders
+from metadisk.runtime.logs import event
+from metadisk.wire.api.objects import PieceOutcome, SegmentOrders
+
+log = logging.getLogger("metadisk.client.transfers")
 
 
 class BridgeUploadCoordinator:
@@ -48,17 +56,26 @@ class BridgeUploadCoordinator:
             receipts,
             segment.plaintext_size,
             segment.encrypted_key,
+            segment.outcomes,
         )
 
 
 class BridgeDownloadCoordinator:
     """The pipeline's `DownloadCoordinator` over the bridge API for one object version."""
 
-    def __init__(self, bridge: BridgeAPI, bucket: str, key: str, stream_id: str) -> None:
+    def __init__(
+        self,
+        bridge: BridgeAPI,
+        bucket: str,
+        key: str,
+        stream_id: str,
+        reports: BackgroundReports | None = None,
+    ) -> None:
         self._bridge = bridge
         self._bucket = bucket
         self._key = key
         self._stream_id = stream_id
+        self._reports = reports
 
     async def download_segment(
         self, index: int, exclude: Collection[int] = ()
@@ -70,6 +87,68 @@ class BridgeDownloadCoordinator:
             PieceSource(o.piece_number, o.order_limit, o.address, o.piece_hash)
             for o in orders.order_limits
         ]
+
+    def report_segment(self, index: int, outcomes: Sequence[PieceOutcome]) -> None:
+        if self._reports is not None:
+            self._reports.send(self._bucket, self._key, index, self._stream_id, outcomes)
+
+
+class BackgroundReports:
+    """Sends downloads' segment reports to the bridge in the background, best effort.
+
+    A report never slows a download nor fails one: it is posted by a task of its own, and a
+    failure is logged (debug) and forgotten. A bridge without the route (an older one answers
+    404 ``not-found`` or 405) gets no more reports from this client. At most `most` reports
+    wait at once; more are dropped, so a bridge that stopped answering costs nothing but them.
+    """
+
+    def __init__(self, bridge: BridgeAPI, *, most: int = 64) -> None:
+        self._bridge = bridge
+        self._most = most
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.enabled = True
+
+    def send(
+        self,
+        bucket: str,
+        key: str,
+        index: int,
+        stream_id: str,
+        outcomes: Sequence[PieceOutcome],
+    ) -> None:
+        if not self.enabled or not outcomes or len(self._tasks) >= self._most:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._post(bucket, key, index, stream_id, outcomes)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post(
+        self,
+        bucket: str,
+        key: str,
+        index: int,
+        stream_id: str,
+        outcomes: Sequence[PieceOutcome],
+    ) -> None:
+        try:
+            await self._bridge.report_segment(bucket, key, index, stream_id, outcomes)
+        except BridgeError as exc:
+            if (exc.status, exc.code) in ((404, "not-found"), (405, "method-not-allowed")):
+                self.enabled = False  # a bridge without the route: stop sending
+            event(log, logging.DEBUG, "segment report not sent", code=exc.code, segment=index)
+        except ClientError as exc:
+            event(log, logging.DEBUG, "segment report not sent", code=exc.code, segment=index)
+
+    async def aclose(self, *, wait: float = 2.0) -> None:
+        """Give reports still on their way `wait` seconds, then drop them."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=wait)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
 
 def _targets(orders: SegmentOrders) -> list[PieceTarget]:

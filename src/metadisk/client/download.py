@@ -20,13 +20,21 @@ segment's plaintext in order; memory is bounded by ``read_ahead + 1`` segment bu
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from metadisk.client.errors import BridgeError, DownloadFailed, IntegrityFailure, PieceError
-from metadisk.client.farmer_transport import FarmerTransport, routed_around
+from metadisk.client.farmer_transport import (
+    REPLACE_LAGGARDS,
+    FarmerTransport,
+    LongTail,
+    Outcomes,
+    Suspects,
+    routed_around,
+)
 from metadisk.client.formats import SegmentKey
 from metadisk.client.offload import Offload, SegmentBuffer
 from metadisk.client.segment_codec import (
@@ -41,6 +49,7 @@ from metadisk.core import content
 from metadisk.core.erasure import ErasureCodec, RedundancyScheme
 from metadisk.core.errors import DecryptionError
 from metadisk.core.messages import OrderLimit
+from metadisk.wire.api.objects import PieceOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,20 +82,37 @@ class DownloadCoordinator(Protocol):
         `exclude` (pieces already fetched or found bad); an empty answer means no others."""
         ...
 
+    def report_segment(self, index: int, outcomes: Sequence[PieceOutcome]) -> None:
+        """Tell the bridge how segment `index`'s fetches went: best effort, in the background,
+        never raising and never waited for."""
+        ...
+
 
 MoreSources = Callable[[frozenset[int]], Awaitable[Sequence[PieceSource]]]
 
 
 @dataclass(frozen=True, slots=True)
 class DownloadConfig:
-    """Tuning of downloads: hedged fetches per segment, and segments fetched ahead."""
+    """Tuning of downloads: hedged fetches per segment, and segments fetched ahead.
 
-    extra_pieces: int = 0
+    `extra_pieces` more than k pieces are fetched, the slowest cancelled once k are good, so a
+    hung or slow farmer among them costs little. They start once the segment's first piece is
+    in, or `hedge_delay` seconds after its fetches began if none is (None: with the others):
+    started at once they halved loopback throughput on a busy machine, started late they cost
+    a fifth (see docs/client.md). A fetch lagging `hedge_laggards` behind the finished ones is
+    no longer counted on: another source starts (None: only the transport's timeouts end it).
+    """
+
+    extra_pieces: int = 2
     read_ahead: int = 2
+    hedge_delay: float | None = 1.0
+    hedge_laggards: LongTail | None = REPLACE_LAGGARDS
 
     def __post_init__(self) -> None:
         if self.extra_pieces < 0 or self.read_ahead < 1:
             raise ValueError("need extra_pieces >= 0 and read_ahead >= 1")
+        if self.hedge_delay is not None and self.hedge_delay < 0:
+            raise ValueError("need hedge_delay >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +155,12 @@ class SegmentFetcher:
     ) -> None:
         self._transport = transport
         self._offload = offload
-        self._scheme = scheme
-        self._config = config
+        self.scheme = scheme
+        self.config = config
 
     def layout(self, capacity: int) -> SegmentLayout:
         # Room for k pieces plus the hedges in flight; a range needs less.
-        return layout_for(capacity, self._scheme.k, self._scheme.k + self._config.extra_pieces)
+        return layout_for(capacity, self.scheme.k, self.scheme.k + self.config.extra_pieces)
 
     async def fetch_segment(
         self,
@@ -144,92 +170,18 @@ class SegmentFetcher:
         sources: Sequence[PieceSource],
         content_key: bytes,
         more: MoreSources | None = None,
+        outcomes: Outcomes | None = None,
     ) -> int:
         """Fetch, verify, rebuild and decrypt a whole segment to the buffer's start.
 
         When every source is tried and fewer than k pieces came back good, `more` is asked for
-        sources other than those tried, again until k are good or it has none left.
+        sources other than those tried, again until k are good or it has none left. Every
+        fetch's outcome goes to `outcomes`, whose suspects are fetched from last.
         """
-        k, n = self._scheme.k, self._scheme.n
-        piece_size = ErasureCodec(k, n).piece_size(segment.ciphertext_size)
-        # Data pieces first (all of them back means no decoding); otherwise the bridge's order.
-        queue = deque(sorted(sources, key=lambda s: s.number >= k))
-        slots = layout.slots
-        positions = [-1] * slots  # piece number held by each slot, -1 if none (yet)
-        good = 0
-        failures: dict[int, str] = {}
-        running: dict[asyncio.Task[None], tuple[int, PieceSource]] = {}
-        seen: set[int] = set()
-
-        def free_slot(number: int) -> int | None:
-            # A data piece goes to its own slot, so that all of them in place need no decoding.
-            taken = {slot for slot, _ in running.values()}
-            order = [number] if number < k else []
-            order += [*range(k, slots), *range(k)]
-            for slot in order:
-                if positions[slot] == -1 and slot not in taken:
-                    return slot
-            return None
-
-        def start_next() -> bool:
-            while queue:
-                source = queue.popleft()
-                if source.number in seen or not 0 <= source.number < n:
-                    continue
-                slot = free_slot(source.number)
-                if slot is None:
-                    queue.appendleft(source)
-                    return False
-                seen.add(source.number)
-                view = piece_view(buffer.view, layout, slot, piece_size)
-                task = asyncio.create_task(self._fetch_piece(buffer, layout, slot, view, source))
-                running[task] = (slot, source)
-                return True
-            return False
-
-        try:
-            for _ in range(min(slots, k + self._config.extra_pieces)):
-                if not start_next():
-                    break
-            while good < k:
-                if not running:
-                    if more is None:
-                        break
-                    fresh = [s for s in await more(frozenset(seen)) if s.number not in seen]
-                    if not fresh:
-                        break
-                    queue.extend(sorted(fresh, key=lambda s: s.number >= k))
-                    while good + len(running) < k + self._config.extra_pieces and start_next():
-                        pass
-                    if not running:
-                        break
-                    continue
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    slot, source = running.pop(task)
-                    try:
-                        task.result()
-                    except PieceError as exc:
-                        failures[source.number] = f"{exc.code}: {exc}"
-                        routed_around("download", source.number, source.limit, source.address, exc)
-                        continue
-                    positions[slot] = source.number
-                    good += 1
-                while good + len(running) < k + self._config.extra_pieces and start_next():
-                    pass
-        finally:
-            rest = list(running)
-            for task in rest:
-                task.cancel()
-            if rest:
-                await asyncio.gather(*rest, return_exceptions=True)
-        if good < k:
-            bad = ", ".join(str(number) for number in sorted(failures)) or "none"
-            raise DownloadFailed(
-                f"segment {segment.index}: only {good} of the {k} pieces needed came back "
-                f"(failed pieces: {bad})",
-                failures=failures,
-            )
+        fetch = _SegmentFetch(self, buffer, layout, segment, more, outcomes or Outcomes())
+        fetch.add(sources)
+        await fetch.run()
+        k, n = self.scheme.k, self.scheme.n
         try:
             return await self._offload.run(
                 decode_segment,
@@ -240,12 +192,12 @@ class SegmentFetcher:
                 plaintext_size=segment.plaintext_size,
                 k=k,
                 n=n,
-                positions=tuple(positions),
+                positions=tuple(fetch.positions),
             )
         except DecryptionError as exc:
             raise IntegrityFailure(f"segment {segment.index} does not decrypt: {exc}") from exc
 
-    async def _fetch_piece(
+    async def fetch_piece(
         self,
         buffer: SegmentBuffer,
         layout: SegmentLayout,
@@ -261,6 +213,21 @@ class SegmentFetcher:
         if got != source.piece_hash:
             raise PieceError(f"piece {source.number} does not match its hash", code="bad-piece")
 
+    async def _ranged(
+        self, source: PieceSource, into: memoryview, offset: int, outcomes: Outcomes
+    ) -> None:
+        started = time.monotonic()
+        node = source.limit.node_id
+        try:
+            await self._transport.get_piece(
+                source.address, source.limit, into, offset=offset, ranged=True
+            )
+        except PieceError as exc:
+            outcomes.failure(source.number, node, started, exc.code)
+            routed_around("download", source.number, source.limit, source.address, exc)
+            raise
+        outcomes.success(source.number, node, started)
+
     async def fetch_range(
         self,
         buffer: SegmentBuffer,
@@ -269,14 +236,18 @@ class SegmentFetcher:
         sources: Sequence[PieceSource],
         content_key: bytes,
         more: MoreSources | None = None,
+        outcomes: Outcomes | None = None,
     ) -> int:
         """Plaintext of `span` to the buffer's start, fetching only the blocks it covers.
 
-        Falls back to `fetch_segment` when a data piece it needs is missing or fails.
+        Falls back to `fetch_segment` when a data piece it needs is missing, on a farmer the
+        `outcomes`' suspects name, or fails.
         """
+        outcomes = outcomes or Outcomes()
+        suspects = outcomes.suspects or ()
         segment = span.segment
-        k = self._scheme.k
-        piece_size = ErasureCodec(k, self._scheme.n).piece_size(segment.ciphertext_size)
+        k = self.scheme.k
+        piece_size = ErasureCodec(k, self.scheme.n).piece_size(segment.ciphertext_size)
         first, last = content.block_range(span.offset, span.length, segment.plaintext_size)
         start, end = content.ciphertext_range(first, last, segment.plaintext_size)
         by_number = {s.number: s for s in sources}
@@ -285,20 +256,13 @@ class SegmentFetcher:
             lo, hi = max(start, number * piece_size), min(end, (number + 1) * piece_size)
             parts.append((by_number.get(number), lo - number * piece_size, lo - start, hi - lo))
         span_view = buffer.view[layout.capacity : layout.capacity + end - start]
-        if all(source is not None for source, *_ in parts):
+        if all(s is not None and s.limit.node_id not in suspects for s, *_ in parts):
             try:
                 async with asyncio.TaskGroup() as group:
                     for source, piece_offset, at, count in parts:
                         assert source is not None
-                        group.create_task(
-                            self._transport.get_piece(
-                                source.address,
-                                source.limit,
-                                span_view[at : at + count],
-                                offset=piece_offset,
-                                ranged=True,
-                            )
-                        )
+                        into = span_view[at : at + count]
+                        group.create_task(self._ranged(source, into, piece_offset, outcomes))
                 return await self._offload.run(
                     decrypt_span,
                     buffer,
@@ -311,10 +275,191 @@ class SegmentFetcher:
                 )
             except* (PieceError, DecryptionError):
                 pass  # some farmer failed or lied: the whole segment, with hash checks, decides
-        size = await self.fetch_segment(buffer, layout, segment, sources, content_key, more)
+        size = await self.fetch_segment(
+            buffer, layout, segment, sources, content_key, more, outcomes
+        )
         if span.offset or span.length != size:
             buffer.view[: span.length] = bytes(buffer.view[span.offset : span.offset + span.length])
         return span.length
+
+
+@dataclass(slots=True)
+class _Fetch:
+    slot: int
+    source: PieceSource
+    started: float
+
+
+class _SegmentFetch:
+    """One segment's piece fetches: k + ``extra_pieces`` at once (data pieces first, farmers
+    this client suspects last), more from the bridge when fewer than k can still come back, and
+    a fetch lagging far behind the finished ones (`DownloadConfig.hedge_laggards`) no longer
+    counted on: its farmer turns suspect, and another source starts in its place (in its slot,
+    if no other is free)."""
+
+    def __init__(
+        self,
+        fetcher: SegmentFetcher,
+        buffer: SegmentBuffer,
+        layout: SegmentLayout,
+        segment: SegmentInfo,
+        more: MoreSources | None,
+        outcomes: Outcomes,
+    ) -> None:
+        self.fetcher, self.buffer, self.layout, self.segment = fetcher, buffer, layout, segment
+        self.more, self.outcomes = more, outcomes
+        scheme, config = fetcher.scheme, fetcher.config
+        self.k, self.n = scheme.k, scheme.n
+        self.want = min(layout.slots, scheme.k + config.extra_pieces)
+        self.hedge = config.hedge_laggards
+        self.began = time.monotonic()
+        delay = config.hedge_delay
+        self.hedge_at = self.began if delay is None else self.began + delay
+        self.piece_size = ErasureCodec(scheme.k, scheme.n).piece_size(segment.ciphertext_size)
+        self.fresh: deque[PieceSource] = deque()
+        self.spare: deque[PieceSource] = deque()  # on suspect farmers: fetched last
+        self.known: set[int] = set()  # piece numbers with a source, tried or not
+        self.positions = [-1] * layout.slots  # piece number held by each slot, -1 if none
+        self.good = 0
+        self.failures: dict[int, str] = {}
+        self.running: dict[asyncio.Task[None], _Fetch] = {}
+        self.asking: asyncio.Future[Sequence[PieceSource]] | None = None
+        self.exhausted = more is None  # the bridge has no other source
+
+    def add(self, sources: Sequence[PieceSource]) -> bool:
+        """Queue sources not seen yet (data pieces first); False if there were none."""
+        new = [s for s in sources if s.number not in self.known and 0 <= s.number < self.n]
+        suspects = self.outcomes.suspects
+        for source in sorted(new, key=lambda s: s.number >= self.k):
+            self.known.add(source.number)
+            wary = suspects is not None and source.limit.node_id in suspects
+            (self.spare if wary else self.fresh).append(source)
+        return bool(new)
+
+    async def run(self) -> None:
+        try:
+            await self.top_up()
+            while self.good < self.k and (self.running or self.asking):
+                waiting: list[asyncio.Future[Any]] = [*self.running]
+                if self.asking is not None:
+                    waiting.append(self.asking)
+                done, _ = await asyncio.wait(
+                    waiting, timeout=self.wake(), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    if task is self.asking:
+                        self.asking = None
+                        self.exhausted = not self.add(task.result())
+                    else:
+                        fetched = cast("asyncio.Task[None]", task)
+                        self.landed(self.running.pop(fetched), fetched)
+                await self.top_up()
+        finally:
+            lag = self.lag()
+            for task, fetch in self.running.items():
+                task.cancel()
+                slow = lag is not None and self.age(fetch) >= lag
+                self.outcomes.slow(
+                    fetch.source.number, fetch.source.limit.node_id, fetch.started, laggard=slow
+                )
+            if self.asking is not None:
+                self.asking.cancel()
+            await asyncio.gather(
+                *self.running, *filter(None, [self.asking]), return_exceptions=True
+            )
+        if self.good < self.k:
+            bad = ", ".join(str(number) for number in sorted(self.failures)) or "none"
+            raise DownloadFailed(
+                f"segment {self.segment.index}: only {self.good} of the {self.k} pieces needed "
+                f"came back (failed pieces: {bad})",
+                failures=self.failures,
+            )
+
+    def landed(self, fetch: _Fetch, task: asyncio.Task[None]) -> None:
+        source = fetch.source
+        try:
+            task.result()
+        except PieceError as exc:
+            self.failures[source.number] = f"{exc.code}: {exc}"
+            self.outcomes.failure(source.number, source.limit.node_id, fetch.started, exc.code)
+            routed_around("download", source.number, source.limit, source.address, exc)
+            return
+        self.outcomes.success(source.number, source.limit.node_id, fetch.started)
+        self.positions[fetch.slot] = source.number
+        self.good += 1
+
+    def lag(self) -> float | None:
+        return None if self.hedge is None else self.hedge.after(self.outcomes.latencies)
+
+    def age(self, fetch: _Fetch) -> float:
+        return time.monotonic() - fetch.started
+
+    def hedging(self) -> bool:
+        """Whether the hedges may start: a piece is in (or failed), or the delay is over."""
+        return bool(self.outcomes.items) or time.monotonic() >= self.hedge_at
+
+    def wake(self) -> float | None:
+        """Seconds until a fetch in flight next turns into a laggard, or the hedges may start
+        (None: neither will)."""
+        lag = self.lag()
+        times = [] if lag is None else [lag - self.age(f) for f in self.running.values()]
+        if self.fresh and not self.hedging():
+            times.append(self.hedge_at - time.monotonic())
+        return min((t for t in times if t > 0), default=None)
+
+    async def top_up(self) -> None:
+        """Start fetches while fewer than `want` (or, from suspects and the bridge's extra
+        sources, fewer than k) good pieces are in or on their way."""
+        lag = self.lag()
+        suspects = self.outcomes.suspects
+        while self.good < self.k:
+            laggards = [
+                t for t, f in self.running.items() if lag is not None and self.age(f) >= lag
+            ]
+            if suspects is not None:  # so that other segments' fetches keep off them too
+                for task in laggards:
+                    suspects.add(self.running[task].source.limit.node_id, "slow")
+            coming = self.good + len(self.running) - len(laggards)
+            want = self.want if self.hedging() else self.k
+            if self.fresh and coming < want:
+                queue = self.fresh
+            elif coming < self.k or (self.spare and coming < want):
+                # Short of k, or of hedges because suspects were set aside: the bridge's other
+                # pieces come before suspects, and suspects are never hedges.
+                if not self.exhausted:
+                    if self.asking is None and self.more is not None:
+                        self.asking = asyncio.ensure_future(self.more(frozenset(self.known)))
+                    return
+                if not self.spare or coming >= self.k:
+                    return
+                queue = self.spare
+            else:
+                return
+            slot = self.free_slot(queue[0].number)
+            if slot is None and laggards:  # no slot left: the oldest laggard gives up its own
+                oldest = min(laggards, key=lambda t: self.running[t].started)
+                fetch = self.running.pop(oldest)
+                oldest.cancel()
+                source = fetch.source
+                self.outcomes.slow(source.number, source.limit.node_id, fetch.started, laggard=True)
+                await asyncio.gather(oldest, return_exceptions=True)
+                slot = self.free_slot(queue[0].number)
+            if slot is None:
+                return
+            source = queue.popleft()
+            view = piece_view(self.buffer.view, self.layout, slot, self.piece_size)
+            piece = self.fetcher.fetch_piece(self.buffer, self.layout, slot, view, source)
+            self.running[asyncio.create_task(piece)] = _Fetch(slot, source, time.monotonic())
+
+    def free_slot(self, number: int) -> int | None:
+        # A data piece goes to its own slot, so that all of them in place need no decoding.
+        taken = {fetch.slot for fetch in self.running.values()}
+        order = [number] if number < self.k else []
+        order += [*range(self.k, self.layout.slots), *range(self.k)]
+        for slot in order:
+            if self.positions[slot] == -1 and slot not in taken:
+                return slot
+        return None
 
 
 class DownloadPipeline:
@@ -329,11 +474,17 @@ class DownloadPipeline:
     """
 
     def __init__(
-        self, transport: FarmerTransport, offload: Offload, config: DownloadConfig | None = None
+        self,
+        transport: FarmerTransport,
+        offload: Offload,
+        config: DownloadConfig | None = None,
+        *,
+        suspects: Suspects | None = None,
     ) -> None:
         self._transport = transport
         self._offload = offload
         self._config = config or DownloadConfig()
+        self._suspects = suspects if suspects is not None else Suspects()
 
     async def chunks(
         self,
@@ -359,9 +510,10 @@ class DownloadPipeline:
 
         async def fetch(span: _Span) -> tuple[SegmentBuffer, int]:
             buffer = await self._offload.acquire(layout.size)
+            index = span.segment.index
+            outcomes = Outcomes(self._suspects)
             try:
                 key = _content_key(span.segment, object_key)
-                index = span.segment.index
                 sources = await coordinator.download_segment(index)
 
                 async def more(tried: frozenset[int]) -> Sequence[PieceSource]:
@@ -374,13 +526,18 @@ class DownloadPipeline:
 
                 if span.whole:
                     size = await fetcher.fetch_segment(
-                        buffer, layout, span.segment, sources, key, more
+                        buffer, layout, span.segment, sources, key, more, outcomes
                     )
                 else:
-                    size = await fetcher.fetch_range(buffer, layout, span, sources, key, more)
+                    size = await fetcher.fetch_range(
+                        buffer, layout, span, sources, key, more, outcomes
+                    )
             except BaseException:
                 await self._offload.release(buffer)
                 raise
+            finally:
+                if outcomes.items:  # off the critical path: the coordinator sends it later
+                    coordinator.report_segment(index, tuple(outcomes.items))
             return buffer, size
 
         def top_up() -> None:

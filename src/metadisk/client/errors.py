@@ -27,6 +27,7 @@ segment that cannot reach its threshold raises, carrying every piece's failure i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 
@@ -176,3 +177,13 @@ def bridge_error(status: int, code: str, message: str) -> BridgeError:
     if cls is None:
         cls = BridgeUnavailable if status >= 500 else BridgeError
     return cls(message, code=code or cls.code, status=status)
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to raise from a failed task group: the first that is not a cancellation."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return first_error(error)
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return group.exceptions[0]

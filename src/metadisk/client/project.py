@@ -26,7 +26,12 @@ from typing import Any, BinaryIO
 from metadisk.client.bridge_api import BridgeAPI
 from metadisk.client.download import DownloadConfig
 from metadisk.client.errors import AccessDenied, InvalidArgument
-from metadisk.client.farmer_transport import FarmerTransport, HttpFarmerTransport, TransportConfig
+from metadisk.client.farmer_transport import (
+    FarmerTransport,
+    HttpFarmerTransport,
+    Suspects,
+    TransportConfig,
+)
 from metadisk.client.formats import ObjectMetadata
 from metadisk.client.offload import Offload
 from metadisk.client.records import (
@@ -53,7 +58,9 @@ class ClientConfig:
     """Tuning of an `AsyncProject`; the defaults suit a laptop and `metadisk up`.
 
     ``processes`` picks where encryption and erasure coding run: worker processes over shared
-    memory (True), threads (False) or by platform (None); ``workers`` how many.
+    memory (True), threads (False) or by platform (None); ``workers`` how many. A farmer that
+    hangs, stalls or refuses connections is avoided by every transfer of the project for
+    ``suspect_for`` seconds after its last such failure (`farmer_transport.Suspects`).
     """
 
     sizing: SegmentSizing = field(default_factory=SegmentSizing)
@@ -63,6 +70,7 @@ class ClientConfig:
     processes: bool | None = None
     workers: int | None = None
     bridge_timeout: float = 60.0
+    suspect_for: float = 120.0
 
 
 class AsyncProject:
@@ -119,6 +127,7 @@ class AsyncProject:
             sizing=self._config.sizing,
             upload=self._config.upload,
             download=self._config.download,
+            suspects=Suspects(self._config.suspect_for),
         )
         self._closed = False
 
@@ -143,6 +152,7 @@ class AsyncProject:
         if self._closed:
             return
         self._closed = True
+        await self._transfers.aclose()  # segment reports on their way, before the bridge closes
         for owned in reversed(self._owned):
             await owned.aclose()
 

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metadisk.client.bridge_api import BridgeAPI
-from metadisk.client.coordinators import BridgeDownloadCoordinator, BridgeUploadCoordinator
+from metadisk.client.coordinators import (
+    BackgroundReports,
+    BridgeDownloadCoordinator,
+    BridgeUploadCoordinator,
+)
 from metadisk.client.download import DownloadConfig, DownloadPipeline, SegmentInfo
 from metadisk.client.errors import (
     BridgeError,
@@ -26,7 +30,7 @@ from metadisk.client.errors import (
     InvalidArgument,
     ResumeMismatch,
 )
-from metadisk.client.farmer_transport import FarmerTransport
+from metadisk.client.farmer_transport import FarmerTransport, Suspects
 from metadisk.client.formats import ObjectMetadata, SealedMetadata, SegmentKey, plaintext_tag
 from metadisk.client.offload import Offload
 from metadisk.client.records import ObjectInfo, object_info, open_inline
@@ -66,6 +70,7 @@ class Transfers:
         sizing: SegmentSizing,
         upload: UploadConfig,
         download: DownloadConfig,
+        suspects: Suspects | None = None,
     ) -> None:
         self._bridge = bridge
         self._transport = transport
@@ -73,6 +78,14 @@ class Transfers:
         self._sizing = sizing
         self._upload = upload
         self._download = download
+        # One memory of hung and failing farmers for every transfer of this client, so that
+        # a farmer that hung once costs the next segment and the next object nothing.
+        self._suspects = suspects if suspects is not None else Suspects()
+        self._reports = BackgroundReports(bridge)
+
+    async def aclose(self) -> None:
+        """Let segment reports still on their way finish (briefly), then drop them."""
+        await self._reports.aclose()
 
     # -- upload ------------------------------------------------------------------------------
 
@@ -173,7 +186,9 @@ class Transfers:
             if state is not None:
                 state.save(stream_id, segment_size)
         coordinator = BridgeUploadCoordinator(self._bridge, stream_id, scheme)
-        pipeline = UploadPipeline(self._transport, self._offload, self._upload)
+        pipeline = UploadPipeline(
+            self._transport, self._offload, self._upload, suspects=self._suspects
+        )
         try:
             summary = await pipeline.run(
                 reader,
@@ -235,10 +250,12 @@ class Transfers:
         schemes = {s.redundancy for s in record.segments}
         if len(schemes) != 1:
             raise IntegrityFailure("the object's segments do not share one redundancy scheme")
-        pipeline = DownloadPipeline(self._transport, self._offload, self._download)
+        pipeline = DownloadPipeline(
+            self._transport, self._offload, self._download, suspects=self._suspects
+        )
         # Pinned to this version: a concurrent overwrite cannot mix two objects' segments.
         coordinator = BridgeDownloadCoordinator(
-            self._bridge, bucket, opened.encrypted_key, record.stream_id
+            self._bridge, bucket, opened.encrypted_key, record.stream_id, self._reports
         )
         chunks = pipeline.chunks(
             segments,

@@ -8,11 +8,16 @@
 Two stages run at once: while segment i's pieces are on the wire, segment i+1 is being read and
 encoded. At most ``segments_in_flight`` buffers exist, so memory does not grow with the file.
 
-Per segment (`put_pieces`): all n pieces start in parallel. Each receipt is verified (farmer's
-signature, serial, piece id, size, hash and Merkle root) before it counts; as soon as o receipts
-are in, the stragglers are cancelled. A failed piece is retried at once on a replacement order
-limit from the coordinator (the bridge), while the others keep going, so a retry never delays
-the cancellation.
+Per segment (`put_pieces`): all n pieces start in parallel. Each receipt is verified
+(signature, serial, piece id, size, Merkle root) before it counts; at o receipts the stragglers
+are cancelled. When the pieces stored and on their way fall short of o, the bridge is asked at
+once for replacements, for no more pieces than are missing: failed pieces first, then pieces
+in flight that count as laggards, far behind the stored ones (`UploadConfig.replace_laggards`)
+or sent to a farmer this client holds a suspect (`farmer_transport.Suspects`). A laggard goes
+on while its replacement is asked for; one no farmer can replace is given up later
+(`abandon_laggards`), so a segment with more hung farmers than the network can spare fails in
+seconds, naming each piece and its code. Every attempt's outcome goes to the bridge with the
+segment's commit (`CommittedSegment.outcomes`).
 
 The pipeline knows nothing of the bridge's API: it talks to an `UploadCoordinator` (begin a
 segment, replace failed pieces, commit a segment), which the project implements over HTTP.
@@ -21,6 +26,7 @@ segment, replace failed pieces, commit a segment), which the project implements 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -30,8 +36,20 @@ from metadisk.client.errors import (
     PieceError,
     ResumeMismatch,
     UploadFailed,
+    first_error,
 )
-from metadisk.client.farmer_transport import FarmerTransport, routed_around
+from metadisk.client.farmer_transport import (
+    ABANDON_LAGGARDS,
+    REPLACE_LAGGARDS,
+    FarmerTransport,
+    LongTail,
+    Outcomes,
+    PieceTarget,
+    Suspects,
+    check_target,
+    put_piece,
+    routed_around,
+)
 from metadisk.client.formats import SegmentKey
 from metadisk.client.offload import Offload, SegmentBuffer
 from metadisk.client.segment_codec import (
@@ -46,23 +64,13 @@ from metadisk.client.segment_codec import (
 from metadisk.client.segmenter import SourceReader
 from metadisk.core import content
 from metadisk.core.erasure import RedundancyScheme
-from metadisk.core.errors import CoreError, DecryptionError, SignatureError
-from metadisk.core.identity import NodeId
+from metadisk.core.errors import DecryptionError
 from metadisk.core.keys import new_content_key
-from metadisk.core.messages import OrderLimit, PieceReceipt
+from metadisk.core.messages import PieceReceipt
+from metadisk.wire.api.objects import PieceOutcome
 
 ProgressCallback = Callable[[int, "int | None"], None]
 """Called with (bytes done, total bytes or None if unknown) on the event loop's thread."""
-
-
-@dataclass(frozen=True, slots=True)
-class PieceTarget:
-    """One order limit for one piece and the farmer it is addressed to."""
-
-    number: int  # piece number in the segment, 0 .. n-1
-    limit: OrderLimit
-    address: str  # farmer's data-plane base URL
-    public_key: bytes  # farmer's Ed25519 key: its receipts must verify under it
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,7 @@ class CommittedSegment:
     ciphertext_size: int
     encrypted_key: bytes  # formats.SegmentKey, opaque to the bridge
     receipts: Mapping[int, PieceReceipt]  # piece number -> verified receipt
+    outcomes: tuple[PieceOutcome, ...] = field(default=(), repr=False)  # every piece attempt
 
 
 class UploadCoordinator(Protocol):
@@ -98,12 +107,18 @@ class UploadConfig:
 
     `segments_in_flight` bounds the buffers held (being read, encoded or sent); at most
     `segments_uploading` of them are on the wire at once, so a segment's slow tail overlaps the
-    next one's start. `max_replacements` caps retries per segment (None: n).
+    next one's start. `max_replacements` caps the pieces replaced per segment (None: n). A piece
+    the segment needs that lags `replace_laggards` behind the pieces stored (or went to a
+    suspect farmer) gets a replacement farmer while it goes on; past `abandon_laggards`, with
+    no replacement to be had, it is given up, so that a segment the network cannot store fails
+    within seconds (None: wait for the transport's timeouts).
     """
 
     segments_in_flight: int = 3
     segments_uploading: int = 2
     max_replacements: int | None = None
+    replace_laggards: LongTail | None = REPLACE_LAGGARDS  # see farmer_transport.LongTail
+    abandon_laggards: LongTail | None = ABANDON_LAGGARDS
 
     def __post_init__(self) -> None:
         if not 1 <= self.segments_uploading < self.segments_in_flight:
@@ -120,48 +135,7 @@ class UploadSummary:
     segments: tuple[CommittedSegment, ...] = field(default=(), repr=False)  # this run's only
 
 
-def check_receipt(
-    receipt: PieceReceipt, target: PieceTarget, digest: PieceDigest, size: int
-) -> None:
-    """Accept a receipt only if it is signed by the farmer for exactly the piece we sent."""
-    limit = target.limit
-    problems = [
-        ("serial", receipt.serial == limit.serial),
-        ("node", receipt.node_id == limit.node_id),
-        ("piece id", receipt.piece_id == limit.piece_id),
-        ("size", receipt.size == size),
-        ("piece hash", receipt.piece_hash == digest.piece_hash),
-    ]
-    wrong = [name for name, ok in problems if not ok]
-    if wrong:
-        raise PieceError(
-            f"receipt does not match the piece: {', '.join(wrong)}", code="bad-receipt"
-        )
-    try:
-        receipt.verify_signature(target.public_key)
-    except SignatureError as exc:
-        raise PieceError(f"receipt signature: {exc}", code="bad-receipt") from exc
-
-
-def _check_target(target: PieceTarget, n: int) -> None:
-    if not 0 <= target.number < n:
-        raise PieceError(f"piece number {target.number} outside 0..{n - 1}", code="bad-target")
-    if not target.limit.action.is_put:
-        raise PieceError("order limit is not for an upload", code="bad-target")
-    try:
-        ok = NodeId.from_public_key(target.public_key) == target.limit.node_id
-    except CoreError:
-        ok = False
-    if not ok:
-        raise PieceError("farmer key does not match the order limit's node", code="bad-target")
-
-
-async def _put_one(
-    transport: FarmerTransport, target: PieceTarget, data: memoryview, digest: PieceDigest
-) -> PieceReceipt:
-    receipt = await transport.put_piece(target.address, target.limit, digest.piece_hash, data)
-    check_receipt(receipt, target, digest, len(data))
-    return receipt
+Replace = Callable[[Sequence[PieceTarget]], Awaitable[Sequence[PieceTarget]]]
 
 
 async def put_pieces(
@@ -171,91 +145,227 @@ async def put_pieces(
     digests: Sequence[PieceDigest],
     *,
     success: int,
-    replace: Callable[[Sequence[PieceTarget]], Awaitable[Sequence[PieceTarget]]] | None = None,
+    replace: Replace | None = None,
     max_replacements: int = 0,
+    outcomes: Outcomes | None = None,
+    replace_after: LongTail | None = None,
+    abandon_after: LongTail | None = None,
+    index: int | None = None,
 ) -> dict[int, PieceReceipt]:
     """Send a segment's pieces in parallel; return verified receipts once `success` are in.
 
     `pieces(number)` gives piece `number`'s bytes and `digests[number]` its hash and Merkle root.
-    Stragglers are cancelled as soon as `success` receipts are verified. A failed piece is sent
-    again to the target `replace` returns for it, at most `max_replacements` times in all, while
-    the others carry on. Raises `UploadFailed` (with each piece's failure) if `success` cannot
-    be reached.
+    `replace` gives new targets (at most `max_replacements` in all) for failed pieces, and for
+    pieces in flight that lag past `replace_after` or whose farmer is one of the `outcomes`'
+    suspects, whenever the segment is short of pieces; `abandon_after` gives up on laggards it
+    cannot replace (see the module docstring). Every attempt's outcome goes to `outcomes`.
+    Raises `UploadFailed` (with each piece's failure) if `success` is not reached.
     """
-    n = len(digests)
-    receipts: dict[int, PieceReceipt] = {}
-    failures: dict[int, str] = {}
-    uploads: dict[asyncio.Task[PieceReceipt], PieceTarget] = {}
-    replacing: dict[asyncio.Task[Sequence[PieceTarget]], list[PieceTarget]] = {}
-    budget = max_replacements
+    lines = (replace_after, abandon_after)
+    outcomes = outcomes or Outcomes()
+    put = _SegmentPut(
+        transport, pieces, digests, success, replace, max_replacements, outcomes, lines
+    )
+    return await put.run(targets, index)
 
-    def start(target: PieceTarget) -> PieceTarget | None:
-        """Start one upload; return the target back if it cannot even start."""
+
+@dataclass(slots=True)
+class _Flight:
+    target: PieceTarget
+    started: float
+    suspect: bool  # its farmer was a suspect when it was sent: a laggard from the start
+    replacing: bool = False  # a replacement is being asked for while it goes on
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    batch: list[PieceTarget]
+    laggards: bool  # the batch is still in flight (else: pieces that failed)
+
+
+@dataclass(eq=False)
+class _SegmentPut:
+    """One segment's piece uploads: flights to farmers, replacement requests to the bridge.
+
+    The bridge is asked for exactly the pieces the segment is short of (stored, held, and in
+    flight without lagging, plus those being replaced, fall short of `success`): failed pieces
+    first, then laggards, the oldest first. Asking for no more keeps a bridge that picks all
+    or none of the farmers asked for (as ours does) from refusing what it could give.
+    """
+
+    transport: FarmerTransport
+    pieces: Callable[[int], memoryview]
+    digests: Sequence[PieceDigest]
+    success: int
+    replace: Replace | None
+    budget: int  # pieces a replacement may still be asked for
+    outcomes: Outcomes
+    lines: tuple[LongTail | None, LongTail | None]  # replace after, abandon after
+    receipts: dict[int, PieceReceipt] = field(default_factory=dict)
+    # Receipts of pieces whose replacement is being asked for: the bridge may swap their order
+    # limits, and then they no longer count, so they wait for its answer.
+    held: dict[int, PieceReceipt] = field(default_factory=dict)
+    failures: dict[int, str] = field(default_factory=dict)
+    failed: list[PieceTarget] = field(default_factory=list)  # not replaced or asked for yet
+    flights: dict[asyncio.Task[PieceReceipt], _Flight] = field(default_factory=dict)
+    asks: dict[asyncio.Task[Sequence[PieceTarget]], _Ask] = field(default_factory=dict)
+    dropped: list[asyncio.Task[PieceReceipt]] = field(default_factory=list)
+    spares_gone: bool = False  # the bridge had no farmer to spare: ask no more
+
+    async def run(
+        self, targets: Sequence[PieceTarget], index: int | None
+    ) -> dict[int, PieceReceipt]:
         try:
-            _check_target(target, n)
-        except PieceError as exc:
-            failures[target.number] = f"{exc.code}: {exc}"
-            return target
-        if target.number in receipts:
-            return None  # stored meanwhile; nothing to do
-        task = asyncio.create_task(
-            _put_one(transport, target, pieces(target.number), digests[target.number])
-        )
-        uploads[task] = target
-        return None
-
-    def retry(failed: list[PieceTarget]) -> None:
-        nonlocal budget
-        if not failed or replace is None or budget <= 0 or len(receipts) >= success:
-            return
-        batch, budget = failed[:budget], budget - min(budget, len(failed))
-        replacing[asyncio.create_task(_ask(replace, batch))] = batch
-
-    try:
-        retry([t for t in map(start, targets) if t is not None])
-        while len(receipts) < success and (uploads or replacing):
-            done, _ = await asyncio.wait(
-                [*uploads, *replacing], return_when=asyncio.FIRST_COMPLETED
+            self.launch(targets)
+            while len(self.receipts) < self.success:
+                wake = self.plan()
+                if not (self.flights or self.asks):
+                    break
+                done, _ = await asyncio.wait(
+                    [*self.flights, *self.asks], timeout=wake, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:  # a flight may be gone: superseded by an answer before it
+                    if task in self.flights:
+                        self.landed(self.flights.pop(task), task)  # type: ignore[arg-type]
+                    elif task in self.asks:
+                        self.answered(self.asks.pop(task), task)  # type: ignore[arg-type]
+        finally:
+            lag = self.line(0)  # long-tail cancellation: what still runs is not needed
+            for task, flight in list(self.flights.items()):
+                self.drop(task, slow=lag is not None and self.age(flight) >= lag)
+            for ask_task in self.asks:
+                ask_task.cancel()
+            await asyncio.gather(*self.dropped, *self.asks, return_exceptions=True)
+        if len(self.receipts) < self.success:
+            where = "" if index is None else f"segment {index}: "
+            codes = ", ".join(f"{n} {self.failures[n].split(':', 1)[0]}" for n in self.failures)
+            raise UploadFailed(
+                f"{where}only {len(self.receipts)} of the {self.success} pieces needed were "
+                f"stored (failed pieces: {codes or 'none'})",
+                failures=self.failures,
             )
-            failed: list[PieceTarget] = []
-            for task in done:
-                if task in uploads:
-                    target = uploads.pop(task)  # type: ignore[arg-type]
-                    try:
-                        receipts.setdefault(target.number, task.result())  # type: ignore[arg-type]
-                    except PieceError as exc:
-                        failures[target.number] = f"{exc.code}: {exc}"
-                        failed.append(target)
-                        routed_around("upload", target.number, target.limit, target.address, exc)
-                else:
-                    batch = replacing.pop(task)  # type: ignore[arg-type]
-                    try:
-                        fresh: Sequence[PieceTarget] = task.result()  # type: ignore[assignment]
-                    except ClientError as exc:
-                        for target in batch:
-                            failures[target.number] += f"; no replacement: {exc}"
-                        continue
-                    failed.extend(t for t in map(start, fresh) if t is not None)
-            retry(failed)
-    finally:
-        # Long-tail cancellation: whatever is still running is not needed (or we failed).
-        rest = [*uploads, *replacing]
-        for task in rest:
-            task.cancel()
-        if rest:
-            await asyncio.gather(*rest, return_exceptions=True)
-    if len(receipts) < success:
-        raise UploadFailed(
-            f"only {len(receipts)} of the {success} pieces needed were stored",
-            failures=failures,
-        )
-    return receipts
+        return self.receipts
+
+    def launch(self, targets: Sequence[PieceTarget]) -> None:
+        suspects = self.outcomes.suspects
+        for target in targets:
+            try:
+                check_target(target, len(self.digests))
+            except PieceError as exc:
+                self.failures[target.number] = f"{exc.code}: {exc}"
+                self.failed.append(target)
+                continue
+            number = target.number
+            if number in self.receipts:
+                continue  # stored meanwhile
+            digest = self.digests[number].piece_hash
+            task = asyncio.create_task(
+                put_piece(self.transport, target, self.pieces(number), digest)
+            )
+            wary = suspects is not None and target.limit.node_id in suspects
+            self.flights[task] = _Flight(target, time.monotonic(), wary)
+
+    def landed(self, flight: _Flight, task: asyncio.Task[PieceReceipt]) -> None:
+        target = flight.target
+        number, node = target.number, target.limit.node_id
+        try:
+            receipt = task.result()
+        except PieceError as exc:
+            self.fail(flight, exc)
+            if not flight.replacing:  # else its replacement is on its way already
+                self.failed.append(target)
+            return
+        self.outcomes.success(number, node, flight.started)
+        (self.held if flight.replacing else self.receipts).setdefault(number, receipt)
+
+    def fail(self, flight: _Flight, exc: PieceError) -> None:
+        target = flight.target
+        self.failures[target.number] = f"{exc.code}: {exc}"
+        self.outcomes.failure(target.number, target.limit.node_id, flight.started, exc.code)
+        routed_around("upload", target.number, target.limit, target.address, exc)
+
+    def answered(self, ask: _Ask, task: asyncio.Task[Sequence[PieceTarget]]) -> None:
+        """Start the replacements the bridge gave; what it did not replace goes on, or stays
+        failed."""
+        try:
+            fresh = list(task.result())
+            problem = "no replacement: the bridge had no other farmer"
+        except ClientError as exc:
+            fresh, problem = [], f"no replacement: {exc}"
+        covered = {target.number for target in fresh}
+        self.spares_gone = self.spares_gone or len(covered) < len(ask.batch)
+        for target in ask.batch:
+            number = target.number
+            running = [t for t, f in self.flights.items() if f.target is target]
+            if number in covered:  # its old order limit is void: what it stored does not count
+                self.held.pop(number, None)
+                for old in running:
+                    self.drop(old, slow=True)
+            elif number in self.held:  # a laggard that got there after all: it counts
+                self.receipts.setdefault(number, self.held.pop(number))
+            elif running:
+                self.flights[running[0]].replacing = False
+            else:  # failed, before or while the bridge was asked
+                self.failures[number] += f"; {problem}"
+        self.launch(fresh)
+
+    def line(self, which: int) -> float | None:
+        tail = self.lines[which]
+        return None if tail is None else tail.after(self.outcomes.latencies)
+
+    def age(self, flight: _Flight) -> float:
+        return time.monotonic() - flight.started
+
+    def cancel(self, task: asyncio.Task[PieceReceipt]) -> _Flight:
+        flight = self.flights.pop(task)
+        task.cancel()
+        self.dropped.append(task)
+        return flight
+
+    def drop(self, task: asyncio.Task[PieceReceipt], *, slow: bool) -> None:
+        """Cancel a piece not needed any more (a `slow` one makes its farmer a suspect)."""
+        target, started = (flight := self.cancel(task)).target, flight.started
+        self.outcomes.slow(target.number, target.limit.node_id, started, laggard=slow)
+
+    def plan(self) -> float | None:
+        """Ask for the pieces the segment is short of, or give up on laggards no farmer can
+        replace; the seconds until a piece in flight next crosses a line (None: none will)."""
+        lag, give_up = self.line(0), self.line(1)
+        first = lag if lag is not None else give_up
+        flights = sorted(self.flights.items(), key=lambda item: item[1].started)
+        lagging = [
+            (t, f) for t, f in flights if f.suspect or (first is not None and self.age(f) >= first)
+        ]
+        ahead = len(self.flights) - sum(not f.replacing for _, f in lagging)
+        coming = sum(len(a.batch) for a in self.asks.values() if not a.laggards)
+        short = self.success - len(self.receipts) - len(self.held) - ahead - coming
+        can_ask = self.replace is not None and self.budget > 0 and not self.spares_gone
+        if short > 0 and can_ask:
+            take = min(short, self.budget)
+            failed, self.failed = self.failed[:take], self.failed[take:]
+            waiting = [f for _, f in lagging if not f.replacing][: take - len(failed)]
+            for flight in waiting:
+                flight.replacing = True
+            self.ask(failed, laggards=False)
+            self.ask([flight.target for flight in waiting], laggards=True)
+        elif short > 0 and give_up is not None:  # none to be had: wait, up to a point
+            for task, flight in lagging:  # any of them would do, none is worth more waiting
+                if not flight.replacing and self.age(flight) >= give_up:
+                    self.cancel(task)
+                    late = f"no receipt after {self.age(flight):.1f} s, far behind the others"
+                    self.fail(flight, PieceError(late, code="slow"))
+        lines = [line for line in (lag, give_up) if line is not None]
+        crossings = [line - self.age(f) for _, f in flights for line in lines]
+        return min((c for c in crossings if c > 0), default=None)
+
+    def ask(self, batch: list[PieceTarget], *, laggards: bool) -> None:
+        if batch and self.replace is not None:
+            self.budget -= len(batch)
+            task = asyncio.create_task(_ask(self.replace, batch))
+            self.asks[task] = _Ask(batch, laggards)
 
 
-async def _ask(
-    replace: Callable[[Sequence[PieceTarget]], Awaitable[Sequence[PieceTarget]]],
-    batch: list[PieceTarget],
-) -> Sequence[PieceTarget]:
+async def _ask(replace: Replace, batch: list[PieceTarget]) -> Sequence[PieceTarget]:
     return await replace(batch)
 
 
@@ -280,11 +390,17 @@ class UploadPipeline:
     """
 
     def __init__(
-        self, transport: FarmerTransport, offload: Offload, config: UploadConfig | None = None
+        self,
+        transport: FarmerTransport,
+        offload: Offload,
+        config: UploadConfig | None = None,
+        *,
+        suspects: Suspects | None = None,
     ) -> None:
         self._transport = transport
         self._offload = offload
         self._config = config or UploadConfig()
+        self._suspects = suspects if suspects is not None else Suspects()
 
     async def run(
         self,
@@ -377,7 +493,7 @@ class UploadPipeline:
                 for _ in range(config.segments_uploading):
                     group.create_task(send())
         except BaseExceptionGroup as group_error:
-            raise _first_error(group_error) from None
+            raise first_error(group_error) from None
         finally:
             while not jobs.empty():  # a failed run leaves encoded segments behind
                 job = jobs.get_nowait()
@@ -426,7 +542,8 @@ class UploadPipeline:
         async def replace(failed: Sequence[PieceTarget]) -> Sequence[PieceTarget]:
             return await coordinator.replace_pieces(job.index, failed)
 
-        max_replacements = self._config.max_replacements
+        config = self._config
+        outcomes = Outcomes(self._suspects)
         receipts = await put_pieces(
             self._transport,
             targets,
@@ -434,7 +551,13 @@ class UploadPipeline:
             encoded.digests,
             success=scheme.o,
             replace=replace,
-            max_replacements=scheme.n if max_replacements is None else max_replacements,
+            max_replacements=scheme.n
+            if config.max_replacements is None
+            else config.max_replacements,
+            outcomes=outcomes,
+            replace_after=config.replace_laggards,
+            abandon_after=config.abandon_laggards,
+            index=job.index,
         )
         segment = CommittedSegment(
             job.index,
@@ -442,16 +565,7 @@ class UploadPipeline:
             encoded.ciphertext_size,
             job.segment_key.encode(),
             receipts,
+            tuple(outcomes.items),
         )
         await coordinator.commit_segment(segment)
         return segment
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to raise from a failed task group: the first that is not a cancellation."""
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            return _first_error(error)
-        if not isinstance(error, asyncio.CancelledError):
-            return error
-    return group.exceptions[0]

@@ -21,6 +21,8 @@ from metadisk.wire.api.objects import (
     Listing,
     Object,
     PendingUpload,
+    PieceOutcome,
+    ReportAccepted,
     SegmentCommit,
     SegmentOrders,
     SegmentRekey,
@@ -118,12 +120,16 @@ class BridgeAPI:
         receipts: Sequence[PieceReceipt],
         plain_size: int,
         encrypted_metadata: bytes,
+        outcomes: Sequence[PieceOutcome] = (),
     ) -> SegmentCommit:
+        """Commit a segment's pieces; `outcomes` tells the bridge how each piece transfer
+        went, to score the farmers by."""
         body = _body(
             objects.CommitSegment,
             receipts=[b64encode(receipt.encode()) for receipt in receipts],
             plain_size=plain_size,
             encrypted_metadata=encrypted_metadata,
+            outcomes=list(outcomes),
         )
         path = routes.SEGMENT_COMMIT.format(stream_id=_stream(stream_id), index=index)
         return await self._http.parsed("POST", path, SegmentCommit, body=body)
@@ -205,6 +211,19 @@ class BridgeAPI:
         params.extend(("exclude", str(number)) for number in sorted(set(exclude)))
         path = routes.OBJECT_SEGMENT.format(bucket=segment(bucket), index=index)
         return await self._http.parsed("GET", path, SegmentOrders, params=params)
+
+    async def report_segment(
+        self,
+        bucket: str,
+        key: str,
+        index: int,
+        stream_id: str,
+        outcomes: Sequence[PieceOutcome],
+    ) -> ReportAccepted:
+        """How a download's piece fetches of one segment went (bad pieces get audited)."""
+        body = _body(objects.SegmentReport, key=key, stream_id=stream_id, outcomes=list(outcomes))
+        path = routes.SEGMENT_REPORT.format(bucket=segment(bucket), index=index)
+        return await self._http.parsed("POST", path, ReportAccepted, body=body)
 
     async def move_object(
         self,

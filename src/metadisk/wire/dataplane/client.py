@@ -5,12 +5,23 @@ answered with the error envelope, else one of:
 
 - ``connection-failed``: no connection (refused, reset, no route, closed mid-answer);
 - ``unresolvable``: the address's host name does not resolve;
-- ``timeout``: no answer within the timeout;
+- ``timeout``: no connection within ``connect_timeout``, no answer within
+  ``first_byte_timeout`` of asking (GET, AUDIT, DELETE, the node card), or, for a PUT, no
+  answer within ``answer_timeout`` of the last byte of the piece;
+- ``stalled``: a transfer under way that moved no byte for ``stall_timeout``: a PUT whose
+  farmer stopped reading the piece (the socket's buffers full, nothing written into them), or
+  an answer that stopped arriving;
 - ``bad-response``: an answer that is not what the contract says (``status`` set if it was an
   HTTP status other than the expected one).
 
+Why a watchdog of our own: aiohttp's read timer starts only once the whole body is written, so
+a farmer that stops reading (hung, not dead: the kernel still accepts the connection) held a
+PUT for as long as the caller waited. A PUT's body is written in chunks, each pushing the
+deadline back; a hung farmer costs ``stall_timeout`` (or ``answer_timeout`` when the piece fit
+in the socket buffers), never more.
+
 Redirects are never followed: a farmer has no business sending anyone elsewhere. Bound a call
-in time with ``asyncio.timeout``; the session's own timeouts bound connecting and silence.
+in time with ``asyncio.timeout`` as well if you need to; the config's timeouts bound silence.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
 from pydantic import BaseModel, ValidationError
 
 from metadisk.core.encoding import b64encode
@@ -43,6 +55,9 @@ from metadisk.wire.errors import MAX_ERROR_BODY, describe_invalid, parse_error
 M = TypeVar("M", bound=BaseModel)
 
 MAX_SMALL_ANSWER = 256 * 1024  # receipts, audit answers and node cards are far smaller
+# A PUT body goes out in chunks of this size, each one progress for the stall watchdog: small
+# enough to notice a farmer that stops reading, large enough to cost nothing per chunk.
+WRITE_CHUNK = 256 * 1024
 
 
 class PieceTransferError(Exception):
@@ -62,13 +77,31 @@ class PieceTransferError(Exception):
 class PieceClientConfig:
     """Timeouts (seconds) and connection limits.
 
-    There is no total timeout by default: a piece of any size may take long on a slow link, and
-    the transfer pipelines cancel stragglers themselves; `read_timeout` bounds a silent farmer.
+    There is no total timeout: a piece of any size may take long on a slow link, and the
+    transfer pipelines cancel stragglers themselves. What is bounded is silence: connecting
+    (`connect_timeout`), the wait for an answer to begin (`first_byte_timeout`; for a PUT,
+    `answer_timeout` from its last byte, which leaves the farmer time to fsync), and any stretch
+    of a transfer that moves no byte either way (`stall_timeout`). `read_timeout` is the socket
+    read timeout underneath, a backstop.
     """
 
-    connect_timeout: float = 10.0
+    connect_timeout: float = 3.0
+    first_byte_timeout: float = 5.0
+    stall_timeout: float = 5.0
+    answer_timeout: float = 10.0
     read_timeout: float = 30.0
     max_connections: int = 512  # above n of any profile: one segment opens n at once
+
+    def __post_init__(self) -> None:
+        timeouts = (
+            self.connect_timeout,
+            self.first_byte_timeout,
+            self.stall_timeout,
+            self.answer_timeout,
+            self.read_timeout,
+        )
+        if not all(t > 0 for t in timeouts):
+            raise ValueError("every timeout must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +127,10 @@ class PieceClient:
         self._config = config or PieceClientConfig()
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def config(self) -> PieceClientConfig:
+        return self._config
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use, so it binds to the loop that uses it, not to the constructor's.
@@ -122,21 +159,25 @@ class PieceClient:
         headers = {
             ORDER_LIMIT_HEADER: b64encode(limit.encode()),
             PIECE_HASH_HEADER: b64encode(piece_hash),
-            "Content-Type": "application/octet-stream",
         }
         url = _piece_url(address, limit.piece_id)
+        watch = _Watch(self._config)
         try:
-            async with self._client().put(
-                url, data=data, headers=headers, allow_redirects=False
-            ) as response:
-                if response.status != 201:
-                    raise await _error(response)
-                body = await _small(response)
+            async with watch.deadline:
+                watch.start(sending=True)
+                body = _WatchedBody(memoryview(data).cast("B"), watch)
+                async with self._client().put(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as response:
+                    watch.answered()
+                    if response.status != 201:
+                        raise await _error(response)
+                    raw = await _small(response)
         except aiohttp.ClientError as exc:
             raise _connection_error(exc) from exc
         except TimeoutError as exc:
-            raise PieceTransferError("farmer did not answer in time", code="timeout") from exc
-        return _parse(PieceStored, body, "receipt").receipt
+            raise watch.error() from exc
+        return _parse(PieceStored, raw, "receipt").receipt
 
     async def get(
         self,
@@ -157,18 +198,24 @@ class PieceClient:
         if ranged:
             headers["Range"] = f"bytes={offset}-{offset + length - 1}"
         url = _piece_url(address, limit.piece_id)
+        watch = _Watch(self._config)
         try:
-            async with self._client().get(url, headers=headers, allow_redirects=False) as response:
-                if response.status not in (200, 206):
-                    raise await _error(response)
-                if response.status == 200 and offset:
-                    # A farmer that ignores Range sends the whole piece: skip to the offset.
-                    await _skip(response.content, offset)
-                await _read_exactly(response.content, into)
+            async with watch.deadline:
+                watch.start(sending=False)
+                async with self._client().get(
+                    url, headers=headers, allow_redirects=False
+                ) as response:
+                    watch.answered()
+                    if response.status not in (200, 206):
+                        raise await _error(response)
+                    if response.status == 200 and offset:
+                        # A farmer that ignores Range sends the whole piece: skip to the offset.
+                        await _skip(response.content, offset, watch)
+                    await _read_exactly(response.content, into, watch)
         except aiohttp.ClientError as exc:
             raise _connection_error(exc) from exc
         except TimeoutError as exc:
-            raise PieceTransferError("farmer did not answer in time", code="timeout") from exc
+            raise watch.error() from exc
 
     async def audit(self, address: str, limit: OrderLimit, leaf_index: int) -> Audited:
         """Ask for leaf `leaf_index` of the piece and the farmer's signed proof of it (judge it
@@ -211,21 +258,113 @@ class PieceClient:
         body: bytes | None,
         expected: int,
     ) -> bytes:
+        watch = _Watch(self._config)
         try:
-            async with self._client().request(
-                method,
-                url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-            ) as response:
-                if response.status != expected:
-                    raise await _error(response)
-                return await _small(response)
+            async with watch.deadline:
+                watch.start(sending=False)
+                async with self._client().request(
+                    method,
+                    url,
+                    data=body,
+                    headers=headers,
+                    allow_redirects=False,
+                ) as response:
+                    watch.answered()
+                    if response.status != expected:
+                        raise await _error(response)
+                    return await _small(response)
         except aiohttp.ClientError as exc:
             raise _connection_error(exc) from exc
         except TimeoutError as exc:
-            raise PieceTransferError("farmer did not answer in time", code="timeout") from exc
+            raise watch.error() from exc
+
+
+class _Watch:
+    """One request's deadline, pushed back each time bytes move (see the module docstring).
+
+    Phases: ``waiting`` (connecting and, but for a PUT's body, the wait for the answer to
+    begin), ``sending`` (a PUT's body), ``answer`` (a PUT's body is out: the farmer stores and
+    fsyncs it), ``reading`` (the answer's body). Running out of time while waiting for an
+    answer is ``timeout``; while bytes were flowing, ``stalled``.
+    """
+
+    __slots__ = ("_config", "_loop", "deadline", "phase")
+
+    def __init__(self, config: PieceClientConfig) -> None:
+        self._config = config
+        self._loop = asyncio.get_running_loop()
+        self.deadline = asyncio.timeout(None)
+        self.phase = "waiting"
+
+    def _push(self, seconds: float) -> None:
+        self.deadline.reschedule(self._loop.time() + seconds)
+
+    def start(self, *, sending: bool) -> None:
+        config = self._config
+        # A PUT's first chunk is written as soon as the connection is up; anything else waits
+        # for its answer to begin.
+        wait = config.stall_timeout if sending else config.first_byte_timeout
+        self._push(config.connect_timeout + wait)
+
+    def sent(self) -> None:
+        """A chunk of a PUT's body went into the socket."""
+        if self.phase != "reading":  # a farmer may refuse before it has read the whole body
+            self.phase = "sending"
+        self._push(self._config.stall_timeout)
+
+    def body_done(self) -> None:
+        if self.phase != "reading":
+            self.phase = "answer"
+            self._push(self._config.answer_timeout)
+
+    def answered(self) -> None:
+        """The answer's status line and headers arrived."""
+        self.phase = "reading"
+        self._push(self._config.stall_timeout)
+
+    def read(self) -> None:
+        self._push(self._config.stall_timeout)
+
+    def error(self) -> PieceTransferError:
+        config = self._config
+        if self.phase in ("sending", "reading"):
+            stalled = f"farmer stalled: no byte moved for {config.stall_timeout:g} s"
+            return PieceTransferError(stalled, code="stalled")
+        if self.phase == "answer":
+            waited = config.answer_timeout
+        else:
+            waited = config.connect_timeout + config.first_byte_timeout
+        return PieceTransferError(f"farmer did not answer within {waited:g} s", code="timeout")
+
+
+class _WatchedBody(aiohttp.payload.Payload):
+    """A PUT body written in chunks, each one reported to the request's `_Watch`.
+
+    aiohttp drains the socket after each chunk, so a farmer that stops reading shows as no
+    more chunks: the watch's deadline is no longer pushed back and the request ends stalled.
+    """
+
+    _value: memoryview
+
+    def __init__(self, data: memoryview, watch: _Watch) -> None:
+        super().__init__(data, content_type="application/octet-stream")
+        self._size = len(data)
+        self._watch = watch
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a piece is binary")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        view = self._value if content_length is None else self._value[:content_length]
+        for start in range(0, len(view), WRITE_CHUNK):
+            await writer.write(view[start : start + WRITE_CHUNK])
+            self._watch.sent()
+        self._watch.body_done()
 
 
 def _piece_url(address: str, piece_id: bytes, route: str = PIECE) -> str:
@@ -247,10 +386,11 @@ def _parse(kind: type[M], raw: bytes, what: str) -> M:
         raise PieceTransferError(f"malformed {what}: {problem}", code="bad-response") from exc
 
 
-async def _read_exactly(stream: aiohttp.StreamReader, into: memoryview) -> None:
+async def _read_exactly(stream: aiohttp.StreamReader, into: memoryview, watch: _Watch) -> None:
     pos, size = 0, len(into)
     while pos < size:
         chunk = await stream.readany()
+        watch.read()
         if not chunk:
             raise PieceTransferError(
                 f"piece ended after {pos} of {size} bytes", code="bad-response"
@@ -263,9 +403,10 @@ async def _read_exactly(stream: aiohttp.StreamReader, into: memoryview) -> None:
         pos = end
 
 
-async def _skip(stream: aiohttp.StreamReader, count: int) -> None:
+async def _skip(stream: aiohttp.StreamReader, count: int, watch: _Watch) -> None:
     while count > 0:
         chunk = await stream.read(min(count, 1 << 20))
+        watch.read()
         if not chunk:
             raise PieceTransferError("piece ended before the requested range", code="bad-response")
         count -= len(chunk)
