@@ -296,6 +296,36 @@ async def test_replacement_order_limits(tenant: Tenant, online: FarmerFleet, api
         )
 
 
+async def test_replacements_give_what_nodes_there_are(tenant: Tenant, online: FarmerFleet) -> None:
+    """Three pieces failed and one more node is eligible: one replacement, not a refusal."""
+    bucket = await tenant.bucket()
+    extra = online.add()
+    await checkin_all(tenant.api, [extra])
+    try:
+        began = await tenant.ok("POST", f"/v1/buckets/{bucket}/uploads", json={"key": "YQ"})
+        stream = began["stream_id"]
+        segment = await tenant.ok(
+            "POST",
+            f"/v1/uploads/{stream}/segments",
+            json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+        )
+        used = {o["node_id"] for o in segment["order_limits"]}
+        spare = ({f.node_id.hex() for f in online.farmers} - used).pop()
+        numbers = sorted(o["piece_number"] for o in segment["order_limits"])[:3]
+        path = f"/v1/uploads/{stream}/segments/0/replacements"
+        replaced = await tenant.ok("POST", path, json={"piece_numbers": numbers})
+        [order] = replaced["order_limits"]
+        assert (order["piece_number"], order["node_id"]) == (numbers[0], spare)
+        # Every node is used now: nothing more to give.
+        again = await tenant.call("POST", path, json={"piece_numbers": numbers[1:]})
+        assert (again.status, again.code) == (503, "not-enough-nodes")
+    finally:  # leave the module's other tests a fleet of the expected shape
+        online.farmers.remove(extra)
+        extra.ping_status = 500
+        contact = b64encode(extra.contact().encode())
+        await tenant.api.call("POST", "/v1/nodes/checkin", json={"contact": contact})
+
+
 async def test_download_skips_offline_and_disqualified_nodes(
     tenant: Tenant, online: FarmerFleet, api: Api, bridge: BridgeProcess
 ) -> None:

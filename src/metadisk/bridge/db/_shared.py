@@ -46,7 +46,10 @@ def release_streams(conn: Connection, streams: Any, now: int) -> None:
     conn.execute(
         insert(t.piece_deletes).from_select(
             columns,
-            sa_select(so.node_id, so.piece_id, stamp, stamp).where(so.stream_id.in_(streams)),
+            sa_select(so.node_id, so.piece_id, stamp, stamp).where(
+                so.stream_id.in_(streams),
+                so.replaced_at.is_(None),  # those went when replaced
+            ),
         )
     )
     s, ps = t.segments.c, t.piece_sets.c

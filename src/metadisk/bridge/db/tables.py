@@ -195,6 +195,9 @@ segment_orders = Table(
     Column("node_id", LargeBinary(32), nullable=False),
     Column("piece_id", LargeBinary(32), nullable=False),
     Column("expires_at", BigInteger, nullable=False),
+    # Set when a replacement voided it: its receipt no longer counts and its piece is queued
+    # for deletion, but its node stays known, so no replacement of this segment goes there.
+    Column("replaced_at", BigInteger),
     ForeignKeyConstraint(
         ["stream_id", "segment_index"],
         ["segments.stream_id", "segments.index"],

@@ -65,9 +65,10 @@ class SegmentState:
     root_piece_id: bytes
     piece_size: int
     redundancy: RedundancyScheme
-    orders: list[IssuedOrder]
+    orders: list[IssuedOrder]  # the live ones: not voided by a replacement
     public_keys: dict[NodeId, bytes]  # of every node an order limit was issued to
     nets: dict[NodeId, str]  # network of each such node, for the one-piece-per-network rule
+    tried: frozenset[bytes] = frozenset()  # every node ever ordered a piece of it, replaced too
 
 
 @dataclass(frozen=True, slots=True)

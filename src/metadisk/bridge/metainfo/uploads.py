@@ -149,7 +149,8 @@ class UploadsService:
         failed_nodes: Sequence[NodeId],
         now: int,
     ) -> SegmentOrders:
-        """New order limits, on nodes not yet used by the segment, for pieces that failed."""
+        """New order limits, on nodes not yet used by the segment, for pieces that failed: as
+        many as there are eligible nodes for (lowest piece numbers first), at least one."""
         check_index(index)
         state = self._db.segment_state(access.project_id, stream_id, index)
         if state is None:
@@ -170,22 +171,25 @@ class UploadsService:
             failed[by_node[node].piece_number] = by_node[node]
         if not failed:
             raise errors.InvalidRequest("name at least one failed piece number or node id")
-        used = {order.node_id.raw for order in state.orders}
+        # Every node ordered a piece of this segment, the replaced ones too: a farmer that failed
+        # it once is not handed it again.
+        used = {order.node_id.raw for order in state.orders} | state.tried
         kept_nets = {
             state.nets.get(order.node_id, "")
             for order in state.orders
             if order.piece_number not in failed
         }
+        # As many as there are nodes for, at least one: a client short of one piece should get
+        # it even when it asked for three and only one more node is eligible.
         nodes = self._overlay.select(
-            len(failed), len(failed), state.piece_size, now, exclude=used, exclude_nets=kept_nets
+            len(failed), 1, state.piece_size, now, exclude=used, exclude_nets=kept_nets
         )
+        numbers = sorted(failed)[: len(nodes)]
         issued, addressed = self._put_orders(
-            state.root_piece_id,
-            list(zip(sorted(failed), nodes, strict=True)),
-            state.piece_size,
-            now,
+            state.root_piece_id, list(zip(numbers, nodes, strict=True)), state.piece_size, now
         )
-        if not self._db.replace_orders(stream_id, index, list(failed.values()), issued, now):
+        replaced = [failed[number] for number in numbers]
+        if not self._db.replace_orders(stream_id, index, replaced, issued, now):
             raise errors.NotFound("the segment is no longer pending", code="segment-not-found")
         return SegmentOrders(index, state.piece_size, state.redundancy, addressed)
 

@@ -39,7 +39,9 @@ def begin_segment(
             # Begun again (the client retries): the earlier order limits' pieces must go.
             old = conn.execute(
                 select(_so.node_id, _so.piece_id).where(
-                    _so.stream_id == upload.stream_id, _so.segment_index == segment.index
+                    _so.stream_id == upload.stream_id,
+                    _so.segment_index == segment.index,
+                    _so.replaced_at.is_(None),  # queued for deletion when it was replaced
                 )
             ).all()
             queue_deletes(conn, [(r.node_id, r.piece_id) for r in old], now)
@@ -100,6 +102,7 @@ def segment_state(
             _so.node_id,
             _so.piece_id,
             _so.expires_at,
+            _so.replaced_at,
             _n.public_key,
             _n.last_net,
         )
@@ -123,6 +126,7 @@ def segment_state(
                 r.expires_at,
             )
             for r in rows
+            if r.replaced_at is None
         ]
         keys = {NodeId(r.node_id): r.public_key for r in rows if r.public_key is not None}
         nets = {NodeId(r.node_id): r.last_net for r in rows if r.last_net is not None}
@@ -135,6 +139,7 @@ def segment_state(
             orders=orders,
             public_keys=keys,
             nets=nets,
+            tried=frozenset(r.node_id for r in rows),
         )
 
     return db.read(work)
@@ -157,7 +162,9 @@ def replace_orders(
         if status != t.PENDING:
             return False
         serials = [order.serial for order in old]
-        conn.execute(delete(t.segment_orders).where(_so.serial.in_(serials)))
+        conn.execute(
+            update(t.segment_orders).where(_so.serial.in_(serials)).values(replaced_at=now)
+        )
         # The failed farmer may have kept part or all of the piece.
         queue_deletes(conn, [(order.node_id.raw, order.piece_id) for order in old], now)
         _insert_orders(conn, stream_id, index, new)
@@ -212,7 +219,9 @@ def commit_segment(
         used = [piece.serial for piece in pieces]
         in_segment = (_so.stream_id == stream_id) & (_so.segment_index == index)
         unused = conn.execute(
-            select(_so.node_id, _so.piece_id).where(in_segment, _so.serial.not_in(used))
+            select(_so.node_id, _so.piece_id).where(
+                in_segment, _so.serial.not_in(used), _so.replaced_at.is_(None)
+            )
         ).all()
         queue_deletes(conn, [(r.node_id, r.piece_id) for r in unused], now)
         conn.execute(delete(t.segment_orders).where(in_segment))

@@ -1,5 +1,5 @@
 """Network health: reputations, schedules and performance on nodes; receipts kept with pieces;
-audit containment, queue and evidence; uptime windows.
+audit containment, queue and evidence; uptime windows; replaced order limits kept.
 
 Revision ID: 0002
 Revises: 0001
@@ -49,6 +49,8 @@ def upgrade() -> None:
                     server_default=None if default is None else sa.text(default),
                 )
             )
+    with op.batch_alter_table("segment_orders", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("replaced_at", sa.BigInteger(), nullable=True))
     with op.batch_alter_table("pieces", schema=None) as batch_op:
         batch_op.add_column(sa.Column("receipt", sa.LargeBinary(), nullable=True))
         batch_op.drop_index("ix_pieces_node_id")
@@ -112,6 +114,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_pieces_node_piece")
         batch_op.create_index("ix_pieces_node_id", ["node_id"], unique=False)
         batch_op.drop_column("receipt")
+    with op.batch_alter_table("segment_orders", schema=None) as batch_op:
+        batch_op.drop_column("replaced_at")
     with op.batch_alter_table("nodes", schema=None) as batch_op:
         for name, _, _ in reversed(_NODE_COLUMNS):
             batch_op.drop_column(name)
