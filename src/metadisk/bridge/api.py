@@ -179,6 +179,10 @@ class ApiPeer:
 
     async def aclose(self) -> None:
         """Close in reverse order of construction."""
+        try:
+            await asyncio.to_thread(self.reports.flush, self.clock())
+        except Exception as exc:  # closing goes on: what is lost only steered selection
+            log.warning("transfer reports not written at close: %s", type(exc).__name__)
         await self.pieces.aclose()
         if self._owns_db:
             await asyncio.to_thread(self.db.close)

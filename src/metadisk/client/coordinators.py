@@ -100,11 +100,17 @@ class BackgroundReports:
     failure is logged (debug) and forgotten. A bridge without the route (an older one answers
     404 ``not-found`` or 405) gets no more reports from this client. At most `most` reports
     wait at once; more are dropped, so a bridge that stopped answering costs nothing but them.
+
+    A segment whose every fetch succeeded is reported only one time in `success_every` (the
+    first, then every so many): each report is a bridge request, which measurably slowed reads
+    of small objects, and latency samples need not be every one. Anything else is always told.
     """
 
-    def __init__(self, bridge: BridgeAPI, *, most: int = 64) -> None:
+    def __init__(self, bridge: BridgeAPI, *, most: int = 64, success_every: int = 8) -> None:
         self._bridge = bridge
         self._most = most
+        self._success_every = max(1, success_every)
+        self._successes = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.enabled = True
 
@@ -118,6 +124,10 @@ class BackgroundReports:
     ) -> None:
         if not self.enabled or not outcomes or len(self._tasks) >= self._most:
             return
+        if all(o.outcome == "success" for o in outcomes):
+            self._successes += 1
+            if (self._successes - 1) % self._success_every:
+                return
         task = asyncio.get_running_loop().create_task(
             self._post(bucket, key, index, stream_id, outcomes)
         )

@@ -91,16 +91,20 @@ class DownloadCoordinator(Protocol):
 MoreSources = Callable[[frozenset[int]], Awaitable[Sequence[PieceSource]]]
 
 
+HEDGE_GRACE = 0.05  # seconds: the least wait, after the first piece, before hedges start
+
+
 @dataclass(frozen=True, slots=True)
 class DownloadConfig:
     """Tuning of downloads: hedged fetches per segment, and segments fetched ahead.
 
     `extra_pieces` more than k pieces are fetched, the slowest cancelled once k are good, so a
-    hung or slow farmer among them costs little. They start once the segment's first piece is
-    in, or `hedge_delay` seconds after its fetches began if none is (None: with the others):
-    started at once they halved loopback throughput on a busy machine, started late they cost
-    a fifth (see docs/client.md). A fetch lagging `hedge_laggards` behind the finished ones is
-    no longer counted on: another source starts (None: only the transport's timeouts end it).
+    hung or slow farmer among them costs little. They start when the other pieces are late:
+    as long after the first piece ended as that piece took (`_SegmentFetch.hedge_time`), or
+    `hedge_delay` seconds after the fetches began if none ended (None: with the others).
+    Started at once they halved loopback throughput on a busy machine (see docs/client.md).
+    A fetch lagging `hedge_laggards` behind the finished ones is no longer counted on: another
+    source starts (None: only the transport's timeouts end it).
     """
 
     extra_pieces: int = 2
@@ -315,6 +319,7 @@ class _SegmentFetch:
         self.began = time.monotonic()
         delay = config.hedge_delay
         self.hedge_at = self.began if delay is None else self.began + delay
+        self.first_at: float | None = None  # when the first fetch ended
         self.piece_size = ErasureCodec(scheme.k, scheme.n).piece_size(segment.ciphertext_size)
         self.fresh: deque[PieceSource] = deque()
         self.spare: deque[PieceSource] = deque()  # on suspect farmers: fetched last
@@ -376,6 +381,8 @@ class _SegmentFetch:
             )
 
     def landed(self, fetch: _Fetch, task: asyncio.Task[None]) -> None:
+        if self.first_at is None:
+            self.first_at = time.monotonic()
         source = fetch.source
         try:
             task.result()
@@ -394,17 +401,30 @@ class _SegmentFetch:
     def age(self, fetch: _Fetch) -> float:
         return time.monotonic() - fetch.started
 
+    def hedge_time(self) -> float:
+        """When the hedges may start: as long again after the first fetch ended as it took
+        (at least `HEDGE_GRACE`), or `hedge_delay` after the fetches began, whichever is first.
+
+        Equal farmers deliver a segment's k pieces close together, so no hedge starts and the
+        farmers serve no extra bytes; a hung one among them is hedged about one piece transfer
+        after the others land.
+        """
+        if self.first_at is None:
+            return self.hedge_at
+        took = self.first_at - self.began
+        return min(self.hedge_at, self.first_at + max(took, HEDGE_GRACE))
+
     def hedging(self) -> bool:
-        """Whether the hedges may start: a piece is in (or failed), or the delay is over."""
-        return bool(self.outcomes.items) or time.monotonic() >= self.hedge_at
+        """Whether the hedges may start (`hedge_time`)."""
+        return time.monotonic() >= self.hedge_time()
 
     def wake(self) -> float | None:
         """Seconds until a fetch in flight next turns into a laggard, or the hedges may start
         (None: neither will)."""
         lag = self.lag()
         times = [] if lag is None else [lag - self.age(f) for f in self.running.values()]
-        if self.fresh and not self.hedging():
-            times.append(self.hedge_at - time.monotonic())
+        if not self.hedging() and self.good + len(self.running) < self.want:
+            times.append(self.hedge_time() - time.monotonic())
         return min((t for t in times if t > 0), default=None)
 
     async def top_up(self) -> None:

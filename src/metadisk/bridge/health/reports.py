@@ -9,7 +9,9 @@ once per node (its worst outcome), and only for nodes the bridge knows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from metadisk.bridge.config import HealthConfig
@@ -18,6 +20,7 @@ from metadisk.bridge.health.db import HealthDB, Transfer
 # A failure that may mean the node is down or hung, not that it refused this one request.
 UNREACHABLE_CODES = frozenset({"connection-failed", "timeout", "stalled", "unresolvable"})
 _RANK = {"success": 0, "slow": 1, "failed": 2, "bad-piece": 3}
+MAX_PENDING = 10_000  # transfers held before a flush is forced, whatever the time
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +42,29 @@ class BadPiece:
 
 
 class TransferReports:
-    """Folds client reports into node performance and the audit queue."""
+    """Folds client reports into node performance and the audit queue.
 
-    def __init__(self, db: HealthDB, config: HealthConfig) -> None:
+    Performance is written in batches: reports gather in memory and go to the database in one
+    transaction at most every `flush_every` seconds (and on `flush`), so a busy bridge pays one
+    write a second for them, not one per segment committed or read. What a crash loses is at
+    most that second of steering data.
+    """
+
+    def __init__(
+        self,
+        db: HealthDB,
+        config: HealthConfig,
+        *,
+        flush_every: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._db = db
         self._config = config
+        self._flush_every = flush_every
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: list[Transfer] = []
+        self._flushed_at = clock()
 
     def record(self, reported: Sequence[Reported], now: int) -> int:
         """Count `reported` (one per node, its worst); how many nodes it touched."""
@@ -61,8 +82,23 @@ class TransferReports:
             )
             for item in worst.values()
         ]
-        self._db.record_transfers(transfers, self._config.performance_decay, now)
+        with self._lock:
+            self._pending.extend(transfers)
+            due = (
+                len(self._pending) >= MAX_PENDING
+                or self._clock() - self._flushed_at >= self._flush_every
+            )
+        if due:
+            self.flush(now)
         return len(transfers)
+
+    def flush(self, now: int) -> None:
+        """Write what was reported since the last flush."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._flushed_at = self._clock()
+        if batch:
+            self._db.record_transfers(batch, self._config.performance_decay, now)
 
     def audit_soon(self, pieces: Sequence[BadPiece], now: int) -> int:
         """Queue audits of pieces a client found bad; how many were not queued already."""
