@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from metadisk.bridge.db import tables as t
@@ -85,29 +85,15 @@ class HealthStore:
     # -- audits
 
     def claim_audits(self, now: int, lease: int, limit: int) -> list[DueNode]:
-        def work(conn: Connection) -> list[DueNode]:
-            rows = conn.execute(
-                select(_n.node_id, _n.public_key, _n.address)
-                .where(
-                    _n.next_audit_at <= now,
-                    _n.disqualified_at.is_(None),
-                    _n.offline_since.is_(None),
-                    _n.last_ping_ok_at.is_not(None),
-                )
-                # New nodes first: vetting waits on their audits.
-                .order_by(_n.vetted_at.is_not(None), _n.next_audit_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-            if rows:
-                conn.execute(
-                    update(t.nodes)
-                    .where(_n.node_id.in_([r.node_id for r in rows]))
-                    .values(next_audit_at=now + lease)
-                )
-            return [DueNode(r.node_id, r.public_key, r.address) for r in rows]
-
-        return self._db.write(work)
+        due = (
+            _n.next_audit_at <= now,
+            _n.disqualified_at.is_(None),
+            _n.offline_since.is_(None),
+            _n.last_ping_ok_at.is_not(None),
+        )
+        # New nodes first: vetting waits on their audits.
+        order = (_n.vetted_at.is_not(None), _n.next_audit_at)
+        return self._claim(due, order, {"next_audit_at": now + lease}, limit)
 
     def audit_target(self, node_id: bytes, draw: bytes) -> AuditTarget | None:
         def work(conn: Connection) -> AuditTarget | None:
@@ -238,20 +224,30 @@ class HealthStore:
     # -- uptime
 
     def claim_checks(self, now: int, interval: int, limit: int) -> list[DueNode]:
+        due = (_n.next_check_at <= now, _n.disqualified_at.is_(None))
+        return self._claim(due, (_n.next_check_at,), {"next_check_at": now + interval}, limit)
+
+    def _claim(
+        self,
+        due: Sequence[ColumnElement[bool]],
+        order: Sequence[ColumnElement[Any]],
+        later: dict[str, int],
+        limit: int,
+    ) -> list[DueNode]:
+        """Up to `limit` nodes matching `due`, in `order`, their schedule moved to `later` in the
+        same transaction (rows another worker holds are skipped on PostgreSQL)."""
+
         def work(conn: Connection) -> list[DueNode]:
             rows = conn.execute(
                 select(_n.node_id, _n.public_key, _n.address)
-                .where(_n.next_check_at <= now, _n.disqualified_at.is_(None))
-                .order_by(_n.next_check_at)
+                .where(*due)
+                .order_by(*order)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
             if rows:
-                conn.execute(
-                    update(t.nodes)
-                    .where(_n.node_id.in_([r.node_id for r in rows]))
-                    .values(next_check_at=now + interval)
-                )
+                claimed = _n.node_id.in_([r.node_id for r in rows])
+                conn.execute(update(t.nodes).where(claimed).values(**later))
             return [DueNode(r.node_id, r.public_key, r.address) for r in rows]
 
         return self._db.write(work)
