@@ -38,6 +38,15 @@ def test_round_trip_is_private(tmp_path: Path) -> None:
     assert (tuned.processes, tuned.workers, tuned.sizing.piece_target) == (False, 2, 262144)
 
 
+def test_hedging_and_stall_timeout_reach_the_client(tmp_path: Path) -> None:
+    (tmp_path / cfg.CONFIG_FILE).write_text("[client]\ndownload_hedge = 0\nstall_timeout = 2.5\n")
+    tuned = cfg.load(tmp_path).client.client_config()
+    assert tuned.download.extra_pieces == 0  # hedging off
+    assert tuned.transport.stall_timeout == 2.5
+    defaults = cfg.ClientTuning().client_config()
+    assert defaults.download.extra_pieces == 2  # on by default, the CLI as the library
+
+
 def test_missing_file_is_an_empty_config(tmp_path: Path) -> None:
     empty = cfg.load(tmp_path)
     assert empty == cfg.CliConfig()
@@ -56,6 +65,9 @@ def test_missing_file_is_an_empty_config(tmp_path: Path) -> None:
         ("[account]\nemail = 'a@b.c'\n", "[account] needs bridge_url"),
         ("account = 'x'\n", "[account] must be a table"),
         ("grant = \n", "config.toml"),
+        ("[client]\ndownload_hedge = -1\n", "download_hedge must be 0 to"),
+        ("[client]\ndownload_hedge = 2.5\n", "download_hedge must be int"),
+        ("[client]\nstall_timeout = 0\n", "stall_timeout must be above 0"),
     ],
 )
 def test_bad_files_are_one_line_errors(tmp_path: Path, text: str, fragment: str) -> None:
