@@ -260,6 +260,7 @@ class HealthStore:
         free: int | None,
         now: int,
         update_scores: ScoreUpdate,
+        retry_at: int | None = None,
     ) -> bool:
         def work(conn: Connection) -> bool:
             row = conn.execute(
@@ -276,6 +277,8 @@ class HealthStore:
                 values.update(last_ping_ok_at=now, offline_since=None)
             else:
                 values["offline_since"] = row.offline_since or now
+                if retry_at is not None:
+                    values["next_check_at"] = retry_at
             if free is not None:
                 values["free"] = free
             conn.execute(update(t.nodes).where(_n.node_id == node_id).values(**values))

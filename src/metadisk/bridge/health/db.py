@@ -130,10 +130,10 @@ class HealthDB(Protocol):
 
     def record_check(
         self, node_id: bytes, online: bool, error: str | None, free: int | None, now: int,
-        update: ScoreUpdate,
+        update: ScoreUpdate, retry_at: int | None = None,
     ) -> bool:  # fmt: skip
-        """Store a check's result: online state and window, free space, online score; whether
-        the node went online or offline with it."""
+        """Store a check's result: online state and window, free space, online score, and for a
+        failed check its next one at `retry_at`; whether the node went online or offline."""
         ...
 
     def record_transfers(self, transfers: Sequence[Transfer], decay: float, now: int) -> None:

@@ -3,8 +3,9 @@
 Every `node_check_interval` seconds per node (sooner when a client or the auditor could not
 reach it), whether or not the node checks in. A node that answers with its own id is online:
 its last successful check is refreshed, its free space taken from its card. Any failure makes it
-offline at once, so selection never hands out its pieces' slots, and a later success brings it
-back. Each result moves the online score and extends the node's online or offline window.
+offline at once, so selection never hands out its pieces' slots, and it is checked again after
+a quarter of the interval; a later success brings it back. Each result moves the online score
+and extends the node's online or offline window.
 """
 
 from __future__ import annotations
@@ -78,9 +79,13 @@ class UptimeChecker:
         def update(scores: Scores) -> Scores:
             return after_check(scores, online, config)
 
+        now = self._clock()
+        # A failed check is soon checked again: one lost ping (ours, or the network's) should
+        # not keep a node out of selection and downloads for a whole interval.
+        retry_at = None if online else now + max(1, round(config.node_check_interval / 4))
         changed = await asyncio.to_thread(
             self._db.record_check, node.node_id, online, error, free if online else None,
-            self._clock(), update,
+            now, update, retry_at,
         )  # fmt: skip
         outcome = "online" if online else "offline"
         self._observe(outcome)
