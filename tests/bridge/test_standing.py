@@ -14,8 +14,8 @@ from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity, NodeId
 from metadisk.core.messages import NodeQuery
 from metadisk.devnet.bridge import BridgeProcess
-from metadisk.wire.api.nodes import STANDING_PURPOSE, NodeStanding, NodeTable
-from metadisk.wire.api.routes import ADMIN_NODES, NODE_STANDING
+from metadisk.wire.api.nodes import STANDING_PURPOSE, EvidenceList, NodeStanding, NodeTable
+from metadisk.wire.api.routes import ADMIN_NODE_EVIDENCE, ADMIN_NODES, NODE_STANDING
 from tests.bridge.helpers import Api, Farmer, FarmerFleet, Reply, checkin
 
 ADMIN_TOKEN = "an-admin-token-" + "x" * 32
@@ -239,3 +239,16 @@ async def test_the_admin_route_lists_every_node(
     mine, row = NodeStanding.model_validate(own.body), listed[farmers[0].node_id]
     stable = ("node_id", "address", "vetted", "audits", "pieces", "disqualified", "created_at")
     assert {f: getattr(mine, f) for f in stable} == {f: getattr(row, f) for f in stable}
+
+
+async def test_a_nodes_evidence_needs_the_admin_token(
+    api: Api, other_api: Api, fleet: FarmerFleet
+) -> None:
+    farmer = await checked_in(api, fleet)
+    path = ADMIN_NODE_EVIDENCE.format(node_id=farmer.node_id.hex())
+    off = await other_api.call("GET", path, token=ADMIN_TOKEN)
+    assert (off.status, off.code) == (403, "admin-disabled")
+    wrong = await api.call("GET", path, token="wrong")
+    assert (wrong.status, wrong.code) == (401, "invalid-admin-token")
+    clean = await api.call("GET", path, token=ADMIN_TOKEN)
+    assert clean.status == 200 and EvidenceList.model_validate(clean.body).evidence == []

@@ -33,7 +33,13 @@ from metadisk.core.grant import AccessGrant
 from metadisk.devnet.farmer import FarmerProcess
 from metadisk.devnet.network import LocalNetwork, Tenant
 from metadisk.wire.api import routes
-from metadisk.wire.api.nodes import NodeStanding, NodeStatus, NodeTable
+from metadisk.wire.api.nodes import (
+    AuditEvidence,
+    EvidenceList,
+    NodeStanding,
+    NodeStatus,
+    NodeTable,
+)
 
 T = TypeVar("T")
 MiB = 1 << 20
@@ -122,6 +128,15 @@ class BackgroundNetwork:
         with urllib.request.urlopen(request, timeout=10) as answer:
             table = NodeTable.model_validate_json(answer.read())
         return {node.node_id.hex(): node for node in table.nodes}
+
+    def node_evidence(self, admin_token: str, node_id: str) -> list[AuditEvidence]:
+        """The failed audits the bridge kept for a node (``GET /v1/admin/nodes/{id}/evidence``)."""
+        request = urllib.request.Request(
+            self.bridge_url + routes.ADMIN_NODE_EVIDENCE.format(node_id=node_id),
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return EvidenceList.model_validate_json(answer.read()).evidence
 
     def bridge_db(self) -> sqlite3.Connection:
         """A read-only connection to the bridge's SQLite database (the default database)."""

@@ -215,6 +215,11 @@ def test_a_farmer_that_corrupts_its_pieces_is_disqualified_with_a_provable_fault
                 flip_every_leaf(path)
 
     _, rows = sabotage_until_disqualified(audited, victim, corrupt)
+    # The operator reads the same evidence over the admin API as the database holds.
+    served = audited.node_evidence(TOKEN, victim.node_id)
+    assert [(e.outcome, e.response, e.receipt) for e in served] == [
+        (r["outcome"], r["response"], r["receipt"]) for r in evidence(audited, victim)
+    ]
     for row in rows:
         assert row["outcome"] == "fault", row["reason"]
         response = AuditResponse.decode(row["response"])

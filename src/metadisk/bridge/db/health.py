@@ -211,13 +211,23 @@ class HealthStore:
 
     def evidence(self, node_id: bytes) -> list[Evidence]:
         query = (
-            select(_e.outcome, _e.reason, _e.order_limit, _e.receipt, _e.response, _e.leaf)
+            select(
+                _e.outcome,
+                _e.reason,
+                _e.order_limit,
+                _e.receipt,
+                _e.response,
+                _e.leaf,
+                _e.created_at,
+            )
             .where(_e.node_id == node_id)
             .order_by(_e.id)
         )
         rows = self._db.read(lambda conn: conn.execute(query).all())
         return [
-            Evidence(r.outcome, r.reason, r.order_limit, r.receipt, r.response, r.leaf)
+            Evidence(
+                r.outcome, r.reason, r.order_limit, r.receipt, r.response, r.leaf, r.created_at
+            )
             for r in rows
         ]
 

@@ -52,6 +52,7 @@ class Evidence:
     receipt: bytes | None
     response: bytes | None
     leaf: bytes | None
+    created_at: int | None = None  # set when read back
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header
 
 from metadisk.bridge.health.service import HealthService, NodeView
 from metadisk.bridge.http import COMMON_ERRORS, Runner
+from metadisk.bridge.overlay.endpoint import NODE_ID
 from metadisk.core.identity import NodeId
 from metadisk.wire.api import nodes as w
 from metadisk.wire.api import routes
@@ -27,6 +28,28 @@ def router(service: HealthService, clock: Callable[[], int], run: Runner) -> API
         """Every node with its standing (``Authorization: Bearer <admin token>``)."""
         views = await run(lambda: service.table(authorization, clock()))
         return w.NodeTable(nodes=[standing_out(view) for view in views])
+
+    @api.get(routes.ADMIN_NODE_EVIDENCE)
+    async def node_evidence(
+        node_id: str = NODE_ID, authorization: str = Header("")
+    ) -> w.EvidenceList:
+        """A node's failed audits with what it signed (``Authorization: Bearer <admin token>``)."""
+        raw = bytes.fromhex(node_id)
+        kept = await run(lambda: service.evidence(authorization, raw))
+        return w.EvidenceList(
+            evidence=[
+                w.AuditEvidence(
+                    outcome=e.outcome,
+                    reason=e.reason,
+                    order_limit=e.order_limit,
+                    receipt=e.receipt,
+                    response=e.response,
+                    leaf=e.leaf,
+                    created_at=e.created_at,
+                )
+                for e in kept
+            ]
+        )
 
     return api
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from metadisk.bridge import errors
 from metadisk.bridge.config import NodesConfig
-from metadisk.bridge.health.db import HealthDB, StandingRow
+from metadisk.bridge.health.db import Evidence, HealthDB, StandingRow
 from metadisk.core.errors import CoreError
 from metadisk.core.identity import NodeId
 from metadisk.core.messages import NodeQuery
@@ -80,6 +80,11 @@ class HealthService:
         """Every node's standing, for an operator presenting the admin token."""
         self.check_admin(authorization)
         return self.views(now)
+
+    def evidence(self, authorization: str, node_id: bytes) -> list[Evidence]:
+        """The failed audits kept for a node, for an operator presenting the admin token."""
+        self.check_admin(authorization)
+        return self._db.evidence(node_id)
 
     def views(self, now: int) -> list[NodeView]:
         """Every node's standing (the caller has checked who asks)."""

@@ -103,3 +103,20 @@ class NodeStanding(Answer):
 
 class NodeTable(Answer):
     nodes: list[NodeStanding]
+
+
+class AuditEvidence(Answer):
+    """A failed audit as the bridge keeps it. For a ``fault``, `receipt` and `response` (both
+    signed by the node) prove it to anyone: `metadisk.core.audit.prove_fault`."""
+
+    outcome: Literal["fault", "fail"]
+    reason: str
+    order_limit: B64 = Field(description="the AUDIT order limit the bridge signed")
+    receipt: B64 | None = Field(description="the node's signed PieceReceipt of the piece")
+    response: B64 | None = Field(description="the node's signed AuditResponse, if it sent one")
+    leaf: B64 | None = Field(description="the leaf's bytes as the node sent them")
+    created_at: int | None
+
+
+class EvidenceList(Answer):
+    evidence: list[AuditEvidence] = Field(description="oldest first")
