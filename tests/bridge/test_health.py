@@ -313,4 +313,7 @@ def test_health_config_checks_its_ranges() -> None:
         HealthConfig(max_reverifications=0)
     with pytest.raises(ValueError):
         HealthConfig(disqualify_below=2)
+    for name in ("audit_timeout", "node_check_interval", "audit_interval"):
+        with pytest.raises(ValueError, match=name):
+            HealthConfig(**{name: 0})
     assert replace(HealthConfig(), forget=0.5).reputation.forget == 0.5

@@ -160,6 +160,17 @@ class HealthConfig:
             raise ValueError("need 0 <= new_node_share <= 1 and 0 <= performance_decay < 1")
         if self.max_reverifications < 1 or self.vetting_audits < 0:
             raise ValueError("need max_reverifications >= 1 and vetting_audits >= 0")
+        positive = (
+            "audit_interval", "node_audit_interval", "audit_timeout", "check_interval",
+            "node_check_interval", "check_timeout",
+        )  # fmt: skip
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"[health] {name} must be above 0")
+        if self.reverify_after < 0 or self.audits_per_cycle < 1 or self.checks_per_cycle < 1:
+            raise ValueError("need reverify_after >= 0 and at least 1 audit and check per cycle")
+        if self.audit_concurrency < 1:
+            raise ValueError("[health] audit_concurrency must be at least 1")
 
     @property
     def reputation(self) -> ReputationConfig:

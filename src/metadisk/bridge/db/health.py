@@ -334,9 +334,10 @@ class HealthStore:
 
     def standings(self, now: int, since: int, node_id: bytes | None = None) -> list[StandingRow]:
         def work(conn: Connection) -> list[StandingRow]:
-            counts = (
-                select(_p.node_id, func.count().label("pieces")).group_by(_p.node_id)
-            ).subquery()
+            counted = select(_p.node_id, func.count().label("pieces")).group_by(_p.node_id)
+            if node_id is not None:  # one node's own standing: count its pieces only
+                counted = counted.where(_p.node_id == node_id)
+            counts = counted.subquery()
             query = (
                 select(
                     _n.node_id,

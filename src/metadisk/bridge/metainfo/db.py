@@ -201,7 +201,9 @@ class MetainfoDB(Protocol):
         new: Sequence[IssuedOrder],
         now: int,
     ) -> bool:
-        """Swap order limits of a pending segment, queueing the old pieces for deletion."""
+        """Swap order limits of a pending segment: the old ones are marked replaced (their
+        receipts no longer count, their nodes are not chosen for the segment again) and their
+        pieces queued for deletion."""
         ...
 
     def commit_segment(
