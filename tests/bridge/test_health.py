@@ -105,7 +105,12 @@ async def store_piece(
         await pieces.aclose()
 
     def record(conn: object) -> None:
-        conn.execute(insert(t.piece_sets).values(root_piece_id=root, refs=1, created_at=now))  # type: ignore[attr-defined]
+        conn.execute(  # type: ignore[attr-defined]
+            insert(t.piece_sets).values(
+                root_piece_id=root, refs=1, created_at=now, k=4, m=6, o=8, n=10,
+                piece_size=PIECE_SIZE,
+            )
+        )  # fmt: skip
         conn.execute(  # type: ignore[attr-defined]
             insert(t.pieces).values(
                 root_piece_id=root, piece_number=number, node_id=farmer.identity.node_id.raw,

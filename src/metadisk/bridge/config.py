@@ -183,6 +183,49 @@ class HealthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RepairConfig:
+    """Repair, garbage collection and graceful exit (``[repair]``).
+
+    The checker walks every piece set each `check_interval` and queues those whose healthy
+    pieces are at or below their repair threshold; the repairer wakes every `repair_interval`
+    to rebuild what is queued, `concurrency` sets at once, moving at most `bandwidth` bytes a
+    second (0: no limit). Each node is sent a filter of the pieces it keeps every
+    `node_gc_interval`; pieces stored before the filter's time less `gc_clock_skew` (the farmer's
+    clock may be behind ours) and not in it go to the farmer's trash. A graceful exit that makes
+    no progress for `exit_timeout` fails, and repair takes over.
+    """
+
+    check_interval: float = 60.0
+    repair_interval: float = 10.0
+    concurrency: int = 2
+    bandwidth: int = 0
+    max_attempts: int = 5  # failed repairs of one set before it waits for the next check
+    download_spares: int = 2  # pieces asked beyond k, so a slow or bad farmer costs no retry
+    upload_spares: int = 2  # nodes sent a rebuilt piece beyond those needed (long tail)
+    gc_interval: float = 30.0
+    node_gc_interval: float = 24 * 3600.0
+    gc_false_positive_rate: float = 0.1
+    gc_clock_skew: int = 300  # metadisk.core.messages.CLOCK_SKEW: what order limits tolerate
+    exit_batch: int = 50  # transfers handed to an exiting node per request
+    exit_timeout: float = 3600.0
+
+    def __post_init__(self) -> None:
+        positive = ("check_interval", "repair_interval", "gc_interval", "node_gc_interval",
+                    "exit_timeout")  # fmt: skip
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"[repair] {name} must be above 0")
+        counts = ("concurrency", "max_attempts", "exit_batch")
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise ValueError(f"[repair] {name} must be at least 1")
+        if min(self.bandwidth, self.download_spares, self.upload_spares, self.gc_clock_skew) < 0:
+            raise ValueError("[repair] bandwidth, spares and gc_clock_skew cannot be negative")
+        if not 0 < self.gc_false_positive_rate < 1:
+            raise ValueError("[repair] gc_false_positive_rate must be between 0 and 1")
+
+
+@dataclass(frozen=True, slots=True)
 class BridgeConfig:
     """Everything one bridge process needs."""
 
@@ -194,6 +237,7 @@ class BridgeConfig:
     objects: ObjectsConfig = field(default_factory=ObjectsConfig)
     chores: ChoresConfig = field(default_factory=ChoresConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    repair: RepairConfig = field(default_factory=RepairConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object a line

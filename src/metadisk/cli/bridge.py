@@ -39,6 +39,7 @@ from metadisk.bridge.config import (
     Limits,
     NodesConfig,
     ObjectsConfig,
+    RepairConfig,
     Role,
     ServerConfig,
     WorkerConfig,
@@ -63,6 +64,7 @@ _SECTIONS: dict[str, type] = {
     "objects": ObjectsConfig,
     "chores": ChoresConfig,
     "health": HealthConfig,
+    "repair": RepairConfig,
     "worker": WorkerConfig,
 }
 
@@ -292,6 +294,7 @@ def load_config(
             objects=ObjectsConfig(**sections["objects"]),
             chores=ChoresConfig(**sections["chores"]),
             health=HealthConfig(**sections["health"]),
+            repair=RepairConfig(**sections["repair"]),
             worker=WorkerConfig(**sections["worker"]),
         )
     except (TypeError, ValueError) as exc:

@@ -39,9 +39,11 @@ from metadisk.farmer.setup import read_config, read_identity, write_config
 from metadisk.wire.api.nodes import NodeStatus
 
 BRIDGE_DIR = "bridge"
-# What `chore_interval` shortens: the bridge's chores (``[chores]``, ``[health]``), the farmers'.
+# What `chore_interval` shortens: the bridge's chores (``[chores]``, ``[health]``, ``[repair]``),
+# the farmers'.
 BRIDGE_CHORES = ("reclaim_interval", "delete_interval")
 HEALTH_CHORES = ("audit_interval", "node_audit_interval", "check_interval", "node_check_interval")
+REPAIR_CHORES = ("check_interval", "repair_interval", "gc_interval", "node_gc_interval")
 FARMER_CHORES = ("checkin_interval", "trash_interval", "expiry_interval", "usage_flush_interval")
 FARMERS_DIR = "farmers"
 DEFAULT_ALLOCATION = 4 << 30
@@ -134,6 +136,8 @@ class LocalNetwork:
         settings: dict[str, Any] = {
             "log_level": log_level,
             "nodes": {"single_host": True, "difficulty": 0},
+            # One host, one clock: a filter's time needs no margin for farmers' clocks.
+            "repair": {"gc_clock_skew": 1},
             "objects": {
                 "profiles": {"local": _redundancy(profile)},
                 "default_profile": "local",
@@ -149,6 +153,7 @@ class LocalNetwork:
         if chore_interval is not None:
             settings["chores"] = {name: chore_interval for name in BRIDGE_CHORES}
             settings["health"] = {name: chore_interval for name in HEALTH_CHORES}
+            settings["repair"].update({name: chore_interval for name in REPAIR_CHORES})
         if port is not None:
             settings["server"] = {"port": port}
         elif (saved := _saved_port(self.bridge_dir)) is not None:

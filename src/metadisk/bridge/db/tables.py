@@ -204,6 +204,7 @@ segment_orders = Table(
         ondelete="CASCADE",
     ),
     Index("ix_segment_orders_segment", "stream_id", "segment_index"),
+    Index("ix_segment_orders_node_id", "node_id"),  # a node's pieces in flight, for its filter
 )
 
 # The stored pieces of one uploaded segment, named by the segment's root piece id. Segments refer
@@ -216,6 +217,13 @@ piece_sets = Table(
     Column("root_piece_id", LargeBinary(32), primary_key=True),
     Column("refs", Integer, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # The set's shape, so the repair checker and the repairer need no segment row: the
+    # Reed-Solomon scheme it was coded with and the size of each of its pieces.
+    Column("k", SmallInteger, nullable=False),
+    Column("m", SmallInteger, nullable=False),
+    Column("o", SmallInteger, nullable=False),
+    Column("n", SmallInteger, nullable=False),
+    Column("piece_size", BigInteger, nullable=False),
 )
 
 pieces = Table(
@@ -273,6 +281,16 @@ nodes = Table(
     # What clients report of transfers: decaying success rate and latency (selection weight).
     Column("perf_success", Float, nullable=False, server_default=text("1")),
     Column("perf_latency_ms", Float, nullable=False, server_default=text("0")),
+    # Graceful exit (metadisk.bridge.repair.exit): asked, last progress, and how it ended
+    # ("exited", or "failed" when the node stopped moving its pieces; repair takes over).
+    Column("exit_started_at", BigInteger),
+    Column("exit_progress_at", BigInteger),
+    Column("exit_finished_at", BigInteger),
+    Column("exit_result", String(16)),
+    # Garbage collection: when the node is next sent a filter of the pieces it keeps, and when
+    # it last accepted one.
+    Column("next_gc_at", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_gc_at", BigInteger),
 )
 
 # An audit a node did not answer (timed out), asked again until it answers or runs out of tries.
@@ -336,4 +354,45 @@ piece_deletes = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", BigInteger, nullable=False, index=True),
+)
+
+# Piece sets with too few healthy pieces, as the checker last found them: `healthy` at or below
+# the set's repair threshold m (repaired, least healthy first), or below k (lost: kept to report).
+repair_queue = Table(
+    "repair_queue",
+    metadata,
+    Column("root_piece_id", LargeBinary(32), primary_key=True),
+    Column("healthy", SmallInteger, nullable=False),
+    Column("queued_at", BigInteger, nullable=False),
+    Column("checked_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", BigInteger, nullable=False),  # claims move it forward (a lease)
+    Index("ix_repair_queue_due", "healthy", "next_attempt_at"),
+)
+
+# The checker's last full pass: what an operator watches (``metadisk bridge health``).
+segment_health = Table(
+    "segment_health",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),  # one row: 1
+    Column("checked_at", BigInteger, nullable=False),
+    Column("piece_sets", BigInteger, nullable=False),
+    Column("injured", BigInteger, nullable=False),  # at or below the repair threshold
+    Column("lost", BigInteger, nullable=False),  # below k healthy pieces
+    Column("repaired", BigInteger, nullable=False, server_default=text("0")),  # ever, in total
+)
+
+# PUT_REPAIR order limits handed out by the repairer or for a graceful exit, until their piece
+# is recorded or they expire: their receipts must answer one of these, and garbage collection
+# keeps their pieces meanwhile.
+transfer_orders = Table(
+    "transfer_orders",
+    metadata,
+    Column("serial", LargeBinary(16), primary_key=True),
+    Column("root_piece_id", LargeBinary(32), nullable=False),
+    Column("piece_number", Integer, nullable=False),
+    Column("node_id", LargeBinary(32), nullable=False, index=True),
+    Column("piece_id", LargeBinary(32), nullable=False),
+    Column("from_node_id", LargeBinary(32)),  # a graceful exit: the node the piece leaves
+    Column("expires_at", BigInteger, nullable=False),
 )

@@ -185,7 +185,7 @@ def commit_segment(
     def work(conn: Connection) -> bool:
         if not _lock_pending(conn, stream_id):
             return False
-        root = conn.execute(
+        row = conn.execute(
             update(t.segments)
             .where(_s.stream_id == stream_id, _s.index == index, SEGMENT_PENDING)
             .values(
@@ -193,11 +193,23 @@ def commit_segment(
                 plain_size=plain_size,
                 encrypted_metadata=encrypted_metadata,
             )
-            .returning(_s.root_piece_id)
-        ).scalar()
-        if root is None:
+            .returning(_s.root_piece_id, _s.k, _s.m, _s.o, _s.n, _s.piece_size)
+        ).first()
+        if row is None:
             return False
-        conn.execute(insert(t.piece_sets).values(root_piece_id=root, refs=1, created_at=now))
+        root = row.root_piece_id
+        conn.execute(
+            insert(t.piece_sets).values(
+                root_piece_id=root,
+                refs=1,
+                created_at=now,
+                k=row.k,
+                m=row.m,
+                o=row.o,
+                n=row.n,
+                piece_size=row.piece_size,
+            )
+        )
         conn.execute(
             insert(t.pieces),
             [
