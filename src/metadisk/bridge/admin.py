@@ -1,5 +1,5 @@
-"""An operator's actions on a bridge's database, for `metadisk bridge migrate`, `disqualify` and
-`nodes`."""
+"""An operator's actions on a bridge's database, for `metadisk bridge migrate`, `disqualify`,
+`nodes` and `health`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.health import HealthStore
 from metadisk.bridge.db.migrate import current_revision, head_revision, upgrade
 from metadisk.bridge.db.overlay import OverlayStore
+from metadisk.bridge.db.repair import RepairStore
 from metadisk.bridge.health.service import NodeView, node_views
+from metadisk.bridge.repair.db import HealthSummary
 
 
 class NotReady(Exception):
@@ -50,6 +52,17 @@ def node_table(config: BridgeConfig, now: int) -> list[NodeView]:
     try:
         _require_schema(db)
         return node_views(HealthStore(db), config.nodes, now)
+    finally:
+        db.close()
+
+
+def network_health(config: BridgeConfig) -> HealthSummary:
+    """The repair checker's last pass and the repair queue (`NotReady` as for `node_table`)."""
+    _require_file(config.database.url)
+    db = Database(config.database)
+    try:
+        _require_schema(db)
+        return RepairStore(db).summary()
     finally:
         db.close()
 

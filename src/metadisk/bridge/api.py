@@ -33,6 +33,7 @@ from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.health import HealthStore
 from metadisk.bridge.db.metainfo import MetainfoStore
 from metadisk.bridge.db.overlay import OverlayStore
+from metadisk.bridge.db.repair import RepairStore
 from metadisk.bridge.health import endpoint as health_endpoint
 from metadisk.bridge.health.reports import TransferReports
 from metadisk.bridge.health.service import HealthService
@@ -46,6 +47,8 @@ from metadisk.bridge.orders.service import OrderSigner
 from metadisk.bridge.overlay import endpoint as overlay_endpoint
 from metadisk.bridge.overlay.pinger import HTTPPinger
 from metadisk.bridge.overlay.service import OverlayService
+from metadisk.bridge.repair import endpoint as repair_endpoint
+from metadisk.bridge.repair.status import RepairStatus
 from metadisk.core.identity import Identity
 from metadisk.runtime.metrics import (
     METRICS_PATH,
@@ -141,6 +144,9 @@ class ApiPeer:
                 accounts_endpoint.router(self.accounts, clock),
                 overlay_endpoint.router(self.overlay, clock),
                 health_endpoint.router(self.health, clock, run),
+                repair_endpoint.router(
+                    RepairStatus(RepairStore(self.db), self.health.check_admin), run
+                ),
             ],
             __version__,
             self.metrics,

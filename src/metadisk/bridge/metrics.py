@@ -81,6 +81,26 @@ class WorkerMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.repairs = Counter(
+            "metadisk_bridge_repairs",
+            "Repairs of piece sets, by outcome: repaired, failed (tried again later), "
+            "not-needed (healed or deleted before its turn).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.repair_bytes = Counter(
+            "metadisk_bridge_repair_bytes",
+            "Bytes the repairer moved: downloaded (pieces fetched) and uploaded (pieces rebuilt).",
+            ["direction"],
+            registry=registry,
+        )
+        self.piece_sets = Gauge(
+            "metadisk_bridge_piece_sets",
+            "Piece sets (stored segments) as the repair checker's last pass found them: all, "
+            "injured (at or below the repair threshold) and lost (below k healthy pieces).",
+            ["state"],
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "metadisk_bridge_queue_depth",
             "Chore work waiting in the database: piece deletes queued, expired uploads "

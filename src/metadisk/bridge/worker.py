@@ -2,7 +2,8 @@
 the database.
 
 Its chores: reclaiming uploads left uncommitted past their deadline, sending queued piece
-deletes to farmers, and checking nodes' uptime and auditing them (`metadisk.bridge.health`).
+deletes to farmers, checking nodes' uptime and auditing them (`metadisk.bridge.health`), and
+finding and rebuilding piece sets with too few healthy pieces (`metadisk.bridge.repair`).
 Each unit of work is claimed in the database (``SKIP LOCKED`` rows, leases on deletes, schedules
 moved forward for checks and audits), so any number of workers, on any number of machines, share
 one database without doing an item twice. A worker serves only ``/metrics`` (loopback, or with
@@ -12,7 +13,7 @@ the metrics token).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -24,12 +25,18 @@ from metadisk.bridge.db.deletion import DeletionStore
 from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.health import HealthStore
 from metadisk.bridge.db.metainfo import MetainfoStore
+from metadisk.bridge.db.overlay import OverlayStore
+from metadisk.bridge.db.repair import RepairStore
 from metadisk.bridge.deletion.chore import PieceDeleter
 from metadisk.bridge.health.auditor import Auditor
 from metadisk.bridge.health.uptime import UptimeChecker
 from metadisk.bridge.metrics import WorkerMetrics, pool_gauges
 from metadisk.bridge.orders.service import OrderSigner
+from metadisk.bridge.overlay.pinger import HTTPPinger
+from metadisk.bridge.overlay.service import OverlayService
 from metadisk.bridge.reclaim.chore import UploadReclaimer
+from metadisk.bridge.repair.checker import Checker, CheckReport
+from metadisk.bridge.repair.repairer import Repairer, Target
 from metadisk.core.identity import Identity
 from metadisk.runtime.chore import Chore
 from metadisk.runtime.lifecycle import Group
@@ -95,6 +102,23 @@ class WorkerPeer:
             observe=lambda outcome: self.metrics.uptime_checks.labels(outcome).inc(),
         )
 
+        self.overlay = OverlayService(
+            OverlayStore(self.db), config.nodes, HTTPPinger(self.pieces), config.health
+        )
+        self.repair_store = RepairStore(self.db)
+        online_window = config.nodes.online_window
+        self.checker = Checker(self.repair_store, clock, online_window, observe=self._checked)
+        self.repairer = Repairer(
+            self.repair_store,
+            self.signer,
+            self.pieces,
+            self._select,
+            config.repair,
+            clock,
+            online_window,
+            observe=self._repaired,
+        )
+
         chores = config.chores
         self.reclaim_chore = Chore(
             "reclaim",
@@ -114,7 +138,21 @@ class WorkerPeer:
         self.uptime_chore = Chore(
             "uptime", config.health.check_interval, self.uptime.cycle, observer=chore_metrics
         )
-        self.chores = (self.reclaim_chore, self.deletion_chore, self.uptime_chore, self.audit_chore)
+        self.checker_chore = Chore(
+            "repair-checker", config.repair.check_interval, self.checker.cycle,
+            observer=chore_metrics,
+        )  # fmt: skip
+        self.repair_chore = Chore(
+            "repair", config.repair.repair_interval, self.repairer.cycle, observer=chore_metrics
+        )
+        self.chores = (
+            self.reclaim_chore,
+            self.deletion_chore,
+            self.uptime_chore,
+            self.audit_chore,
+            self.checker_chore,
+            self.repair_chore,
+        )
 
         self.server: AppServer | None = None
         if serve_metrics:
@@ -130,6 +168,29 @@ class WorkerPeer:
         self.group.add("farmers", close=self.pieces.aclose)
         if owns_db:
             self.group.add("database", close=lambda: asyncio.to_thread(self.db.close))
+
+    def _select(
+        self,
+        count: int,
+        piece_size: int,
+        now: int,
+        exclude: Collection[bytes],
+        exclude_nets: Collection[str],
+    ) -> list[Target]:
+        chosen = self.overlay.select(count, 1, piece_size, now, exclude, exclude_nets)
+        return [Target(c.node_id, c.public_key, c.address, c.last_net) for c in chosen]
+
+    def _checked(self, report: CheckReport) -> None:
+        gauge = self.metrics.piece_sets
+        gauge.labels("all").set(report.piece_sets)
+        gauge.labels("injured").set(report.injured)
+        gauge.labels("lost").set(report.lost)
+
+    def _repaired(self, outcome: str, count: int) -> None:
+        if outcome in ("downloaded", "uploaded"):
+            self.metrics.repair_bytes.labels(outcome).inc(count)
+        else:
+            self.metrics.repairs.labels(outcome).inc(count)
 
     def _expired(self) -> int:
         return self.metainfo_store.expired_uploads(self.clock())

@@ -48,10 +48,10 @@ from metadisk.bridge.config import (
 from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.errors import ErasureError
 from metadisk.runtime import logs
-from metadisk.wire.api.routes import ADMIN_NODES
+from metadisk.wire.api.routes import ADMIN_HEALTH, ADMIN_NODES
 
 if TYPE_CHECKING:
-    from metadisk.wire.api.nodes import NodeStanding
+    from metadisk.wire.api.nodes import NetworkHealth, NodeStanding
 
 app = typer.Typer(help="Run a bridge: the metadata and accounts service.", no_args_is_help=True)
 
@@ -202,6 +202,59 @@ def nodes(
         typer.echo(table.model_dump_json(indent=2))
         return
     _print_nodes(table.nodes, now)
+
+
+@app.command()
+def health(
+    config_file: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    database: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help=f"JSON, as GET {ADMIN_HEALTH} answers it.")
+    ] = False,
+) -> None:
+    """Stored segments' health: injured (queued for repair), lost (below k), repaired.
+
+    Reads the bridge's database directly; `GET /v1/admin/health` answers the same over HTTP
+    with the admin token.
+    """
+    from metadisk.bridge import admin
+    from metadisk.wire.api.nodes import NetworkHealth, QueuedSets
+
+    config = _config_or_exit(config_file, data_dir, {"database": {"url": database}})
+    try:
+        summary = admin.network_health(config)
+    except admin.NotReady as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        _fail(f"cannot read the network's health: {_one_line(exc)}")
+    report = NetworkHealth(
+        checked_at=summary.checked_at,
+        piece_sets=summary.piece_sets,
+        injured=summary.injured,
+        lost=summary.lost,
+        repaired=summary.repaired,
+        queue=[QueuedSets(healthy=h, sets=n) for h, n in sorted(summary.queued.items())],
+    )
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    _print_health(report, int(time.time()))
+
+
+def _print_health(report: NetworkHealth, now: int) -> None:
+    from metadisk.cli.humanize import ago
+
+    if report.checked_at is None:
+        typer.echo("the repair checker has not finished a pass yet")
+        return
+    typer.echo(f"checked      {ago(report.checked_at, now)}")
+    typer.echo(f"piece sets   {report.piece_sets}  (one per stored segment; copies share them)")
+    typer.echo(f"injured      {report.injured}  (at or below the repair threshold: repairing)")
+    typer.echo(f"lost         {report.lost}  (below k healthy pieces)")
+    typer.echo(f"repaired     {report.repaired}  (in total)")
+    for queued in report.queue:
+        typer.echo(f"  queued with {queued.healthy} healthy pieces: {queued.sets}")
 
 
 def _print_nodes(standings: list[NodeStanding], now: int) -> None:

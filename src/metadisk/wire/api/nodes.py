@@ -120,3 +120,20 @@ class AuditEvidence(Answer):
 
 class EvidenceList(Answer):
     evidence: list[AuditEvidence] = Field(description="oldest first")
+
+
+class QueuedSets(Answer):
+    healthy: int = Field(description="healthy pieces")
+    sets: int = Field(description="piece sets queued for repair with that many")
+
+
+class NetworkHealth(Answer):
+    """The repair checker's last pass over every piece set (each stored segment's pieces;
+    copies of an object share them), and the repair queue as it stands."""
+
+    checked_at: int | None = Field(description="unix time of the last full pass; null: none yet")
+    piece_sets: int
+    injured: int = Field(description="at or below the repair threshold, and repairable")
+    lost: int = Field(description="below k healthy pieces: cannot be rebuilt unless nodes return")
+    repaired: int = Field(description="repairs done, in total")
+    queue: list[QueuedSets] = Field(description="least healthy first")

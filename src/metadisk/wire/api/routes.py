@@ -45,3 +45,4 @@ DOCS = "/v1/docs"
 # operators (``Authorization: Bearer <[server] admin_token>``)
 ADMIN_NODES = "/v1/admin/nodes"
 ADMIN_NODE_EVIDENCE = "/v1/admin/nodes/{node_id}/evidence"
+ADMIN_HEALTH = "/v1/admin/health"  # piece sets: injured, lost, queued for repair

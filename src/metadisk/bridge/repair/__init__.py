@@ -1,0 +1,1 @@
+"""Repair: the checker finds piece sets with too few healthy pieces, the repairer rebuilds them."""
