@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class Throttle:
@@ -16,13 +16,19 @@ class Throttle:
     """
 
     def __init__(
-        self, rate: int, burst: int | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        rate: int,
+        burst: int | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if rate < 0:
             raise ValueError("rate cannot be negative")
         self.rate = rate
         self._burst = float(burst if burst is not None else max(rate, 1))
         self._clock = clock
+        self._sleep = sleep
         self._tokens = self._burst
         self._at = clock()
         self._lock = asyncio.Lock()
@@ -34,7 +40,7 @@ class Throttle:
             self._refill()
             needed = min(float(count), self._burst)
             if self._tokens < needed:
-                await asyncio.sleep((needed - self._tokens) / self.rate)
+                await self._sleep((needed - self._tokens) / self.rate)
                 self._refill()
             self._tokens -= count
 

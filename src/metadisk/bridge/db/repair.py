@@ -3,7 +3,7 @@ with ``SKIP LOCKED`` on PostgreSQL), transfers in flight, and the atomic swap of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, case, delete, func, insert, select, update
@@ -230,6 +230,25 @@ class RepairStore:
             return CommitResult(kept, len(discarded), healthy)
 
         return self._db.write(work)
+
+    def report_bad(self, root: bytes, bad: Mapping[int, bytes], now: int) -> None:
+        def work(conn: Connection) -> None:
+            for number, node in bad.items():
+                upsert(
+                    conn,
+                    t.audit_queue,
+                    {
+                        "root_piece_id": root,
+                        "piece_number": number,
+                        "node_id": node,
+                        "reason": "repair",
+                        "created_at": now,
+                    },
+                    ["root_piece_id", "piece_number"],
+                    {"node_id": node, "reason": "repair"},
+                )
+
+        self._db.write(work)
 
     def retry_later(self, root: bytes, now: int, delay: int, max_attempts: int) -> None:
         def work(conn: Connection) -> None:

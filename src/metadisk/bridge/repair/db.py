@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -141,6 +141,10 @@ class RepairDB(Protocol):
         """Swap `pieces` into the set in one transaction (each only if its piece number's row
         still names `replaces`), queue deletes for what they replace and for what cannot be
         kept, forget every serial of `dropped` (transfers that failed) and the queue entry."""
+        ...
+
+    def report_bad(self, root: bytes, bad: Mapping[int, bytes], now: int) -> None:
+        """Queue audits of pieces (number -> node id) a repair found missing or damaged."""
         ...
 
     def retry_later(self, root: bytes, now: int, delay: int, max_attempts: int) -> None: ...

@@ -65,6 +65,10 @@ class RepairFailed(Exception):
     """This attempt cannot finish; the set is tried again later."""
 
 
+# What a farmer says when it lost or damaged a piece it signed for.
+_BAD = frozenset({"not-found", "corrupt-piece"})
+
+
 class Repairer:
     """One cycle of the repair chore: claim queued sets, repair up to `concurrency` at once."""
 
@@ -140,14 +144,20 @@ class Repairer:
 
     async def _repair(self, job: RepairJob, now: int) -> bool:
         scheme = RedundancyScheme(job.k, job.m, job.o, job.n)
-        fetched = await self._download(job)
-        taken = {h.piece_number for h in job.holders if h.healthy}
+        fetched, bad = await self._download(job)
+        if bad:
+            # The farmer signed for other bytes: replace its piece now, and audit it soon.
+            await asyncio.to_thread(self._db.report_bad, job.root_piece_id, bad, self._clock())
+        taken = {h.piece_number for h in job.holders if h.healthy and h.piece_number not in bad}
         rows = {h.piece_number: h for h in job.holders}
-        # Piece numbers nobody holds first, then those on unhealthy nodes (their rows go).
-        free = [i for i in range(job.n) if i not in rows] + [
-            i for i in sorted(rows) if i not in taken
-        ]
-        need = job.o - job.healthy
+        # Numbers whose piece was found bad first (the checker would count them healthy), then
+        # those nobody holds, then those on unhealthy nodes (their rows go, if they are taken).
+        free = (
+            sorted(bad)
+            + [i for i in range(job.n) if i not in rows]
+            + [i for i in sorted(rows) if i not in taken and i not in bad]
+        )
+        need = job.o - len(taken)
         count = min(need + self._config.upload_spares, len(free))
         nets = {h.last_net for h in job.holders if h.healthy}
         try:
@@ -211,9 +221,10 @@ class Repairer:
         )
         return True
 
-    async def _download(self, job: RepairJob) -> dict[int, bytes]:
-        """k verified pieces (number -> bytes), healthy holders first; `RepairFailed` if the
-        retrievable ones cannot give k."""
+    async def _download(self, job: RepairJob) -> tuple[dict[int, bytes], dict[int, bytes]]:
+        """k verified pieces (number -> bytes), healthy holders first, and the pieces found
+        not to match their hash (number -> node id); `RepairFailed` if the retrievable ones
+        cannot give k."""
         sources = sorted(
             (h for h in job.holders if h.retrievable and h.address is not None),
             key=lambda h: (not h.healthy, h.piece_number),
@@ -221,8 +232,9 @@ class Repairer:
         if len(sources) < job.k:
             raise RepairFailed(f"{len(sources)} retrievable pieces, {job.k} needed")
         fetched: dict[int, bytes] = {}
+        bad: dict[int, bytes] = {}
         queue = list(sources)
-        running: set[asyncio.Task[tuple[int, bytes | None]]] = set()
+        running: set[asyncio.Task[tuple[Holder, bytes | Exception | None]]] = set()
         try:
             while len(fetched) < job.k:
                 while queue and len(running) + len(fetched) < job.k + self._config.download_spares:
@@ -231,17 +243,22 @@ class Repairer:
                     raise RepairFailed(f"only {len(fetched)} of {job.k} pieces could be fetched")
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    number, data = task.result()
-                    if data is not None:
-                        fetched[number] = data
+                    holder, data = task.result()
+                    if isinstance(data, bytes):
+                        fetched[holder.piece_number] = data
+                    elif data is not None:
+                        bad[holder.piece_number] = holder.node_id
         finally:
             for task in running:
                 task.cancel()
             if running:
                 await asyncio.wait(running)
-        return dict(list(fetched.items())[: job.k])
+        return dict(list(fetched.items())[: job.k]), bad
 
-    async def _fetch(self, holder: Holder, piece_size: int) -> tuple[int, bytes | None]:
+    async def _fetch(
+        self, holder: Holder, piece_size: int
+    ) -> tuple[Holder, bytes | Exception | None]:
+        """The piece's bytes; None if it could not be fetched; the error if it is bad."""
         assert holder.address is not None
         limit = self._signer.sign(
             NodeId(holder.node_id), holder.piece_id, Action.GET_REPAIR, holder.size, self._clock()
@@ -253,12 +270,12 @@ class Repairer:
             await asyncio.to_thread(verify_piece, buffer, holder.piece_hash)
         except PieceTransferError as exc:
             _skipped(holder, exc.code)
-            return holder.piece_number, None
-        except CoreError:
+            return holder, (exc if exc.code in _BAD else None)
+        except CoreError as exc:
             _skipped(holder, "hash-mismatch")
-            return holder.piece_number, None
+            return holder, exc
         self._observe("downloaded", holder.size)
-        return holder.piece_number, bytes(buffer)
+        return holder, bytes(buffer)
 
     async def _upload(
         self,
