@@ -597,6 +597,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.nodes = args.nodes or (2000 if args.quick else 5000)
     args.pieces = args.pieces or (40_000 if args.quick else 480_000)
     args.replicas = args.replicas or (8 if args.quick else 16)
+    if args.replicas < 2:
+        parser.error("--replicas: at least 2 (their spread is the standard error)")
     failures = Failures(args.lifetime_days, args.afr)
     print(
         f"metadisk durability model: node lifetime {args.lifetime_days:.0f} d (exponential), "
