@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,9 @@ Failures, Scenario = durability.Failures, durability.Scenario
 SIX_MONTHS = 365.25 / 2
 
 
-def scenario(scheme: RedundancyScheme, lifetime_days: float = SIX_MONTHS, delay_hours: float = 24):
+def scenario(
+    scheme: RedundancyScheme, lifetime_days: float = SIX_MONTHS, delay_hours: float = 24
+) -> Any:  # a Scenario of the loaded script
     return Scenario("test", scheme, Failures(lifetime_days, 0.016), delay_hours)
 
 
@@ -78,7 +81,7 @@ def test_repairing_earlier_loses_less_and_moves_more(fixed: bool) -> None:
 
 def test_churn_and_slow_repairs_cost_nines() -> None:
     def nines(**change: float) -> float:
-        return durability.nines(durability.steady(scenario(GLOBAL, **change)).loss)
+        return float(durability.nines(durability.steady(scenario(GLOBAL, **change)).loss))
 
     assert nines(lifetime_days=30) < nines() < nines(lifetime_days=365)
     assert nines(delay_hours=72) < nines() < nines(delay_hours=4)
