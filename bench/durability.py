@@ -19,28 +19,28 @@ Check: a discrete-event simulation of a network of thousands of nodes (each depa
 lifetime or a disk failure and is replaced by an empty node) holding many segments on distinct
 random nodes, run at a stress failure rate at which losses are seen, printed beside the model.
 
-Rates, each an assumption for the order of magnitude, with its source:
+Rates: each is an assumption, for its order of magnitude, named with its source.
 
-- node lifetime: 6 months mean, the middle of the mean times to failure (1, 6 and 12 months) of
-  the decision table in Storj Labs, "Storj: A Decentralized Cloud Storage Network Framework", v3.0
-  (October 2018), appendix "Choosing erasure parameters"; its section 2.5 ("Durability, device
-  failure, and churn") expects churn, not hardware, to dominate, and cites Rhea et al. (USENIX
-  2004) for P2P session times of hours or minutes. Blake and Rodrigues, "High Availability,
-  Scalable Storage, Dynamic Peer Networks: Pick Two" (HotOS IX, 2003), show that repair traffic
-  grows as redundancy x data / lifetime, so lifetimes of P2P sessions cannot hold much data: the
-  alternatives include 1 and 12 months.
-- disk failures: 1.6% a year, between the fleet-wide annualized failure rates Backblaze published
-  for 2023 (1.70%) and 2024 (1.57%) in its Drive Stats reports; home disks may do worse.
+- node lifetime: 6 months mean, the middle of the mean times to failure (1, 6 and 12 months) in
+  the decision table of Storj Labs, "Storj: A Decentralized Cloud Storage Network Framework", v3.0
+  (October 2018), chapter 7, section "Choosing erasure parameters". Its section 2.5 ("Durability,
+  device failure, and churn") expects churn, not hardware, to dominate losses and cites Rhea et
+  al. (USENIX 2004) for P2P session times of hours or minutes; Blake and Rodrigues, "High
+  Availability, Scalable Storage, Dynamic Peer Networks: Pick Two" (HotOS IX, 2003), argue from
+  Gnutella measurements that with such churn the bandwidth to keep redundancy, not the disks,
+  limits P2P storage. The alternatives take 1 and 12 months.
+- disk failures: 1.6% a year, between the fleet-wide annualized failure rates in Backblaze's Drive
+  Stats (1.57% for 2024, about 1.7% for 2023); disks at home may do worse.
 - repair delay: 24 hours, an assumption (metadisk has no repairer yet): a node counted gone after
-  about 12 hours offline, plus queue and transfer. Alternatives: 4 and 72 hours.
-- target: 11 nines per year, the durability Amazon S3 Standard is designed for ("99.999999999%
-  durability ... of objects over a given year", S3 user guide, Data protection). An object of s
-  segments loses about log10(s) nines against its segments'.
+  about 12 hours offline, then queue and transfer. The alternatives take 4 and 72 hours.
+- target: 11 nines a year, what Amazon S3 Standard is designed for ("99.999999999% durability
+  ... of objects over a given year", S3 User Guide, "Data protection in Amazon S3"). An object of
+  s segments has about log10(s) nines fewer than its segments.
 
 Prints both tables and asserts nothing (docs/durability.md explains the figures).
 
     python bench/durability.py            # about a minute
-    python bench/durability.py --quick    # about 10 seconds: a smoke run
+    python bench/durability.py --quick    # under 10 seconds: a smoke run
     python bench/durability.py --lifetime-days 365 --delay-hours 4
 """
 
