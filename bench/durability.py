@@ -273,7 +273,6 @@ class Simulated:
     first_year_traffic: float = 0.0  # their repairs' traffic within that year, in segment sizes
     window_losses: int = 0  # losses after the warm-up (lost segments are uploaded again)
     window_traffic: float = 0.0
-    events: int = 0
 
     def figures(self) -> dict[str, float]:
         """Per segment: P(loss) and traffic in the 1st year; loss rate and traffic a year later."""
@@ -291,8 +290,8 @@ def simulate(
     *,
     nodes: int,
     segments: int,
-    years: float = 1.0,
-    warmup: float = 0.25,
+    years: float = 1.5,
+    warmup: float = 0.5,
     fixed: bool = True,
     shape: float = 1.0,
     seed: int = 1,
@@ -343,7 +342,6 @@ def simulate(
         upload(seg)
     while queue and queue[0][0] <= years:
         now, kind, ident, gen = heapq.heappop(queue)
-        result.events += 1
         if kind == 0:  # a node leaves with its pieces; an empty one takes its slot
             held, holds[ident] = holds[ident], set()
             for seg in held:
@@ -389,19 +387,16 @@ def scenarios(lifetime_days: float, afr: float, delay_hours: float) -> list[Scen
     local = Scenario("local", LOCAL, base, delay_hours)
     world = Scenario("global", GLOBAL, base, delay_hours)
 
-    def scheme(s: RedundancyScheme, **change: int) -> RedundancyScheme:
-        return replace(s, **change)
-
     return [
         local,
-        replace(local, label="local, repair at 5", scheme=scheme(LOCAL, m=5)),
-        replace(local, label="local, repair at 7", scheme=scheme(LOCAL, m=7)),
+        replace(local, label="local, repair at 5", scheme=replace(LOCAL, m=5)),
+        replace(local, label="local, repair at 7", scheme=replace(LOCAL, m=7)),
         replace(local, label="local, delay x3", delay_hours=3 * delay_hours),
         world,
-        replace(world, label="global, repair at 32", scheme=scheme(GLOBAL, m=32)),
-        replace(world, label="global, repair at 40", scheme=scheme(GLOBAL, m=40)),
-        replace(world, label="global, repair at 45", scheme=scheme(GLOBAL, m=45)),
-        replace(world, label="global, keep 65", scheme=scheme(GLOBAL, o=65)),
+        replace(world, label="global, repair at 32", scheme=replace(GLOBAL, m=32)),
+        replace(world, label="global, repair at 40", scheme=replace(GLOBAL, m=40)),
+        replace(world, label="global, repair at 45", scheme=replace(GLOBAL, m=45)),
+        replace(world, label="global, keep 65", scheme=replace(GLOBAL, o=65)),
         replace(world, label="global, delay / 6", delay_hours=delay_hours / 6),
         replace(world, label="global, delay x3", delay_hours=3 * delay_hours),
         replace(world, label="global, life x2", failures=replace(base, lifetime_days=2 * life)),
