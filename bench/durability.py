@@ -40,7 +40,7 @@ Rates: each is an assumption, for its order of magnitude, named with its source.
 Prints both tables and asserts nothing (docs/durability.md explains the figures).
 
     python bench/durability.py            # about a minute
-    python bench/durability.py --quick    # under 10 seconds: a smoke run
+    python bench/durability.py --quick    # about 10 seconds: a smoke run
     python bench/durability.py --lifetime-days 365 --delay-hours 4
 """
 
