@@ -133,12 +133,14 @@ class Clock:
         return self.now
 
 
-def make_config(tmp_path: Path, bridge: TrustedBridge, **settings: object) -> FarmerConfig:
+def make_config(
+    tmp_path: Path, bridge: TrustedBridge, *, allocated: int = 64 << 20, **settings: object
+) -> FarmerConfig:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     return FarmerConfig(
         data_dir=data_dir,
-        allocated=64 << 20,
+        allocated=allocated,
         bridges=(bridge,),
         checkin_interval=3600,
         trash_grace=3600,

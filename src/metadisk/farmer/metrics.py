@@ -40,6 +40,13 @@ class FarmerMetrics:
             ["how"],
             registry=registry,
         )
+        self.trash_purged = Counter(
+            "metadisk_farmer_trash_purged",
+            "Trashed pieces purged for good: after the grace period (grace), or early to make "
+            "room in the allocation (allocation) or on the disk (disk).",
+            ["why"],
+            registry=registry,
+        )
         self.refusals = Counter(
             "metadisk_farmer_refusals",
             "Requests answered with an error, by route and error code.",

@@ -145,7 +145,7 @@ class Peer:
         # After the server stopped (closed before it), so the last requests' bandwidth counts.
         self.group.add("usage", start=_nothing, close=self.usage.flush)
         self.group.add(
-            "space", start=lambda: asyncio.to_thread(check_space, config, self.usage.used)
+            "space", start=lambda: asyncio.to_thread(check_space, config, self.usage.on_disk)
         )
         self.group.add("contact", start=self.contact.start, close=self.contact.close)
         self.group.add("server", start=self._serve, close=self.server.close)
@@ -156,11 +156,13 @@ class Peer:
         gauge_callback(
             self.registry,
             "metadisk_farmer_space_bytes",
-            "The allocation, and how much of it is used and free.",
+            "The allocation, and how much of it is used (pieces), in the trash and free (the "
+            "trash counts as free: it is emptied first when room is needed).",
             ["kind"],
             lambda: {
                 ("allocated",): float(self.pieces.allocated),
                 ("used",): float(self.usage.used),
+                ("trash",): float(self.usage.trash),
                 ("free",): float(self.pieces.free),
             },
         )
@@ -281,7 +283,8 @@ def check_data_dir(path: Path) -> None:
 
 
 def check_space(config: FarmerConfig, used: int) -> None:
-    """SetupError if the disk is full or cannot hold what is left of the allocation."""
+    """SetupError if the disk is full or cannot hold what is left of the allocation (`used`:
+    bytes the node has on disk, pieces and trash)."""
     stat = os.statvfs(config.data_dir)
     free = stat.f_bavail * stat.f_frsize
     if free < DISK_RESERVE:

@@ -405,21 +405,33 @@ class PieceStore:
         piece.close()
         return piece.info
 
+    def trashed(self) -> Iterator[tuple[bytes, bytes, str, int]]:
+        """Every trashed piece, lazily (a trash may hold millions): (bridge, piece id, rel path,
+        trashed at)."""
+        for bridge_dir in _scandir(self.trash_dir):
+            try:
+                bridge = bytes.fromhex(bridge_dir.name)
+                entries = os.scandir(bridge_dir.path)
+            except (ValueError, FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for entry in entries:
+                    name, _, when = entry.name.partition(".")
+                    try:
+                        piece_id, trashed_at = bytes.fromhex(name), int(when.split(".")[0])
+                    except ValueError:
+                        continue  # not ours
+                    rel = f"trash/{bridge_dir.name}/{entry.name}"
+                    yield bridge, piece_id, rel, trashed_at
+
     def trash_entries(self) -> Iterator[tuple[bytes, bytes, str, int, int]]:
         """Every trashed piece: (bridge, piece id, rel path, trashed at, bytes on disk)."""
-        for bridge_dir in _scandir(self.trash_dir):
-            for entry in _scandir(Path(bridge_dir.path)):
-                name, _, when = entry.name.partition(".")
-                try:
-                    bridge, piece_id, trashed_at = (
-                        bytes.fromhex(bridge_dir.name),
-                        bytes.fromhex(name),
-                        int(when.split(".")[0]),
-                    )
-                    size = entry.stat().st_size
-                except (ValueError, FileNotFoundError):
-                    continue  # not ours, or purged meanwhile
-                yield bridge, piece_id, f"trash/{bridge_dir.name}/{entry.name}", trashed_at, size
+        for bridge, piece_id, rel, trashed_at in self.trashed():
+            try:
+                size = os.stat(f"{self._root}/{rel}").st_size
+            except FileNotFoundError:
+                continue  # purged meanwhile
+            yield bridge, piece_id, rel, trashed_at, size
 
 
 def _scandir(path: Path) -> list[os.DirEntry[str]]:

@@ -4,6 +4,9 @@ Stored bytes, piece counts and trash change only with file moves, which the piec
 through the journal, so those counters are exact across crashes. Bandwidth changes with every
 request; it is added up in memory and flushed every `usage_flush_interval` seconds and at close,
 so a kill -9 can lose at most that much bandwidth accounting (never stored-byte accounting).
+
+Stored pieces (`used`) and the trash (`trash`) are counted apart: the trash is emptied first when
+room is needed, so the node offers it as free space.
 """
 
 from __future__ import annotations
@@ -28,7 +31,17 @@ class UsageService:
 
     @property
     def used(self) -> int:
-        """Bytes on disk in pieces and trash: what counts against the allocation."""
+        """Bytes on disk in stored pieces (with their trailers), the trash not included."""
+        return sum(u.stored for u in self._usage.values())
+
+    @property
+    def trash(self) -> int:
+        """Bytes on disk in the trash."""
+        return sum(u.trash for u in self._usage.values())
+
+    @property
+    def on_disk(self) -> int:
+        """Bytes on disk in pieces and trash together."""
         return sum(u.stored + u.trash for u in self._usage.values())
 
     @property
