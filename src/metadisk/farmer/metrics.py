@@ -36,7 +36,8 @@ class FarmerMetrics:
         )
         self.pieces_deleted = Counter(
             "metadisk_farmer_pieces_deleted",
-            "Pieces removed: deleted (moved to the trash by a bridge's delete) or expired.",
+            "Pieces removed: deleted (moved to the trash by a bridge's delete), collected (moved "
+            "to the trash by a bridge's retain request) or expired.",
             ["how"],
             registry=registry,
         )

@@ -38,6 +38,8 @@ from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.endpoint import PieceEndpoint
 from metadisk.farmer.pieces.service import PieceService
 from metadisk.farmer.pieces.store import PieceStore
+from metadisk.farmer.retain.endpoint import RetainEndpoint
+from metadisk.farmer.retain.service import RETRY_INTERVAL, RetainService
 from metadisk.farmer.setup import remove_quietly, write_atomic
 from metadisk.farmer.usage.endpoint import StatusEndpoint
 from metadisk.farmer.usage.service import UsageService
@@ -118,7 +120,9 @@ class Peer:
             run_at_start=False,
             observer=chore_metrics,
         )
-        self.chores = (self.checkin_chore, self.expiry_chore, self.trash_chore, self.usage_chore)
+        self.chores: tuple[Chore, ...] = (
+            self.checkin_chore, self.expiry_chore, self.trash_chore, self.usage_chore,
+        )  # fmt: skip
 
         app = web.Application(
             middlewares=[aiohttp_middleware(self.http_metrics), error_middleware(self.metrics)]
@@ -134,6 +138,21 @@ class Peer:
                 uptime=lambda: time.monotonic() - self._started_at,
             ).routes()
         )
+        # Garbage collection: the bridges' retain requests, run by a chore triggered on arrival.
+        self.retain = RetainService(
+            node_id=identity.node_id,
+            pieces=self.pieces,
+            usage=self.usage,
+            trusted_bridges=config.trusted_bridges(),
+            clock=clock,
+        )
+        self.retain_chore = Chore(
+            "retain", RETRY_INTERVAL, self.retain.collect, run_at_start=False,
+            observer=chore_metrics,
+        )  # fmt: skip
+        self.retain.attach(self.retain_chore)
+        self.chores = (*self.chores, self.retain_chore)
+        app.add_routes(RetainEndpoint(self.retain).routes())
         app.add_routes(chore_routes({chore.name: chore for chore in self.chores}))
         app.add_routes([aiohttp_metrics_route(self.registry, allow=from_loopback)])
         self.server = AppServer(app, config.host, config.port)

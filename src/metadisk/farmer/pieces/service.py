@@ -523,6 +523,27 @@ class PieceService:
         """Purge trashed pieces older than the grace period."""
         return await self._trash.empty(self._now() - self._trash_grace)
 
+    async def trash_pieces(
+        self, bridge: bytes, piece_ids: Collection[bytes], *, stored_before: int
+    ) -> int:
+        """Move `bridge`'s pieces among `piece_ids` that were stored before `stored_before` (the
+        footer's stored_at, signed in their receipts) to the trash; returns how many moved.
+
+        For garbage collection: pieces being uploaded are skipped, and while this runs the ids
+        count as being uploaded, so a piece deleted and stored again meanwhile is never taken.
+        Missing and damaged pieces (no stored time to trust) are left alone."""
+        keys = {(bridge, p) for p in piece_ids} - self._uploading_pieces
+        self._uploading_pieces.update(keys)
+        try:
+            ids = [piece_id for _, piece_id in keys]
+            collectable = self._trash.collectable
+            moves = await self._run(collectable, bridge, ids, stored_before, self._now())
+            moved = await self._apply_moves(moves)
+        finally:
+            self._uploading_pieces.difference_update(keys)
+        self._metrics.pieces_deleted.labels("collected").inc(moved)
+        return moved
+
     async def _apply_moves(self, moves: list[Move], io: Executor | None = None) -> int:
         """Journal, perform (on `io`, default the piece I/O threads) and account file moves;
         returns how many happened."""

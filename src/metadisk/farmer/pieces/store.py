@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from metadisk.core.merkle import PieceDigest, PieceHasher, leaf_count, leaf_span
-from metadisk.core.messages import HASH_SIZE
+from metadisk.core.messages import HASH_SIZE, PIECE_ID_SIZE
 from metadisk.farmer.errors import CorruptPiece, NotFound
 
 MAGIC = b"MDPIECE1"
@@ -404,6 +404,18 @@ class PieceStore:
         piece = self.open(rel)
         piece.close()
         return piece.info
+
+    def piece_ids(self, bridge: bytes, directory: int) -> list[bytes]:
+        """The ids of `bridge`'s pieces in its piece directory number `directory` (0 to 255):
+        one directory's names at a time, so a walk over millions of pieces holds few."""
+        path = f"{self._root}/pieces/{bridge.hex()}/{directory:0{FAN_OUT}x}"
+        ids = []
+        for entry in _scandir(Path(path)):
+            name = entry.name
+            if len(name) == 2 * PIECE_ID_SIZE:
+                with contextlib.suppress(ValueError):
+                    ids.append(bytes.fromhex(name))
+        return ids
 
     def trashed(self) -> Iterator[tuple[bytes, bytes, str, int]]:
         """Every trashed piece, lazily (a trash may hold millions): (bridge, piece id, rel path,

@@ -1,9 +1,10 @@
-"""The trash: pieces deleted by a bridge, kept for a grace
+"""The trash: pieces deleted by a bridge or collected by its retain request, kept for a grace
 period (``trash_grace``) so a mistake can still be undone by hand, and emptied first when room is
 needed.
 
-Two ways out, both through the piece service's journaled moves (so counters stay exact across a
-crash):
+In: a DELETE, or `Trash.collectable`, which picks the pieces a retain request may take (those
+stored before its time). Two ways out, both through the piece service's journaled moves (so
+counters stay exact across a crash):
 
 - `Trash.empty`: the trash chore purges what was trashed before the grace period, streaming the
   listing (a trash may hold millions of pieces after a collection) in batches.
@@ -28,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from metadisk.farmer.errors import NotFound
+from metadisk.farmer.errors import CorruptPiece, NotFound
 from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.db import Move
 from metadisk.farmer.pieces.store import PieceStore
@@ -138,6 +139,23 @@ class Trash:
             if size is not None:  # else purged meanwhile
                 moves.append(Move(bridge, piece_id, rel, None, trash=-size))
                 total += size
+        return moves
+
+    def collectable(
+        self, bridge: bytes, piece_ids: list[bytes], stored_before: int, now: int
+    ) -> list[Move]:
+        """Moves to the trash of `bridge`'s pieces among `piece_ids` stored before
+        `stored_before`, by their footers; missing and damaged pieces are left out (blocks)."""
+        moves = []
+        for piece_id in piece_ids:
+            rel = self._store.piece_rel(bridge, piece_id)
+            try:
+                info = self._store.info(rel)
+            except (NotFound, CorruptPiece):
+                continue
+            if info.stored_at < stored_before:
+                size, dst = info.disk_size, self._store.trash_rel(bridge, piece_id, now)
+                moves.append(Move(bridge, piece_id, rel, dst, -size, -1, trash=size))
         return moves
 
     def _size(self, rel: str) -> int | None:

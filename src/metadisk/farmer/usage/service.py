@@ -6,15 +6,26 @@ request; it is added up in memory and flushed every `usage_flush_interval` secon
 so a kill -9 can lose at most that much bandwidth accounting (never stored-byte accounting).
 
 Stored pieces (`used`) and the trash (`trash`) are counted apart: the trash is emptied first when
-room is needed, so the node offers it as free space.
+room is needed, so the node offers it as free space. The last garbage collection per bridge
+(`record_collection`) is kept in memory only, for the status page.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from metadisk.farmer.pieces.db import Move
 from metadisk.farmer.usage.db import BridgeUsage, UsageDB
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """What one garbage collection for one bridge did."""
+
+    at: int  # unix time it ended
+    checked: int  # pieces it looked at
+    collected: int  # pieces it moved to the trash
 
 
 class UsageService:
@@ -24,6 +35,7 @@ class UsageService:
         self._db = db
         self._usage: dict[bytes, BridgeUsage] = defaultdict(BridgeUsage)
         self._pending: dict[bytes, list[int]] = defaultdict(lambda: [0, 0])
+        self._collections: dict[bytes, Collection] = {}
 
     async def load(self) -> None:
         self._usage.clear()
@@ -79,6 +91,22 @@ class UsageService:
                 self._pending[bridge][1] += bw_out
             raise
 
+    def record_collection(self, bridge: bytes, collection: Collection) -> None:
+        """Remember a bridge's last garbage collection, for the status page."""
+        self._collections[bridge] = collection
+
+    def last_collection(self, bridge: bytes) -> Collection | None:
+        return self._collections.get(bridge)
+
     def snapshot(self) -> dict[str, dict[str, int]]:
-        """Counters per bridge (hex id), for the status page."""
-        return {bridge.hex(): usage.as_dict() for bridge, usage in sorted(self._usage.items())}
+        """Counters per bridge (hex id), with its last garbage collection, for the status page."""
+        report: dict[str, dict[str, int]] = {}
+        for bridge in sorted(self._usage.keys() | self._collections.keys()):
+            entry = (self._usage[bridge] if bridge in self._usage else BridgeUsage()).as_dict()
+            collection = self._collections.get(bridge)
+            if collection is not None:
+                entry["last_collection_at"] = collection.at
+                entry["last_checked"] = collection.checked
+                entry["last_collected"] = collection.collected
+            report[bridge.hex()] = entry
+        return report
