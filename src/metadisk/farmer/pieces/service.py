@@ -552,9 +552,7 @@ class PieceService:
         ids = await self._db.begin_moves(moves)
         entries = [JournalEntry(i, m) for i, m in zip(ids, moves, strict=True)]
         loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(
-            io or self._io, lambda: [self._perform(m) for m in moves]
-        )
+        results = await loop.run_in_executor(io or self._io, self._perform, moves)
         done = [e for e, ok in zip(entries, results, strict=True) if ok]
         undone = [e for e, ok in zip(entries, results, strict=True) if not ok]
         await asyncio.shield(self._db.finish_moves(done, undone))
@@ -562,14 +560,22 @@ class PieceService:
             self._usage.apply(entry.move)
         return len(done)
 
-    def _perform(self, move: Move) -> bool:
-        try:
-            if move.dst is None:
-                return self.store.remove(move.src)
-            self.store.move(move.src, move.dst)
-        except FileNotFoundError:
-            return False
-        return True
+    def _perform(self, moves: list[Move]) -> list[bool]:
+        """Do `moves`; each directory moved into is fsynced once, before any move is reported
+        done (a collection's 500 moves into one trash directory: one fsync, not 500)."""
+        results = []
+        for move in moves:
+            try:
+                if move.dst is None:
+                    results.append(self.store.remove(move.src))
+                    continue
+                self.store.move(move.src, move.dst, sync=False)
+            except FileNotFoundError:
+                results.append(False)
+                continue
+            results.append(True)
+        self.store.sync_parents(m.dst for m, ok in zip(moves, results, strict=True) if ok and m.dst)
+        return results
 
 
 def _disk_full_is_507(fn: Callable[P, T]) -> Callable[P, T]:

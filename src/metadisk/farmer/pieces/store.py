@@ -360,9 +360,20 @@ class PieceStore:
             os.rename(temp.file, dst)
         _fsync_dir(os.path.dirname(dst))
 
-    def move(self, src: str, dst: str) -> None:
-        """Move a piece file (to the trash); FileNotFoundError if `src` is gone."""
-        self._move(self.root / src, self.root / dst)
+    def move(self, src: str, dst: str, *, sync: bool = True) -> None:
+        """Move a piece file (to the trash); FileNotFoundError if `src` is gone. Without
+        `sync`, the caller fsyncs the destination's directory (`sync_parents`) before it relies
+        on the move: a batch of moves into one directory then costs one fsync, not one each."""
+        dst_path = self.root / dst
+        _ensure_dir(dst_path.parent)
+        os.rename(self.root / src, dst_path)
+        if sync:
+            _fsync_dir(dst_path.parent)
+
+    def sync_parents(self, rels: Iterable[str]) -> None:
+        """Fsync the directory of each of `rels`, each directory once."""
+        for parent in {os.path.dirname(rel) for rel in rels}:
+            _fsync_dir(self.root / parent)
 
     def remove(self, rel: str) -> bool:
         """Delete a file; False if it was already gone."""
@@ -371,11 +382,6 @@ class PieceStore:
         except FileNotFoundError:
             return False
         return True
-
-    def _move(self, src: Path, dst: Path) -> None:
-        _ensure_dir(dst.parent)
-        os.rename(src, dst)
-        _fsync_dir(dst.parent)
 
     # -- reading
 
