@@ -46,7 +46,7 @@ CHORE = "/v1/chores/{name}"
 ORDER_LIMIT_HEADER = "X-Metadisk-Order-Limit"
 PIECE_HASH_HEADER = "X-Metadisk-Piece-Hash"
 MAX_ORDER_LIMIT_HEADER = 4096  # characters; an encoded order limit is ~260
-MAX_RETAIN_BODY = RetainRequest.MAX_ENCODED  # a filter of 64 MiB of bits, plus ~180 bytes
+MAX_RETAIN_BODY = RetainRequest.MAX_ENCODED  # a filter of 64 MiB of bits, plus 189 bytes
 
 
 class PieceStored(Answer):
