@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from metadisk.core.bloom import BloomFilter
 from metadisk.core.errors import DecodeError, SignatureError
 from metadisk.core.identity import Identity, NodeId
 from metadisk.core.messages import (
@@ -19,6 +20,7 @@ from metadisk.core.messages import (
     OrderLimit,
     OrderLimitRejected,
     PieceReceipt,
+    RetainRequest,
     check_order_limit,
     derive_piece_id,
 )
@@ -231,3 +233,67 @@ def test_constructors_validate_fields() -> None:
     with pytest.raises(DecodeError):
         replace(contact(), address="x" * 5000)
     assert isinstance(order_limit().node_id, NodeId)
+
+
+def retain_request(**changes: Any) -> RetainRequest:
+    bloom = BloomFilter.sized(2, 0.1, seed=bytes([8]) * 32)
+    bloom.add(bytes([5]) * 32)
+    bloom.add(bytes([6]) * 32)
+    fields: dict[str, Any] = {
+        "bridge_id": BRIDGE.node_id,
+        "node_id": FARMER.node_id,
+        "created_before": 1_799_990_000,
+        "issued_at": 1_800_000_000,
+        "filter": bloom.encode(),
+    }
+    fields.update(changes)
+    return RetainRequest(**fields).signed_by(BRIDGE)
+
+
+@given(u64, u64, st.binary(max_size=300))
+def test_retain_request_round_trip(created_before: int, issued_at: int, blob: bytes) -> None:
+    request = retain_request(created_before=created_before, issued_at=issued_at, filter=blob)
+    decoded = RetainRequest.decode(request.encode())
+    assert decoded == request
+    decoded.verify_signature(BRIDGE.public_key)
+
+
+def test_retain_request_vector_and_rejections() -> None:
+    vectors = json.loads(VECTORS.read_text())
+    request = retain_request()
+    assert request.encode().hex() == vectors["retain_request"]
+    assert bytes([5]) * 32 in request.bloom_filter()
+    encoded = request.encode()
+    for cut in range(len(encoded)):
+        with pytest.raises(DecodeError):
+            RetainRequest.decode(encoded[:cut])
+    with pytest.raises(DecodeError):
+        RetainRequest.decode(encoded + b"\x00")
+    with pytest.raises(DecodeError, match="type"):
+        RetainRequest.decode(order_limit().encode())
+    with pytest.raises(SignatureError):
+        request.verify_signature(OTHER.public_key)
+    with pytest.raises(SignatureError):
+        replace(request, created_before=request.created_before + 1).verify_signature(
+            BRIDGE.public_key
+        )
+    with pytest.raises(ValueError):
+        replace(request, bridge_id=OTHER.node_id).signed_by(BRIDGE)
+    with pytest.raises(DecodeError):
+        replace(request, issued_at=-1)
+    with pytest.raises(DecodeError):
+        retain_request(filter=b"not a filter").bloom_filter()
+
+
+def test_retain_request_filter_is_capped_at_64_mib_of_bits() -> None:
+    largest = bytes(RetainRequest.MAX_FILTER)
+    request = retain_request(filter=largest)
+    assert len(request.encode()) == RetainRequest.MAX_ENCODED
+    assert RetainRequest.decode(request.encode()).filter == largest
+    with pytest.raises(DecodeError, match="too large"):
+        replace(request, filter=largest + b"\x00")
+    # a length field claiming more is refused before anything is read
+    head = 2 + 32 + 32 + 8 + 8
+    forged = request.encode()[:head] + (RetainRequest.MAX_FILTER + 1).to_bytes(4, "big")
+    with pytest.raises(DecodeError, match="too large"):
+        RetainRequest.decode(forged + b"\x00" * 100)

@@ -10,10 +10,11 @@ from typing import Any
 
 import aiohttp
 
+from metadisk.core.bloom import BloomFilter
 from metadisk.core.encoding import b64decode, b64encode
 from metadisk.core.identity import Identity, NodeId
 from metadisk.core.merkle import digest_piece
-from metadisk.core.messages import Action, OrderLimit, PieceReceipt
+from metadisk.core.messages import Action, OrderLimit, PieceReceipt, RetainRequest
 from metadisk.farmer.config import FarmerConfig, TrustedBridge
 
 # Nothing listens on the discard port: check-ins fail fast and quietly.
@@ -34,6 +35,29 @@ class Bridge:
     @property
     def trusted(self) -> TrustedBridge:
         return TrustedBridge(self.identity.node_id, self.identity.public_key, self.url)
+
+    def retain(
+        self,
+        node_id: NodeId | str,
+        keep: list[bytes],
+        *,
+        created_before: float,
+        issued_at: float | None = None,
+        rate: float = 1e-6,
+    ) -> RetainRequest:
+        """A signed retain request keeping `keep`, with a new random seed like the bridge's."""
+        if isinstance(node_id, str):
+            node_id = NodeId.from_hex(node_id)
+        bloom = BloomFilter.sized(len(keep), rate, seed=os.urandom(32))
+        for piece in keep:
+            bloom.add(piece)
+        return RetainRequest(
+            bridge_id=self.identity.node_id,
+            node_id=node_id,
+            created_before=int(created_before),
+            issued_at=int(time.time() if issued_at is None else issued_at),
+            filter=bloom.encode(),
+        ).signed_by(self.identity)
 
     def limit(
         self,
@@ -133,12 +157,14 @@ class Clock:
         return self.now
 
 
-def make_config(tmp_path: Path, bridge: TrustedBridge, **settings: object) -> FarmerConfig:
+def make_config(
+    tmp_path: Path, bridge: TrustedBridge, *, allocated: int = 64 << 20, **settings: object
+) -> FarmerConfig:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     return FarmerConfig(
         data_dir=data_dir,
-        allocated=64 << 20,
+        allocated=allocated,
         bridges=(bridge,),
         checkin_interval=3600,
         trash_grace=3600,

@@ -42,7 +42,9 @@ async def test_deleted_piece_is_purged_after_the_grace(
     trash_dir = peer.config.data_dir / "trash" / bridge.identity.node_id.hex()
     assert len(list(trash_dir.iterdir())) == 1
     assert peer.usage.pieces == 0
-    assert peer.usage.used > 100_000  # the trash still takes its space
+    assert peer.usage.used == 0
+    assert peer.usage.trash > 100_000  # the trash still takes its space on disk...
+    assert peer.pieces.free == peer.config.allocated  # ...but is offered as free
 
     clock.now += 3599
     await peer.trash_chore.trigger_and_wait()
@@ -51,7 +53,7 @@ async def test_deleted_piece_is_purged_after_the_grace(
     clock.now += 2
     await peer.trash_chore.trigger_and_wait()
     assert list(trash_dir.iterdir()) == []
-    assert peer.usage.used == 0
+    assert (peer.usage.used, peer.usage.trash) == (0, 0)
     assert peer.pieces.free == peer.config.allocated
 
 

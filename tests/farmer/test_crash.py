@@ -137,7 +137,8 @@ async def test_kill_under_load_keeps_every_acknowledged_piece(
         trash_bytes = sum(p.stat().st_size for p in trash.iterdir()) if trash.exists() else 0
         info = await status(session, farmer)
         assert info["pieces"] == visible
-        assert info["used"] == expected_used + trash_bytes
+        assert info["used"] == expected_used
+        assert info["trash"] == trash_bytes
 
 
 async def test_restart_keeps_usage(
@@ -159,7 +160,7 @@ async def test_restart_keeps_usage(
         await farmer.start()
         assert farmer.url == old_url  # same port after a restart
         after = await status(session, farmer)
-        for key in ("used", "free", "pieces", "bridges"):
+        for key in ("used", "trash", "free", "pieces", "bridges"):
             assert after[key] == before[key], key
         code, body, _ = await get(session, farmer.url, bridge, farmer.node_id, pid)
         assert (code, body) == (200, data)

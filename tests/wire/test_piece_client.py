@@ -10,14 +10,16 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 import pytest_asyncio
 
 from metadisk.core.audit import judge
-from metadisk.core.identity import Identity
+from metadisk.core.bloom import BloomFilter
+from metadisk.core.identity import Identity, NodeId
 from metadisk.core.merkle import LEAF_SIZE, digest_piece
-from metadisk.core.messages import Action, OrderLimit
+from metadisk.core.messages import Action, OrderLimit, RetainRequest
 from metadisk.devnet.farmer import FarmerProcess, farmer_process
 from metadisk.farmer.config import TrustedBridge
 from metadisk.wire.dataplane import PieceClient, PieceClientConfig, PieceTransferError
@@ -309,3 +311,46 @@ async def test_a_hung_farmer_process_costs_a_timeout_not_forever(farmer: FarmerP
         await pieces.aclose()
     assert upload.value.code in ("stalled", "timeout")
     assert download.value.code == "timeout"
+
+
+def retain_request(node: NodeId, issued_at: int, *, bridge: Identity = BRIDGE) -> RetainRequest:
+    keep = BloomFilter.sized(1, 0.01, seed=os.urandom(32))
+    keep.add(os.urandom(32))
+    return RetainRequest(bridge.node_id, node, issued_at - 60, issued_at, keep.encode()).signed_by(
+        bridge
+    )
+
+
+@on_module_loop
+async def test_retain(farmer: FarmerProcess, pieces: PieceClient) -> None:
+    now = int(time.time())
+    assert await pieces.retain(farmer.url, retain_request(farmer.identity.node_id, now)) is None
+    with pytest.raises(PieceTransferError) as stale:
+        await pieces.retain(farmer.url, retain_request(farmer.identity.node_id, now - 1))
+    assert (stale.value.code, stale.value.status) == ("stale-request", 409)
+    stranger = Identity.generate()
+    with pytest.raises(PieceTransferError) as untrusted:
+        request = retain_request(farmer.identity.node_id, now, bridge=stranger)
+        await pieces.retain(farmer.url, request)
+    assert (untrusted.value.code, untrusted.value.status) == ("untrusted-bridge", 403)
+
+
+async def test_a_retain_request_is_watched_like_a_put() -> None:
+    """Tens of MiB go out in chunks: a farmer that stops reading them is stalled, not hung; an
+    answer that is not the contract's is a bad response."""
+    node = Identity.generate().node_id
+    big = replace(retain_request(node, int(time.time())), filter=bytes(32 << 20))
+    pieces = PieceClient(QUICK)
+    try:
+        async with reading_server(stop_after=256 * 1024) as url:
+            with pytest.raises(PieceTransferError) as caught:
+                async with asyncio.timeout(30):
+                    await pieces.retain(url, big)
+        garbled = b"HTTP/1.1 202 Accepted\r\nContent-Length: 3\r\n\r\nnot"
+        async with reading_server(stop_after=None, answer=garbled) as url:
+            with pytest.raises(PieceTransferError) as bad:
+                await pieces.retain(url, retain_request(node, int(time.time())))
+    finally:
+        await pieces.aclose()
+    assert caught.value.code == "stalled"
+    assert bad.value.code == "bad-response"

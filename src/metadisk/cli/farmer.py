@@ -234,7 +234,7 @@ def status(
         not_running = _first_line(exc)
         typer.echo(f"node      {identity.node_id.hex()}  (not running)")
     else:
-        _show_report(info)
+        _show_report(info, time.time())
 
     from metadisk.farmer.standing import standings  # aiohttp: only the commands that go online pay
 
@@ -245,17 +245,25 @@ def status(
         fail(f"no running node found in {data_dir}: {not_running}")
 
 
-def _show_report(info: NodeReport) -> None:
+def _show_report(info: NodeReport, now: float) -> None:
     typer.echo(f"node      {info.node_id}  ({info.address}, up {info.uptime:.0f} s)")
     typer.echo(
         f"space     {format_size(info.used)} used of {format_size(info.allocated)}, "
-        f"{format_size(info.free)} free, {info.pieces} pieces"
+        f"{format_size(info.trash)} in the trash, {format_size(info.free)} free, "
+        f"{info.pieces} pieces"
     )
     for bridge_id, usage in info.bridges.items():
         typer.echo(
             f"bridge    {bridge_id[:16]}  stored {format_size(usage.stored)}  "
+            f"trash {format_size(usage.trash)}  "
             f"in {format_size(usage.bandwidth_in)}  out {format_size(usage.bandwidth_out)}"
         )
+        if usage.last_collection_at is not None:
+            typer.echo(
+                f"  collected   {ago(usage.last_collection_at, now)} "
+                f"({utc(usage.last_collection_at)}): {usage.last_collected or 0} of "
+                f"{usage.last_checked or 0} pieces moved to the trash"
+            )
 
 
 def _show_standing(answer: BridgeStanding, now: float) -> None:

@@ -6,6 +6,8 @@
 - `AuditResponse`: the farmer's signed answer to an audit (a leaf's hash and its Merkle proof),
   which with its `PieceReceipt` is evidence anyone can check (`metadisk.core.audit`).
 - `NodeQuery`: a farmer's signed, timestamped request to read its own standing at a bridge.
+- `RetainRequest`: a bridge's signed garbage-collection request: a Bloom filter of the pieces a
+  farmer should keep (`metadisk.core.bloom`), and the time before which the others may go.
 
 Each message is a frozen dataclass with `encode()` / `decode()` over the canonical format of
 `metadisk.core.encoding`; the signature covers a domain prefix plus every field before it, so a
@@ -21,6 +23,8 @@ from dataclasses import dataclass, replace
 
 import blake3
 
+from metadisk.core.bloom import MAX_ENCODED as MAX_FILTER
+from metadisk.core.bloom import BloomFilter
 from metadisk.core.encoding import Reader, Writer
 from metadisk.core.errors import CoreError, DecodeError, SignatureError
 from metadisk.core.identity import (
@@ -43,6 +47,7 @@ TAG_PIECE_RECEIPT = 2
 TAG_NODE_CONTACT = 3
 TAG_AUDIT_RESPONSE = 4
 TAG_NODE_QUERY = 5
+TAG_RETAIN_REQUEST = 6
 MAX_PROOF = 4096  # an encoded MerkleProof is at most 11 + 32 * 32 bytes
 
 
@@ -427,6 +432,82 @@ class NodeQuery:
         signature = r.fixed(SIGNATURE_SIZE)
         r.end()
         return cls(public_key, bridge_id, purpose, timestamp, signature)
+
+
+@dataclass(frozen=True, slots=True)
+class RetainRequest:
+    """A bridge's signed request to one farmer: keep the pieces in `filter` (an encoded
+    `BloomFilter` of piece ids); pieces of this bridge stored before `created_before` (unix
+    seconds, compared with the stored-at time the farmer signed in the piece's receipt) and not
+    in the filter may be collected.
+
+    A farmer takes only the newest request per bridge (`issued_at`) and only one issued near its
+    own clock. Replaying an older signed request is harmless by construction: the pieces it does
+    not list were all stored before its `created_before`, when the bridge no longer wanted them.
+    """
+
+    bridge_id: NodeId
+    node_id: NodeId
+    created_before: int
+    issued_at: int
+    filter: bytes
+    signature: bytes = b""
+
+    VERSION = 1
+    MAX_FILTER = MAX_FILTER  # an encoded filter of up to 64 MiB of bits
+    MAX_ENCODED = 2 + 2 * NODE_ID_SIZE + 8 + 8 + 4 + MAX_FILTER + SIGNATURE_SIZE
+
+    def __post_init__(self) -> None:
+        for name in ("created_before", "issued_at"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < 1 << 64:
+                raise DecodeError(f"{name} out of range")
+        if not isinstance(self.filter, bytes) or len(self.filter) > MAX_FILTER:
+            raise DecodeError("filter too large")
+
+    def _body(self) -> bytes:
+        return (
+            Writer()
+            .u8(TAG_RETAIN_REQUEST)
+            .u8(self.VERSION)
+            .fixed(self.bridge_id.raw, NODE_ID_SIZE)
+            .fixed(self.node_id.raw, NODE_ID_SIZE)
+            .u64(self.created_before)
+            .u64(self.issued_at)
+            # a blob, written by hand: Writer caps blobs at 16 MiB, a filter may take 64
+            .u32(len(self.filter))
+            .getvalue()
+        ) + self.filter
+
+    def signed_by(self, bridge: Identity) -> RetainRequest:
+        """Return a copy signed by `bridge` (whose node id must be `bridge_id`)."""
+        if bridge.node_id != self.bridge_id:
+            raise ValueError("signer is not the retain request's bridge")
+        return replace(self, signature=bridge.sign(_signing_bytes(self._body())))
+
+    def verify_signature(self, bridge_public_key: bytes) -> None:
+        if NodeId.from_public_key(bridge_public_key) != self.bridge_id:
+            raise SignatureError("key does not belong to the retain request's bridge")
+        verify_signature(bridge_public_key, _signing_bytes(self._body()), self.signature)
+
+    def bloom_filter(self) -> BloomFilter:
+        """The decoded filter; `DecodeError` if it is not one."""
+        return BloomFilter.decode(self.filter)
+
+    def encode(self) -> bytes:
+        return self._body() + self.signature
+
+    @classmethod
+    def decode(cls, data: bytes) -> RetainRequest:
+        r = Reader(data)
+        r.header(TAG_RETAIN_REQUEST, cls.VERSION)
+        bridge_id = NodeId(r.fixed(NODE_ID_SIZE))
+        node_id = NodeId(r.fixed(NODE_ID_SIZE))
+        created_before, issued_at = r.u64(), r.u64()
+        bloom = r.blob(MAX_FILTER)
+        signature = r.fixed(SIGNATURE_SIZE)
+        r.end()
+        return cls(bridge_id, node_id, created_before, issued_at, bloom, signature)
 
 
 class OrderLimitRejected(CoreError):

@@ -9,8 +9,9 @@ one, only add::
     ├── Unauthorized             missing-order-limit     401
     ├── Forbidden                (core's check code)     403
     ├── NotFound                 not-found               404
-    ├── Conflict                 serial-reused, piece-exists   409
+    ├── Conflict                 serial-reused, piece-exists, stale-request   409
     ├── LengthRequired           length-required         411
+    ├── TooLarge                 too-large               413
     ├── RangeNotSatisfiable      range-not-satisfiable   416
     ├── InsufficientStorage      insufficient-storage    507
     ├── CorruptPiece             corrupt-piece           500
@@ -66,7 +67,8 @@ class NotFound(FarmerError):
 
 
 class Conflict(FarmerError):
-    """A request that clashes with stored state: a reused serial, an existing piece."""
+    """A request that clashes with stored state: a reused serial, an existing piece, a retain
+    request older than one already taken."""
 
     code = "conflict"
     status = 409
@@ -77,6 +79,13 @@ class LengthRequired(FarmerError):
 
     code = "length-required"
     status = 411
+
+
+class TooLarge(FarmerError):
+    """A request body over its route's cap (a retain request past 64 MiB of filter)."""
+
+    code = "too-large"
+    status = 413
 
 
 class RangeNotSatisfiable(FarmerError):

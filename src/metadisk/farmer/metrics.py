@@ -36,8 +36,16 @@ class FarmerMetrics:
         )
         self.pieces_deleted = Counter(
             "metadisk_farmer_pieces_deleted",
-            "Pieces removed: deleted (moved to the trash by a bridge's delete) or expired.",
+            "Pieces removed: deleted (moved to the trash by a bridge's delete), collected (moved "
+            "to the trash by a bridge's retain request) or expired.",
             ["how"],
+            registry=registry,
+        )
+        self.trash_purged = Counter(
+            "metadisk_farmer_trash_purged",
+            "Trashed pieces purged for good: after the grace period (grace), or early to make "
+            "room in the allocation (allocation) or on the disk (disk).",
+            ["why"],
             registry=registry,
         )
         self.refusals = Counter(

@@ -38,6 +38,8 @@ from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.endpoint import PieceEndpoint
 from metadisk.farmer.pieces.service import PieceService
 from metadisk.farmer.pieces.store import PieceStore
+from metadisk.farmer.retain.endpoint import RetainEndpoint
+from metadisk.farmer.retain.service import RETRY_INTERVAL, RetainService
 from metadisk.farmer.setup import remove_quietly, write_atomic
 from metadisk.farmer.usage.endpoint import StatusEndpoint
 from metadisk.farmer.usage.service import UsageService
@@ -118,7 +120,9 @@ class Peer:
             run_at_start=False,
             observer=chore_metrics,
         )
-        self.chores = (self.checkin_chore, self.expiry_chore, self.trash_chore, self.usage_chore)
+        self.chores: tuple[Chore, ...] = (
+            self.checkin_chore, self.expiry_chore, self.trash_chore, self.usage_chore,
+        )  # fmt: skip
 
         app = web.Application(
             middlewares=[aiohttp_middleware(self.http_metrics), error_middleware(self.metrics)]
@@ -134,6 +138,21 @@ class Peer:
                 uptime=lambda: time.monotonic() - self._started_at,
             ).routes()
         )
+        # Garbage collection: the bridges' retain requests, run by a chore triggered on arrival.
+        self.retain = RetainService(
+            node_id=identity.node_id,
+            pieces=self.pieces,
+            usage=self.usage,
+            trusted_bridges=config.trusted_bridges(),
+            clock=clock,
+        )
+        self.retain_chore = Chore(
+            "retain", RETRY_INTERVAL, self.retain.collect, run_at_start=False,
+            observer=chore_metrics,
+        )  # fmt: skip
+        self.retain.attach(self.retain_chore)
+        self.chores = (*self.chores, self.retain_chore)
+        app.add_routes(RetainEndpoint(self.retain).routes())
         app.add_routes(chore_routes({chore.name: chore for chore in self.chores}))
         app.add_routes([aiohttp_metrics_route(self.registry, allow=from_loopback)])
         self.server = AppServer(app, config.host, config.port)
@@ -145,7 +164,7 @@ class Peer:
         # After the server stopped (closed before it), so the last requests' bandwidth counts.
         self.group.add("usage", start=_nothing, close=self.usage.flush)
         self.group.add(
-            "space", start=lambda: asyncio.to_thread(check_space, config, self.usage.used)
+            "space", start=lambda: asyncio.to_thread(check_space, config, self.usage.on_disk)
         )
         self.group.add("contact", start=self.contact.start, close=self.contact.close)
         self.group.add("server", start=self._serve, close=self.server.close)
@@ -156,11 +175,13 @@ class Peer:
         gauge_callback(
             self.registry,
             "metadisk_farmer_space_bytes",
-            "The allocation, and how much of it is used and free.",
+            "The allocation, and how much of it is used (pieces), in the trash and free (the "
+            "trash counts as free: it is emptied first when room is needed).",
             ["kind"],
             lambda: {
                 ("allocated",): float(self.pieces.allocated),
                 ("used",): float(self.usage.used),
+                ("trash",): float(self.usage.trash),
                 ("free",): float(self.pieces.free),
             },
         )
@@ -281,7 +302,8 @@ def check_data_dir(path: Path) -> None:
 
 
 def check_space(config: FarmerConfig, used: int) -> None:
-    """SetupError if the disk is full or cannot hold what is left of the allocation."""
+    """SetupError if the disk is full or cannot hold what is left of the allocation (`used`:
+    bytes the node has on disk, pieces and trash)."""
     stat = os.statvfs(config.data_dir)
     free = stat.f_bavail * stat.f_frsize
     if free < DISK_RESERVE:

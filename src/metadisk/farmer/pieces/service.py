@@ -1,7 +1,8 @@
 """The piece service: order-limit checks, uploads, downloads, audits, deletes, TTLs and trash.
 
 Every file operation runs on a private thread pool; the event loop only parses, checks and moves
-bytes between the socket and those threads.
+bytes between the socket and those threads. The trash (`metadisk.farmer.pieces.trash`) is
+emptied after its grace period, or early when an upload would not fit without it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import errno
 import logging
 import os
 from collections.abc import AsyncIterable, Callable, Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
@@ -39,6 +40,7 @@ from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.db import JournalEntry, Move, PieceDB
 from metadisk.farmer.pieces.protocol import RangeSpec
 from metadisk.farmer.pieces.store import OpenPiece, PieceInfo, PieceStore, TempPiece, trailer_size
+from metadisk.farmer.pieces.trash import Trash
 from metadisk.farmer.usage.service import UsageService
 
 log = logging.getLogger("metadisk.farmer.pieces")
@@ -109,6 +111,7 @@ class PieceService:
         # bytes served per GET order limit, so one limit cannot download more than it allows
         self._served: dict[bytes, tuple[int, int]] = {}
         self._recent_serials: dict[bytes, int] = {}  # serial -> its order limit's expiry
+        self._trash = Trash(store, self._apply_moves, self._metrics)
 
     async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -131,15 +134,22 @@ class PieceService:
         if removed:
             log.info("removed %d partial uploads", removed)
         await self._usage.load()
+        self._trash.start()
 
     async def close(self) -> None:
         # bookkeeping the I/O threads queued stays in the database's queue, which its close
         # drains after this
         await asyncio.to_thread(self._io.shutdown, wait=True)
+        await self._trash.close()
 
     @property
     def free(self) -> int:
+        """What the node can still accept: the trash counts as free, being emptied on demand."""
         return max(0, self.allocated - self._usage.used - self._reserved)
+
+    def _short(self) -> int:
+        """Bytes the allocation lacks for what is stored, trashed and reserved (<= 0: none)."""
+        return self._usage.used + self._usage.trash + self._reserved - self.allocated
 
     def _now(self) -> int:
         return int(self._clock())
@@ -190,6 +200,10 @@ class PieceService:
         self._uploading_serials.add(limit.serial)
         self._uploading_pieces.add(key)
         try:
+            if self._short() > 0:  # it fits only without (some of) the trash
+                await self._trash.make_room(self._short, "allocation")
+                if self._short() > 0:
+                    raise InsufficientStorage(f"no room for {needed} bytes in the allocation")
             return await self._put(limit, piece_id, piece_hash, content_length, needed, body)
         finally:
             self._reserved -= needed
@@ -319,10 +333,16 @@ class PieceService:
     def _create(self, temp: TempPiece, rel: str, needed: int) -> None:
         if self.store.exists(rel):
             raise Conflict("piece already stored", code="piece-exists")
-        stat = os.statvfs(self.store.tmp_dir)
-        if stat.f_bavail * stat.f_frsize < needed + DISK_RESERVE:
-            raise InsufficientStorage("the disk is full")
+        if self._disk_short(needed) > 0:
+            # this I/O thread waits while the event loop empties trash (on a thread of its own)
+            self._trash.make_room_blocking(lambda: self._disk_short(needed), "disk")
+            if self._disk_short(needed) > 0:
+                raise InsufficientStorage("the disk is full")
         temp.open(direct=self._direct_io and needed >= DIRECT_MIN)
+
+    def _disk_short(self, needed: int) -> int:
+        stat = os.statvfs(self.store.tmp_dir)
+        return needed + DISK_RESERVE - stat.f_bavail * stat.f_frsize
 
     def _finish(
         self,
@@ -501,25 +521,38 @@ class PieceService:
 
     async def empty_trash(self) -> int:
         """Purge trashed pieces older than the grace period."""
-        cutoff = self._now() - self._trash_grace
-        entries = await self._run(lambda: list(self.store.trash_entries()))
-        moves = [
-            Move(bridge, piece_id, rel, None, trash=-size)
-            for bridge, piece_id, rel, trashed_at, size in entries
-            if trashed_at <= cutoff
-        ]
-        removed = 0
-        for start in range(0, len(moves), _BATCH):
-            removed += await self._apply_moves(moves[start : start + _BATCH])
-        return removed
+        return await self._trash.empty(self._now() - self._trash_grace)
 
-    async def _apply_moves(self, moves: list[Move]) -> int:
-        """Journal, perform and account file moves; returns how many happened."""
+    async def trash_pieces(
+        self, bridge: bytes, piece_ids: Collection[bytes], *, stored_before: int
+    ) -> int:
+        """Move `bridge`'s pieces among `piece_ids` that were stored before `stored_before` (the
+        footer's stored_at, signed in their receipts) to the trash; returns how many moved.
+
+        For garbage collection: pieces being uploaded are skipped, and while this runs the ids
+        count as being uploaded, so a piece deleted and stored again meanwhile is never taken.
+        Missing and damaged pieces (no stored time to trust) are left alone."""
+        keys = {(bridge, p) for p in piece_ids} - self._uploading_pieces
+        self._uploading_pieces.update(keys)
+        try:
+            ids = [piece_id for _, piece_id in keys]
+            collectable = self._trash.collectable
+            moves = await self._run(collectable, bridge, ids, stored_before, self._now())
+            moved = await self._apply_moves(moves)
+        finally:
+            self._uploading_pieces.difference_update(keys)
+        self._metrics.pieces_deleted.labels("collected").inc(moved)
+        return moved
+
+    async def _apply_moves(self, moves: list[Move], io: Executor | None = None) -> int:
+        """Journal, perform (on `io`, default the piece I/O threads) and account file moves;
+        returns how many happened."""
         if not moves:
             return 0
         ids = await self._db.begin_moves(moves)
         entries = [JournalEntry(i, m) for i, m in zip(ids, moves, strict=True)]
-        results = await self._run(lambda: [self._perform(m) for m in moves])
+        loop = asyncio.get_running_loop()
+        results = await loop.run_in_executor(io or self._io, self._perform, moves)
         done = [e for e, ok in zip(entries, results, strict=True) if ok]
         undone = [e for e, ok in zip(entries, results, strict=True) if not ok]
         await asyncio.shield(self._db.finish_moves(done, undone))
@@ -527,14 +560,22 @@ class PieceService:
             self._usage.apply(entry.move)
         return len(done)
 
-    def _perform(self, move: Move) -> bool:
-        try:
-            if move.dst is None:
-                return self.store.remove(move.src)
-            self.store.move(move.src, move.dst)
-        except FileNotFoundError:
-            return False
-        return True
+    def _perform(self, moves: list[Move]) -> list[bool]:
+        """Do `moves`; each directory moved into is fsynced once, before any move is reported
+        done (a collection's 500 moves into one trash directory: one fsync, not 500)."""
+        results = []
+        for move in moves:
+            try:
+                if move.dst is None:
+                    results.append(self.store.remove(move.src))
+                    continue
+                self.store.move(move.src, move.dst, sync=False)
+            except FileNotFoundError:
+                results.append(False)
+                continue
+            results.append(True)
+        self.store.sync_parents(m.dst for m, ok in zip(moves, results, strict=True) if ok and m.dst)
+        return results
 
 
 def _disk_full_is_507(fn: Callable[P, T]) -> Callable[P, T]:

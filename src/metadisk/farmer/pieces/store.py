@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from metadisk.core.merkle import PieceDigest, PieceHasher, leaf_count, leaf_span
-from metadisk.core.messages import HASH_SIZE
+from metadisk.core.messages import HASH_SIZE, PIECE_ID_SIZE
 from metadisk.farmer.errors import CorruptPiece, NotFound
 
 MAGIC = b"MDPIECE1"
@@ -360,9 +360,20 @@ class PieceStore:
             os.rename(temp.file, dst)
         _fsync_dir(os.path.dirname(dst))
 
-    def move(self, src: str, dst: str) -> None:
-        """Move a piece file (to the trash); FileNotFoundError if `src` is gone."""
-        self._move(self.root / src, self.root / dst)
+    def move(self, src: str, dst: str, *, sync: bool = True) -> None:
+        """Move a piece file (to the trash); FileNotFoundError if `src` is gone. Without
+        `sync`, the caller fsyncs the destination's directory (`sync_parents`) before it relies
+        on the move: a batch of moves into one directory then costs one fsync, not one each."""
+        dst_path = self.root / dst
+        _ensure_dir(dst_path.parent)
+        os.rename(self.root / src, dst_path)
+        if sync:
+            _fsync_dir(dst_path.parent)
+
+    def sync_parents(self, rels: Iterable[str]) -> None:
+        """Fsync the directory of each of `rels`, each directory once."""
+        for parent in {os.path.dirname(rel) for rel in rels}:
+            _fsync_dir(self.root / parent)
 
     def remove(self, rel: str) -> bool:
         """Delete a file; False if it was already gone."""
@@ -371,11 +382,6 @@ class PieceStore:
         except FileNotFoundError:
             return False
         return True
-
-    def _move(self, src: Path, dst: Path) -> None:
-        _ensure_dir(dst.parent)
-        os.rename(src, dst)
-        _fsync_dir(dst.parent)
 
     # -- reading
 
@@ -405,21 +411,45 @@ class PieceStore:
         piece.close()
         return piece.info
 
+    def piece_ids(self, bridge: bytes, directory: int) -> list[bytes]:
+        """The ids of `bridge`'s pieces in its piece directory number `directory` (0 to 255):
+        one directory's names at a time, so a walk over millions of pieces holds few."""
+        path = f"{self._root}/pieces/{bridge.hex()}/{directory:0{FAN_OUT}x}"
+        ids = []
+        for entry in _scandir(Path(path)):
+            name = entry.name
+            if len(name) == 2 * PIECE_ID_SIZE:
+                with contextlib.suppress(ValueError):
+                    ids.append(bytes.fromhex(name))
+        return ids
+
+    def trashed(self) -> Iterator[tuple[bytes, bytes, str, int]]:
+        """Every trashed piece, lazily (a trash may hold millions): (bridge, piece id, rel path,
+        trashed at)."""
+        for bridge_dir in _scandir(self.trash_dir):
+            try:
+                bridge = bytes.fromhex(bridge_dir.name)
+                entries = os.scandir(bridge_dir.path)
+            except (ValueError, FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for entry in entries:
+                    name, _, when = entry.name.partition(".")
+                    try:
+                        piece_id, trashed_at = bytes.fromhex(name), int(when.split(".")[0])
+                    except ValueError:
+                        continue  # not ours
+                    rel = f"trash/{bridge_dir.name}/{entry.name}"
+                    yield bridge, piece_id, rel, trashed_at
+
     def trash_entries(self) -> Iterator[tuple[bytes, bytes, str, int, int]]:
         """Every trashed piece: (bridge, piece id, rel path, trashed at, bytes on disk)."""
-        for bridge_dir in _scandir(self.trash_dir):
-            for entry in _scandir(Path(bridge_dir.path)):
-                name, _, when = entry.name.partition(".")
-                try:
-                    bridge, piece_id, trashed_at = (
-                        bytes.fromhex(bridge_dir.name),
-                        bytes.fromhex(name),
-                        int(when.split(".")[0]),
-                    )
-                    size = entry.stat().st_size
-                except (ValueError, FileNotFoundError):
-                    continue  # not ours, or purged meanwhile
-                yield bridge, piece_id, f"trash/{bridge_dir.name}/{entry.name}", trashed_at, size
+        for bridge, piece_id, rel, trashed_at in self.trashed():
+            try:
+                size = os.stat(f"{self._root}/{rel}").st_size
+            except FileNotFoundError:
+                continue  # purged meanwhile
+            yield bridge, piece_id, rel, trashed_at, size
 
 
 def _scandir(path: Path) -> list[os.DirEntry[str]]:

@@ -47,6 +47,7 @@ class StatusEndpoint:
                 "address": self._address(),
                 "allocated": self._pieces.allocated,
                 "used": self._usage.used,
+                "trash": self._usage.trash,
                 "free": self._pieces.free,
                 "pieces": self._usage.pieces,
                 "uptime": round(self._uptime(), 3),

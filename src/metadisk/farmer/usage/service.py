@@ -4,14 +4,28 @@ Stored bytes, piece counts and trash change only with file moves, which the piec
 through the journal, so those counters are exact across crashes. Bandwidth changes with every
 request; it is added up in memory and flushed every `usage_flush_interval` seconds and at close,
 so a kill -9 can lose at most that much bandwidth accounting (never stored-byte accounting).
+
+Stored pieces (`used`) and the trash (`trash`) are counted apart: the trash is emptied first when
+room is needed, so the node offers it as free space. The last garbage collection per bridge
+(`record_collection`) is kept in memory only, for the status page.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from metadisk.farmer.pieces.db import Move
 from metadisk.farmer.usage.db import BridgeUsage, UsageDB
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """What one garbage collection for one bridge did."""
+
+    at: int  # unix time it ended
+    checked: int  # pieces it looked at
+    collected: int  # pieces it moved to the trash
 
 
 class UsageService:
@@ -21,6 +35,7 @@ class UsageService:
         self._db = db
         self._usage: dict[bytes, BridgeUsage] = defaultdict(BridgeUsage)
         self._pending: dict[bytes, list[int]] = defaultdict(lambda: [0, 0])
+        self._collections: dict[bytes, Collection] = {}
 
     async def load(self) -> None:
         self._usage.clear()
@@ -28,7 +43,17 @@ class UsageService:
 
     @property
     def used(self) -> int:
-        """Bytes on disk in pieces and trash: what counts against the allocation."""
+        """Bytes on disk in stored pieces (with their trailers), the trash not included."""
+        return sum(u.stored for u in self._usage.values())
+
+    @property
+    def trash(self) -> int:
+        """Bytes on disk in the trash."""
+        return sum(u.trash for u in self._usage.values())
+
+    @property
+    def on_disk(self) -> int:
+        """Bytes on disk in pieces and trash together."""
         return sum(u.stored + u.trash for u in self._usage.values())
 
     @property
@@ -66,6 +91,22 @@ class UsageService:
                 self._pending[bridge][1] += bw_out
             raise
 
+    def record_collection(self, bridge: bytes, collection: Collection) -> None:
+        """Remember a bridge's last garbage collection, for the status page."""
+        self._collections[bridge] = collection
+
+    def last_collection(self, bridge: bytes) -> Collection | None:
+        return self._collections.get(bridge)
+
     def snapshot(self) -> dict[str, dict[str, int]]:
-        """Counters per bridge (hex id), for the status page."""
-        return {bridge.hex(): usage.as_dict() for bridge, usage in sorted(self._usage.items())}
+        """Counters per bridge (hex id), with its last garbage collection, for the status page."""
+        report: dict[str, dict[str, int]] = {}
+        for bridge in sorted(self._usage.keys() | self._collections.keys()):
+            entry = (self._usage[bridge] if bridge in self._usage else BridgeUsage()).as_dict()
+            collection = self._collections.get(bridge)
+            if collection is not None:
+                entry["last_collection_at"] = collection.at
+                entry["last_checked"] = collection.checked
+                entry["last_collected"] = collection.collected
+            report[bridge.hex()] = entry
+        return report

@@ -1,7 +1,8 @@
 """The farmers' data plane: the contract (`contract`) and its one client (`PieceClient`).
 
 Every party that moves pieces speaks it: the client library (uploads and downloads), the
-bridge's chores (deletes, audits, repair) and farmers (graceful exit). The farmer serves it.
+bridge's chores (deletes, audits, repair, retain requests for garbage collection) and farmers
+(graceful exit). The farmer serves it.
 """
 
 from metadisk.wire.dataplane.client import PieceClient, PieceClientConfig, PieceTransferError
@@ -12,6 +13,7 @@ from metadisk.wire.dataplane.contract import (
     AuditRequest,
     NodeInfo,
     PieceStored,
+    RetainAccepted,
 )
 
 __all__ = [
@@ -24,4 +26,5 @@ __all__ = [
     "PieceClientConfig",
     "PieceStored",
     "PieceTransferError",
+    "RetainAccepted",
 ]

@@ -6,8 +6,8 @@ answered with the error envelope, else one of:
 - ``connection-failed``: no connection (refused, reset, no route, closed mid-answer);
 - ``unresolvable``: the address's host name does not resolve;
 - ``timeout``: no connection within ``connect_timeout``, no answer within
-  ``first_byte_timeout`` of asking (GET, AUDIT, DELETE, the node card), or, for a PUT, no
-  answer within ``answer_timeout`` of the last byte of the piece;
+  ``first_byte_timeout`` of asking (GET, AUDIT, DELETE, the node card), or, for a PUT or a
+  retain request, no answer within ``answer_timeout`` of the body's last byte;
 - ``stalled``: a transfer under way that moved no byte for ``stall_timeout``: a PUT whose
   farmer stopped reading the piece (the socket's buffers full, nothing written into them), or
   an answer that stopped arriving;
@@ -37,7 +37,7 @@ from pydantic import BaseModel, ValidationError
 
 from metadisk.core.encoding import b64encode
 from metadisk.core.errors import DecodeError
-from metadisk.core.messages import AuditResponse, OrderLimit, PieceReceipt
+from metadisk.core.messages import AuditResponse, OrderLimit, PieceReceipt, RetainRequest
 from metadisk.wire.bodies import BodyTooLarge, read_capped
 from metadisk.wire.dataplane.contract import (
     NODE_INFO,
@@ -45,10 +45,12 @@ from metadisk.wire.dataplane.contract import (
     PIECE,
     PIECE_AUDIT,
     PIECE_HASH_HEADER,
+    RETAIN,
     AuditAnswer,
     AuditRequest,
     NodeInfo,
     PieceStored,
+    RetainAccepted,
 )
 from metadisk.wire.errors import MAX_ERROR_BODY, describe_invalid, parse_error
 
@@ -114,7 +116,7 @@ class Audited:
 
 
 class PieceClient:
-    """PUT, GET, AUDIT and DELETE pieces, and ask a farmer who it is.
+    """PUT, GET, AUDIT and DELETE pieces, ask a farmer who it is, send it a retain request.
 
     Example::
 
@@ -250,6 +252,27 @@ class PieceClient:
         raw = await self._small_call("GET", url, {}, None, 200)
         return _parse(NodeInfo, raw, "node card")
 
+    async def retain(self, address: str, request: RetainRequest) -> None:
+        """Send a signed retain request (``POST /v1/retain``); returns once the farmer took it
+        (202): it collects in the background. The body may be tens of MiB: it goes out in chunks,
+        each pushing the stall deadline back, like a PUT's."""
+        url = address.rstrip("/") + RETAIN
+        watch = _Watch(self._config)
+        try:
+            async with watch.deadline:
+                watch.start(sending=True)
+                body = _WatchedBody(memoryview(request.encode()), watch)
+                async with self._client().post(url, data=body, allow_redirects=False) as response:
+                    watch.answered()
+                    if response.status != 202:
+                        raise await _error(response)
+                    raw = await _small(response)
+        except aiohttp.ClientError as exc:
+            raise _connection_error(exc) from exc
+        except TimeoutError as exc:
+            raise watch.error() from exc
+        _parse(RetainAccepted, raw, "retain answer")
+
     async def _small_call(
         self,
         method: str,
@@ -338,7 +361,8 @@ class _Watch:
 
 
 class _WatchedBody(aiohttp.payload.Payload):
-    """A PUT body written in chunks, each one reported to the request's `_Watch`.
+    """A PUT's (or retain request's) body written in chunks, each one reported to the
+    request's `_Watch`.
 
     aiohttp drains the socket after each chunk, so a farmer that stops reading shows as no
     more chunks: the watch's deadline is no longer pushed back and the request ends stalled.

@@ -7,6 +7,7 @@
     POST   /v1/pieces/{piece_id}/audit  X-Metadisk-Order-Limit, AuditRequest -> 200 AuditAnswer
     DELETE /v1/pieces/{piece_id}        X-Metadisk-Order-Limit     -> 204
     GET    /v1/node                     (public)                   -> 200 NodeInfo
+    POST   /v1/retain                   a signed RetainRequest     -> 202 RetainAccepted
     GET    /v1/status                   (loopback only)            -> 200 NodeReport
     POST   /v1/chores/{name}            (loopback only)            -> 200 ChoreRun
     errors                              {"error": {"code", "message"}} (metadisk.wire.errors)
@@ -14,6 +15,14 @@
 A piece id is 64 lowercase hex digits: the id the bridge derived for this farmer
 (`metadisk.core.messages.derive_piece_id`). Every piece route needs an order limit signed by a
 bridge the farmer trusts, for exactly that node, piece and action, and unexpired.
+
+``POST /v1/retain`` takes the bytes of a `metadisk.core.messages.RetainRequest` signed by a
+trusted bridge (``Content-Type: application/octet-stream``, at most `MAX_RETAIN_BODY` bytes):
+the farmer checks it, answers 202 and, soon after, moves the bridge's pieces stored before
+``created_before`` and not in the request's Bloom filter to its trash. Refusals: 400
+``malformed``, 403 ``untrusted-bridge``, ``bad-signature``, ``wrong-node``, 409
+``stale-request`` (older than one applied or queued, or issued far from the farmer's clock),
+413 ``too-large``.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field
 
+from metadisk.core.messages import RetainRequest
 from metadisk.wire.fields import B64, HexNodeId, SignedReceipt
 from metadisk.wire.models import Answer, Request
 
@@ -29,12 +39,14 @@ PIECES = "/v1/pieces/"
 PIECE = PIECES + "{piece_id}"
 PIECE_AUDIT = PIECE + "/audit"
 NODE_INFO = "/v1/node"
+RETAIN = "/v1/retain"
 STATUS = "/v1/status"
 CHORE = "/v1/chores/{name}"
 
 ORDER_LIMIT_HEADER = "X-Metadisk-Order-Limit"
 PIECE_HASH_HEADER = "X-Metadisk-Piece-Hash"
 MAX_ORDER_LIMIT_HEADER = 4096  # characters; an encoded order limit is ~260
+MAX_RETAIN_BODY = RetainRequest.MAX_ENCODED  # a filter of 64 MiB of bits, plus 189 bytes
 
 
 class PieceStored(Answer):
@@ -70,6 +82,16 @@ class NodeInfo(Answer):
     )
 
 
+class RetainAccepted(Answer):
+    """A retain request's answer (202): taken, to be run in the background soon."""
+
+    created_before: int = Field(description="the request's created_before, echoed")
+    queued: bool = Field(
+        description="true if a collection with this request is now pending; false if the same "
+        "request (same issued_at) was already run, so nothing new was queued"
+    )
+
+
 class BridgeUsage(Answer):
     """What a farmer holds and moved for one bridge."""
 
@@ -78,6 +100,13 @@ class BridgeUsage(Answer):
     trash: int = Field(description="bytes in the trash, deleted after its grace period")
     bandwidth_in: int
     bandwidth_out: int
+    last_collection_at: int | None = Field(
+        default=None, description="unix time the last garbage collection for this bridge ended"
+    )
+    last_checked: int | None = Field(default=None, description="pieces that collection looked at")
+    last_collected: int | None = Field(
+        default=None, description="pieces that collection moved to the trash"
+    )
 
 
 class NodeReport(Answer):
@@ -87,8 +116,16 @@ class NodeReport(Answer):
     version: str
     address: str
     allocated: int
-    used: int
-    free: int
+    used: int = Field(description="bytes of stored pieces (with their trailers), not the trash")
+    trash: int = Field(
+        default=0,
+        description="bytes in the trash: deleted pieces kept for a grace period, emptied first "
+        "when room is needed",
+    )
+    free: int = Field(
+        description="what the node can still accept: allocated less used and what uploads in "
+        "flight reserved (the trash counts as free: it is emptied when room is needed)"
+    )
     pieces: int
     uptime: float
     bridges: dict[str, BridgeUsage]
