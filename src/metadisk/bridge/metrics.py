@@ -94,6 +94,12 @@ class WorkerMetrics:
             ["direction"],
             registry=registry,
         )
+        self.retain_requests = Counter(
+            "metadisk_bridge_retain_requests",
+            "Garbage collection filters sent to nodes, by outcome: sent (accepted), failed.",
+            ["outcome"],
+            registry=registry,
+        )
         self.piece_sets = Gauge(
             "metadisk_bridge_piece_sets",
             "Piece sets (stored segments) as the repair checker's last pass found them: all, "

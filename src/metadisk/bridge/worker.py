@@ -3,7 +3,8 @@ the database.
 
 Its chores: reclaiming uploads left uncommitted past their deadline, sending queued piece
 deletes to farmers, checking nodes' uptime and auditing them (`metadisk.bridge.health`), and
-finding and rebuilding piece sets with too few healthy pieces (`metadisk.bridge.repair`).
+finding and rebuilding piece sets with too few healthy pieces (`metadisk.bridge.repair`), and
+sending every node a filter of the pieces it keeps (`metadisk.bridge.gc`).
 Each unit of work is claimed in the database (``SKIP LOCKED`` rows, leases on deletes, schedules
 moved forward for checks and audits), so any number of workers, on any number of machines, share
 one database without doing an item twice. A worker serves only ``/metrics`` (loopback, or with
@@ -23,11 +24,13 @@ from metadisk.bridge.common import wall_clock
 from metadisk.bridge.config import BridgeConfig
 from metadisk.bridge.db.deletion import DeletionStore
 from metadisk.bridge.db.engine import Database
+from metadisk.bridge.db.gc import GcStore
 from metadisk.bridge.db.health import HealthStore
 from metadisk.bridge.db.metainfo import MetainfoStore
 from metadisk.bridge.db.overlay import OverlayStore
 from metadisk.bridge.db.repair import RepairStore
 from metadisk.bridge.deletion.chore import PieceDeleter
+from metadisk.bridge.gc.chore import GarbageCollector
 from metadisk.bridge.health.auditor import Auditor
 from metadisk.bridge.health.uptime import UptimeChecker
 from metadisk.bridge.metrics import WorkerMetrics, pool_gauges
@@ -118,6 +121,15 @@ class WorkerPeer:
             online_window,
             observe=self._repaired,
         )
+        self.gc_store = GcStore(self.db)
+        self.collector = GarbageCollector(
+            self.gc_store,
+            identity,
+            self.pieces,
+            config.repair,
+            clock,
+            observe=lambda outcome: self.metrics.retain_requests.labels(outcome).inc(),
+        )
 
         chores = config.chores
         self.reclaim_chore = Chore(
@@ -145,6 +157,10 @@ class WorkerPeer:
         self.repair_chore = Chore(
             "repair", config.repair.repair_interval, self.repairer.cycle, observer=chore_metrics
         )
+        self.gc_chore = Chore(
+            "garbage-collection", config.repair.gc_interval, self.collector.cycle,
+            observer=chore_metrics,
+        )  # fmt: skip
         self.chores = (
             self.reclaim_chore,
             self.deletion_chore,
@@ -152,6 +168,7 @@ class WorkerPeer:
             self.audit_chore,
             self.checker_chore,
             self.repair_chore,
+            self.gc_chore,
         )
 
         self.server: AppServer | None = None

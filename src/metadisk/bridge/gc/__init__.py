@@ -1,0 +1,1 @@
+"""Garbage collection: each node is sent, now and then, a filter of the pieces it should keep."""
