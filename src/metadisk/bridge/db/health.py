@@ -90,6 +90,7 @@ class HealthStore:
             _n.disqualified_at.is_(None),
             _n.offline_since.is_(None),
             _n.last_ping_ok_at.is_not(None),
+            _n.exit_finished_at.is_(None),  # exited (nothing left) or failed (repair's now)
         )
         # New nodes first: vetting waits on their audits.
         order = (_n.vetted_at.is_not(None), _n.next_audit_at)
