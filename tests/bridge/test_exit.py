@@ -334,7 +334,7 @@ async def test_bad_receipts_are_refused_and_the_pieces_handed_out_again(
         assert transfer.limit.serial not in serials
     await _deleted(leaving.fleet, [first, second, third, fourth])
     handed = {tr.piece_id for tr in status.transfers}
-    for _ in range(10):
+    for _ in range(200):  # a random run of the node's pieces each time
         if {first.piece_id, second.piece_id, third.piece_id, fourth.piece_id} <= handed:
             break
         handed |= {tr.piece_id for tr in (await leaving.step()).transfers}
@@ -357,13 +357,11 @@ async def test_a_piece_that_changed_hands_meanwhile_is_not_overwritten(
             ).all()
         )
     )
-    handed: list[ExitTransfer] = []
-    for _ in range(10):  # until one is of this test's objects (the node holds others' too)
-        handed += (await leaving.step()).transfers
+    for _ in range(20):  # until one is of this test's objects (the node holds others' too)
+        status = await leaving.step()
         orders = {o.serial: o for o in orders_from(db, leaving.farmer.node_id)}
-        if any(orders[tr.limit.serial].root_piece_id in keys for tr in handed):
+        if any(orders[tr.limit.serial].root_piece_id in keys for tr in status.transfers):
             break
-    status = ExitStatus(state="exiting", transfers=handed, remaining=0)
     # One transfer of this test's objects (to delete one), another of another segment.
     deleted = next(tr for tr in status.transfers if orders[tr.limit.serial].root_piece_id in keys)
     gone = orders[deleted.limit.serial]
@@ -398,6 +396,26 @@ async def test_a_piece_that_changed_hands_meanwhile_is_not_overwritten(
         o.serial for o in orders_from(db, leaving.farmer.node_id)
     }
     await _deleted(leaving.fleet, [repaired, deleted])
+
+
+async def test_what_a_node_does_not_report_is_handed_out_again(
+    leaving: Exiting, db: Database
+) -> None:
+    """The node works through an answer's transfers before it asks again: those it does not
+    report then were lost (it crashed, or never got the answer), and go to other nodes now."""
+    first = await leaving.step()
+    second = await leaving.step()  # as if the first answer never arrived
+    serials = {o.serial for o in orders_from(db, leaving.farmer.node_id)}
+    assert serials == {tr.limit.serial for tr in second.transfers}
+    await _deleted(leaving.fleet, first.transfers)  # whatever their new nodes got goes
+    late = await leaving.step([done(tr, leaving.receipt(tr)) for tr in first.transfers])
+    assert {r.code for r in late.refused} == {"unknown-serial"}
+    # A receipt sent again after it was recorded (its answer lost) counts as moved.
+    reports = [done(tr, leaving.receipt(tr)) for tr in late.transfers]
+    moved = await leaving.step(reports)
+    assert moved.refused == [] and moved.remaining == late.remaining - len(reports)
+    again = await leaving.step(reports)
+    assert again.refused == [] and again.remaining == moved.remaining
 
 
 async def test_failed_pieces(leaving: Exiting, db: Database) -> None:

@@ -261,6 +261,32 @@ class ExitStore:
 
         return self._db.write(work)
 
+    def recorded(self, pieces: Collection[tuple[bytes, bytes]]) -> set[tuple[bytes, bytes]]:
+        if not pieces:
+            return set()
+        pairs = list(pieces)
+
+        def work(conn: Connection) -> set[tuple[bytes, bytes]]:
+            found = set()
+            for node, piece in pairs:  # a few at most: receipts sent again after a lost answer
+                query = select(_p.node_id).where(_p.node_id == node, _p.piece_id == piece)
+                if conn.execute(query.limit(1)).first() is not None:
+                    found.add((node, piece))
+            return found
+
+        return self._db.read(work)
+
+    def cancel_unreported(self, node_id: bytes, now: int) -> int:
+        def work(conn: Connection) -> int:
+            _lock_node(conn, node_id)
+            orders = conn.execute(
+                select(_to.serial, _to.node_id, _to.piece_id).where(_to.from_node_id == node_id)
+            ).all()
+            _drop_orders(conn, orders, now)
+            return len(orders)
+
+        return self._db.write(work)
+
     def drop_lost(self, node_id: bytes, piece_ids: Collection[bytes], now: int) -> int:
         def work(conn: Connection) -> int:
             _lock_node(conn, node_id)

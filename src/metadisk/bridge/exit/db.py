@@ -107,6 +107,15 @@ class ExitDB(Protocol):
         Returns how many pieces moved."""
         ...
 
+    def recorded(self, pieces: Collection[tuple[bytes, bytes]]) -> set[tuple[bytes, bytes]]:
+        """Which (node id, piece id) pairs a pieces row names."""
+        ...
+
+    def cancel_unreported(self, node_id: bytes, now: int) -> int:
+        """Drop every transfer order of this exit still open (their pieces queued for
+        deletion); how many."""
+        ...
+
     def drop_lost(self, node_id: bytes, piece_ids: Collection[bytes], now: int) -> int:
         """Forget pieces the node says it no longer has (and their transfer orders)."""
         ...

@@ -7,9 +7,14 @@ to `exit_batch` transfers: a new node for one of the node's pieces (none holding
 same set, nor on their networks unless `single_host`) and a PUT_REPAIR order limit for it, whose
 serial is a `transfer_orders` row. The farmer PUTs the piece there and reports the new node's
 receipt in its next request; the bridge checks it against the order and the piece's recorded hash
-and size, then points the piece at the new node. The exit ends ``exited`` when the node holds no
-piece, or ``failed`` when it makes no progress for `exit_timeout` (`ExitDB.fail_stalled`, run by
-the repair checker) or is disqualified: repair takes over from there.
+and size, then points the piece at the new node. An answer's transfers stand until the node's
+next request: the farmer works through them before it asks again, so any it does not report then
+was lost (it crashed, or the answer never reached it) and is cancelled, its new node asked to
+delete what it got, and its piece handed out again at once rather than when its order limit
+expires. A receipt reported again after it was recorded (the answer to that request was lost)
+counts as moved. The exit ends ``exited`` when the node holds no piece, or ``failed`` when it
+makes no progress for `exit_timeout` (`ExitDB.fail_stalled`, run by the repair checker) or is
+disqualified: repair takes over from there.
 
 Refused ``done`` entries, each with a code, are answered back and logged; they never touch the
 piece, and their transfer is cancelled so the piece is handed out again:
@@ -123,6 +128,9 @@ class ExitService:
             event(log, logging.INFO, "exit started", node=node_id)
         refused = self._record_done(node_id, done, now)
         self._record_failed(node_id, failed, now)
+        lost = self._db.cancel_unreported(node_id, now)
+        if lost:
+            event(log, logging.INFO, "exit transfers not reported", node=node_id, count=lost)
         node, remaining = self._db.finish_if_done(node_id, now)
         if node.finished_at is not None:
             event(log, logging.INFO, "exit ended", node=node_id, result=node.result)
@@ -164,12 +172,16 @@ class ExitService:
         if not done:
             return []
         orders = {o.serial: o for o in self._db.open_transfers({d.receipt.serial for d in done})}
+        unknown = [d.receipt for d in done if d.receipt.serial not in orders]
+        recorded = self._db.recorded({(r.node_id.raw, r.piece_id) for r in unknown})
         moved: list[Moved] = []
         dropped: set[bytes] = set()
         refused: list[Refusal] = []
         seen: set[bytes] = set()
         for entry in done:
             order = orders.get(entry.receipt.serial)
+            if order is None and (entry.receipt.node_id.raw, entry.receipt.piece_id) in recorded:
+                continue  # moved already: a request whose answer was lost, sent again
             code = _check(node_id, entry, order, seen)
             if order is not None and order.from_node_id == node_id:
                 seen.add(order.serial)
