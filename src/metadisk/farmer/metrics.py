@@ -36,7 +36,8 @@ class FarmerMetrics:
         )
         self.pieces_deleted = Counter(
             "metadisk_farmer_pieces_deleted",
-            "Pieces removed: deleted (moved to the trash by a bridge's delete) or expired.",
+            "Pieces removed: deleted (moved to the trash by a bridge's delete), expired, or "
+            "exited (removed once a graceful exit from their bridge ended).",
             ["how"],
             registry=registry,
         )

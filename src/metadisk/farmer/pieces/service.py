@@ -463,6 +463,40 @@ class PieceService:
             raise NotFound("no such piece")  # deleted meanwhile
         self._metrics.pieces_deleted.labels("deleted").inc()
 
+    # -- graceful exit (farmer/exit)
+
+    async def read_piece(self, bridge: bytes, piece_id: bytes) -> bytes:
+        """A stored piece's bytes, to move it to another node: NotFound (or past its TTL),
+        CorruptPiece."""
+        rel = self.store.piece_rel(bridge, piece_id)
+
+        def read() -> tuple[bytes, int]:
+            piece = self.store.open(rel)
+            try:
+                return piece.read_all(), piece.info.expires_at
+            finally:
+                piece.close()
+
+        data, expires_at = await self._run(read)
+        if expires_at and expires_at <= self._now():
+            raise NotFound("piece has expired")
+        self._usage.record_out(bridge, len(data))
+        return data
+
+    async def remove_all(self, bridge: bytes) -> int:
+        """Delete every piece of `bridge` for good, not to the trash (its exit ended: the
+        bridge moved them elsewhere and forgot them here); how many went."""
+        found = await self._run(lambda: list(self.store.bridge_pieces(bridge)))
+        moves = [
+            Move(bridge, piece_id, rel, None, stored=-size, pieces=-1)
+            for piece_id, rel, size in found
+        ]
+        removed = 0
+        for start in range(0, len(moves), _BATCH):
+            removed += await self._apply_moves(moves[start : start + _BATCH])
+        self._metrics.pieces_deleted.labels("exited").inc(removed)
+        return removed
+
     # -- chores
 
     async def collect_expired(self) -> int:
