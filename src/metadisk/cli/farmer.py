@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,6 +352,8 @@ def exit_network(
     except (OSError, ValueError, KeyError, TypeError) as exc:
         fail(f"no running node found in {data_dir}: {_first_line(exc)}")
     if not yes:
+        if not sys.stdin.isatty():  # nobody to ask: a script must say --yes
+            fail("not confirmed: nothing was done (no terminal to ask on; add --yes)")
         which = "bridge " + leaving[0] if len(leaving) == 1 else f"all {len(leaving)} bridges"
         typer.echo(
             f"This node moves its pieces off {which}, deletes them and never serves them "
@@ -359,7 +362,7 @@ def exit_network(
         )
         try:
             confirmed = typer.confirm("Exit for good?", default=False, err=True)
-        except click.exceptions.Abort:
+        except (typer.Abort, click.exceptions.Abort):  # no answer (end of input), or ^C
             confirmed = False
         if not confirmed:
             fail("not confirmed: nothing was done (add --yes to skip the question)")
