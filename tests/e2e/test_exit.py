@@ -163,7 +163,8 @@ def test_a_farmer_exits_and_every_piece_lives_on(
     farmer = busiest(network)
     node_id = bytes.fromhex(farmer.node_id)
     held = pieces_by_node(network)[node_id]
-    assert len(bridge_pieces(network, farmer)) == len(held)
+    # At least those: a piece an upload cut short may wait for the bridge's delete.
+    assert len(bridge_pieces(network, farmer)) >= len(held)
 
     result = run_cli("farmer", "exit", "--data-dir", farmer.data_dir, "--yes", timeout=300)
     assert result.status == 0, result.err
