@@ -29,8 +29,14 @@ from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity, NodeId
 from metadisk.core.messages import Action, NodeQuery, PieceReceipt
 from metadisk.devnet.bridge import BridgeProcess
-from metadisk.wire.api.nodes import EXIT_PURPOSE, ExitStatus, ExitTransfer
-from metadisk.wire.api.routes import NODE_EXIT
+from metadisk.wire.api.nodes import (
+    EXIT_PURPOSE,
+    STANDING_PURPOSE,
+    ExitStatus,
+    ExitTransfer,
+    NodeStanding,
+)
+from metadisk.wire.api.routes import NODE_EXIT, NODE_STANDING
 from tests.bridge.helpers import Api, Farmer, FarmerFleet, Reply, Tenant, checkin_all, upload
 
 EXIT_BATCH = 4
@@ -125,6 +131,15 @@ class Exiting:
 
     def query(self) -> bytes:
         return query(self.farmer.identity, self.bridge.node_id).encode()
+
+    async def exit_shown(self) -> str | None:
+        """Its exit as its own standing shows it (and the operator's table, the same view)."""
+        signed = query(self.farmer.identity, self.bridge.node_id, purpose=STANDING_PURPOSE)
+        reply = await self.api.call(
+            "POST", NODE_STANDING, json={"query": b64encode(signed.encode())}
+        )
+        assert reply.status == 200, reply
+        return NodeStanding.model_validate(reply.body).exit
 
     def receipt(self, transfer: ExitTransfer, **changes: Any) -> PieceReceipt:
         """What the new node would sign once it stored the piece; `changes` forge it."""
@@ -234,7 +249,9 @@ async def test_a_disqualified_node_cannot_exit(
 async def test_an_exit_moves_every_piece_then_ends(leaving: Exiting, db: Database) -> None:
     node = leaving.farmer.node_id
     before = {(r.root_piece_id, r.piece_number): r for r in pieces_of(db, node)}
+    assert await leaving.exit_shown() is None
     status = await leaving.step()
+    assert await leaving.exit_shown() == "exiting"
     assert status.state == "exiting" and status.remaining == len(before)
     assert 0 < len(status.transfers) <= EXIT_BATCH
     assert node_row(db, node).exit_started_at is not None
@@ -273,6 +290,7 @@ async def test_an_exit_moves_every_piece_then_ends(leaving: Exiting, db: Databas
     # An exit that ended answers its state, and nothing more.
     again = await leaving.step()
     assert (again.state, again.transfers, again.remaining) == ("exited", [], 0)
+    assert await leaving.exit_shown() == "exited"
 
 
 async def test_an_exiting_node_gets_no_new_pieces(leaving: Exiting) -> None:
@@ -456,6 +474,7 @@ async def test_an_exit_without_progress_fails(leaving: Exiting, db: Database) ->
     assert late.remaining == len(pieces_of(db, leaving.farmer.node_id)) > 0
     states = store.exit_states()
     assert states[leaving.farmer.node_id.raw].result == "failed"
+    assert await leaving.exit_shown() == "failed"
 
 
 def _holders(db: Database, root: bytes) -> set[bytes]:

@@ -24,6 +24,7 @@ from metadisk.bridge.health.db import (
     Transfer,
 )
 from metadisk.core.reputation import Beta, Performance
+from metadisk.wire.api.nodes import ExitState
 
 _n = t.nodes.c
 _p = t.pieces.c
@@ -348,6 +349,8 @@ class HealthStore:
                     _n.perf_success,
                     _n.perf_latency_ms,
                     _n.created_at,
+                    _n.exit_started_at,
+                    _n.exit_result,
                     *_SCORE_COLUMNS,
                     func.coalesce(counts.c.pieces, 0).label("pieces"),
                     _c.node_id.label("contained"),
@@ -387,11 +390,18 @@ class HealthStore:
                         perf_latency_ms=r.perf_latency_ms,
                         created_at=r.created_at,
                         uptime=online / checked if checked else None,
+                        exit=_exit_state(r.exit_started_at, r.exit_result),
                     )
                 )
             return rows
 
         return self._db.read(work)
+
+
+def _exit_state(started_at: int | None, result: str | None) -> ExitState | None:
+    if started_at is None:
+        return None
+    return "exited" if result == "exited" else "failed" if result is not None else "exiting"
 
 
 _PIECE_COLUMNS = (_p.root_piece_id, _p.piece_number, _p.piece_id, _p.size, _p.receipt)

@@ -111,6 +111,11 @@ class NodeStanding(Answer):
     uptime: float | None = Field(
         default=None, description="share of the last 30 days' checks that found it online"
     )
+    exit: ExitState | None = Field(
+        default=None,
+        description="its graceful exit, if it asked for one: exiting (no new pieces), exited "
+        "(every piece moved), failed (stopped moving them: repair took over)",
+    )
 
 
 class NodeTable(Answer):
