@@ -5,7 +5,9 @@ that disqualified the node. Moving pieces is tests/e2e/test_exit.py's."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,11 +19,15 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from metadisk.core.identity import Identity
+from metadisk.core.messages import Action
 from metadisk.devnet.bridge import BridgeProcess
 from metadisk.devnet.farmer import FarmerProcess, farmer_process
 from metadisk.farmer.config import TrustedBridge
+from metadisk.farmer.errors import NotFound
+from metadisk.farmer.peer import running
 from metadisk.wire.dataplane.contract import EXIT, BridgeExit, ExitReport
-from tests.farmer.helpers import Bridge
+from tests.farmer.helpers import Bridge, Clock, make_config, order_header, put
 from tests.farmer.real_bridge import trusted, wait_online
 from tests.farmer.test_cli import assert_one_line_error, cli
 
@@ -148,3 +154,39 @@ async def test_the_exit_command_refuses_what_it_cannot_do(
     assert_one_line_error(
         await cli("exit", "--data-dir", data_dir, "--yes"), "no running node found in"
     )
+
+
+async def test_a_bridge_left_leaves_nothing_on_the_disk(tmp_path: Path, clock: Clock) -> None:
+    """`PieceService.remove_all`: every piece of the bridge goes, in the trash too; the other
+    bridge's stay, and the counters follow."""
+    left, kept = Bridge.new(), Bridge.new()
+    config = dataclasses.replace(
+        make_config(tmp_path, left.trusted), bridges=(left.trusted, kept.trusted)
+    )
+    async with (
+        running(config, Identity.generate(), clock=clock) as peer,
+        aiohttp.ClientSession() as session,
+    ):
+        node = peer.identity.node_id.hex()
+        data = os.urandom(100_000)
+        first, _ = await put(session, peer.address, left, node, data, now=clock.now)
+        second, _ = await put(session, peer.address, left, node, os.urandom(5000), now=clock.now)
+        other, _ = await put(session, peer.address, kept, node, os.urandom(7000), now=clock.now)
+        limit = left.limit(node, second, Action.DELETE, now=clock.now)
+        async with session.delete(
+            f"{peer.address}/v1/pieces/{second.hex()}", headers=order_header(limit)
+        ) as response:
+            assert response.status == 204  # in the trash now
+        assert await peer.pieces.read_piece(left.identity.node_id.raw, first) == data
+        with pytest.raises(NotFound):
+            await peer.pieces.read_piece(left.identity.node_id.raw, second)
+
+        assert await peer.pieces.remove_all(left.identity.node_id.raw) == 2
+        name = left.identity.node_id.hex()
+        assert [p for p in (config.data_dir / "pieces" / name).rglob("*") if p.is_file()] == []
+        assert [p for p in (config.data_dir / "trash" / name).rglob("*") if p.is_file()] == []
+        usage = peer.usage.snapshot()
+        assert (usage[name]["stored"], usage[name]["pieces"], usage[name]["trash"]) == (0, 0, 0)
+        assert usage[kept.identity.node_id.hex()]["pieces"] == 1
+        assert peer.usage.used == usage[kept.identity.node_id.hex()]["stored"]
+        assert len(await peer.pieces.read_piece(kept.identity.node_id.raw, other)) == 7000

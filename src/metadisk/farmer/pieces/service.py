@@ -484,12 +484,13 @@ class PieceService:
         return data
 
     async def remove_all(self, bridge: bytes) -> int:
-        """Delete every piece of `bridge` for good, not to the trash (its exit ended: the
-        bridge moved them elsewhere and forgot them here); how many went."""
+        """Delete every piece of `bridge` for good, not to the trash, and empty its trash (its
+        exit ended: the bridge moved them elsewhere and forgot them here); how many went."""
         found = await self._run(lambda: list(self.store.bridge_pieces(bridge)))
-        moves = [
-            Move(bridge, piece_id, rel, None, stored=-size, pieces=-1)
-            for piece_id, rel, size in found
+        trashed = await self._run(lambda: list(self.store.trash_entries()))
+        moves = [Move(bridge, p, rel, None, stored=-size, pieces=-1) for p, rel, size in found]
+        moves += [
+            Move(b, p, rel, None, trash=-size) for b, p, rel, _, size in trashed if b == bridge
         ]
         removed = 0
         for start in range(0, len(moves), _BATCH):
