@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from metadisk.bridge.config import (
     BridgeConfig,
@@ -319,3 +319,31 @@ async def test_a_piece_moved_underneath_a_repair_is_not_overwritten(bridge: Brid
     assert (result.kept, result.discarded) == (2, 0)
     assert pieces_of(bridge, root) == {0: (b"k" * 32, b"t" * 32), 1: (b"m" * 32, b"s" * 32)}
     assert (b"x" * 32, b"q" * 32) in queued_deletes(bridge)  # what was replaced goes
+
+
+async def test_exits_that_stopped_moving_fail_and_their_sets_are_repaired(
+    bridge: Bridge, farmers: list[FarmerProcess]
+) -> None:
+    root, segment = await store_set(bridge, farmers[0:5])
+    stalled = [f.identity.node_id.raw for f in farmers[0:2]]
+    long_ago = int(time.time()) - int(bridge.config.repair.exit_timeout) - 10
+    n = t.nodes.c
+    bridge.db.write(
+        lambda conn: conn.execute(
+            update(t.nodes)
+            .where(n.node_id.in_(stalled))
+            .values(exit_started_at=long_ago, exit_progress_at=long_ago)
+        )
+    )
+    report = await bridge.worker.checker_chore.trigger_and_wait()
+    assert report.injured == 1  # exiting pieces are not healthy: 3 left, at m
+    rows = bridge.db.read(
+        lambda conn: conn.execute(select(n.exit_result).where(n.node_id.in_(stalled))).all()
+    )
+    assert [r.exit_result for r in rows] == ["failed", "failed"]
+    assert await bridge.worker.repair_chore.trigger_and_wait() == 1
+    holders = {node for node, _ in pieces_of(bridge, root).values()}
+    served = await fetch_all(bridge, farmers, root, set(stalled))
+    expected = SCHEME.codec().encode(segment)
+    assert sum(served[i] == expected[i] for i in served) >= SCHEME.o
+    assert len(holders) == len(pieces_of(bridge, root))

@@ -30,10 +30,13 @@ from metadisk.bridge.db.accounts import AccountsStore
 from metadisk.bridge.db.auth import AuthStore
 from metadisk.bridge.db.buckets import BucketsStore
 from metadisk.bridge.db.engine import Database
+from metadisk.bridge.db.exit import ExitStore
 from metadisk.bridge.db.health import HealthStore
 from metadisk.bridge.db.metainfo import MetainfoStore
 from metadisk.bridge.db.overlay import OverlayStore
 from metadisk.bridge.db.repair import RepairStore
+from metadisk.bridge.exit import endpoint as exit_endpoint
+from metadisk.bridge.exit.service import ExitService
 from metadisk.bridge.health import endpoint as health_endpoint
 from metadisk.bridge.health.reports import TransferReports
 from metadisk.bridge.health.service import HealthService
@@ -130,6 +133,9 @@ class ApiPeer:
         self.objects = ObjectsService(
             metainfo, self.overlay, self.signer, config.objects, reports=self.reports
         )
+        self.exits = ExitService(
+            ExitStore(self.db), self.overlay, self.signer, config.nodes, config.repair
+        )
 
         # Measured (docs/bridge.md): SQLite queries are cheaper than a thread hop; PostgreSQL
         # queries wait on the network, so they go to the threadpool.
@@ -147,6 +153,8 @@ class ApiPeer:
                 repair_endpoint.router(
                     RepairStatus(RepairStore(self.db), self.health.check_admin), run
                 ),
+                # A batch of node selections and signatures: tens of ms, kept off the loop.
+                exit_endpoint.router(self.exits, clock, run_in_thread),
             ],
             __version__,
             self.metrics,

@@ -24,12 +24,14 @@ from metadisk.bridge.common import wall_clock
 from metadisk.bridge.config import BridgeConfig
 from metadisk.bridge.db.deletion import DeletionStore
 from metadisk.bridge.db.engine import Database
+from metadisk.bridge.db.exit import ExitStore
 from metadisk.bridge.db.gc import GcStore
 from metadisk.bridge.db.health import HealthStore
 from metadisk.bridge.db.metainfo import MetainfoStore
 from metadisk.bridge.db.overlay import OverlayStore
 from metadisk.bridge.db.repair import RepairStore
 from metadisk.bridge.deletion.chore import PieceDeleter
+from metadisk.bridge.exit.service import ExitService
 from metadisk.bridge.gc.chore import GarbageCollector
 from metadisk.bridge.health.auditor import Auditor
 from metadisk.bridge.health.uptime import UptimeChecker
@@ -110,7 +112,16 @@ class WorkerPeer:
         )
         self.repair_store = RepairStore(self.db)
         online_window = config.nodes.online_window
-        self.checker = Checker(self.repair_store, clock, online_window, observe=self._checked)
+        self.exits = ExitService(
+            ExitStore(self.db), self.overlay, self.signer, config.nodes, config.repair
+        )
+        self.checker = Checker(
+            self.repair_store,
+            clock,
+            online_window,
+            before_pass=self.exits.fail_stalled,  # their pieces then count as lost: repair
+            observe=self._checked,
+        )
         self.repairer = Repairer(
             self.repair_store,
             self.signer,

@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
+import click
 import typer
 from pydantic import ValidationError
 
@@ -43,7 +45,15 @@ from metadisk.farmer.setup import (
 from metadisk.runtime import logs
 from metadisk.wire.api.nodes import BridgeInfo
 from metadisk.wire.api.routes import BRIDGE_INFO
-from metadisk.wire.dataplane.contract import STATUS, NodeReport
+from metadisk.wire.dataplane.contract import (
+    EXIT,
+    STATUS,
+    BridgeExit,
+    ExitReport,
+    ExitStart,
+    NodeReport,
+)
+from metadisk.wire.errors import parse_error
 
 if TYPE_CHECKING:
     from metadisk.farmer.standing import BridgeStanding
@@ -317,6 +327,108 @@ def _refusal(answer: BridgeStanding) -> str:
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+@app.command(name="exit")
+def exit_network(
+    data_dir: DataDir = None,
+    bridge: Annotated[
+        str | None,
+        typer.Option(help="Leave only this bridge (its node id, hex); default: every one."),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+) -> None:
+    """Leave gracefully: the running node moves every piece it holds for the bridge(s) to
+    other nodes, then deletes them here and stops checking in there. Irreversible.
+
+    Shows the pieces moved until every bridge says exited (exit 0) or failed (exit 1). Stopping
+    this command does not stop the exit: the node goes on, and resumes it after a restart.
+    """
+    if data_dir is None:
+        fail("missing --data-dir")
+    data_dir = data_dir.expanduser().absolute()
+    try:
+        config = read_config(data_dir)
+    except FarmerError as exc:
+        fail(exc.message)
+    trusted = [b.node_id.hex() for b in config.bridges]
+    if bridge is not None and bridge.lower() not in trusted:
+        fail(f"--bridge {bridge}: not a trusted bridge of this node ({', '.join(trusted)})")
+    leaving = [bridge.lower()] if bridge is not None else trusted
+    try:
+        url = json.loads((data_dir / LISTEN_FILE).read_text())["local_url"] + EXIT
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        fail(f"no running node found in {data_dir}: {_first_line(exc)}")
+    if not yes:
+        if not sys.stdin.isatty():  # nobody to ask: a script must say --yes
+            fail("not confirmed: nothing was done (no terminal to ask on; add --yes)")
+        which = "bridge " + leaving[0] if len(leaving) == 1 else f"all {len(leaving)} bridges"
+        typer.echo(
+            f"This node moves its pieces off {which}, deletes them and never serves them "
+            "there again.",
+            err=True,
+        )
+        try:
+            confirmed = typer.confirm("Exit for good?", default=False, err=True)
+        except (typer.Abort, click.exceptions.Abort):  # no answer (end of input), or ^C
+            confirmed = False
+        if not confirmed:
+            fail("not confirmed: nothing was done (add --yes to skip the question)")
+    start = ExitStart(bridge=NodeId.from_hex(leaving[0]) if bridge is not None else None)
+    _exit_call(url, start.model_dump_json(exclude_none=True).encode())
+    report = _watch_exit(url, leaving)
+    failed = {b: report.bridges[b] for b in leaving if report.bridges[b].state != "exited"}
+    for bridge_id in leaving:
+        state = report.bridges[bridge_id]
+        if state.state == "exited":
+            typer.echo(f"exited    {bridge_id[:16]}  {state.transferred} pieces moved")
+    if failed:
+        bridge_id, state = next(iter(failed.items()))
+        fail(f"the exit from {bridge_id[:16]} failed: {state.error or 'no reason given'}")
+
+
+def _exit_call(url: str, body: bytes | None = None) -> ExitReport:
+    """POST (with `body`) or GET the node's exit route; one line and exit 1 if it fails."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    request = Request(url, data=body, headers=headers)  # noqa: S310 - the node's loopback URL
+    try:
+        with urlopen(request, timeout=10) as response:  # noqa: S310
+            return ExitReport.model_validate_json(response.read())
+    except HTTPError as exc:
+        detail = parse_error(exc.read())
+        reason = f"{detail.message} [{detail.code}]" if detail else f"HTTP {exc.code}"
+        fail(f"the node refused: {reason}")
+    except (OSError, ValueError) as exc:
+        fail(f"the node stopped answering: {_first_line(exc)}")
+
+
+def _watch_exit(url: str, leaving: list[str]) -> ExitReport:
+    """Poll the node until every bridge of `leaving` exited or failed, with a bar each."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bars:
+        tasks = {b: bars.add_task(f"exit {b[:16]}", total=None) for b in leaving}
+        while True:
+            report = _exit_call(url)
+            states = [report.bridges.get(b) for b in leaving]
+            for bridge_id, state in zip(leaving, states, strict=True):
+                if state is not None:
+                    completed, total = _exit_bar(state)
+                    bars.update(tasks[bridge_id], completed=completed, total=total)
+            if all(s is not None and s.state != "exiting" for s in states):
+                return report
+            time.sleep(0.5)
+
+
+def _exit_bar(state: BridgeExit) -> tuple[int, int | None]:
+    """Pieces dealt with (moved or lost) and of how many (None until the bridge answered)."""
+    moved = state.transferred + state.failed
+    if state.state == "exited":
+        return moved, moved
+    return moved, None if state.remaining is None else moved + state.remaining
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,13 @@ one, only add::
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 class FarmerError(Exception):
     """Base of every farmer error; `code` is stable, `status` is the HTTP status to answer."""
@@ -117,3 +124,17 @@ class SetupError(FarmerError):
     """A node that cannot start: bad config, unusable data dir, port in use, ..."""
 
     code = "setup"
+
+
+def disk_full_is_507(fn: Callable[P, T]) -> Callable[P, T]:
+    """`fn`, with ENOSPC/EDQUOT turned into InsufficientStorage (a 507 for the uploader)."""
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage("the disk is full") from exc
+            raise
+
+    return wrapper

@@ -37,7 +37,8 @@ class FarmerMetrics:
         self.pieces_deleted = Counter(
             "metadisk_farmer_pieces_deleted",
             "Pieces removed: deleted (moved to the trash by a bridge's delete), collected (moved "
-            "to the trash by a bridge's retain request) or expired.",
+            "to the trash by a bridge's retain request), expired, or exited (removed once a "
+            "graceful exit from their bridge ended).",
             ["how"],
             registry=registry,
         )

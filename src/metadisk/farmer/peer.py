@@ -33,6 +33,8 @@ from metadisk.farmer.contact.endpoint import NodeEndpoint
 from metadisk.farmer.contact.service import ContactService, Space
 from metadisk.farmer.db import FarmerDB
 from metadisk.farmer.errors import SetupError
+from metadisk.farmer.exit.endpoint import ExitEndpoint
+from metadisk.farmer.exit.service import ExitService
 from metadisk.farmer.http import chore_routes, error_middleware, from_loopback
 from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.endpoint import PieceEndpoint
@@ -170,6 +172,19 @@ class Peer:
         self.group.add("server", start=self._serve, close=self.server.close)
         for each in self.chores:
             self.group.add(f"chore {each.name}", run=each.run)
+
+        # Graceful exit (farmer/exit): last to start, so its rounds find the server up, and
+        # first to close. Check-ins skip the bridges whose exit ended.
+        self.exits = ExitService(
+            identity=identity,
+            bridges=config.bridges,
+            pieces=self.pieces,
+            data_dir=config.data_dir,
+            clock=clock,
+        )
+        self.contact.skip = self.exits.ended
+        app.add_routes(ExitEndpoint(self.exits).routes())
+        self.group.add("exit", start=self.exits.start, close=self.exits.close)
 
     def _space_gauges(self) -> None:
         gauge_callback(

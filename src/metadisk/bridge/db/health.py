@@ -24,6 +24,7 @@ from metadisk.bridge.health.db import (
     Transfer,
 )
 from metadisk.core.reputation import Beta, Performance
+from metadisk.wire.api.nodes import ExitState
 
 _n = t.nodes.c
 _p = t.pieces.c
@@ -90,6 +91,7 @@ class HealthStore:
             _n.disqualified_at.is_(None),
             _n.offline_since.is_(None),
             _n.last_ping_ok_at.is_not(None),
+            _n.exit_finished_at.is_(None),  # exited (nothing left) or failed (repair's now)
         )
         # New nodes first: vetting waits on their audits.
         order = (_n.vetted_at.is_not(None), _n.next_audit_at)
@@ -234,7 +236,8 @@ class HealthStore:
     # -- uptime
 
     def claim_checks(self, now: int, interval: int, limit: int) -> list[DueNode]:
-        due = (_n.next_check_at <= now, _n.disqualified_at.is_(None))
+        # Nodes that left (disqualified, or their exit ended) hold nothing to check on.
+        due = (_n.next_check_at <= now, _n.disqualified_at.is_(None), _n.exit_finished_at.is_(None))
         return self._claim(due, (_n.next_check_at,), {"next_check_at": now + interval}, limit)
 
     def _claim(
@@ -347,6 +350,8 @@ class HealthStore:
                     _n.perf_success,
                     _n.perf_latency_ms,
                     _n.created_at,
+                    _n.exit_started_at,
+                    _n.exit_result,
                     *_SCORE_COLUMNS,
                     func.coalesce(counts.c.pieces, 0).label("pieces"),
                     _c.node_id.label("contained"),
@@ -386,11 +391,18 @@ class HealthStore:
                         perf_latency_ms=r.perf_latency_ms,
                         created_at=r.created_at,
                         uptime=online / checked if checked else None,
+                        exit=_exit_state(r.exit_started_at, r.exit_result),
                     )
                 )
             return rows
 
         return self._db.read(work)
+
+
+def _exit_state(started_at: int | None, result: str | None) -> ExitState | None:
+    if started_at is None:
+        return None
+    return "exited" if result == "exited" else "failed" if result is not None else "exiting"
 
 
 _PIECE_COLUMNS = (_p.root_piece_id, _p.piece_number, _p.piece_id, _p.size, _p.receipt)

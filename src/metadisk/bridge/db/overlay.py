@@ -81,6 +81,7 @@ class OverlayStore:
             _n.suspended_at.is_(None),
             _n.free >= min_free,
             _n.node_id.not_in(contained),
+            _n.exit_started_at.is_(None),  # leaving (or left): no new pieces
         )
         if exclude:
             query = query.where(_n.node_id.not_in(list(exclude)))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from metadisk.core.reputation import Beta
+from metadisk.wire.api.nodes import ExitState
 
 AuditOutcome = Literal[
     "pass",  # the node proved it holds the leaf
@@ -95,6 +96,7 @@ class StandingRow:
     perf_latency_ms: float
     created_at: int
     uptime: float | None  # share of checked time online, over the uptime span
+    exit: ExitState | None = None  # its graceful exit, if it asked for one
 
 
 @dataclass(frozen=True, slots=True)

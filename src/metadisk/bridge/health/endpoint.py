@@ -74,4 +74,5 @@ def standing_out(view: NodeView) -> w.NodeStanding:
         last_seen=view.last_seen,
         created_at=view.created_at,
         uptime=view.uptime,
+        exit=view.exit,
     )

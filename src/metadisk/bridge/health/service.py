@@ -11,7 +11,7 @@ from metadisk.bridge.health.db import Evidence, HealthDB, StandingRow
 from metadisk.core.errors import CoreError
 from metadisk.core.identity import NodeId
 from metadisk.core.messages import NodeQuery
-from metadisk.wire.api.nodes import STANDING_PURPOSE
+from metadisk.wire.api.nodes import STANDING_PURPOSE, ExitState
 
 UPTIME_SPAN = 30 * 24 * 3600  # seconds of uptime windows a standing counts
 
@@ -38,6 +38,7 @@ class NodeView:
     last_seen: int | None
     created_at: int
     uptime: float | None
+    exit: ExitState | None = None  # its graceful exit, if it asked for one
 
 
 class HealthService:
@@ -135,4 +136,5 @@ def _view(row: StandingRow, now: int, online_window: int) -> NodeView:
         last_seen=row.last_ping_ok_at,
         created_at=row.created_at,
         uptime=row.uptime,
+        exit=row.exit,
     )

@@ -52,7 +52,7 @@ class OverlayDB(Protocol):
     ) -> list[Candidate]:
         """Up to `limit` selectable nodes with `min_free` bytes free, in random order: found by
         a check since `online_since` and not since found offline, neither disqualified nor
-        suspended nor contained."""
+        suspended nor contained, and not exiting (or exited)."""
         ...
 
     def disqualify(self, node_id: bytes, now: int) -> bool: ...

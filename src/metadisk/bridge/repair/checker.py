@@ -39,18 +39,18 @@ class Checker:
         clock: Callable[[], int],
         online_window: int,
         *,
-        after_pass: Callable[[int], object] = lambda now: None,
+        before_pass: Callable[[int], object] = lambda now: None,
         observe: Callable[[CheckReport], None] = lambda report: None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._online_window = online_window
-        self._after_pass = after_pass  # e.g. ending graceful exits that stopped moving
+        self._before_pass = before_pass  # e.g. ending graceful exits that stopped moving
         self._observe = observe
 
     async def cycle(self) -> CheckReport:
         started = self._clock()
-        await asyncio.to_thread(self._after_pass, started)
+        await asyncio.to_thread(self._before_pass, started)
         after, total, injured, lost = b"", 0, 0, 0
         while True:
             roots = await asyncio.to_thread(self._db.sets_after, after, BATCH)

@@ -3,6 +3,7 @@
 ``POST {bridge}/v1/nodes/checkin`` with a `Checkin` body (the signed contact); any 200 is
 success. A bridge that fails is retried with exponential backoff (5 s doubling, capped at the
 check-in interval); the first failure is logged as a warning, repeats only at debug level.
+A bridge this node has left (a graceful exit that ended there) is no longer checked in with.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import aiohttp
 
 import metadisk
-from metadisk.core.identity import Identity
+from metadisk.core.identity import Identity, NodeId
 from metadisk.core.messages import NodeContact
 from metadisk.farmer.config import TrustedBridge
 from metadisk.runtime.chore import NextRun
@@ -62,6 +63,9 @@ class ContactService:
         self._timeout = timeout
         self._failures: dict[str, int] = {bridge.url: 0 for bridge in bridges}
         self._session: aiohttp.ClientSession | None = None
+        # Bridges this node left (its graceful exit ended there): no more check-ins. Set by the
+        # peer, from the exit's saved state.
+        self.skip: Callable[[NodeId], bool] = lambda bridge_id: False
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -98,7 +102,11 @@ class ContactService:
         """Check in with every bridge at once; asks for an earlier next run if one failed."""
         body = Checkin(contact=self.contact().encode()).model_dump_json().encode()
         results = await asyncio.gather(
-            *(self._checkin_one(bridge, body) for bridge in self._bridges)
+            *(
+                self._checkin_one(bridge, body)
+                for bridge in self._bridges
+                if not self.skip(bridge.node_id)
+            )
         )
         if all(results):
             return None

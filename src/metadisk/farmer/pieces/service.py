@@ -8,7 +8,6 @@ emptied after its grace period, or early when an upload would not fit without it
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 from collections.abc import AsyncIterable, Callable, Collection, Mapping
@@ -35,6 +34,7 @@ from metadisk.farmer.errors import (
     InsufficientStorage,
     LengthRequired,
     NotFound,
+    disk_full_is_507,
 )
 from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.db import JournalEntry, Move, PieceDB
@@ -104,14 +104,14 @@ class PieceService:
         self._clock = clock
         self._direct_io = direct_io  # O_DIRECT for pieces of DIRECT_MIN and up
         self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="farmer-io")
-        self._metrics = metrics or FarmerMetrics()
+        self.metrics = metrics or FarmerMetrics()
         self._reserved = 0
         self._uploading_serials: set[bytes] = set()
         self._uploading_pieces: set[tuple[bytes, bytes]] = set()
         # bytes served per GET order limit, so one limit cannot download more than it allows
         self._served: dict[bytes, tuple[int, int]] = {}
         self._recent_serials: dict[bytes, int] = {}  # serial -> its order limit's expiry
-        self._trash = Trash(store, self._apply_moves, self._metrics)
+        self._trash = Trash(store, self.apply_moves, self.metrics)
 
     async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -245,8 +245,8 @@ class PieceService:
                 self._landed(limit, landing.result()[0])
             raise
         self._landed(limit, move)
-        self._metrics.pieces_stored.inc()
-        self._metrics.stored_bytes.inc(digest.size)
+        self.metrics.pieces_stored.inc()
+        self.metrics.stored_bytes.inc(digest.size)
         receipt = PieceReceipt(
             serial=limit.serial,
             node_id=self.identity.node_id,
@@ -285,7 +285,7 @@ class PieceService:
         On failure nothing is left behind: no temp file, no journal row, no spent serial
         (unless the failure came after the piece became visible, see `commit`)."""
         try:
-            digest = _disk_full_is_507(self._finish)(temp, rel, needed, tail, size, piece_hash)
+            digest = disk_full_is_507(self._finish)(temp, rel, needed, tail, size, piece_hash)
             info = PieceInfo.of(digest, now, limit.piece_expires_at)
             move = Move(
                 limit.bridge_id.raw, limit.piece_id, temp.name, rel, stored=info.disk_size, pieces=1
@@ -299,7 +299,7 @@ class PieceService:
             temp.discard()
             raise
         try:
-            _disk_full_is_507(temp.seal)(digest, info)
+            disk_full_is_507(temp.seal)(digest, info)
         except BaseException:
             if journaled.exception() is None:  # waits; an exception means no row was written
                 # forget the move before removing its source, or recovery would count it as done
@@ -313,7 +313,7 @@ class PieceService:
             temp.discard()
             raise
         try:
-            _disk_full_is_507(self.store.commit)(temp, rel)
+            disk_full_is_507(self.store.commit)(temp, rel)
         except BaseException:
             self._db.finish_moves_soon([], [entry]).result()
             temp.discard()
@@ -373,7 +373,7 @@ class PieceService:
         """Stream `body` into `temp`, refusing it the moment it passes `size`; returns the last
         chunks, not yet written."""
         loop = asyncio.get_running_loop()
-        write = _disk_full_is_507(self._write)
+        write = disk_full_is_507(self._write)
         pending: asyncio.Future[None] | None = None
         batch: list[bytes] = []
         batched = 0
@@ -419,8 +419,8 @@ class PieceService:
             piece.close()
             raise
         self._usage.record_out(limit.bridge_id.raw, count)
-        self._metrics.pieces_served.inc()
-        self._metrics.served_bytes.inc(count)
+        self.metrics.pieces_served.inc()
+        self.metrics.served_bytes.inc(count)
         return Download(piece, offset, count, partial=byte_range is not None)
 
     def _charge(self, limit: OrderLimit, count: int) -> None:
@@ -459,7 +459,7 @@ class PieceService:
         finally:
             piece.close()
         self._usage.record_out(limit.bridge_id.raw, len(leaf))
-        self._metrics.audits.inc()
+        self.metrics.audits.inc()
         response = AuditResponse(
             serial=limit.serial,
             node_id=self.identity.node_id,
@@ -479,9 +479,29 @@ class PieceService:
         size = await self._run(self.store.disk_size, rel)  # not the footer: corrupt ones go too
         dst = self.store.trash_rel(bridge, piece_id, self._now())
         move = Move(bridge, piece_id, src=rel, dst=dst, stored=-size, pieces=-1, trash=size)
-        if not await self._apply_moves([move]):
+        if not await self.apply_moves([move]):
             raise NotFound("no such piece")  # deleted meanwhile
-        self._metrics.pieces_deleted.labels("deleted").inc()
+        self.metrics.pieces_deleted.labels("deleted").inc()
+
+    # -- graceful exit (farmer/exit)
+
+    async def read_piece(self, bridge: bytes, piece_id: bytes) -> bytes:
+        """A stored piece's bytes, to move it to another node: NotFound (or past its TTL),
+        CorruptPiece."""
+        rel = self.store.piece_rel(bridge, piece_id)
+
+        def read() -> tuple[bytes, int]:
+            piece = self.store.open(rel)
+            try:
+                return piece.read_all(), piece.info.expires_at
+            finally:
+                piece.close()
+
+        data, expires_at = await self._run(read)
+        if expires_at and expires_at <= self._now():
+            raise NotFound("piece has expired")
+        self._usage.record_out(bridge, len(data))
+        return data
 
     # -- chores
 
@@ -510,10 +530,10 @@ class PieceService:
                 except NotFound:
                     continue
                 moves.append(Move(item.bridge, item.piece_id, rel, None, stored=-size, pieces=-1))
-            removed += await self._apply_moves(moves)
+            removed += await self.apply_moves(moves)
             if len(batch) < _BATCH:
                 break
-        self._metrics.pieces_deleted.labels("expired").inc(removed)
+        self.metrics.pieces_deleted.labels("expired").inc(removed)
         await self._db.prune_serials(now)
         self._served = {s: v for s, v in self._served.items() if v[1] > now}
         self._recent_serials = {s: t for s, t in self._recent_serials.items() if t >= now}
@@ -538,13 +558,13 @@ class PieceService:
             ids = [piece_id for _, piece_id in keys]
             collectable = self._trash.collectable
             moves = await self._run(collectable, bridge, ids, stored_before, self._now())
-            moved = await self._apply_moves(moves)
+            moved = await self.apply_moves(moves)
         finally:
             self._uploading_pieces.difference_update(keys)
-        self._metrics.pieces_deleted.labels("collected").inc(moved)
+        self.metrics.pieces_deleted.labels("collected").inc(moved)
         return moved
 
-    async def _apply_moves(self, moves: list[Move], io: Executor | None = None) -> int:
+    async def apply_moves(self, moves: list[Move], io: Executor | None = None) -> int:
         """Journal, perform (on `io`, default the piece I/O threads) and account file moves;
         returns how many happened."""
         if not moves:
@@ -576,17 +596,3 @@ class PieceService:
             results.append(True)
         self.store.sync_parents(m.dst for m, ok in zip(moves, results, strict=True) if ok and m.dst)
         return results
-
-
-def _disk_full_is_507(fn: Callable[P, T]) -> Callable[P, T]:
-    """Turn ENOSPC/EDQUOT from `fn` into InsufficientStorage."""
-
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientStorage("the disk is full") from exc
-            raise
-
-    return wrapper

@@ -273,6 +273,16 @@ class OpenPiece:
         self.file = file
         self.info = info
 
+    def read_all(self) -> bytes:
+        """The piece's bytes (not its trailer); CorruptPiece if the file is cut short."""
+        data = os.pread(self.file.fileno(), self.info.size, 0)
+        while len(data) < self.info.size:  # pread may return less than asked at once
+            more = os.pread(self.file.fileno(), self.info.size - len(data), len(data))
+            if not more:
+                raise CorruptPiece("piece file too short")
+            data += more
+        return data
+
     def read_leaf(self, index: int) -> tuple[bytes, list[bytes]]:
         """The bytes of leaf `index` and every leaf hash (for the proof)."""
         start, end = leaf_span(self.info.size, index)
@@ -441,6 +451,17 @@ class PieceStore:
                         continue  # not ours
                     rel = f"trash/{bridge_dir.name}/{entry.name}"
                     yield bridge, piece_id, rel, trashed_at
+
+    def bridge_pieces(self, bridge: bytes) -> Iterator[tuple[bytes, str, int]]:
+        """Every stored piece of one bridge: (piece id, rel path, bytes on disk)."""
+        name = bridge.hex()
+        for directory in _scandir(self.pieces_dir / name):
+            for entry in _scandir(Path(directory.path)):
+                try:
+                    piece_id, size = bytes.fromhex(entry.name), entry.stat().st_size
+                except (ValueError, FileNotFoundError):
+                    continue  # not a piece, or gone meanwhile
+                yield piece_id, f"pieces/{name}/{directory.name}/{entry.name}", size
 
     def trash_entries(self) -> Iterator[tuple[bytes, bytes, str, int, int]]:
         """Every trashed piece: (bridge, piece id, rel path, trashed at, bytes on disk)."""

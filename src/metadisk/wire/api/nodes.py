@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from metadisk.wire.fields import B64, HexNodeId
+from metadisk.wire.fields import B64, HexNodeId, SignedOrderLimit, SignedReceipt
 from metadisk.wire.models import Answer, Request
 
 PingFailure = Literal[
@@ -28,6 +28,18 @@ PING_FAILURES: tuple[PingFailure, ...] = typing.get_args(PingFailure)
 # The purpose of the NodeQuery a farmer signs to read its own standing (`StandingQuery`): here,
 # below both roles, so the farmer that signs it and the bridge that checks it share one literal.
 STANDING_PURPOSE = "standing"
+# The purpose of the NodeQuery an exiting farmer signs (`ExitRequest`).
+EXIT_PURPOSE = "graceful-exit"
+# What an exiting farmer may report in one request, each list (the bridge hands out far fewer).
+MAX_EXIT_ENTRIES = 1000
+# `ExitFailed` codes saying the farmer no longer has the piece (unreadable, damaged or gone): the
+# bridge drops the piece and repair rebuilds it. Any other code means the transfer failed (the new
+# node refused it or could not be reached): the bridge cancels that transfer and hands the piece
+# out again, to another node.
+EXIT_LOST_CODES = ("corrupt-piece", "piece-missing")
+ExitState = Literal["exiting", "exited", "failed"]
+
+_PieceIdHex = Annotated[str, Field(pattern="^[0-9a-f]{64}$", description="hex piece id")]
 
 
 class Checkin(Request):
@@ -99,6 +111,11 @@ class NodeStanding(Answer):
     uptime: float | None = Field(
         default=None, description="share of the last 30 days' checks that found it online"
     )
+    exit: ExitState | None = Field(
+        default=None,
+        description="its graceful exit, if it asked for one: exiting (no new pieces), exited "
+        "(every piece moved), failed (stopped moving them: repair took over)",
+    )
 
 
 class NodeTable(Answer):
@@ -137,3 +154,50 @@ class NetworkHealth(Answer):
     lost: int = Field(description="below k healthy pieces: cannot be rebuilt unless nodes return")
     repaired: int = Field(description="repairs done, in total")
     queue: list[QueuedSets] = Field(description="least healthy first")
+
+
+class ExitDone(Request):
+    """A piece the exiting farmer moved: its own piece id and the new node's receipt."""
+
+    piece_id: _PieceIdHex = Field(description="the id the exiting node knows the piece by")
+    receipt: SignedReceipt = Field(description="the new node's signed PieceReceipt")
+
+
+class ExitFailed(Request):
+    """A piece the exiting farmer could not move, and why (`EXIT_LOST_CODES` or a transfer's)."""
+
+    piece_id: _PieceIdHex
+    code: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ExitRequest(Request):
+    """``POST /v1/nodes/exit``: start or continue a graceful exit (signed NodeQuery, no token)."""
+
+    query: Annotated[B64, Field(max_length=512)] = Field(
+        description="base64url of a NodeQuery with purpose 'graceful-exit', signed by the node"
+    )
+    done: list[ExitDone] = Field(default_factory=list, max_length=MAX_EXIT_ENTRIES)
+    failed: list[ExitFailed] = Field(default_factory=list, max_length=MAX_EXIT_ENTRIES)
+
+
+class ExitTransfer(Answer):
+    """Move one piece: PUT it to `address` under `limit` (PUT_REPAIR for the new node)."""
+
+    piece_id: str = Field(description="hex; the id the exiting node knows the piece by")
+    address: str = Field(description="the new node's base URL")
+    limit: SignedOrderLimit
+    piece_hash: B64 = Field(description="the piece's Merkle root, as the bridge recorded it")
+
+
+class ExitRefusal(Answer):
+    """A `done` entry the bridge did not accept, and why (the piece is handed out again)."""
+
+    piece_id: str
+    code: str
+
+
+class ExitStatus(Answer):
+    state: ExitState
+    transfers: list[ExitTransfer] = Field(description="pieces to move now; none once it ended")
+    remaining: int = Field(description="pieces the bridge still records on this node")
+    refused: list[ExitRefusal] = Field(default_factory=list)

@@ -38,6 +38,7 @@ SEGMENT_COMMIT = "/v1/uploads/{stream_id}/segments/{index}/commit"
 CHECKIN = "/v1/nodes/checkin"
 NODE = "/v1/nodes/{node_id}"
 NODE_STANDING = "/v1/nodes/standing"  # a farmer's own, with a signed NodeQuery
+NODE_EXIT = "/v1/nodes/exit"  # a farmer's graceful exit, with a signed NodeQuery
 BRIDGE_INFO = "/v1/bridge"
 OPENAPI = "/v1/openapi.json"
 DOCS = "/v1/docs"

@@ -10,6 +10,8 @@
     POST   /v1/retain                   a signed RetainRequest     -> 202 RetainAccepted
     GET    /v1/status                   (loopback only)            -> 200 NodeReport
     POST   /v1/chores/{name}            (loopback only)            -> 200 ChoreRun
+    POST   /v1/exit                     (loopback only) ExitStart  -> 202 ExitReport
+    GET    /v1/exit                     (loopback only)            -> 200 ExitReport
     errors                              {"error": {"code", "message"}} (metadisk.wire.errors)
 
 A piece id is 64 lowercase hex digits: the id the bridge derived for this farmer
@@ -27,7 +29,7 @@ the farmer checks it, answers 202 and, soon after, moves the bridge's pieces sto
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -42,6 +44,7 @@ NODE_INFO = "/v1/node"
 RETAIN = "/v1/retain"
 STATUS = "/v1/status"
 CHORE = "/v1/chores/{name}"
+EXIT = "/v1/exit"
 
 ORDER_LIMIT_HEADER = "X-Metadisk-Order-Limit"
 PIECE_HASH_HEADER = "X-Metadisk-Piece-Hash"
@@ -134,3 +137,26 @@ class NodeReport(Answer):
 class ChoreRun(Answer):
     chore: str
     done: bool
+
+
+class ExitStart(Request):
+    """Start a graceful exit from one trusted bridge, or from every one (`bridge` left out)."""
+
+    bridge: HexNodeId | None = None
+
+
+class BridgeExit(Answer):
+    """How a graceful exit from one bridge is going, as the farmer sees it."""
+
+    state: Literal["exiting", "exited", "failed"] = Field(
+        description="exited: every piece moved and deleted here; failed: the bridge gave up on "
+        "the node, or refused the exit"
+    )
+    transferred: int = Field(description="pieces moved to other nodes and accepted")
+    failed: int = Field(description="pieces this node could not read or send")
+    remaining: int | None = Field(description="pieces the bridge still records here")
+    error: str | None = Field(default=None, description="the last problem, with its code")
+
+
+class ExitReport(Answer):
+    bridges: dict[str, BridgeExit] = Field(description="by bridge id (hex); only those exited")

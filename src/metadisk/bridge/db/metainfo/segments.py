@@ -105,6 +105,7 @@ def segment_state(
             _so.replaced_at,
             _n.public_key,
             _n.last_net,
+            _n.exit_finished_at,
         )
         .select_from(t.segment_orders.outerjoin(t.nodes, _n.node_id == _so.node_id))
         .where(_so.stream_id == stream_id, _so.segment_index == index)
@@ -128,7 +129,13 @@ def segment_state(
             for r in rows
             if r.replaced_at is None
         ]
-        keys = {NodeId(r.node_id): r.public_key for r in rows if r.public_key is not None}
+        # A node whose graceful exit ended emptied its disk: its receipts (of order limits it
+        # took before it left) are refused as from an unknown node, whatever their age.
+        keys = {
+            NodeId(r.node_id): r.public_key
+            for r in rows
+            if r.public_key is not None and r.exit_finished_at is None
+        }
         nets = {NodeId(r.node_id): r.last_net for r in rows if r.last_net is not None}
         return SegmentState(
             upload=as_upload(row),

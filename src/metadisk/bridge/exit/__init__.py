@@ -1,0 +1,1 @@
+"""Graceful exit: a leaving farmer moves its pieces to other nodes under signed order limits."""
