@@ -64,8 +64,8 @@ class PieceDeleter:
         total = DeletionReport(0, 0, 0)
         while True:
             now = self._clock()
-            lease = int(self._config.delete_timeout * 3) + 30
-            batch = await asyncio.to_thread(self._db.claim, now, lease, self._config.delete_batch)
+            until = now + int(self._config.delete_timeout * 3) + 30
+            batch = await asyncio.to_thread(self._db.claim, now, until, self._config.delete_batch)
             if not batch:
                 return total
             report = await self._send_all(batch, now)
