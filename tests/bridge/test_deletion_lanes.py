@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -193,6 +194,11 @@ def deleter(
     return PieceDeleter(queue, signer, farmers, chores, clock, observe), outcomes
 
 
+# The chore's own timeout, with a hung farmer: far beyond `bounded`, so that a cycle that waits for
+# the hung farmer cannot be rescued by it.
+HUNG = 300.0
+
+
 async def bounded(cycle: Awaitable[DeletionReport]) -> DeletionReport:
     """The cycle, failed if it takes long: only a cycle waiting on a hung farmer would."""
     async with asyncio.timeout(30):
@@ -218,7 +224,7 @@ async def test_healthy_farmers_finish_while_a_hung_one_is_still_waiting() -> Non
         raise PieceTransferError("farmer did not answer within 8 s", code="timeout")
 
     farmers.behaviours[address(5)] = hung
-    chore, outcomes = deleter(queue, farmers, clock, batch=25)
+    chore, outcomes = deleter(queue, farmers, clock, batch=25, timeout=HUNG)
     report = await bounded(chore.cycle())
 
     assert settled.is_set()
@@ -336,7 +342,7 @@ async def test_a_hung_farmer_holds_two_batches_and_gives_the_rest_back() -> None
         raise PieceTransferError("farmer did not answer within 8 s", code="timeout")
 
     farmers.behaviours[address(1)] = hung
-    chore, _ = deleter(queue, farmers, clock, batch=5)
+    chore, _ = deleter(queue, farmers, clock, batch=5, timeout=HUNG)
     report = await bounded(chore.cycle())
 
     assert report == DeletionReport(deleted=0, failed=10, dropped=0)
@@ -367,10 +373,71 @@ async def test_hung_farmers_at_the_head_of_the_queue_hold_nobody_back(farmers_hu
 
     for n in hung_nodes:
         farmers.behaviours[address(n)] = hung
-    chore, _ = deleter(queue, farmers, clock, batch=20)
+    chore, _ = deleter(queue, farmers, clock, batch=20, timeout=HUNG)
     report = await bounded(chore.cycle())
 
     assert report.deleted == 100
     assert all(farmers.sent[address(n)] == 1 for n in hung_nodes)
     for n in hung_nodes:  # each held two batches (failed); the rest went back unsent
         assert Counter(row.attempts for row in queue.left(node(n))) == {1: 40, 0: 110}
+
+
+async def test_deletes_that_finish_while_the_queue_is_written_are_settled() -> None:
+    """Slow writes: the last requests end while the cycle is settling earlier ones."""
+    clock = Clock()
+    queue = Queue({node(n): address(n) for n in (1, 2)})
+    queue.add(node(1), 3)
+    queue.add(node(2), 3)
+    farmers = Farmers()
+
+    async def slow(limit: OrderLimit) -> bool:
+        await asyncio.sleep(0.05)
+        return True
+
+    farmers.behaviours[address(1)] = slow
+    farmers.behaviours[address(2)] = slow
+    slow_done = queue.done
+
+    def done(ids: Sequence[int]) -> None:
+        time.sleep(0.15)  # longer than a request: the others end meanwhile
+        slow_done(ids)
+
+    queue.done = done  # type: ignore[method-assign]
+    chore, _ = deleter(queue, farmers, clock)
+    report = await bounded(chore.cycle())
+
+    assert report == DeletionReport(deleted=6, failed=0, dropped=0)
+    assert queue.pending() == 0
+
+
+async def test_deletes_that_finish_while_the_queue_is_written_do_not_wait_for_a_hung_farmer() -> (
+    None
+):
+    clock = Clock()
+    queue = Queue({node(1): address(1), node(2): address(2)})
+    for _ in range(6):
+        queue.add(node(1), 1)
+        queue.add(node(2), 1)
+    farmers = Farmers()
+
+    async def slow(limit: OrderLimit) -> bool:
+        await asyncio.sleep(0.03)
+        return True
+
+    async def hung(limit: OrderLimit) -> bool:
+        await queue.until(lambda: not queue.left(node(1)))
+        raise PieceTransferError("farmer did not answer within 8 s", code="timeout")
+
+    farmers.behaviours[address(1)] = slow
+    farmers.behaviours[address(2)] = hung
+    slow_done = queue.done
+
+    def done(ids: Sequence[int]) -> None:
+        time.sleep(0.05)  # longer than a request: others end meanwhile
+        slow_done(ids)
+
+    queue.done = done  # type: ignore[method-assign]
+    chore, _ = deleter(queue, farmers, clock, timeout=HUNG)
+    report = await bounded(chore.cycle())
+
+    assert report == DeletionReport(deleted=6, failed=6, dropped=0)

@@ -90,6 +90,10 @@ class _Run:
     failed_total: int = 0
     dropped_total: int = 0
 
+    @property
+    def unsettled(self) -> bool:
+        return bool(self.done or self.failed or self.released)
+
 
 class PieceDeleter:
     """One cycle of the piece deletion chore: claim, send farmer by farmer, settle."""
@@ -128,9 +132,12 @@ class PieceDeleter:
                         task = asyncio.create_task(self._one(run, *admitted, item, until))
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
+            # Settle what finished before each wait, including while settling: the last wait may
+            # be a hung farmer's timeout.
             while tasks:
-                await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
                 await self._settle(run)
+                if tasks and not run.unsettled:
+                    await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
             await self._settle(run)
         finally:
             for task in tasks:
