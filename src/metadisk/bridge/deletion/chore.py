@@ -83,6 +83,7 @@ class _Run:
     lanes: dict[bytes, _Lane] = field(default_factory=dict)
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PARALLEL))
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # a lane's row finished
+    answered: bool = False  # some farmer has answered in this cycle
     done: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
@@ -149,13 +150,13 @@ class PieceDeleter:
         """Until the farmers in hand have room for another batch.
 
         Only farmers that answered in this cycle count: a hung one's rows wait in its lane
-        while claiming goes on for the others. When none has answered yet, the next batch
-        waits for a first answer, or `FIRST_ANSWER` seconds at most.
+        while claiming goes on for the others. Until any farmer has answered in this cycle, the
+        next batch waits for a first answer, or `FIRST_ANSWER` seconds at most.
         """
         while True:
             lanes = [lane for lane in run.lanes.values() if lane.held and not lane.failing]
             answered = [lane for lane in lanes if lane.answered]
-            if not lanes:
+            if not lanes or (run.answered and not answered):
                 return
             if answered:
                 in_hand = sum(min(lane.held, WINDOW) for lane in answered)
@@ -200,7 +201,7 @@ class PieceDeleter:
                 if outcome == "unreachable":
                     lane.failing = True
                 elif not lane.answered:
-                    lane.answered = True
+                    lane.answered = run.answered = True
                     for _ in range(PER_NODE - 1):
                         lane.gate.release()
                 if outcome in ("deleted", "missing"):
