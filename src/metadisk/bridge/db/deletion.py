@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, delete, func, select, update
@@ -11,7 +12,13 @@ from metadisk.bridge.db.engine import Database
 from metadisk.bridge.deletion.db import PieceDelete
 
 _d = t.piece_deletes.c
+_n = t.nodes.c
 MAX_BACKOFF = 3600
+
+
+def backoff(attempts: int) -> int:
+    """Seconds before the next attempt at a delete that has failed `attempts` times before."""
+    return min(MAX_BACKOFF, 10 << min(attempts, 20))
 
 
 class DeletionStore:
@@ -20,12 +27,12 @@ class DeletionStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def claim(self, now: int, lease: int, limit: int) -> list[PieceDelete]:
+    def claim(self, due: int, until: int, limit: int) -> list[PieceDelete]:
         def work(conn: Connection) -> list[PieceDelete]:
             rows = conn.execute(
-                select(_d.id, _d.node_id, _d.piece_id, _d.attempts, t.nodes.c.address)
-                .select_from(t.piece_deletes.outerjoin(t.nodes, t.nodes.c.node_id == _d.node_id))
-                .where(_d.next_attempt_at <= now)
+                select(_d.id, _d.node_id, _d.piece_id, _d.attempts, _n.address, _n.offline_since)
+                .select_from(t.piece_deletes.outerjoin(t.nodes, _n.node_id == _d.node_id))
+                .where(_d.next_attempt_at <= due)
                 .order_by(_d.next_attempt_at, _d.id)
                 .limit(limit)
                 .with_for_update(of=t.piece_deletes, skip_locked=True)
@@ -34,9 +41,14 @@ class DeletionStore:
                 conn.execute(
                     update(t.piece_deletes)
                     .where(_d.id.in_([r.id for r in rows]))
-                    .values(next_attempt_at=now + lease)
+                    .values(next_attempt_at=until)
                 )
-            return [PieceDelete(r.id, r.node_id, r.piece_id, r.address, r.attempts) for r in rows]
+            return [
+                PieceDelete(
+                    r.id, r.node_id, r.piece_id, r.address, r.attempts, r.offline_since is not None
+                )
+                for r in rows
+            ]
 
         return self._db.write(work)
 
@@ -49,19 +61,25 @@ class DeletionStore:
             drop = [r.id for r in rows if r.attempts + 1 >= max_attempts]
             if drop:
                 conn.execute(delete(t.piece_deletes).where(_d.id.in_(drop)))
+            # One UPDATE per attempt count, not per row: a cycle may put back a hung farmer's
+            # whole share of the queue at once.
+            by_attempts: dict[int, list[int]] = defaultdict(list)
             for r in rows:
-                if r.id not in drop:
-                    conn.execute(
-                        update(t.piece_deletes)
-                        .where(_d.id == r.id)
-                        .values(
-                            attempts=r.attempts + 1,
-                            next_attempt_at=now + min(MAX_BACKOFF, 10 * 2**r.attempts),
-                        )
-                    )
+                if r.attempts + 1 < max_attempts:
+                    by_attempts[r.attempts].append(r.id)
+            for attempts, group in by_attempts.items():
+                conn.execute(
+                    update(t.piece_deletes)
+                    .where(_d.id.in_(group))
+                    .values(attempts=attempts + 1, next_attempt_at=now + backoff(attempts))
+                )
             return len(drop)
 
         return self._db.write(work)
+
+    def release(self, ids: Sequence[int], at: int) -> None:
+        query = update(t.piece_deletes).where(_d.id.in_(ids)).values(next_attempt_at=at)
+        self._db.write(lambda conn: conn.execute(query))
 
     def pending(self) -> int:
         query = select(func.count()).select_from(t.piece_deletes)

@@ -14,17 +14,23 @@ class PieceDelete:
     piece_id: bytes
     address: str | None  # None: the node is not in the directory
     attempts: int
+    offline: bool = False  # the bridge's last uptime check of the node failed
 
 
 class DeletionDB(Protocol):
-    def claim(self, now: int, lease: int, limit: int) -> list[PieceDelete]:
-        """Take up to `limit` due deletes, hiding them from other claimers for `lease` seconds."""
+    def claim(self, due: int, until: int, limit: int) -> list[PieceDelete]:
+        """Take up to `limit` deletes due by `due`, hiding them from other claimers until
+        `until` (their lease)."""
         ...
 
     def done(self, ids: Sequence[int]) -> None: ...
 
     def retry_later(self, ids: Sequence[int], now: int, max_attempts: int) -> int:
         """Count a failed attempt and back off; drop those at `max_attempts`. Returns dropped."""
+        ...
+
+    def release(self, ids: Sequence[int], at: int) -> None:
+        """Give claimed deletes back unsent, due again at `at`; no attempt is counted."""
         ...
 
     def pending(self) -> int:
