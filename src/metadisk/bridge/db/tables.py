@@ -395,4 +395,5 @@ transfer_orders = Table(
     Column("piece_id", LargeBinary(32), nullable=False),
     Column("from_node_id", LargeBinary(32)),  # a graceful exit: the node the piece leaves
     Column("expires_at", BigInteger, nullable=False),
+    Index("ix_transfer_orders_piece", "root_piece_id", "piece_number"),  # a piece's transfers
 )

@@ -96,6 +96,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("transfer_orders", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_transfer_orders_node_id"), ["node_id"], unique=False)
+        batch_op.create_index(
+            "ix_transfer_orders_piece", ["root_piece_id", "piece_number"], unique=False
+        )
 
 
 def downgrade() -> None:
