@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from metadisk.bridge.config import sqlite_url
 from metadisk.devnet.bridge import BridgeProcess
 from metadisk.devnet.postgres import POSTGRES_ENV, postgres_database
 from tests.bridge.helpers import Api, FarmerFleet, Tenant, checkin_all
@@ -27,6 +29,16 @@ def postgres_url_or_skip() -> str:
             pytest.fail(f"in CI the PostgreSQL tests must run: {reason}")
         pytest.skip(reason)
     return url
+
+
+@pytest.fixture(params=ENGINES)
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of this test alone: a SQLite file in its tmp dir, or a fresh PostgreSQL one."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    with postgres_database(postgres_url_or_skip()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=ENGINES)

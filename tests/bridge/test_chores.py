@@ -21,14 +21,11 @@ from metadisk.bridge.config import (
     ChoresConfig,
     DatabaseConfig,
     NodesConfig,
-    sqlite_url,
 )
 from metadisk.bridge.deletion.chore import DeletionReport
 from metadisk.bridge.peer import Bridge
 from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
-from metadisk.devnet.postgres import postgres_database
-from tests.bridge.conftest import ENGINES, postgres_url_or_skip
 from tests.bridge.helpers import FarmerFleet
 
 
@@ -50,16 +47,6 @@ def fleet() -> Iterator[FarmerFleet]:
     farmers = FarmerFleet(10)
     yield farmers
     farmers.close()
-
-
-@pytest.fixture(params=ENGINES)
-def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database of this test alone (nodes of other tests would be selected otherwise)."""
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_database(postgres_url_or_skip()) as url:
-        yield url
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from metadisk.bridge.config import (
     ChoresConfig,
     DatabaseConfig,
     NodesConfig,
-    sqlite_url,
 )
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.db._shared import queue_deletes
@@ -36,23 +35,12 @@ from metadisk.core.identity import Identity
 from metadisk.core.merkle import digest_piece
 from metadisk.core.messages import Action, NodeContact, OrderLimit
 from metadisk.devnet.farmer import FarmerProcess, prepare_farmer
-from metadisk.devnet.postgres import postgres_database
 from metadisk.farmer.config import TrustedBridge
 from metadisk.wire.dataplane import PieceClient
 from metadisk.wire.dataplane.contract import PIECE
-from tests.bridge.conftest import ENGINES, postgres_url_or_skip
 from tests.metrics import scrape
 
 NOW = 1_800_000_000
-
-
-@pytest.fixture(params=ENGINES)
-def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_database(postgres_url_or_skip()) as url:
-        yield url
 
 
 # -- the queue ---------------------------------------------------------------------------------

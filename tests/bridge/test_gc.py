@@ -4,30 +4,19 @@ filter a node is sent names everything it must keep, and its time is taken befor
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, update
 
-from metadisk.bridge.config import BridgeConfig, DatabaseConfig, RepairConfig, sqlite_url
+from metadisk.bridge.config import BridgeConfig, DatabaseConfig, RepairConfig
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.peer import Bridge
 from metadisk.core.bloom import BloomFilter
 from metadisk.core.identity import Identity
-from metadisk.devnet.postgres import postgres_database
-from tests.bridge.conftest import ENGINES, postgres_url_or_skip
 
 NOW = 1_800_000_000
-
-
-@pytest.fixture(params=ENGINES)
-def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_database(postgres_url_or_skip()) as url:
-        yield url
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +23,6 @@ from metadisk.bridge.config import (
     DatabaseConfig,
     HealthConfig,
     NodesConfig,
-    sqlite_url,
 )
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.peer import Bridge
@@ -32,21 +31,10 @@ from metadisk.core.identity import Identity
 from metadisk.core.merkle import LEAF_SIZE, digest_piece
 from metadisk.core.messages import Action, AuditResponse, NodeContact, PieceReceipt
 from metadisk.devnet.farmer import FarmerProcess, farmer_process
-from metadisk.devnet.postgres import postgres_database
 from metadisk.farmer.config import TrustedBridge
 from metadisk.wire.dataplane import PieceClient
-from tests.bridge.conftest import ENGINES, postgres_url_or_skip
 
 PIECE_SIZE = 3 * LEAF_SIZE + 17
-
-
-@pytest.fixture(params=ENGINES)
-def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_database(postgres_url_or_skip()) as url:
-        yield url
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,6 @@ from metadisk.bridge.config import (
     DatabaseConfig,
     NodesConfig,
     RepairConfig,
-    sqlite_url,
 )
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.peer import Bridge
@@ -36,23 +35,12 @@ from metadisk.core.identity import Identity, NodeId
 from metadisk.core.merkle import LEAF_SIZE, digest_piece
 from metadisk.core.messages import Action, NodeContact, derive_piece_id
 from metadisk.devnet.farmer import FarmerProcess, farmer_process
-from metadisk.devnet.postgres import postgres_database
 from metadisk.farmer.config import TrustedBridge
 from metadisk.wire.api.nodes import NetworkHealth
 from metadisk.wire.dataplane import PieceClient
-from tests.bridge.conftest import ENGINES, postgres_url_or_skip
 
 SCHEME = RedundancyScheme(2, 3, 5, 6)
 PIECE_SIZE = 2 * LEAF_SIZE + 64  # two leaves and a bit: a multiple of the codec's 64-byte column
-
-
-@pytest.fixture(params=ENGINES)
-def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_database(postgres_url_or_skip()) as url:
-        yield url
 
 
 @pytest.fixture

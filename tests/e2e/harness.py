@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +158,20 @@ class BackgroundNetwork:
                 return
             assert time.monotonic() < deadline, "the bridge still counts killed farmers online"
             time.sleep(0.2)
+
+
+def wait_for(
+    probe: Callable[[], T | None], what: str, within: float = 60.0, every: float = 0.2
+) -> T:
+    """Poll `probe` until it returns something truthy, and return that; fail with `what` if it
+    has not by `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {within:.0f} s: {what}"
+        time.sleep(every)
 
 
 @contextlib.contextmanager

@@ -25,11 +25,9 @@ import contextlib
 import os
 import secrets
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -50,9 +48,9 @@ from tests.e2e.harness import (
     background_network,
     farmer_piece_files,
     piece_files,
+    wait_for,
 )
 
-T = TypeVar("T")
 INTERVAL = 0.5  # `metadisk up --chore-interval 0.5`
 TOKEN = secrets.token_hex(16)
 VETTING_AUDITS = 3
@@ -62,17 +60,6 @@ SETTINGS = {
 }
 HEALTH = HealthConfig()  # the reputation arithmetic and thresholds the bridge runs with
 DEADLINE = 60.0  # generous: audits come about once a second per node
-
-
-def wait_for(probe: Callable[[], T | None], what: str, within: float = DEADLINE) -> T:
-    """Poll `probe` until it returns something truthy; that value."""
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {within:.0f} s: {what}"
-        time.sleep(0.2)
 
 
 def standing(network: BackgroundNetwork, farmer: FarmerProcess) -> NodeStanding:

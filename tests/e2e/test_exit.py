@@ -18,10 +18,9 @@ import signal
 import sqlite3
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -29,9 +28,15 @@ from metadisk.client import Project
 from metadisk.devnet.farmer import FarmerProcess
 from metadisk.devnet.network import local_profile
 from metadisk.wire.dataplane.contract import CHORE, EXIT, ExitReport
-from tests.e2e.harness import SEGMENT, SMALL, BackgroundNetwork, background_network, run_cli
+from tests.e2e.harness import (
+    SEGMENT,
+    SMALL,
+    BackgroundNetwork,
+    background_network,
+    run_cli,
+    wait_for,
+)
 
-T = TypeVar("T")
 FARMERS = 13
 PROFILE = local_profile(10)  # 4/6/8/10: local_profile caps n at 10
 
@@ -72,16 +77,6 @@ def uploaded(network: BackgroundNetwork) -> Uploaded:
         for key, content in objects.items():
             project.upload("exit", key, content)
     return Uploaded(grant, objects)
-
-
-def wait_for(probe: Callable[[], T | None], what: str, within: float = 120.0) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {within:.0f} s: {what}"
-        time.sleep(0.05)
 
 
 def pieces_by_node(network: BackgroundNetwork) -> dict[bytes, list[sqlite3.Row]]:
@@ -216,7 +211,7 @@ def test_an_exit_resumes_after_a_kill(network: BackgroundNetwork, uploaded: Uplo
             return False
         return bool(record["done"] or record["transferred"])
 
-    wait_for(moved_one, "the first piece moved")
+    wait_for(moved_one, "the first piece moved", within=120, every=0.05)
     os.kill(farmer.pid, signal.SIGSTOP)  # frozen at once, then killed: no clean shutdown
     record = json.loads(state_file.read_text())["bridges"][bridge]
     assert record["state"] == "exiting", "the exit ended before the kill"
@@ -227,7 +222,9 @@ def test_an_exit_resumes_after_a_kill(network: BackgroundNetwork, uploaded: Uplo
         report = ExitReport.model_validate_json(farmer_call(farmer, EXIT))
         return report if report.bridges[bridge].state != "exiting" else None
 
-    state = wait_for(ended, "the exit ended after the restart").bridges[bridge]
+    state = wait_for(ended, "the exit ended after the restart", within=120, every=0.05).bridges[
+        bridge
+    ]
     assert (state.state, state.transferred, state.failed) == ("exited", len(held), 0), state
     check_left_cleanly(network, farmer, held)
     download_all(uploaded)

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
@@ -41,22 +40,11 @@ from metadisk.devnet.network import Tenant
 from metadisk.wire.api import objects as w
 from metadisk.wire.api import routes
 from metadisk.wire.dataplane import PieceClient
-from tests.e2e.harness import SMALL, BackgroundNetwork, MiB, background_network
+from tests.e2e.harness import SMALL, BackgroundNetwork, MiB, background_network, wait_for
 
-T = TypeVar("T")
 INTERVAL = 0.5
 GRACE = 2
 PIECE_SIZE = 64 << 10
-
-
-def wait_for(probe: Callable[[], T | None], what: str, within: float = 60.0) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {within:.0f} s: {what}"
-        time.sleep(0.2)
 
 
 def recorded(network: BackgroundNetwork) -> set[tuple[str, str]]:

@@ -19,32 +19,19 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator
-from typing import TypeVar
+from collections.abc import Collection, Iterator
 
 import pytest
 
 from metadisk.client import Project
 from metadisk.devnet.farmer import FarmerProcess
-from tests.e2e.harness import SMALL, BackgroundNetwork, MiB, background_network
+from tests.e2e.harness import SMALL, BackgroundNetwork, MiB, background_network, wait_for
 
-T = TypeVar("T")
 INTERVAL = 0.5
 TOKEN = secrets.token_hex(16)
 SUCCESS = 8  # o: what repair brings every set back to
 SIZES = [0, 1, 100, 4096, 4097, 64 << 10, MiB - 1, MiB, MiB + 1, 2 * MiB + 12345] * 2
-
-
-def wait_for(probe: Callable[[], T | None], what: str, within: float = 90.0) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {within:.0f} s: {what}"
-        time.sleep(0.25)
 
 
 def pieces_by_set(network: BackgroundNetwork) -> dict[bytes, list[tuple[str, bytes]]]:
@@ -120,6 +107,7 @@ def test_repair_brings_every_segment_back_after_each_round_of_losses(
             counts = wait_for(
                 functools.partial(all_repaired, network, frozenset(dead), expected_sets),
                 f"every piece set back to {SUCCESS} live pieces after round {round_number + 1}",
+                within=90,
             )
             assert min(counts.values()) >= SUCCESS
         assert len(dead) == 9

@@ -32,11 +32,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from metadisk.bridge import errors
+from metadisk.bridge.common import verified_query
 from metadisk.bridge.config import NodesConfig, RepairConfig
 from metadisk.bridge.exit.db import ExitDB, ExitNode, Moved, NewTransfer, OpenTransfer, PieceToMove
 from metadisk.bridge.orders.service import OrderSigner
 from metadisk.bridge.overlay.service import OverlayService
-from metadisk.core.errors import CoreError, SignatureError
+from metadisk.core.errors import SignatureError
 from metadisk.core.identity import NodeId
 from metadisk.core.messages import Action, NodeQuery, OrderLimit, PieceReceipt, derive_piece_id
 from metadisk.runtime.logs import event
@@ -147,24 +148,9 @@ class ExitService:
         return failed
 
     def _verify(self, encoded: bytes, now: int) -> NodeQuery:
-        # The same checks, and codes, as a farmer's standing query (`HealthService.standing`).
-        try:
-            query = NodeQuery.decode(encoded)
-            query.verify_signature()
-        except CoreError as exc:
-            raise errors.Unauthenticated(
-                f"not a node query signed by its key: {exc}", code="bad-signature"
-            ) from exc
-        if query.purpose != EXIT_PURPOSE or query.bridge_id != self._signer.identity.node_id:
-            raise errors.Unauthenticated(
-                "the query is for another purpose or another bridge", code="wrong-query"
-            )
-        if abs(now - query.timestamp) > self._nodes.contact_skew:
-            raise errors.Unauthenticated(
-                f"query timestamp is {query.timestamp - now:+d} s from the bridge's clock",
-                code="clock-skew",
-            )
-        return query
+        # The same checks, and codes, as a farmer's standing query.
+        bridge_id = self._signer.identity.node_id
+        return verified_query(encoded, EXIT_PURPOSE, bridge_id, now, self._nodes.contact_skew)
 
     # -- what the farmer reports
 

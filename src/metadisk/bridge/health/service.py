@@ -6,11 +6,10 @@ import hmac
 from dataclasses import dataclass
 
 from metadisk.bridge import errors
+from metadisk.bridge.common import verified_query
 from metadisk.bridge.config import NodesConfig
 from metadisk.bridge.health.db import Evidence, HealthDB, StandingRow
-from metadisk.core.errors import CoreError
 from metadisk.core.identity import NodeId
-from metadisk.core.messages import NodeQuery
 from metadisk.wire.api.nodes import STANDING_PURPOSE, ExitState
 
 UPTIME_SPAN = 30 * 24 * 3600  # seconds of uptime windows a standing counts
@@ -56,22 +55,9 @@ class HealthService:
 
     def standing(self, encoded_query: bytes, now: int) -> NodeView:
         """The standing of the node that signed `encoded_query` (purpose ``standing``)."""
-        try:
-            query = NodeQuery.decode(encoded_query)
-            query.verify_signature()
-        except CoreError as exc:
-            raise errors.Unauthenticated(
-                f"not a node query signed by its key: {exc}", code="bad-signature"
-            ) from exc
-        if query.purpose != STANDING_PURPOSE or query.bridge_id != self._bridge_id:
-            raise errors.Unauthenticated(
-                "the query is for another purpose or another bridge", code="wrong-query"
-            )
-        if abs(now - query.timestamp) > self._nodes.contact_skew:
-            raise errors.Unauthenticated(
-                f"query timestamp is {query.timestamp - now:+d} s from the bridge's clock",
-                code="clock-skew",
-            )
+        query = verified_query(
+            encoded_query, STANDING_PURPOSE, self._bridge_id, now, self._nodes.contact_skew
+        )
         rows = self._db.standings(now, now - UPTIME_SPAN, query.node_id.raw)
         if not rows:
             raise errors.NotFound("this node never checked in here", code="node-not-found")
