@@ -25,12 +25,14 @@ the most pieces and measures:
   less its idle rate over the same time, per GiB healed; the farmers' CPU likewise;
 - with ``[repair] bandwidth`` set (20 MB/s by default) the repairer's rate (down + up, the one
   token bucket's scope) over its active window and over its busiest 5 s, beside the setting;
-- ``[repair] concurrency`` 1, 2 (the default) and 4.
+- ``[repair] concurrency`` 1, 2 (the default) and 4;
+- the whole machine's busy cores (``/proc/stat``), and how much of that was not this network
+  nor the bench: other work on the machine slows every figure here.
 
 MB is 10^6 bytes throughout (``bandwidth`` is bytes a second). Prints one table (each case a
 column) and asserts nothing; progress goes to stderr.
 
-    python bench/repair.py            # about 3-4 minutes: 256 MiB, all four cases
+    python bench/repair.py            # about 2 minutes: 512 MiB, all four cases
     python bench/repair.py --quick    # under a minute: 32 MiB, unlimited and throttled
     python bench/repair.py --cases unlimited,c1 --size 128 --profile 4/6/8/10
 """
@@ -100,6 +102,7 @@ class Outcome:
     lost_pieces: int = 0
     lost_bytes: int = 0
     injured: int = 0  # sets the kill left at or below m
+    needed_down: int = 0  # k pieces of each injured set: what a repair must download
     upload_seconds: float = 0.0
     detected: float | None = None  # seconds after the kill, as the poll saw it
     detected_column: float | None = None  # from nodes.offline_since (whole seconds)
@@ -281,6 +284,7 @@ async def measure(
     left = {root: sum(1 for node, _ in p if node not in dead) for root, p in before.items()}
     injured = {root for root, count in left.items() if count <= shapes[root][1]}
     outcome.injured = len(injured)
+    outcome.needed_down = sum(shapes[root][0] * before[root][0][1] for root in injured)
 
     def live_counts() -> dict[bytes, int]:
         now = db.pieces()
@@ -304,7 +308,6 @@ async def measure(
     served0, stored0 = await asyncio.to_thread(farmer_bytes, live)
     cpu0, farmers0 = cpu_seconds(bridge.pid), sum(cpu_seconds(f.pid) for f in live)
     ticks0, own0 = machine_ticks(), time.process_time()
-    load0 = os.getloadavg()[0]
     wall = time.time()
     killed = time.monotonic()
     await asyncio.gather(*(farmer.kill() for farmer in victims))
@@ -344,7 +347,6 @@ async def measure(
     elapsed = outcome.elapsed = time.monotonic() - killed
     ticks1 = machine_ticks()
     outcome.bench_cpu = time.process_time() - own0
-    outcome.load = (load0, os.getloadavg()[0])
     busy, every = ticks1[0] - ticks0[0], ticks1[1] - ticks0[1]
     outcome.machine_busy = (os.cpu_count() or 1) * busy / every if every else 0.0
     outcome.bridge_cpu = cpu_seconds(bridge.pid) - cpu0
@@ -455,6 +457,12 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
         "-",
         "live farmers' /metrics over the same span",
     )
+    row(
+        "MiB a repair must download",
+        [f"{o.needed_down / MiB:.0f}" for o in outcomes],
+        "-",
+        "k pieces of each injured set; beyond it: download_spares fetched and dropped",
+    )
 
     def moved(o: Outcome) -> float:
         return sum(o.moved.values())
@@ -470,7 +478,7 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
             for o in outcomes
         ],
         "-",
-        f"above 1: upload_spares ({2}) per set beyond o",
+        "above 1: upload_spares pieces per set beyond o, kept",
     )
     row(
         "live pieces before kill -> after",
@@ -553,12 +561,6 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
         "-",
         f"of {os.cpu_count()} cores (/proc/stat); 'not this network': other work on the machine",
     )
-    row(
-        "  load average at kill / done",
-        [f"{o.load[0]:.1f}/{o.load[1]:.1f}" for o in outcomes],
-        "-",
-        "figures from a busy machine are slower than the network could be",
-    )
 
 
 def main() -> None:
@@ -566,7 +568,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run of under a minute")
     parser.add_argument("--farmers", type=int, default=16)
     parser.add_argument("--profile", default="4/7/8/10", help="k/m/o/n (default 4/7/8/10)")
-    parser.add_argument("--size", type=int, help="MiB stored, in 64 MiB objects (default 256)")
+    parser.add_argument("--size", type=int, help="MiB stored, in 64 MiB objects (default 512)")
     parser.add_argument(
         "--cases",
         type=lambda t: t.split(","),
@@ -582,7 +584,8 @@ def main() -> None:
     parser.add_argument("--give-up", type=float, default=180.0, help="seconds after the kill")
     parser.add_argument("--dir", type=Path, help="work here instead of a temporary dir")
     args = parser.parse_args()
-    args.size = args.size or (32 if args.quick else 256)
+    # 512 MiB: 256 healed in 2-4 s unlimited, too short for 0.5 s scrapes and a 5 s window.
+    args.size = args.size or (32 if args.quick else 512)
     args.quiet = args.quiet or (2.0 if args.quick else 3.0)
     known = cases(int(args.bandwidth * MB))
     names = args.cases or (["unlimited", "throttled"] if args.quick else list(known))
