@@ -115,7 +115,7 @@ class Outcome:
     farmers_served: float = 0.0
     farmers_stored: float = 0.0
     bridge_cpu: float = 0.0
-    bridge_idle: float = 0.0  # CPU share (cores) in the quiet window
+    bridge_idle: float = 0.0  # CPU seconds at the quiet window's rate over kill -> done
     farmer_cpu: float = 0.0
     farmer_idle: float = 0.0
     rate: float = 0.0  # bytes/s between the first and the last scrape that saw repair bytes
@@ -534,6 +534,8 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
     row(
         "bridge CPU s per GiB healed (net)",
         [per_gib(o.bridge_cpu - o.bridge_idle, o) for o in outcomes],
+        "-",
+        "rough where idle is most of the gross (a throttled repair)",
     )
     row(
         "bridge CPU s per GiB moved (net)",
