@@ -203,6 +203,13 @@ class RepairStore:
     ) -> CommitResult:
         def work(conn: Connection) -> CommitResult:
             serials = [p.serial for p in pieces] + list(dropped)
+            if dropped:
+                # A failed or cancelled upload may still have landed: ask for it back now
+                # rather than leave it to garbage collection (a delete of nothing is a 404).
+                landed = conn.execute(
+                    select(_to.node_id, _to.piece_id).where(_to.serial.in_(list(dropped)))
+                ).all()
+                queue_deletes(conn, [(r.node_id, r.piece_id) for r in landed], now)
             if serials:
                 conn.execute(delete(t.transfer_orders).where(_to.serial.in_(serials)))
             # Held for the transaction: a concurrent delete of the set waits, then queues the

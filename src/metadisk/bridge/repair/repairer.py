@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,6 +65,8 @@ class RepairFailed(Exception):
     """This attempt cannot finish; the set is tried again later."""
 
 
+HEDGE_AFTER = 1.0  # seconds before spare downloads start beside k that have not all come
+
 # What a farmer says when it lost or damaged a piece it signed for.
 _BAD = frozenset({"not-found", "corrupt-piece"})
 
@@ -97,23 +99,18 @@ class Repairer:
     async def cycle(self) -> int:
         """Repair what is due; returns how many sets were repaired."""
         config = self._config
+        lease = int(max(600.0, config.repair_interval * 4))
         repaired = 0
-        gate = asyncio.Semaphore(config.concurrency)
 
-        async def one(root: bytes) -> bool:
-            async with gate:
-                return await self.repair(root)
+        async def lane() -> None:
+            # Each lane claims its next set as soon as it is free: least healthy first, and no
+            # set waits for a slow one claimed beside it.
+            nonlocal repaired
+            while roots := await asyncio.to_thread(self._db.claim_repairs, self._clock(), lease, 1):
+                repaired += await self.repair(roots[0])
 
-        while True:
-            now = self._clock()
-            lease = int(max(600.0, config.repair_interval * 4))
-            roots = await asyncio.to_thread(
-                self._db.claim_repairs, now, lease, config.concurrency * 2
-            )
-            if not roots:
-                return repaired
-            results = await asyncio.gather(*(one(root) for root in roots))
-            repaired += sum(results)
+        await asyncio.gather(*(lane() for _ in range(config.concurrency)))
+        return repaired
 
     async def repair(self, root: bytes) -> bool:
         """Repair one set; False if it needed none or this attempt failed."""
@@ -194,7 +191,7 @@ class Repairer:
             for target, limit, number in zip(targets, limits, numbers, strict=False)
         ]
         rebuilt.clear()
-        results = await asyncio.gather(*uploads)
+        results = await _first(uploads, need)
         stored = [piece for piece in results if piece is not None]
         dropped = [p.serial for p, r in zip(planned, results, strict=True) if r is None]
         result = await asyncio.to_thread(
@@ -235,13 +232,22 @@ class Repairer:
         bad: dict[int, bytes] = {}
         queue = list(sources)
         running: set[asyncio.Task[tuple[Holder, bytes | Exception | None]]] = set()
+        # k at first, each failure replaced at once; the spares only as hedges, once the k have
+        # not all come within HEDGE_AFTER (started at once, farmers served 40% more bytes).
+        loop = asyncio.get_running_loop()
+        width, hedge_at = job.k, loop.time() + HEDGE_AFTER
         try:
             while len(fetched) < job.k:
-                while queue and len(running) + len(fetched) < job.k + self._config.download_spares:
+                while queue and len(running) + len(fetched) < width:
                     running.add(asyncio.create_task(self._fetch(queue.pop(0), job.piece_size)))
                 if not running:
                     raise RepairFailed(f"only {len(fetched)} of {job.k} pieces could be fetched")
-                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                wait = None if width > job.k else max(0.0, hedge_at - loop.time())
+                done, running = await asyncio.wait(
+                    running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    width = job.k + self._config.download_spares
                 for task in done:
                     holder, data = task.result()
                     if isinstance(data, bytes):
@@ -343,3 +349,22 @@ def _skipped_target(target: Target, code: str) -> None:
         node_id=target.node_id,
         code=code,
     )
+
+
+async def _first(uploads: Sequence[Awaitable[NewPiece | None]], need: int) -> list[NewPiece | None]:
+    """Run `uploads` (in order of preference) until `need` succeed, then cancel the rest (the
+    spares are for the long tail, not extra pieces); each one's result, None if it failed or
+    was cancelled."""
+    tasks = [asyncio.ensure_future(upload) for upload in uploads]
+    stored = 0
+    pending = set(tasks)
+    try:
+        while pending and stored < need:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            stored += sum(1 for task in done if task.result() is not None)
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    return [None if task.cancelled() else task.result() for task in tasks]
