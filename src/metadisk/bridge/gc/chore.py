@@ -70,10 +70,13 @@ class GarbageCollector:
         return sum(await asyncio.gather(*(one(node) for node in nodes)))
 
     async def collect(self, node: GcNode) -> bool:
-        request = await asyncio.to_thread(self.build, node.node_id)
         try:
+            request = await asyncio.to_thread(self.build, node.node_id)
             await self._pieces.retain(node.address, request)
-        except PieceTransferError as exc:
+        except Exception as exc:  # one node's filter must not keep the others from theirs
+            if not isinstance(exc, PieceTransferError):
+                log.exception("filter for node %s could not be built", node.node_id.hex()[:16])
+            code = exc.code if isinstance(exc, PieceTransferError) else "internal"
             # Tried again before its turn comes round: a farmer just back (the checks found it,
             # or it would not have been claimed) may hold what its downtime made garbage.
             retry = min(self._config.node_gc_interval, RETRY_AFTER)
@@ -83,9 +86,9 @@ class GarbageCollector:
             event(
                 log,
                 logging.INFO,
-                f"retain request to {node.address} failed: {exc.code}",
+                f"retain request to {node.address} failed: {code}",
                 node_id=node.node_id,
-                code=exc.code,
+                code=code,
             )
             return False
         now = self._clock()

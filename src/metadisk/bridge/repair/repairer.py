@@ -123,7 +123,9 @@ class Repairer:
             return False
         try:
             return await self._repair(job, now)
-        except RepairFailed as exc:
+        except Exception as exc:  # one set's trouble must not stop the lanes repairing others
+            if not isinstance(exc, RepairFailed):
+                log.exception("repair of piece set %s broke", root.hex()[:16])
             delay = int(self._config.repair_interval * 2 ** min(job.attempts, 8))
             await asyncio.to_thread(
                 self._db.retry_later, root, self._clock(), delay, self._config.max_attempts
