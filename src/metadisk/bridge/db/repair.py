@@ -71,7 +71,7 @@ class RepairStore:
         )
         return self._db.read(lambda conn: list(conn.execute(query).scalars()))
 
-    def set_health(self, roots: Sequence[bytes], online_since: int) -> list[SetHealth]:
+    def check_sets(self, roots: Sequence[bytes], online_since: int, now: int) -> list[SetHealth]:
         healthy = func.sum(case((healthy_node(online_since), 1), else_=0))
         query = (
             select(_ps.root_piece_id, _ps.k, _ps.m, _ps.o, _ps.n, healthy.label("healthy"))
@@ -83,30 +83,26 @@ class RepairStore:
             .where(_ps.root_piece_id.in_(roots))
             .group_by(_ps.root_piece_id, _ps.k, _ps.m, _ps.o, _ps.n)
         )
-        rows = self._db.read(lambda conn: conn.execute(query).all())
-        return [SetHealth(r.root_piece_id, r.k, r.m, r.o, r.n, int(r.healthy or 0)) for r in rows]
+
+        def work(conn: Connection) -> list[SetHealth]:
+            # One transaction with the queue's update: on SQLite (writers one at a time) a
+            # repair's swap is wholly before or after the count. No lock on PostgreSQL: share
+            # locks on a thousand sets could deadlock with deletes, and a set queued again
+            # just after its repair costs one claim that finds it healed.
+            sets = [
+                SetHealth(r.root_piece_id, r.k, r.m, r.o, r.n, int(r.healthy or 0))
+                for r in conn.execute(query)
+            ]
+            weak = [s for s in sets if s.healthy <= s.m]
+            healed = [s.root_piece_id for s in sets if s.healthy > s.m]
+            _queue(conn, weak, healed, now)
+            return sets
+
+        return self._db.write(work)
 
     def queue_repairs(self, sets: Sequence[SetHealth], healed: Sequence[bytes], now: int) -> None:
-        def work(conn: Connection) -> None:
-            for each in sets:
-                upsert(
-                    conn,
-                    t.repair_queue,
-                    {
-                        "root_piece_id": each.root_piece_id,
-                        "healthy": each.healthy,
-                        "queued_at": now,
-                        "checked_at": now,
-                        "next_attempt_at": now,
-                    },
-                    ["root_piece_id"],
-                    {"healthy": each.healthy, "checked_at": now},
-                )
-            if healed:
-                conn.execute(delete(t.repair_queue).where(_rq.root_piece_id.in_(healed)))
-
         if sets or healed:
-            self._db.write(work)
+            self._db.write(lambda conn: _queue(conn, sets, healed, now))
 
     def finish_check(
         self, started_at: int, now: int, piece_sets: int, injured: int, lost: int
@@ -349,3 +345,22 @@ def _take_row(conn: Connection, root: bytes, piece: NewPiece, now: int) -> bool:
     conn.execute(update(t.pieces).where(at).values(**values))
     queue_deletes(conn, [(piece.replaces, old.piece_id)], now)
     return True
+
+
+def _queue(conn: Connection, sets: Sequence[SetHealth], healed: Sequence[bytes], now: int) -> None:
+    for each in sets:
+        upsert(
+            conn,
+            t.repair_queue,
+            {
+                "root_piece_id": each.root_piece_id,
+                "healthy": each.healthy,
+                "queued_at": now,
+                "checked_at": now,
+                "next_attempt_at": now,
+            },
+            ["root_piece_id"],
+            {"healthy": each.healthy, "checked_at": now},
+        )
+    if healed:
+        conn.execute(delete(t.repair_queue).where(_rq.root_piece_id.in_(healed)))

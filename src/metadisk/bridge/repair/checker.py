@@ -58,13 +58,13 @@ class Checker:
                 break
             after = roots[-1]
             now = self._clock()
-            sets = await asyncio.to_thread(self._db.set_health, roots, now - self._online_window)
+            sets = await asyncio.to_thread(
+                self._db.check_sets, roots, now - self._online_window, now
+            )
             total += len(sets)
             weak = [s for s in sets if s.healthy <= s.m]
-            healed = [s.root_piece_id for s in sets if s.healthy > s.m]
             injured += sum(1 for s in weak if s.healthy >= s.k)
             lost += sum(1 for s in weak if s.healthy < s.k)
-            await asyncio.to_thread(self._db.queue_repairs, weak, healed, now)
             _log_lost([s for s in weak if s.healthy < s.k])
         await asyncio.to_thread(self._db.finish_check, started, self._clock(), total, injured, lost)
         report = CheckReport(total, injured, lost)

@@ -103,8 +103,10 @@ class RepairDB(Protocol):
         """The next `limit` piece sets' root ids in order, after `after` (b"" to start)."""
         ...
 
-    def set_health(self, roots: Sequence[bytes], online_since: int) -> list[SetHealth]:
-        """Each of `roots` that still exists, with its healthy piece count."""
+    def check_sets(self, roots: Sequence[bytes], online_since: int, now: int) -> list[SetHealth]:
+        """Each of `roots` that still exists, with its healthy piece count; in the same
+        transaction, those at or below m queued (or their count updated) and the others
+        dropped from the queue."""
         ...
 
     def queue_repairs(self, sets: Sequence[SetHealth], healed: Sequence[bytes], now: int) -> None:
