@@ -84,6 +84,11 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
         ({"nodes": {"private_addresses": "yes"}}, {}, "[nodes] private_addresses must be bool"),
         ({"objects": {"profiles": {"x": {"k": 5, "m": 4, "o": 3, "n": 2}}}}, {}, "1 <= k <= m"),
         ({"objects": {"default_profile": "nope"}}, {}, "default profile 'nope'"),
+        ({"repair": {"check_interval": 0}}, {}, "[repair] check_interval must be above 0"),
+        ({"repair": {"concurrency": 0}}, {}, "[repair] concurrency must be at least 1"),
+        ({"repair": {"bandwidth": -1}}, {}, "[repair] bandwidth, spares and gc_clock_skew"),
+        ({"repair": {"gc_false_positive_rate": 1}}, {}, "gc_false_positive_rate must be between"),
+        ({"repair": {"exit_batchh": 3}}, {}, "unknown setting [repair] 'exit_batchh'"),
     ],
 )
 def test_config_mistakes(

@@ -33,11 +33,12 @@ from metadisk.bridge.deletion.chore import DeletionReport, PieceDeleter
 from metadisk.bridge.peer import Bridge
 from metadisk.core.identity import Identity
 from metadisk.core.merkle import digest_piece
-from metadisk.core.messages import Action, NodeContact, OrderLimit
+from metadisk.core.messages import Action, OrderLimit
 from metadisk.devnet.farmer import FarmerProcess, prepare_farmer
 from metadisk.farmer.config import TrustedBridge
 from metadisk.wire.dataplane import PieceClient
 from metadisk.wire.dataplane.contract import PIECE
+from tests.bridge.inprocess import check_in
 from tests.metrics import scrape
 
 NOW = 1_800_000_000
@@ -211,16 +212,8 @@ async def farmers(bridge: Bridge, tmp_path: Path) -> AsyncIterator[list[FarmerPr
 
 async def _store_pieces(bridge: Bridge, farmer: FarmerProcess, count: int) -> list[bytes]:
     """`count` pieces on `farmer`, each put under an order limit of the bridge, as uploads are."""
+    await check_in(bridge, farmer, 1 << 30)
     now = int(time.time())
-    contact = NodeContact(
-        public_key=farmer.identity.public_key,
-        address=farmer.url,
-        allocated=1 << 30,
-        free=1 << 30,
-        version="test",
-        timestamp=now,
-    ).signed_by(farmer.identity)
-    assert (await bridge.api.overlay.checkin(contact.encode(), now)).online
     pieces = []
     for _ in range(count):
         data, piece_id = os.urandom(2000), os.urandom(32)

@@ -14,7 +14,7 @@ from metadisk.bridge.config import BridgeConfig, DatabaseConfig, RepairConfig
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.peer import Bridge
 from metadisk.core.bloom import BloomFilter
-from metadisk.core.identity import Identity
+from tests.bridge.inprocess import paused_bridge
 
 NOW = 1_800_000_000
 
@@ -26,12 +26,8 @@ async def bridge(fresh_database: str, tmp_path: Path) -> AsyncIterator[Bridge]:
         database=DatabaseConfig(fresh_database),
         repair=RepairConfig(gc_clock_skew=300, node_gc_interval=3600),
     )
-    peer = Bridge(config, Identity.generate(), clock=lambda: NOW)
-    peer.migrate()
-    for chore in peer.worker.chores:
-        chore.pause()
-    yield peer
-    await peer.aclose()
+    async with paused_bridge(config, clock=lambda: NOW) as peer:
+        yield peer
 
 
 def ids(count: int) -> list[bytes]:

@@ -27,12 +27,11 @@ from metadisk.bridge.config import (
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.peer import Bridge
 from metadisk.core.audit import prove_fault
-from metadisk.core.identity import Identity
 from metadisk.core.merkle import LEAF_SIZE, digest_piece
-from metadisk.core.messages import Action, AuditResponse, NodeContact, PieceReceipt
-from metadisk.devnet.farmer import FarmerProcess, farmer_process
-from metadisk.farmer.config import TrustedBridge
+from metadisk.core.messages import Action, AuditResponse, PieceReceipt
+from metadisk.devnet.farmer import FarmerProcess
 from metadisk.wire.dataplane import PieceClient
+from tests.bridge.inprocess import farmers_of, paused_bridge
 
 PIECE_SIZE = 3 * LEAF_SIZE + 17
 
@@ -51,30 +50,14 @@ async def bridge(fresh_database: str, tmp_path: Path) -> AsyncIterator[Bridge]:
             check_timeout=1.0,
         ),
     )
-    peer = Bridge(config, Identity.generate())
-    peer.migrate()
-    for chore in peer.worker.chores:
-        chore.pause()  # each test runs the chores it means to, when it means to
-    yield peer
-    await peer.aclose()
+    async with paused_bridge(config) as peer:
+        yield peer
 
 
 @pytest.fixture
 async def farmers(bridge: Bridge, tmp_path: Path) -> AsyncIterator[list[FarmerProcess]]:
-    trusted = TrustedBridge(
-        bridge.identity.node_id, bridge.identity.public_key, "http://127.0.0.1:9"
-    )
-    async with (
-        farmer_process(tmp_path / "f0", [trusted], allocated=64 << 20) as f0,
-        farmer_process(tmp_path / "f1", [trusted], allocated=64 << 20) as f1,
-    ):
-        for farmer in (f0, f1):
-            contact = NodeContact(
-                farmer.identity.public_key, farmer.url, 64 << 20, 64 << 20, "test", int(time.time())
-            ).signed_by(farmer.identity)
-            result = await bridge.api.overlay.checkin(contact.encode(), int(time.time()))
-            assert result.online
-        yield [f0, f1]
+    async with farmers_of(bridge, tmp_path, 2) as started:
+        yield started
 
 
 async def store_piece(

@@ -139,3 +139,20 @@ async def test_nothing_to_read_is_one_line(tmp_path: Path) -> None:
     code, _, err = await run("nodes", "--config", str(config))
     assert code == 2
     assert err.splitlines() == ["error: configuration error: [nodes] difficulty must be int"]
+
+
+async def test_health_before_any_pass_and_with_nothing_to_read(tmp_path: Path) -> None:
+    """`metadisk bridge health`: says when no checker pass ran yet, and shares the node table's
+    one-line errors (no database, no schema)."""
+    code, _, err = await run("migrate", "--data-dir", str(tmp_path))
+    assert code == 0, err
+    code, out, err = await run("health", "--data-dir", str(tmp_path))
+    assert (code, out.strip(), err) == (0, "the repair checker has not finished a pass yet", "")
+    empty = tmp_path / "empty"
+    code, out, err = await run("health", "--data-dir", str(empty))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"error: no bridge database at {empty.resolve() / 'bridge.sqlite3'}: start the bridge "
+        "there first, or give its --data-dir, --config or --database"
+    ]
+    assert not empty.exists()

@@ -11,7 +11,6 @@ uploads through the data plane.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import time
@@ -31,13 +30,13 @@ from metadisk.bridge.db import tables as t
 from metadisk.bridge.peer import Bridge
 from metadisk.bridge.repair.db import NewPiece
 from metadisk.core.erasure import RedundancyScheme
-from metadisk.core.identity import Identity, NodeId
+from metadisk.core.identity import NodeId
 from metadisk.core.merkle import LEAF_SIZE, digest_piece
-from metadisk.core.messages import Action, NodeContact, derive_piece_id
-from metadisk.devnet.farmer import FarmerProcess, farmer_process
-from metadisk.farmer.config import TrustedBridge
+from metadisk.core.messages import Action, derive_piece_id
+from metadisk.devnet.farmer import FarmerProcess
 from metadisk.wire.api.nodes import NetworkHealth
 from metadisk.wire.dataplane import PieceClient
+from tests.bridge.inprocess import farmers_of, paused_bridge
 
 SCHEME = RedundancyScheme(2, 3, 5, 6)
 PIECE_SIZE = 2 * LEAF_SIZE + 64  # two leaves and a bit: a multiple of the codec's 64-byte column
@@ -51,32 +50,13 @@ async def bridge(fresh_database: str, tmp_path: Path) -> AsyncIterator[Bridge]:
         nodes=NodesConfig(single_host=True, private_addresses=True),
         repair=RepairConfig(upload_spares=0),
     )
-    peer = Bridge(config, Identity.generate())
-    peer.migrate()
-    for chore in peer.worker.chores:
-        chore.pause()  # each test runs the chores it means to, when it means to
-    yield peer
-    await peer.aclose()
+    async with paused_bridge(config) as peer:
+        yield peer
 
 
 @pytest.fixture
 async def farmers(bridge: Bridge, tmp_path: Path) -> AsyncIterator[list[FarmerProcess]]:
-    trusted = TrustedBridge(
-        bridge.identity.node_id, bridge.identity.public_key, "http://127.0.0.1:9"
-    )
-    async with contextlib.AsyncExitStack() as stack:
-        started = [
-            await stack.enter_async_context(
-                farmer_process(tmp_path / f"f{i}", [trusted], allocated=64 << 20)
-            )
-            for i in range(8)
-        ]
-        for farmer in started:
-            contact = NodeContact(
-                farmer.identity.public_key, farmer.url, 64 << 20, 64 << 20, "test", int(time.time())
-            ).signed_by(farmer.identity)
-            result = await bridge.api.overlay.checkin(contact.encode(), int(time.time()))
-            assert result.online
+    async with farmers_of(bridge, tmp_path, 8) as started:
         yield started
 
 

@@ -290,11 +290,7 @@ class ExitStore:
     def drop_lost(self, node_id: bytes, piece_ids: Collection[bytes], now: int) -> int:
         def work(conn: Connection) -> int:
             _lock_node(conn, node_id)
-            rows = conn.execute(
-                select(_p.root_piece_id, _p.piece_number).where(
-                    _p.node_id == node_id, _p.piece_id.in_(list(piece_ids))
-                )
-            ).all()
+            rows = _numbers(conn, node_id, piece_ids)
             for r in rows:
                 _cancel(conn, node_id, r.root_piece_id, r.piece_number, now)
                 conn.execute(
@@ -313,11 +309,7 @@ class ExitStore:
     def cancel_transfers(self, node_id: bytes, piece_ids: Collection[bytes], now: int) -> int:
         def work(conn: Connection) -> int:
             _lock_node(conn, node_id)
-            rows = conn.execute(
-                select(_p.root_piece_id, _p.piece_number).where(
-                    _p.node_id == node_id, _p.piece_id.in_(list(piece_ids))
-                )
-            ).all()
+            rows = _numbers(conn, node_id, piece_ids)
             return sum(_cancel(conn, node_id, r.root_piece_id, r.piece_number, now) for r in rows)
 
         return self._db.write(work)
@@ -413,3 +405,11 @@ def _fail(conn: Connection, which: Any, now: int) -> list[bytes]:
         ).all()
         _drop_orders(conn, orders, now)
     return failed
+
+
+def _numbers(conn: Connection, node_id: bytes, piece_ids: Collection[bytes]) -> list[Any]:
+    """(root piece id, piece number) of each of `piece_ids` the node holds."""
+    query = select(_p.root_piece_id, _p.piece_number).where(
+        _p.node_id == node_id, _p.piece_id.in_(list(piece_ids))
+    )
+    return list(conn.execute(query).all())
