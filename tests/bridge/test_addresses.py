@@ -210,7 +210,7 @@ async def test_unresolvable_host_is_stored_not_online(
     public_bridge: BridgeProcess, session: aiohttp.ClientSession
 ) -> None:
     api = Api(session, public_bridge.url)
-    farmer = _farmer("http://nothing.invalid:7777")  # .invalid never resolves (RFC 6761)
+    farmer = _farmer("https://nothing.invalid:7777")  # .invalid never resolves (RFC 6761)
     reply = await checkin(api, farmer)
     assert reply.body == {"node_id": farmer.node_id.hex(), "online": False}
     status = await _status(api, farmer)

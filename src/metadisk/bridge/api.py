@@ -178,6 +178,8 @@ class ApiPeer:
                 access_log=False,  # the metrics middleware writes the access log
                 lifespan="off",
                 timeout_graceful_shutdown=5,
+                ssl_certfile=self.config.server.tls_cert or None,
+                ssl_keyfile=self.config.server.tls_key or None,
             )
         )
 

@@ -58,6 +58,18 @@ class ServerConfig:
     # The operators' routes (``/v1/admin/...``) answer ``Authorization: Bearer <this>``; empty:
     # they are off. Use a long random value: it reads every node's standing.
     admin_token: str = ""
+    # HTTPS: PEM files of the certificate (chain) and its private key. Empty: plain HTTP, for a
+    # loopback network or behind a reverse proxy that terminates TLS (docs/security.md).
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("[server] tls_cert and tls_key go together: set both or neither")
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +96,9 @@ class NodesConfig:
     # IPs (a network on one host or a LAN). Off, such check-ins are refused before any ping-back:
     # anyone may check in, and the bridge must not probe its own host or network on their behalf.
     private_addresses: bool = False
+    # Accept farmers that serve plain HTTP on an address that is not loopback. Off, such a
+    # check-in is refused: a farmer's TLS certificate is what lets clients know they reached it.
+    plain_http: bool = False
     online_window: int = 3600  # seconds since a successful ping-back during which a node is online
     contact_skew: int = 600  # seconds a check-in's timestamp may differ from the bridge's clock
     ping_timeout: float = 5.0

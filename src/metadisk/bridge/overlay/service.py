@@ -112,6 +112,16 @@ class OverlayService:
                 "which this bridge does not reach out to (see its [nodes] private_addresses)",
                 code="invalid-address",
             )
+        if (
+            urlsplit(contact.address).scheme == "http"
+            and not self._config.plain_http
+            and not (addresses and all(ip.is_loopback for ip in addresses))
+        ):
+            raise errors.NodeRejected(
+                "farmers off this host must serve TLS (an https:// address), so that clients "
+                "can check who they reach (see the bridge's [nodes] plain_http)",
+                code="plain-http",
+            )
         existing = await asyncio.to_thread(self._db.node, node_id.raw)
         if existing is not None and existing.contact_timestamp > contact.timestamp:
             raise errors.NodeRejected(
@@ -120,7 +130,7 @@ class OverlayService:
         reason: PingFailure | None = "unresolvable" if not addresses else None
         if addresses:
             try:
-                answered = await self._ping(contact.address, self._config.ping_timeout)
+                answered = await self._ping(contact.address, self._config.ping_timeout, node_id)
                 if answered != node_id.hex():
                     reason, detail = "wrong-node", f"it answers as {answered[:64]!r}"
             except PingFailed as exc:
