@@ -421,7 +421,7 @@ def _exit_call(url: str, node_id: NodeId, body: bytes | None = None) -> ExitRepo
     """POST (with `body`) or GET the node's exit route; one line and exit 1 if it fails."""
     try:
         status, raw = _node_call(url, node_id, body=body)
-        if status != 200:
+        if not 200 <= status < 300:
             detail = parse_error(raw)
             reason = f"{detail.message} [{detail.code}]" if detail else f"HTTP {status}"
             fail(f"the node refused: {reason}")

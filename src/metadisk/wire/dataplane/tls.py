@@ -32,11 +32,16 @@ class WrongNodeIdentity(ServerFingerprintMismatch):
         self.found = got
 
     def __str__(self) -> str:
-        found = self.found.hex()[:16] + "..." if self.found is not None else "no node key"
-        return (
-            f"{self.host}:{self.port} is not node {self.node_id.hex()[:16]}... "
-            f"(its certificate shows {found})"
-        )
+        return _mismatch(self.node_id, self.found, self.host, self.port)
+
+
+class NotThatNode(ConnectionError):
+    """`pinned_connection`'s refusal: the peer is not the node expected."""
+
+
+def _mismatch(expected: NodeId, found: NodeId | None, host: str, port: int) -> str:
+    shown = found.hex()[:16] + "..." if found is not None else "no node key"
+    return f"{host}:{port} is not node {expected.hex()[:16]}... (its certificate shows {shown})"
 
 
 def peer_node_id(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> NodeId | None:
@@ -95,7 +100,7 @@ _UNVERIFIED.verify_mode = ssl.CERT_NONE  # the node id is checked instead, after
 def pinned_connection(url: str, node_id: NodeId, timeout: float) -> http.client.HTTPConnection:
     """A connected HTTP(S) connection to the farmer at `url`, its node id checked when TLS.
 
-    Raises `WrongNodeIdentity` when the peer is someone else, `OSError` when unreachable.
+    Raises `NotThatNode` when the peer is someone else, another `OSError` when unreachable.
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port
@@ -109,5 +114,5 @@ def pinned_connection(url: str, node_id: NodeId, timeout: float) -> http.client.
     found = peer_node_id(sock if isinstance(sock, ssl.SSLSocket) else None)
     if found != node_id:
         connection.close()
-        raise WrongNodeIdentity(node_id, found, host, port or 443)
+        raise NotThatNode(_mismatch(node_id, found, host, port or 443))
     return connection
