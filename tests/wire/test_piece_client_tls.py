@@ -132,6 +132,7 @@ async def test_a_relay_on_the_wire_sees_only_tls(farmer: FarmerProcess) -> None:
         finally:
             await client.aclose()
     seen = wire.seen
+    assert wire.connections == 1  # the pinned connection was pooled for the second call
     assert wire.upstream[:1] == b"\x16" and wire.downstream[:1] == b"\x16"  # TLS handshakes
     for secret in (piece[:64], piece[-64:], b64encode(put_limit.encode())[:40].encode(), b"PUT "):
         assert secret not in seen

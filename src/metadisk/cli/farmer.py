@@ -45,7 +45,7 @@ from metadisk.farmer.setup import (
     write_identity,
 )
 from metadisk.runtime import logs
-from metadisk.runtime.tls import InsecureURL, check_transport
+from metadisk.runtime.tls import InsecureURL, bridge_context, check_transport
 from metadisk.wire.api.nodes import BridgeInfo
 from metadisk.wire.api.routes import BRIDGE_INFO
 from metadisk.wire.dataplane.contract import (
@@ -471,8 +471,9 @@ def _parse_bridge(spec: str) -> _Pinned:
         node_hex, url = "", spec
     try:
         url = check_url(url)
+        check_transport(url)
         node_id = NodeId.from_hex(node_hex) if node_hex else None
-    except (ValueError, DecodeError) as exc:
+    except (ValueError, DecodeError) as exc:  # InsecureURL is a ValueError
         fail(f"--bridge {spec!r}: {exc}")
     return _Pinned(node_id, url)
 
@@ -514,7 +515,8 @@ def _resolve_bridge(pinned: _Pinned, keys: dict[NodeId, bytes]) -> tuple[Trusted
 
 def _fetch(url: str) -> bytes:
     request = Request(url, headers={"Accept": "application/json"})  # noqa: S310 - http(s) checked
-    with urlopen(request, timeout=10) as response:  # noqa: S310
+    tls = bridge_context() if url.startswith("https://") else None
+    with urlopen(request, timeout=10, context=tls) as response:  # noqa: S310
         return bytes(response.read(1 << 20))
 
 

@@ -44,6 +44,11 @@ def bridge_ssl(url: str, environ: Mapping[str, str] = os.environ) -> ssl.SSLCont
     https (the system's authorities plus ``METADISK_CA_FILE``), True (nothing) for http."""
     if urlsplit(url).scheme != "https":
         return True
+    return bridge_context(environ)
+
+
+def bridge_context(environ: Mapping[str, str] = os.environ) -> ssl.SSLContext:
+    """A verifying client context: the system's authorities plus ``METADISK_CA_FILE``'s."""
     return _context(environ.get(CA_FILE_ENV) or None)
 
 
