@@ -105,8 +105,10 @@ class ApiPeer:
         )
         self.pieces = PieceClient(user_agent=f"metadisk-bridge/{__version__}")
         self.overlay = OverlayService(
-            OverlayStore(self.db), config.nodes, HTTPPinger(self.pieces), config.health
-        )
+            OverlayStore(self.db), config.nodes, HTTPPinger(self.pieces), config.health,
+            bridge_id=identity.node_id,
+            check_admin=lambda authorization: self.health.check_admin(authorization),
+        )  # fmt: skip
         self.signer = OrderSigner(
             identity,
             config.objects.order_ttl,
