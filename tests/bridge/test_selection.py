@@ -22,7 +22,12 @@ class Directory:
         self.candidates_ = candidates
 
     def candidates(
-        self, min_free: int, online_since: int, exclude: Collection[bytes], limit: int
+        self,
+        min_free: int,
+        online_since: int,
+        exclude: Collection[bytes],
+        limit: int,
+        unvetted_pieces: int = 0,
     ) -> list[Candidate]:
         found = [c for c in self.candidates_ if c.node_id not in exclude]
         random.shuffle(found)

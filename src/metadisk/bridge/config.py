@@ -90,10 +90,16 @@ class NodesConfig:
     online_window: int = 3600  # seconds since a successful ping-back during which a node is online
     contact_skew: int = 600  # seconds a check-in's timestamp may differ from the bridge's clock
     ping_timeout: float = 5.0
+    # Pieces an unvetted node may hold (the bridge's count of its committed pieces) before it
+    # gets no more until audits vet it: a node's claimed space is only its word, and vetting is
+    # how it shows that it stores what it was given. 0: no limit.
+    unvetted_pieces: int = 1000
 
     def __post_init__(self) -> None:
         if not 0 <= self.difficulty <= 32:
             raise ValueError("[nodes] difficulty must be between 0 and 32 bits")
+        if self.unvetted_pieces < 0:
+            raise ValueError("[nodes] unvetted_pieces cannot be negative (0: no limit)")
         if not self.ping_timeout > 0 or self.online_window < 1 or self.contact_skew < 0:
             raise ValueError(
                 "[nodes] needs ping_timeout above 0, online_window >= 1 and contact_skew >= 0"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import asdict, fields
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, or_, select, update
 
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.db._shared import upsert
@@ -13,6 +13,7 @@ from metadisk.bridge.db.engine import Database
 from metadisk.bridge.overlay.db import Candidate, NodeRecord
 
 _n = t.nodes.c
+_p = t.pieces.c
 # Columns a check-in refreshes; created_at and disqualified_at survive it.
 _CONTACT_COLUMNS = (
     "public_key",
@@ -64,6 +65,7 @@ class OverlayStore:
         online_since: int,
         exclude: Collection[bytes],
         limit: int,
+        unvetted_pieces: int = 0,
     ) -> list[Candidate]:
         contained = select(t.audit_containment.c.node_id)
         query = select(
@@ -85,6 +87,16 @@ class OverlayStore:
         )
         if exclude:
             query = query.where(_n.node_id.not_in(list(exclude)))
+        if unvetted_pieces > 0:
+            # Whether it holds that many: a walk of at most that many entries of the node's
+            # pieces index, done for unvetted nodes only (which hold few by design).
+            full = exists(
+                select(_p.node_id)
+                .where(_p.node_id == _n.node_id)
+                .limit(1)
+                .offset(unvetted_pieces - 1)
+            )
+            query = query.where(or_(_n.vetted_at.is_not(None), ~full))
         query = query.order_by(func.random()).limit(limit)
         rows = self._db.read(lambda conn: conn.execute(query).all())
         return [

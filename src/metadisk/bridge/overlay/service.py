@@ -27,7 +27,10 @@ network for strangers.
 
 Selection: online (found by a check within `online_window`, and not found offline since), not
 disqualified, suspended or contained (`metadisk.bridge.health`), enough free space, at most one
-piece of a segment per /24 network (IPv6: /64) unless `single_host`.
+piece of a segment per /24 network (IPv6: /64) unless `single_host`, and, until audits vet it,
+fewer than `unvetted_pieces` pieces. The space a node claims is only a threshold, never a weight,
+and it is the node's word: one claiming 2**63 bytes stays eligible when honest nodes fill up, so
+without that last rule it took every piece they could not, with nothing shown of storing them.
 Among those, a weighted random draw without replacement: each node's weight comes from the
 transfers clients reported (`metadisk.core.reputation.selection_weight`, never below a floor, so
 every healthy node keeps getting work). About `new_node_share` of the pieces go to unvetted
@@ -248,6 +251,7 @@ class OverlayService:
             now - self._config.online_window,
             exclude,
             want + len(exclude),
+            self._config.unvetted_pieces,
         )
         excluded = set(exclude)
         rng = self._rng
