@@ -318,7 +318,8 @@ def test_public_bridges_ask_for_proof_of_work_test_networks_do_not(tmp_path: Pat
     assert NodesConfig().difficulty == 18  # measured in docs/bridge.md
     assert load_config(None, tmp_path, {}, {}).nodes.difficulty == 18
     assert BridgeProcess(tmp_path / "b").settings["nodes"]["difficulty"] == 0
-    assert LocalNetwork(tmp_path / "net", farmers=1).bridge.settings["nodes"]["difficulty"] == 0
+    devnet = LocalNetwork(tmp_path / "net", farmers=1).bridge.settings["nodes"]
+    assert devnet["difficulty"] == 0 and devnet["unvetted_pieces"] == 0
     for bad in (-1, 33):
         with pytest.raises(ValueError, match="difficulty"):
             NodesConfig(difficulty=bad)

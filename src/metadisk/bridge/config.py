@@ -92,8 +92,9 @@ class NodesConfig:
     ping_timeout: float = 5.0
     # Pieces an unvetted node may hold (the bridge's count of its committed pieces) before it
     # gets no more until audits vet it: a node's claimed space is only its word, and vetting is
-    # how it shows that it stores what it was given. 0: no limit.
-    unvetted_pieces: int = 1000
+    # how it shows that it stores what it was given. Checking costs a walk of up to this many
+    # index entries per unvetted node sampled (docs/bridge.md). 0: no limit.
+    unvetted_pieces: int = 250
 
     def __post_init__(self) -> None:
         if not 0 <= self.difficulty <= 32:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import asdict, fields
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import exists, func, select, update
 
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.db._shared import upsert
@@ -65,7 +65,6 @@ class OverlayStore:
         online_since: int,
         exclude: Collection[bytes],
         limit: int,
-        unvetted_pieces: int = 0,
     ) -> list[Candidate]:
         contained = select(t.audit_containment.c.node_id)
         query = select(
@@ -87,16 +86,6 @@ class OverlayStore:
         )
         if exclude:
             query = query.where(_n.node_id.not_in(list(exclude)))
-        if unvetted_pieces > 0:
-            # Whether it holds that many: a walk of at most that many entries of the node's
-            # pieces index, done for unvetted nodes only (which hold few by design).
-            full = exists(
-                select(_p.node_id)
-                .where(_p.node_id == _n.node_id)
-                .limit(1)
-                .offset(unvetted_pieces - 1)
-            )
-            query = query.where(or_(_n.vetted_at.is_not(None), ~full))
         query = query.order_by(func.random()).limit(limit)
         rows = self._db.read(lambda conn: conn.execute(query).all())
         return [
@@ -111,6 +100,12 @@ class OverlayStore:
             )
             for r in rows
         ]
+
+    def holding(self, node_ids: Collection[bytes], count: int) -> set[bytes]:
+        # A walk of at most `count` entries of each node's pieces index, not a full count.
+        held = exists(select(_p.node_id).where(_p.node_id == _n.node_id).limit(1).offset(count - 1))
+        query = select(_n.node_id).where(_n.node_id.in_(list(node_ids)), held)
+        return set(self._db.read(lambda conn: conn.scalars(query).all()))
 
     def disqualify(self, node_id: bytes, now: int) -> bool:
         statement = (

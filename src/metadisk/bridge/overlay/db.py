@@ -49,12 +49,14 @@ class OverlayDB(Protocol):
         online_since: int,
         exclude: Collection[bytes],
         limit: int,
-        unvetted_pieces: int = 0,
     ) -> list[Candidate]:
         """Up to `limit` selectable nodes with `min_free` bytes free, in random order: found by
         a check since `online_since` and not since found offline, neither disqualified nor
-        suspended nor contained, not exiting (or exited), and unless vetted holding fewer than
-        `unvetted_pieces` pieces (0: no limit)."""
+        suspended nor contained, and not exiting (or exited)."""
+        ...
+
+    def holding(self, node_ids: Collection[bytes], count: int) -> set[bytes]:
+        """Which of `node_ids` the bridge has recorded at least `count` (>= 1) pieces on."""
         ...
 
     def disqualify(self, node_id: bytes, now: int) -> bool: ...

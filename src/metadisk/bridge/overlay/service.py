@@ -251,7 +251,6 @@ class OverlayService:
             now - self._config.online_window,
             exclude,
             want + len(exclude),
-            self._config.unvetted_pieces,
         )
         excluded = set(exclude)
         rng = self._rng
@@ -264,10 +263,21 @@ class OverlayService:
         new = [c for c in weighted if not c.vetted]
         vetted = [c for c in weighted if c.vetted]
         share = new_node_count(count, health.new_node_share, rng.random())
-        ordered = new[:share] + vetted + new[share:]
-        if not self._config.single_host:
-            ordered = distinct_networks(ordered, exclude_nets)
-        chosen = ordered[:count]
+        cap = self._config.unvetted_pieces
+        checked: set[bytes] = set()
+        while True:
+            ordered = new[:share] + vetted + new[share:]
+            if not self._config.single_host:
+                ordered = distinct_networks(ordered, exclude_nets)
+            chosen = ordered[:count]
+            # Only the unvetted nodes about to be chosen are counted: a count costs a walk of
+            # up to `cap` index entries per node.
+            unchecked = [c.node_id for c in chosen if not c.vetted and c.node_id not in checked]
+            if cap <= 0 or not unchecked:
+                break
+            checked.update(unchecked)
+            full = self._db.holding(unchecked, cap)
+            new = [c for c in new if c.node_id not in full]
         if len(chosen) < minimum:
             raise errors.Unavailable(
                 f"only {len(chosen)} eligible nodes, need at least {minimum}",
