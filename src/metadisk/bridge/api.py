@@ -105,10 +105,8 @@ class ApiPeer:
         )
         self.pieces = PieceClient(user_agent=f"metadisk-bridge/{__version__}")
         self.overlay = OverlayService(
-            OverlayStore(self.db), config.nodes, HTTPPinger(self.pieces), config.health,
-            bridge_id=identity.node_id,
-            check_admin=lambda authorization: self.health.check_admin(authorization),
-        )  # fmt: skip
+            OverlayStore(self.db), config.nodes, HTTPPinger(self.pieces), config.health
+        )
         self.signer = OrderSigner(
             identity,
             config.objects.order_ttl,
@@ -124,6 +122,8 @@ class ApiPeer:
             identity.node_id,
             config.server.admin_token,
         )
+        # Why a ping-back failed is for operators and the node itself (overlay/service.py).
+        self.overlay.admit_readers(identity.node_id, self.health.check_admin)
         self.uploads = UploadsService(
             metainfo,
             self.overlay,

@@ -127,8 +127,6 @@ class OverlayService:
         health: HealthConfig | None = None,
         *,
         rng: random.Random | None = None,
-        bridge_id: NodeId | None = None,
-        check_admin: Callable[[str], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -137,8 +135,8 @@ class OverlayService:
         self._ping = pinger
         self._health = health or HealthConfig()
         self._rng = rng or random.Random()  # not secret: who stores what is no secret either
-        self._bridge_id = bridge_id  # None: no node may read its own status (only tests)
-        self._check_admin = check_admin  # raises unless given the admin token
+        self._bridge_id: NodeId | None = None  # see admit_readers
+        self._check_admin: Callable[[str], None] | None = None
         self._monotonic = monotonic
         self._sleep = sleep
 
@@ -287,6 +285,12 @@ class OverlayService:
 
     def online_since(self, now: int) -> int:
         return now - self._config.online_window
+
+    def admit_readers(self, bridge_id: NodeId, check_admin: Callable[[str], None]) -> None:
+        """Let nodes (signing queries for `bridge_id`) and operators (`check_admin` raises
+        unless given the admin token) read why ping-backs failed; until then no one may."""
+        self._bridge_id = bridge_id
+        self._check_admin = check_admin
 
     def reader(self, authorization: str, node_id: NodeId, now: int) -> Reader:
         """Who asks for `node_id`'s status, from the request's ``Authorization``: nothing is
