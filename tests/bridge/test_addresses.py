@@ -31,6 +31,7 @@ from metadisk.wire.api.nodes import PING_FAILURES
 from tests.bridge.helpers import Api, Farmer, checkin
 
 PING_TIMEOUT = 1.0
+ADMIN = "admin-token-of-the-address-tests"  # why a ping-back failed is shown to operators only
 
 
 def _start(
@@ -39,7 +40,10 @@ def _start(
     process = BridgeProcess(
         factory.mktemp("bridge"),
         database_url=database_url,
-        settings={"nodes": {"private_addresses": private, "ping_timeout": PING_TIMEOUT}},
+        settings={
+            "nodes": {"private_addresses": private, "ping_timeout": PING_TIMEOUT},
+            "server": {"admin_token": ADMIN},
+        },
     )
     process.start()
     return process
@@ -159,7 +163,8 @@ def _farmer(address: str) -> Farmer:
 
 
 async def _status(api: Api, farmer: Farmer) -> dict[str, object]:
-    status: dict[str, object] = await api.ok("GET", f"/v1/nodes/{farmer.node_id.hex()}")
+    path = f"/v1/nodes/{farmer.node_id.hex()}"
+    status: dict[str, object] = await api.ok("GET", path, token=ADMIN)
     return status
 
 
@@ -358,7 +363,7 @@ async def test_error_text_stored_before_codes_is_not_shown(tmp_path: Path) -> No
                 created_at=1,
             )
         )
-        status = await peer.api.overlay.status(node.node_id, 2)
+        status = await peer.api.overlay.status(node.node_id, 2, "admin")
         assert status.last_ping_error == "unreachable"
     finally:
         await peer.aclose()

@@ -122,6 +122,8 @@ class ApiPeer:
             identity.node_id,
             config.server.admin_token,
         )
+        # Why a ping-back failed is for operators and the node itself (overlay/service.py).
+        self.overlay.admit_readers(identity.node_id, self.health.check_admin)
         self.uploads = UploadsService(
             metainfo,
             self.overlay,

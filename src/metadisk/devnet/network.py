@@ -146,7 +146,7 @@ class LocalNetwork:
         profile = local_profile(self.farmer_count)
         settings: dict[str, Any] = {
             "log_level": log_level,
-            "nodes": {"single_host": True, "difficulty": 0},
+            "nodes": {"single_host": True, "difficulty": 0, "unvetted_pieces": 0},
             # One host, one clock: a filter's time needs no margin for farmers' clocks.
             "repair": {"gc_clock_skew": 1},
             "objects": {
