@@ -24,7 +24,11 @@ SPACE = 64 << 20
 
 async def bridge_with(tmp_path: Path, *, plain_http: bool = False) -> AsyncIterator[Bridge]:
     nodes = NodesConfig(
-        single_host=True, private_addresses=True, ping_timeout=0.5, plain_http=plain_http
+        single_host=True,
+        private_addresses=True,
+        ping_timeout=0.5,
+        plain_http=plain_http,
+        difficulty=0,
     )
     config = BridgeConfig(
         data_dir=tmp_path / "bridge", database=DatabaseConfig(sqlite_url(tmp_path)), nodes=nodes

@@ -176,14 +176,14 @@ async def test_failed_ping_back_answers_the_check_in_at_the_timeout_whatever_fai
             monotonic=lambda: 100.0,  # the ping failed the instant it began
             sleep=sleep,
         )
-        contact = NodeContact(farmer.public_key, "http://8.8.8.8:7000", 1, 1, "t", 1000)
+        contact = NodeContact(farmer.public_key, "https://8.8.8.8:7000", 1, 1, "t", 1000)
         result = await service.checkin(contact.signed_by(farmer).encode(), 1000)
         assert result.online is (outcome is None)
     assert waits == [3.0, 3.0, 3.0]  # each failure waits out the whole timeout; success none
 
 
 def _pinger(farmer: Identity, outcome: PingFailure | None) -> Pinger:
-    async def ping(address: str, wait: float) -> str:
+    async def ping(address: str, wait: float, node_id: NodeId) -> str:
         if outcome is None:
             return farmer.node_id.hex()
         raise PingFailed(outcome, "detail")
