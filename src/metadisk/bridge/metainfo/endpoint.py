@@ -16,7 +16,7 @@ from metadisk.bridge import errors
 from metadisk.bridge.auth.service import KeyAuthority
 from metadisk.bridge.buckets.endpoint import BUCKET
 from metadisk.bridge.health.reports import Reported
-from metadisk.bridge.http import COMMON_ERRORS, Runner, api_key_token, json_response
+from metadisk.bridge.http import COMMON_ERRORS, RATE_LIMITED, Runner, api_key_token, json_response
 from metadisk.bridge.metainfo.common import SegmentOrders
 from metadisk.bridge.metainfo.db import ObjectInfo, PendingUpload, SegmentInfo, Upload
 from metadisk.bridge.metainfo.objects import Listing, ObjectsService
@@ -162,7 +162,9 @@ def router(
 
         return await run(work)
 
-    @api.post(routes.BUCKET_UPLOADS, status_code=201, response_model=w.BeganUpload)
+    @api.post(
+        routes.BUCKET_UPLOADS, status_code=201, response_model=w.BeganUpload, responses=RATE_LIMITED
+    )
     async def begin_object(
         body: w.BeginObject, bucket: str = BUCKET, token: str = Depends(api_key_token)
     ) -> Response:
@@ -178,7 +180,9 @@ def router(
 
         return json_response(await run(work), status=201)
 
-    @api.post(routes.SEGMENTS, status_code=201, response_model=w.SegmentOrders)
+    @api.post(
+        routes.SEGMENTS, status_code=201, response_model=w.SegmentOrders, responses=RATE_LIMITED
+    )
     async def begin_segment(
         body: w.BeginSegment, stream_id: str = STREAM_ID, token: str = Depends(api_key_token)
     ) -> Response:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 
-from metadisk.bridge.http import COMMON_ERRORS
+from metadisk.bridge.http import COMMON_ERRORS, RATE_LIMITED, public
 from metadisk.bridge.overlay.service import OverlayService
 from metadisk.core.identity import NodeId
 from metadisk.wire.api import nodes as w
@@ -27,13 +27,13 @@ NODE_ID = PathParam(min_length=64, max_length=64, pattern=HEX_PATTERN, descripti
 def router(service: OverlayService, clock: Callable[[], int]) -> APIRouter:
     api = APIRouter(tags=["nodes"], responses=COMMON_ERRORS)
 
-    @api.post(routes.CHECKIN)
+    @api.post(routes.CHECKIN, responses=RATE_LIMITED, openapi_extra=public(signed="NodeContact"))
     async def checkin(body: w.Checkin) -> w.CheckinResult:
         """A farmer announces itself; the bridge verifies it and pings its address back."""
         result = await service.checkin(body.contact, clock())
         return w.CheckinResult(node_id=result.node_id, online=result.online)
 
-    @api.get(routes.NODE)
+    @api.get(routes.NODE, openapi_extra=public())
     async def node_status(node_id: str = NODE_ID) -> w.NodeStatus:
         """One node's address and whether the bridge counts it online (404 if never seen)."""
         found = await service.status(NodeId.from_hex(node_id), clock())
