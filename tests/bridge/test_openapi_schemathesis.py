@@ -97,13 +97,26 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         loop.close()
 
 
-# What each check counts as right, beyond its defaults. positive_data_acceptance: a request
-# valid by the schema may still name what is not there or conflict with the state (see the
-# module docstring); never 400.
-CHECKS = {
-    "positive_data_acceptance": {
-        "expected-statuses": ["2xx", "401", "403", "404", "409", "429"],
-    },
+# positive_data_acceptance: what a request valid by the schema may be answered with. It may
+# name what is not there or conflict with the state (404, 409), fail its credential (401, 403)
+# or be limited (429); never 400, except on the routes below, for a rule the document cannot
+# state (its schemas are the same for every bridge, and JSON Schema has no rule across fields).
+ACCEPTED = ["2xx", "401", "403", "404", "409", "429"]
+BAD_REQUEST_ALLOWED = {
+    # the profile must be one this bridge configured
+    ("POST", "/v1/buckets"): "unknown-profile",
+    # the key to revoke must be a genuine serialized key: a MAC inside the base64
+    ("POST", "/v1/revocations"): "invalid-api-key",
+    ("POST", "/v1/projects/{project_id}/revocations"): "invalid-api-key",
+    # sizes within the configured segment size, piece_size fitting encrypted_size at k
+    ("POST", "/v1/uploads/{stream_id}/segments"): "sizes",
+    # the pieces named must be the segment's; at least one named
+    ("POST", "/v1/uploads/{stream_id}/segments/{index}/replacements"): "pieces",
+    # the cursor within the prefix
+    ("GET", "/v1/buckets/{bucket}/objects"): "cursor",
+    # a new key other than the object's own; each segment exactly once
+    ("POST", "/v1/buckets/{bucket}/object/move"): "same-key",
+    ("POST", "/v1/buckets/{bucket}/object/copy"): "same-key",
 }
 
 
@@ -120,13 +133,21 @@ def _config(live: Live) -> str:
         f'"path.project_id" = "{live.project_id}"',
         '"path.bucket" = "bucket"',
         "[checks.positive_data_acceptance]",
-        "expected-statuses = " + json.dumps(CHECKS["positive_data_acceptance"]["expected-statuses"]),
+        f"expected-statuses = {json.dumps(ACCEPTED)}",
         # Logging out ends the session it is called with: give it its own, so the other
         # account routes keep theirs (once it is gone, the route answers 401, as it should).
         "[[operations]]",
         'include-path = "/v1/sessions/current"',
         f'headers = {{ Authorization = "Bearer {live.throwaway_session}" }}',
     ]
+    for method, path in BAD_REQUEST_ALLOWED:
+        lines += [
+            "[[operations]]",
+            f'include-method = "{method}"',
+            f'include-path = "{path}"',
+            "[operations.checks.positive_data_acceptance]",
+            f"expected-statuses = {json.dumps([*ACCEPTED, '400'])}",
+        ]
     return "\n".join(lines) + "\n"
 
 
