@@ -23,11 +23,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from metadisk.bridge.config import BridgeConfig, DatabaseConfig, sqlite_url
+from metadisk.bridge.config import MAX_INLINE_SIZE, BridgeConfig, DatabaseConfig, sqlite_url
 from metadisk.bridge.peer import Bridge
 from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
 from metadisk.devnet.bridge import BridgeProcess
+from metadisk.wire.api.objects import MAX_INLINE_DATA
 
 CHECKS = [
     not_a_server_error,
@@ -183,3 +184,7 @@ def test_rate_limited_routes_declare_429_with_retry_after() -> None:
                 assert responses["429"]["headers"]["Retry-After"]["required"] is True
             else:
                 assert "429" not in responses, (method, path)
+
+
+def test_inline_limit_is_the_bridges() -> None:
+    assert MAX_INLINE_DATA == MAX_INLINE_SIZE

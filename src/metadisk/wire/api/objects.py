@@ -33,6 +33,9 @@ MAX_KEY = 2048  # bytes; keeps (project, bucket, key) inside PostgreSQL's btree 
 MAX_OBJECT_METADATA = 8192
 MAX_SEGMENT_METADATA = 1024
 MAX_INLINE_BODY = 8192  # what a body may carry; the bridge's own inline limit is lower
+# The bridge's inline limit (4 KiB of plaintext and the GCM tag), as the document states it; the
+# bridge checks it itself and answers inline-too-large.
+MAX_INLINE_DATA = 4096 + 16
 MAX_SEGMENTS = 1 << 20
 MAX_PAGE = 1000
 MAX_PIECES = 255
@@ -198,7 +201,7 @@ class NewInlineObject(Request):
     """A small object stored in the bridge's database in one call."""
 
     key: ObjectKey
-    data: Annotated[B64, Field(max_length=MAX_INLINE_BODY), b64_schema(MAX_INLINE_BODY)] = Field(
+    data: Annotated[B64, Field(max_length=MAX_INLINE_BODY), b64_schema(MAX_INLINE_DATA)] = Field(
         description="ciphertext; the bridge stores up to 4 KiB + 16 bytes inline and answers "
         "inline-too-large above"
     )
