@@ -24,11 +24,10 @@ MAX_U63 = (1 << 63) - 1
 # No JSON field carries more than this much base64 text: the cap is checked before decoding, so an
 # oversized value costs nothing (each field's own limit is checked on the decoded bytes).
 MAX_B64_TEXT = 1 << 20
-B64_PATTERN = r"^[A-Za-z0-9_-]*$"
 HEX_PATTERN = r"^[0-9a-f]*$"
-# The largest request integer: the largest double below 2**63. Generators and validators that
-# compare numbers as doubles (JSON Schema tools, JavaScript) read 2**63 - 1 as 2**63 and would
-# call 2**63 itself valid; with an exact bound they agree with the bridge at the edge.
+# The largest request integer: 2**53 - 1, the last one a double holds exactly (RFC 8259's
+# interoperable range). Tools that compare numbers as doubles (JavaScript, JSON Schema
+# generators) read 2**63 - 1 as 2**63, and drew values above it that the bridge refused.
 MAX_REQUEST_INT = (1 << 53) - 1
 # What an object key is (encrypted paths are printable ASCII), and a bucket name (S3's rules:
 # 3 to 63 of a-z 0-9 . -, a letter or digit at each end, no ".."), for the document; the
