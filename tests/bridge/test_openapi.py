@@ -23,11 +23,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from metadisk.bridge.config import BridgeConfig, DatabaseConfig, sqlite_url
+from metadisk.bridge.config import MAX_INLINE_SIZE, BridgeConfig, DatabaseConfig, sqlite_url
 from metadisk.bridge.peer import Bridge
 from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
 from metadisk.devnet.bridge import BridgeProcess
+from metadisk.wire.api.objects import MAX_INLINE_DATA
 
 CHECKS = [
     not_a_server_error,
@@ -121,3 +122,69 @@ def test_api_conforms(case: Any, live: Live) -> None:
     case.call_and_validate(
         base_url=live.url, headers={"Authorization": f"Bearer {token}"}, checks=CHECKS
     )
+
+
+# Which credential each route takes, by the first path segments it starts with; the routes that
+# take none are listed by name (a new route must be added to one or the other).
+SCHEME_BY_PREFIX = [
+    ("/v1/admin/", "adminToken"),
+    ("/v1/account", "session"),
+    ("/v1/sessions/current", "session"),
+    ("/v1/projects", "session"),
+    ("/v1/revocations", "apiKey"),
+    ("/v1/buckets", "apiKey"),
+    ("/v1/uploads/", "apiKey"),
+]
+PUBLIC = {
+    ("POST", "/v1/accounts"),
+    ("POST", "/v1/sessions"),
+    ("GET", "/v1/bridge"),
+    ("POST", "/v1/nodes/checkin"),
+    ("GET", "/v1/nodes/{node_id}"),
+    ("POST", "/v1/nodes/standing"),
+    ("POST", "/v1/nodes/exit"),
+}
+SIGNED = {"/v1/nodes/checkin", "/v1/nodes/standing", "/v1/nodes/exit"}
+
+
+def test_every_route_declares_its_credential() -> None:
+    schemes = DOCUMENT["components"]["securitySchemes"]
+    assert {name: (s["type"], s["scheme"]) for name, s in schemes.items()} == {
+        "session": ("http", "bearer"),
+        "apiKey": ("http", "bearer"),
+        "adminToken": ("http", "bearer"),
+    }
+    for path, operations in DOCUMENT["paths"].items():
+        for method, operation in operations.items():
+            route = (method.upper(), path)
+            assert "security" in operation, f"{route} does not say which credential it takes"
+            if route in PUBLIC:
+                assert operation["security"] == [], route
+                assert ("x-signed-message" in operation) == (path in SIGNED), route
+                continue
+            wanted = next(scheme for prefix, scheme in SCHEME_BY_PREFIX if path.startswith(prefix))
+            assert operation["security"] == [{wanted: []}], route
+            assert "401" in operation["responses"], route
+
+
+def test_rate_limited_routes_declare_429_with_retry_after() -> None:
+    limited = {
+        ("POST", "/v1/accounts"),
+        ("POST", "/v1/sessions"),
+        ("POST", "/v1/nodes/checkin"),
+        ("POST", "/v1/buckets/{bucket}/uploads"),
+        ("POST", "/v1/uploads/{stream_id}/segments"),
+    }
+    for path, operations in DOCUMENT["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "413" in responses, (method, path)
+            assert "422" not in responses, (method, path)  # validation errors are 400s
+            if (method.upper(), path) in limited:
+                assert responses["429"]["headers"]["Retry-After"]["required"] is True
+            else:
+                assert "429" not in responses, (method, path)
+
+
+def test_inline_limit_is_the_bridges() -> None:
+    assert MAX_INLINE_DATA == MAX_INLINE_SIZE

@@ -4,6 +4,7 @@ refused before any handler sees it."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated
 
 import pytest
@@ -11,11 +12,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, ValidationError
 
-from metadisk.core.encoding import b64encode
+from metadisk.core.encoding import b64decode, b64encode
 from metadisk.core.erasure import RedundancyScheme
+from metadisk.core.errors import DecodeError
 from metadisk.core.identity import Identity
 from metadisk.core.messages import Action, OrderLimit
-from metadisk.wire.fields import B64, MAX_B64_TEXT, HexNodeId, Redundancy, SignedOrderLimit
+from metadisk.wire.api.accounts import NewProject
+from metadisk.wire.api.objects import BeginSegment, CommitSegment
+from metadisk.wire.fields import (
+    B64,
+    CANONICAL_B64_PATTERN,
+    MAX_B64_TEXT,
+    MAX_REQUEST_INT,
+    HexNodeId,
+    Redundancy,
+    SignedOrderLimit,
+    b64_length,
+)
 
 
 class Sample(BaseModel):
@@ -90,3 +103,41 @@ def test_a_tampered_order_limit_still_parses_but_does_not_verify() -> None:
     assert parsed.limit is not None
     with pytest.raises(Exception, match="signature"):
         parsed.limit.verify_signature(BRIDGE.public_key)
+
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@given(st.text(alphabet=ALPHABET, max_size=13))
+def test_the_documents_base64_pattern_is_exactly_what_decodes(text: str) -> None:
+    try:
+        b64decode(text)
+        decodes = True
+    except DecodeError:
+        decodes = False
+    assert bool(re.match(CANONICAL_B64_PATTERN, text)) == decodes
+
+
+@given(st.binary(max_size=64))
+def test_the_documents_length_bound_is_the_decoded_limit(data: bytes) -> None:
+    assert len(b64encode(data)) == b64_length(len(data))
+
+
+@pytest.mark.parametrize("value", [True, False, "5", "0", [1]])
+def test_request_integers_are_json_integers(value: object) -> None:
+    # pydantic's lax mode took true as 1 and "5" as 5: the document says integer.
+    with pytest.raises(ValidationError):
+        CommitSegment.model_validate({"receipts": [], "plain_size": value})
+    with pytest.raises(ValidationError):
+        BeginSegment.model_validate({"index": value, "encrypted_size": 1, "piece_size": 1})
+    with pytest.raises(ValidationError):
+        NewProject.model_validate({"name": "p", "limits": {"segments": value}})
+
+
+def test_request_integers_take_whole_floats_and_stay_in_range() -> None:
+    assert CommitSegment.model_validate({"receipts": [], "plain_size": 2.0}).plain_size == 2
+    limits = NewProject.model_validate({"name": "p", "limits": {"buckets": MAX_REQUEST_INT}})
+    assert limits.limits is not None and limits.limits.buckets == MAX_REQUEST_INT
+    for bad in (2.5, -1, MAX_REQUEST_INT + 1):
+        with pytest.raises(ValidationError):
+            CommitSegment.model_validate({"receipts": [], "plain_size": bad})

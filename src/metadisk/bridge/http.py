@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from metadisk.bridge import errors
 from metadisk.bridge.metrics import BridgeMetrics
 from metadisk.runtime.logs import event
 from metadisk.runtime.metrics import UNMATCHED
-from metadisk.wire.api.routes import DOCS, OPENAPI, SESSIONS
+from metadisk.wire.api.routes import ALLOW, DOCS, OPENAPI, RETRY_AFTER, SESSIONS
 from metadisk.wire.errors import ErrorBody, describe_invalid, error_body
 
 log = logging.getLogger(__name__)
@@ -34,30 +35,84 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": "error"} for status in statuses}
 
 
-# Declared on every route: malformed input, and (for authenticated routes) missing credentials.
-COMMON_ERRORS = error_responses(400, 401, 403, 404, 409, 503)
+# Declared on every route: malformed input (400), credentials missing, wrong or short of a right
+# (401, 403), what a request names missing or in conflict with the state (404, 409), a body over
+# the size limit (413 ``too-large``), and the bridge unable to serve it now (503).
+COMMON_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 503)
 
+# Declared on the routes a rate limit guards (logins, account creation, check-ins, beginning an
+# object or a segment): 429 ``rate-limited``, with how long to wait.
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorBody,
+        "description": "rate-limited: try again after Retry-After seconds",
+        "headers": {
+            RETRY_AFTER: {
+                "description": "seconds to wait before trying again",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        },
+    }
+}
+
+# The credentials, as OpenAPI security schemes: FastAPI publishes a scheme for each route whose
+# dependencies take it through `Security`, so the document says which credential a route needs.
+SESSION_SCHEME = "session"
+API_KEY_SCHEME = "apiKey"
+ADMIN_SCHEME = "adminToken"
 _session_scheme = HTTPBearer(
-    scheme_name="session", description=f"token from POST {SESSIONS}", auto_error=False
+    scheme_name=SESSION_SCHEME,
+    description=f"a session token from POST {SESSIONS}",
+    auto_error=False,
 )
 _api_key_scheme = HTTPBearer(
-    scheme_name="apiKey", description="a serialized API key (mdk1...)", auto_error=False
+    scheme_name=API_KEY_SCHEME,
+    description="a serialized API key (mdk1...), root or restricted",
+    auto_error=False,
+)
+_admin_scheme = HTTPBearer(
+    scheme_name=ADMIN_SCHEME,
+    description="the bridge's [server] admin_token (the admin routes are off without one)",
+    auto_error=False,
 )
 
+SessionCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(_session_scheme)]
+ApiKeyCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(_api_key_scheme)]
+AdminCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(_admin_scheme)]
 
-async def session_token(request: Request) -> str:
+
+async def session_token(credentials: SessionCredentials) -> str:
     """The bearer session token (async: no thread hop before the endpoint runs)."""
-    return _token(await _session_scheme(request), f"a session token from POST {SESSIONS}")
+    return _token(credentials, f"a session token from POST {SESSIONS}")
 
 
-async def api_key_token(request: Request) -> str:
-    return _token(await _api_key_scheme(request), "an API key")
+async def api_key_token(credentials: ApiKeyCredentials) -> str:
+    """The bearer API key."""
+    return _token(credentials, "an API key")
+
+
+async def admin_authorization(credentials: AdminCredentials) -> str:
+    """The ``Authorization`` value for the admin services to check (empty if none was sent):
+    they answer ``admin-disabled`` before looking at it when no admin token is configured."""
+    if credentials is None:
+        return ""
+    return f"{credentials.scheme} {credentials.credentials}"
 
 
 def _token(credentials: HTTPAuthorizationCredentials | None, what: str) -> str:
     if credentials is None or not credentials.credentials:
         raise errors.Unauthenticated(f"send 'Authorization: Bearer <{what}>'")
     return credentials.credentials
+
+
+def public(signed: str | None = None) -> dict[str, Any]:
+    """``openapi_extra`` of a route that takes no credential; `signed`: the signed message its
+    body carries instead (the signature is the caller's proof, checked by the service)."""
+    extra: dict[str, Any] = {"security": []}
+    if signed is not None:
+        extra["x-signed-message"] = signed
+    return extra
 
 
 def json_response(body: BaseModel, status: int = 200) -> Response:
@@ -108,13 +163,28 @@ class _Refusals:
         assert isinstance(exc, StarletteHTTPException)
         codes = {404: "not-found", 405: "method-not-allowed"}
         code = codes.get(exc.status_code, "http-error")
-        return self._refused(request, exc.status_code, code, str(exc.detail))
+        response = self._refused(request, exc.status_code, code, str(exc.detail))
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; a path served
+            # by several routes (GET and POST) takes all of theirs (RFC 9110: Allow is required).
+            response.headers[ALLOW] = ", ".join(allowed_methods(request))
+        return response
 
     async def unexpected(self, request: Request, exc: Exception) -> Response:
         route = route_of(request.scope) or UNMATCHED
         log.exception("unexpected error in %s %s", request.method, route)
         self._metrics.refusals.labels(route, "internal").inc()
         return error_response(500, "internal", "internal error")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes on the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": ""})
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def create_app(routers: Sequence[APIRouter], version: str, metrics: BridgeMetrics) -> FastAPI:
@@ -135,6 +205,23 @@ def create_app(routers: Sequence[APIRouter], version: str, metrics: BridgeMetric
     app.add_exception_handler(Exception, refusals.unexpected)
     for router in routers:
         app.include_router(router)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI declares 422 with its own body on every route with parameters; this app
+        # answers every validation error with 400 invalid-request (the envelope) instead.
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()  # cached by FastAPI: edited once, in place
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                operation["responses"].pop("422", None)
+        schemas = document.get("components", {}).get("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        return document
+
+    setattr(app, "openapi", openapi)  # noqa: B010 (mypy refuses assigning to a method)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from metadisk.bridge.http import error_responses, public
 from metadisk.core.identity import Identity
 from metadisk.wire.api import routes
 from metadisk.wire.api.nodes import BridgeInfo
@@ -18,7 +19,7 @@ def router(identity: Identity, difficulty: int, version: str) -> APIRouter:
         version=version,
     )
 
-    @api.get(routes.BRIDGE_INFO)
+    @api.get(routes.BRIDGE_INFO, responses=error_responses(413), openapi_extra=public())
     async def bridge() -> BridgeInfo:
         return info
 

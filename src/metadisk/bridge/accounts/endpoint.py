@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from metadisk.bridge.accounts.db import KeyRecord, Project
 from metadisk.bridge.accounts.service import AccountsService
 from metadisk.bridge.config import Limits
-from metadisk.bridge.http import COMMON_ERRORS, session_token
+from metadisk.bridge.http import COMMON_ERRORS, RATE_LIMITED, public, session_token
 from metadisk.wire.api import accounts as w
 from metadisk.wire.api import routes
 from metadisk.wire.fields import HEX_PATTERN, MAX_U63
@@ -22,13 +22,13 @@ _KEY_ID = Path(min_length=32, max_length=32, pattern=HEX_PATTERN)
 def router(service: AccountsService, clock: Callable[[], int]) -> APIRouter:
     api = APIRouter(tags=["accounts"], responses=COMMON_ERRORS)
 
-    @api.post(routes.ACCOUNTS, status_code=201)
+    @api.post(routes.ACCOUNTS, status_code=201, responses=RATE_LIMITED, openapi_extra=public())
     def register(body: w.Credentials) -> w.Account:
         """Create an account (the password is kept as an Argon2id hash)."""
         user = service.register(body.email, body.password, clock())
         return w.Account(id=user.id, email=user.email, created_at=user.created_at)
 
-    @api.post(routes.SESSIONS, status_code=201)
+    @api.post(routes.SESSIONS, status_code=201, responses=RATE_LIMITED, openapi_extra=public())
     def login(body: w.Credentials) -> w.Session:
         """Log in: a short-lived bearer token for account, project and key management."""
         session = service.login(body.email, body.password, clock())

@@ -12,8 +12,13 @@ from metadisk.bridge.buckets.service import BucketsService
 from metadisk.bridge.http import COMMON_ERRORS, Runner, api_key_token
 from metadisk.wire.api import buckets as w
 from metadisk.wire.api import routes
+from metadisk.wire.fields import BUCKET_PATTERN, MAX_BUCKET_NAME, MIN_BUCKET_NAME
 
-BUCKET = Path(max_length=w.MAX_BUCKET_NAME)
+# The name's rules are published, and checked by the service (invalid-bucket-name).
+BUCKET = Path(
+    max_length=MAX_BUCKET_NAME,
+    json_schema_extra={"pattern": BUCKET_PATTERN, "minLength": MIN_BUCKET_NAME},
+)
 
 
 def router(
@@ -31,7 +36,7 @@ def router(
 
     @api.get(routes.BUCKETS)
     async def list_buckets(
-        cursor: str = Query("", max_length=w.MAX_BUCKET_NAME),
+        cursor: str = Query("", max_length=MAX_BUCKET_NAME),
         limit: int = Query(w.MAX_BUCKET_PAGE, ge=1, le=w.MAX_BUCKET_PAGE),
         token: str = Depends(api_key_token),
     ) -> w.BucketPage:

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from metadisk.bridge.exit.service import Done, ExitService, Failed
-from metadisk.bridge.http import COMMON_ERRORS, Runner, json_response
+from metadisk.bridge.http import COMMON_ERRORS, Runner, json_response, public
 from metadisk.wire.api import nodes as w
 from metadisk.wire.api import routes
 
@@ -17,7 +17,9 @@ from metadisk.wire.api import routes
 def router(service: ExitService, clock: Callable[[], int], run: Runner) -> APIRouter:
     api = APIRouter(tags=["nodes"], responses=COMMON_ERRORS)
 
-    @api.post(routes.NODE_EXIT, response_model=w.ExitStatus)
+    @api.post(
+        routes.NODE_EXIT, response_model=w.ExitStatus, openapi_extra=public(signed="NodeQuery")
+    )
     async def node_exit(body: w.ExitRequest) -> Response:
         """A farmer starts or goes on with its graceful exit: it reports the pieces it moved
         (the new nodes' receipts) and could not move, and gets the next transfers."""

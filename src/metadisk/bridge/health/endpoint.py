@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends
 
 from metadisk.bridge.health.service import HealthService, NodeView
-from metadisk.bridge.http import COMMON_ERRORS, Runner
+from metadisk.bridge.http import COMMON_ERRORS, Runner, admin_authorization, public
 from metadisk.bridge.overlay.endpoint import NODE_ID
 from metadisk.core.identity import NodeId
 from metadisk.wire.api import nodes as w
@@ -18,20 +18,20 @@ from metadisk.wire.api import routes
 def router(service: HealthService, clock: Callable[[], int], run: Runner) -> APIRouter:
     api = APIRouter(tags=["health"], responses=COMMON_ERRORS)
 
-    @api.post(routes.NODE_STANDING)
+    @api.post(routes.NODE_STANDING, openapi_extra=public(signed="NodeQuery"))
     async def standing(body: w.StandingQuery) -> w.NodeStanding:
         """A farmer's own standing: scores, vetting, suspension, uptime (signed NodeQuery)."""
         return standing_out(await run(lambda: service.standing(body.query, clock())))
 
     @api.get(routes.ADMIN_NODES)
-    async def node_table(authorization: str = Header("")) -> w.NodeTable:
+    async def node_table(authorization: str = Depends(admin_authorization)) -> w.NodeTable:
         """Every node with its standing (``Authorization: Bearer <admin token>``)."""
         views = await run(lambda: service.table(authorization, clock()))
         return w.NodeTable(nodes=[standing_out(view) for view in views])
 
     @api.get(routes.ADMIN_NODE_EVIDENCE)
     async def node_evidence(
-        node_id: str = NODE_ID, authorization: str = Header("")
+        node_id: str = NODE_ID, authorization: str = Depends(admin_authorization)
     ) -> w.EvidenceList:
         """A node's failed audits with what it signed (``Authorization: Bearer <admin token>``)."""
         raw = bytes.fromhex(node_id)

@@ -16,21 +16,28 @@ from metadisk.bridge import errors
 from metadisk.bridge.auth.service import KeyAuthority
 from metadisk.bridge.buckets.endpoint import BUCKET
 from metadisk.bridge.health.reports import Reported
-from metadisk.bridge.http import COMMON_ERRORS, Runner, api_key_token, json_response
+from metadisk.bridge.http import COMMON_ERRORS, RATE_LIMITED, Runner, api_key_token, json_response
 from metadisk.bridge.metainfo.common import SegmentOrders
 from metadisk.bridge.metainfo.db import ObjectInfo, PendingUpload, SegmentInfo, Upload
 from metadisk.bridge.metainfo.objects import Listing, ObjectsService
 from metadisk.bridge.metainfo.uploads import UploadsService
 from metadisk.wire.api import objects as w
 from metadisk.wire.api import routes
-from metadisk.wire.fields import HEX_PATTERN
+from metadisk.wire.fields import HEX_PATTERN, KEY_PATTERN
 
 STREAM_ID = Path(min_length=32, max_length=32, pattern=HEX_PATTERN)
-INDEX = Path(ge=0, le=(1 << 31) - 1)
-KEY = Query(min_length=1, max_length=w.MAX_KEY, description="the object's encrypted path")
+INDEX = Path(ge=0, lt=w.MAX_SEGMENTS)
+# Key rules are published, and checked by the service (invalid-key).
+KEY = Query(
+    min_length=1,
+    max_length=w.MAX_KEY,
+    description="the object's encrypted path",
+    json_schema_extra={"pattern": KEY_PATTERN},
+)
 EXCLUDE = Query(
     [],
     max_length=w.MAX_PIECES,
+    json_schema_extra={"items": {"type": "integer", "minimum": 0, "maximum": w.MAX_PIECES - 1}},
     description="piece numbers (0-254) not wanted: already fetched or found bad; limits go to "
     "other online pieces only, possibly none",
 )
@@ -78,9 +85,19 @@ def router(
     @api.get(routes.OBJECTS, response_model=w.Listing)
     async def list_objects(
         bucket: str = BUCKET,
-        prefix: str = Query("", max_length=w.MAX_KEY, description="empty or ending in '/'"),
+        prefix: str = Query(
+            "",
+            max_length=w.MAX_KEY,
+            description="empty or ending in '/'",
+            json_schema_extra={"pattern": r"^([!-~]*/)?$"},
+        ),
         recursive: bool = Query(False, description="list every key, not one level"),
-        cursor: str = Query("", max_length=w.MAX_KEY, description="next_cursor of the last page"),
+        cursor: str = Query(
+            "",
+            max_length=w.MAX_KEY,
+            description="next_cursor of the last page (within the prefix)",
+            json_schema_extra={"pattern": KEY_PATTERN},
+        ),
         limit: int = Query(w.MAX_PAGE, ge=1, le=w.MAX_PAGE),
         token: str = Depends(api_key_token),
     ) -> Response:
@@ -162,7 +179,9 @@ def router(
 
         return await run(work)
 
-    @api.post(routes.BUCKET_UPLOADS, status_code=201, response_model=w.BeganUpload)
+    @api.post(
+        routes.BUCKET_UPLOADS, status_code=201, response_model=w.BeganUpload, responses=RATE_LIMITED
+    )
     async def begin_object(
         body: w.BeginObject, bucket: str = BUCKET, token: str = Depends(api_key_token)
     ) -> Response:
@@ -178,7 +197,9 @@ def router(
 
         return json_response(await run(work), status=201)
 
-    @api.post(routes.SEGMENTS, status_code=201, response_model=w.SegmentOrders)
+    @api.post(
+        routes.SEGMENTS, status_code=201, response_model=w.SegmentOrders, responses=RATE_LIMITED
+    )
     async def begin_segment(
         body: w.BeginSegment, stream_id: str = STREAM_ID, token: str = Depends(api_key_token)
     ) -> Response:

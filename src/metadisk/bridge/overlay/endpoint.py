@@ -15,7 +15,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Header
 from fastapi import Path as PathParam
 
-from metadisk.bridge.http import COMMON_ERRORS
+from metadisk.bridge.http import ADMIN_SCHEME, COMMON_ERRORS, RATE_LIMITED, public
 from metadisk.bridge.overlay.service import OverlayService
 from metadisk.core.identity import NodeId
 from metadisk.wire.api import nodes as w
@@ -28,14 +28,19 @@ NODE_ID = PathParam(min_length=64, max_length=64, pattern=HEX_PATTERN, descripti
 def router(service: OverlayService, clock: Callable[[], int]) -> APIRouter:
     api = APIRouter(tags=["nodes"], responses=COMMON_ERRORS)
 
-    @api.post(routes.CHECKIN)
+    @api.post(routes.CHECKIN, responses=RATE_LIMITED, openapi_extra=public(signed="NodeContact"))
     async def checkin(body: w.Checkin) -> w.CheckinResult:
         """A farmer announces itself; the bridge verifies it and pings its address back."""
         result = await service.checkin(body.contact, clock())
         return w.CheckinResult(node_id=result.node_id, online=result.online)
 
-    @api.get(routes.NODE)
-    async def node_status(node_id: str = NODE_ID, authorization: str = Header("")) -> w.NodeStatus:
+    # Anyone may ask; an admin token or the node's own signed query also shows why the last
+    # ping-back failed. The "Node" scheme has no OpenAPI type: the header stays out of the
+    # document, which names the optional admin scheme.
+    @api.get(routes.NODE, openapi_extra={"security": [{}, {ADMIN_SCHEME: []}]})
+    async def node_status(
+        node_id: str = NODE_ID, authorization: str = Header("", include_in_schema=False)
+    ) -> w.NodeStatus:
         """One node's address and whether the bridge counts it online (404 if never seen); why
         its last ping-back failed only for ``Authorization: Node <base64url NodeQuery>`` signed
         by the node (purpose ``standing``) or ``Bearer <admin token>``."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends
 
-from metadisk.bridge.http import COMMON_ERRORS, Runner
+from metadisk.bridge.http import COMMON_ERRORS, Runner, admin_authorization
 from metadisk.bridge.repair.db import HealthSummary
 from metadisk.bridge.repair.status import RepairStatus
 from metadisk.wire.api import nodes as w
@@ -15,7 +15,7 @@ def router(status: RepairStatus, run: Runner) -> APIRouter:
     api = APIRouter(tags=["health"], responses=COMMON_ERRORS)
 
     @api.get(routes.ADMIN_HEALTH)
-    async def network_health(authorization: str = Header("")) -> w.NetworkHealth:
+    async def network_health(authorization: str = Depends(admin_authorization)) -> w.NetworkHealth:
         """Piece sets injured, lost and queued for repair (``Authorization: Bearer <admin
         token>``)."""
         return health_out(await run(lambda: status.summary(authorization)))

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
-from metadisk.wire.fields import B64, MAX_U63
+from metadisk.wire.fields import B64, JSON_INT, MAX_REQUEST_INT
 from metadisk.wire.models import Answer, Request
 
 
 class Credentials(Request):
     """``POST /v1/accounts`` (register) and ``POST /v1/sessions`` (log in)."""
 
-    email: str = Field(max_length=254)
-    password: str = Field(max_length=1024)
+    # The bridge's own rules (it answers invalid-email and weak-password), published; a login
+    # with any other text is simply not a known account (401).
+    email: str = Field(
+        max_length=254, json_schema_extra={"pattern": r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,63}$"}
+    )
+    password: str = Field(max_length=1024, json_schema_extra={"minLength": 8})
 
 
 class Account(Answer):
@@ -28,11 +34,14 @@ class Session(Answer):
     expires_at: int
 
 
+Limit = Annotated[int, Field(ge=0, le=MAX_REQUEST_INT), JSON_INT]
+
+
 class LimitsIn(Request):
-    buckets: int | None = Field(default=None, ge=0, le=MAX_U63)
-    storage_bytes: int | None = Field(default=None, ge=0, le=MAX_U63)
-    egress_bytes: int | None = Field(default=None, ge=0, le=MAX_U63)
-    segments: int | None = Field(default=None, ge=0, le=MAX_U63)
+    buckets: Limit | None = None
+    storage_bytes: Limit | None = None
+    egress_bytes: Limit | None = None
+    segments: Limit | None = None
 
 
 class NewProject(Request):
@@ -96,5 +105,6 @@ class Revocation(Request):
 
     api_key: str = Field(
         max_length=1 << 20,
+        json_schema_extra={"pattern": r"^mdk1[A-Za-z0-9_-]+$"},
         description="the key to revoke: the caller's, or one restricted from it",
     )

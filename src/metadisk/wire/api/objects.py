@@ -14,11 +14,18 @@ from pydantic import Field
 
 from metadisk.wire.fields import (
     B64,
+    BUCKET_PATTERN,
     HEX_PATTERN,
-    MAX_U63,
+    JSON_INT,
+    KEY_PATTERN,
+    MAX_BUCKET_NAME,
+    MAX_REQUEST_INT,
+    MIN_BUCKET_NAME,
     HexNodeId,
+    JsonInt,
     Redundancy,
     SignedOrderLimit,
+    b64_schema,
 )
 from metadisk.wire.models import Answer, Request
 
@@ -26,18 +33,42 @@ MAX_KEY = 2048  # bytes; keeps (project, bucket, key) inside PostgreSQL's btree 
 MAX_OBJECT_METADATA = 8192
 MAX_SEGMENT_METADATA = 1024
 MAX_INLINE_BODY = 8192  # what a body may carry; the bridge's own inline limit is lower
+# The bridge's inline limit (4 KiB of plaintext and the GCM tag), as the document states it; the
+# bridge checks it itself and answers inline-too-large.
+MAX_INLINE_DATA = 4096 + 16
 MAX_SEGMENTS = 1 << 20
 MAX_PAGE = 1000
 MAX_PIECES = 255
 MAX_RECEIPT = 1024  # characters of one base64url receipt (an encoded receipt is ~300)
 
-ObjectMetadata = Annotated[B64, Field(max_length=MAX_OBJECT_METADATA)]
-SegmentMetadata = Annotated[B64, Field(max_length=MAX_SEGMENT_METADATA)]
+ObjectMetadata = Annotated[
+    B64, Field(max_length=MAX_OBJECT_METADATA), b64_schema(MAX_OBJECT_METADATA)
+]
+SegmentMetadata = Annotated[
+    B64, Field(max_length=MAX_SEGMENT_METADATA), b64_schema(MAX_SEGMENT_METADATA)
+]
 StreamId = Annotated[
     str,
     Field(min_length=32, max_length=32, pattern=HEX_PATTERN, description="hex stream id"),
 ]
-ObjectKey = Annotated[str, Field(min_length=1, max_length=MAX_KEY, description="encrypted path")]
+ObjectKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_KEY,
+        description="encrypted path",
+        json_schema_extra={"pattern": KEY_PATTERN},
+    ),
+]
+BucketName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_BUCKET_NAME,
+        json_schema_extra={"pattern": BUCKET_PATTERN, "minLength": MIN_BUCKET_NAME},
+    ),
+]
+PieceNumber = Annotated[int, Field(ge=0, lt=MAX_PIECES), JSON_INT]
 
 
 class BeginObject(Request):
@@ -51,9 +82,13 @@ class BeganUpload(Answer):
 
 
 class BeginSegment(Request):
-    index: int = Field(ge=0, le=MAX_U63)
-    encrypted_size: int = Field(ge=0, le=MAX_U63, description="ciphertext bytes of the segment")
-    piece_size: int = Field(ge=0, le=MAX_U63, description="bytes of each erasure-coded piece")
+    index: JsonInt = Field(ge=0, lt=MAX_SEGMENTS)
+    encrypted_size: JsonInt = Field(
+        ge=1, le=MAX_REQUEST_INT, description="ciphertext bytes of the segment"
+    )
+    piece_size: JsonInt = Field(
+        ge=1, le=MAX_REQUEST_INT, description="bytes of each erasure-coded piece"
+    )
 
 
 class AddressedLimit(Answer):
@@ -82,7 +117,7 @@ class SegmentOrders(Answer):
 
 
 class Replacement(Request):
-    piece_numbers: list[int] = Field(default_factory=list, max_length=MAX_PIECES)
+    piece_numbers: list[PieceNumber] = Field(default_factory=list, max_length=MAX_PIECES)
     node_ids: list[HexNodeId] = Field(
         default_factory=list, max_length=MAX_PIECES, description="nodes that failed"
     )
@@ -101,10 +136,10 @@ MAX_LATENCY_MS = 24 * 3600 * 1000
 class PieceOutcome(Request):
     """How one piece transfer with one farmer went, as the client saw it."""
 
-    piece_number: int = Field(ge=0, lt=MAX_PIECES)
+    piece_number: PieceNumber
     node_id: HexNodeId
     outcome: PieceOutcomeKind
-    latency_ms: int = Field(
+    latency_ms: JsonInt = Field(
         ge=0, le=MAX_LATENCY_MS, description="from the request's start to its end or failure"
     )
     code: str = Field(default="", max_length=64, description="the failure's code, if it failed")
@@ -139,7 +174,7 @@ class CommitSegment(Request):
     receipts: list[Annotated[str, Field(max_length=MAX_RECEIPT)]] = Field(
         max_length=MAX_PIECES, description="base64url of each farmer's signed PieceReceipt"
     )
-    plain_size: int = Field(default=0, ge=0, le=MAX_U63)
+    plain_size: JsonInt = Field(default=0, ge=0, le=MAX_REQUEST_INT)
     encrypted_metadata: SegmentMetadata | None = Field(
         default=None, description="opaque, e.g. the segment's wrapped content key"
     )
@@ -166,11 +201,11 @@ class NewInlineObject(Request):
     """A small object stored in the bridge's database in one call."""
 
     key: ObjectKey
-    data: Annotated[B64, Field(max_length=MAX_INLINE_BODY)] = Field(
+    data: Annotated[B64, Field(max_length=MAX_INLINE_BODY), b64_schema(MAX_INLINE_DATA)] = Field(
         description="ciphertext; the bridge stores up to 4 KiB + 16 bytes inline and answers "
         "inline-too-large above"
     )
-    plain_size: int = Field(default=0, ge=0, le=MAX_U63)
+    plain_size: JsonInt = Field(default=0, ge=0, le=MAX_REQUEST_INT)
     encrypted_metadata: ObjectMetadata | None = None
 
 
@@ -222,7 +257,7 @@ class UploadList(Answer):
 class SegmentRekey(Request):
     """A segment's new opaque metadata (its content key re-wrapped) for a move or copy."""
 
-    index: int = Field(ge=0, le=MAX_U63)
+    index: JsonInt = Field(ge=0, lt=MAX_SEGMENTS)
     encrypted_metadata: SegmentMetadata | None = Field(
         description="the segment's new opaque metadata (its content key re-wrapped)"
     )
@@ -236,7 +271,7 @@ class Relocation(Request):
         default=None,
         description="the version read with get object; another one at the key is a 409",
     )
-    new_bucket: str = Field(min_length=1, max_length=63)
+    new_bucket: BucketName
     new_key: ObjectKey
     encrypted_metadata: ObjectMetadata | None = None
     segments: list[SegmentRekey] = Field(

@@ -47,3 +47,7 @@ DOCS = "/v1/docs"
 ADMIN_NODES = "/v1/admin/nodes"
 ADMIN_NODE_EVIDENCE = "/v1/admin/nodes/{node_id}/evidence"
 ADMIN_HEALTH = "/v1/admin/health"  # piece sets: injured, lost, queued for repair
+
+# headers of the JSON API's answers
+RETRY_AFTER = "Retry-After"  # on 429 rate-limited: seconds to wait
+ALLOW = "Allow"  # on 405: the methods the path takes
