@@ -7,21 +7,30 @@ real bridge process, on SQLite and again on PostgreSQL; two API processes share 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from sqlalchemy import Connection, insert, select
 
-from metadisk.bridge.config import DatabaseConfig, sqlite_url
+from metadisk.bridge.config import DatabaseConfig, ObjectsConfig, sqlite_url
+from metadisk.bridge.db import tables as t
 from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.metainfo import MetainfoStore
+from metadisk.bridge.db.migrate import alembic_config, upgrade
 from metadisk.bridge.reclaim.chore import UploadReclaimer
 from metadisk.core.encoding import b64decode
 from metadisk.core.erasure import LOCAL
 from metadisk.core.messages import OrderLimit
 from metadisk.devnet.bridge import BridgeProcess
+from metadisk.devnet.postgres import postgres_database
 from metadisk.wire.api import routes
+from tests.bridge.conftest import ENGINES, postgres_url_or_skip
 from tests.bridge.helpers import Api, FarmerFleet, Reply, Tenant, sign_receipts
 
 PENDING_UPLOADS = 4
@@ -36,6 +45,7 @@ SETTINGS = {
 }
 SEGMENT = 100_000  # encrypted bytes
 PIECE = 25_024  # the codec's pieces of it at k=4: ceil(100,000 / 4) rounded up to 64
+_o = t.objects.c
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +265,71 @@ async def test_two_api_processes_never_both_grant_the_last_bytes(
         await asyncio.to_thread(second.stop)
     assert all(r.status == 201 or refused(r) for r in replies), replies
     assert sum(r.status == 201 for r in replies) == 3
+
+
+def test_caps_are_checked_when_configured() -> None:
+    with pytest.raises(ValueError, match=r"\[objects\] max_pending_uploads must be at least 1"):
+        ObjectsConfig(max_pending_uploads=0)
+    with pytest.raises(ValueError, match="max_pending_orders must be at least 110"):
+        ObjectsConfig(max_pending_orders=100)  # the global profile's segments take 110
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_migration_reserves_what_pending_uploads_hold(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = sqlite_url(tmp_path) if engine == "sqlite" else None
+    with contextlib.ExitStack() as stack:
+        if url is None:
+            url = stack.enter_context(postgres_database(postgres_url_or_skip()))
+        db = Database(DatabaseConfig(url))
+        stack.callback(db.close)
+        db.write(lambda conn: command.upgrade(alembic_config(conn), "0003"))
+        pending, committed = os.urandom(16), os.urandom(16)
+
+        def rows(conn: Connection) -> None:
+            run = conn.execute
+            run(insert(t.users).values(id="u", email="u@x", password_hash="-", created_at=1))
+            run(
+                insert(t.projects).values(
+                    id="p", owner_id="u", name="p", salt=b"s" * 32, created_at=1, max_buckets=1,
+                    max_storage=1, max_egress=1, max_segments=1,
+                )
+            )  # fmt: skip
+            run(
+                insert(t.buckets).values(
+                    project_id="p", name="b", profile="local", k=1, m=1, o=1, n=1, created_at=1
+                )
+            )
+            for stream, status in ((pending, t.PENDING), (committed, t.COMMITTED)):
+                run(
+                    insert(t.objects).values(
+                        stream_id=stream, project_id="p", bucket="b", key=stream.hex(),
+                        status=status, created_at=1,
+                    )
+                )  # fmt: skip
+                for index, size in enumerate((100, 30)):
+                    run(
+                        insert(t.segments).values(
+                            stream_id=stream, index=index, status=t.PENDING, created_at=1,
+                            root_piece_id=os.urandom(32), encrypted_size=size, piece_size=size,
+                            k=1, m=1, o=1, n=1,
+                        )
+                    )  # fmt: skip
+                    run(
+                        insert(t.segment_orders).values(
+                            serial=os.urandom(16), stream_id=stream, segment_index=index,
+                            piece_number=0, node_id=os.urandom(32), piece_id=os.urandom(32),
+                            expires_at=1,
+                        )
+                    )  # fmt: skip
+
+        db.write(rows)
+        upgrade(db)
+        reserved = (_o.reserved_storage, _o.reserved_segments, _o.reserved_orders)
+        got = db.read(
+            lambda conn: {
+                r.stream_id: tuple(r)[1:] for r in conn.execute(select(_o.stream_id, *reserved))
+            }
+        )
+        assert got == {pending: (130, 2, 2), committed: (0, 0, 0)}

@@ -25,10 +25,14 @@ _COLUMNS: list[tuple[str, sa.types.TypeEngine[Any]]] = [
 ]
 
 
+# Plain ALTER TABLE, not SQLite's batch mode: batch mode copies the table, and dropping the old
+# `objects` with foreign keys on deletes every segment and order limit (ON DELETE CASCADE).
+# SQLite adds a NOT NULL column with a constant default, and drops a column, in place.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("objects", schema=None) as batch_op:
-        for name, kind in _COLUMNS:
-            batch_op.add_column(sa.Column(name, kind, server_default=sa.text("0"), nullable=False))
+    for name, kind in _COLUMNS:
+        op.add_column("objects", sa.Column(name, kind, server_default=sa.text("0"), nullable=False))
     # Uploads pending at the upgrade reserve what their segments and order limits hold now.
     op.execute(
         "UPDATE objects SET "
@@ -43,6 +47,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("objects", schema=None) as batch_op:
-        for name, _ in reversed(_COLUMNS):
-            batch_op.drop_column(name)
+    for name, _ in reversed(_COLUMNS):
+        op.drop_column("objects", name)
