@@ -3,7 +3,7 @@ check of what pending uploads reserve against their project's limits."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Row, bindparam, exists, func, select, update
+from sqlalchemy import BigInteger, Connection, Row, bindparam, exists, func, select, update
 
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.db._shared import IS_COMMITTED, IS_PENDING
@@ -38,6 +38,16 @@ _RESERVED = select(
     func.coalesce(func.sum(_o.reserved_segments), 0),
     func.coalesce(func.sum(_o.reserved_orders), 0),
 ).where(_o.project_id == bindparam("project_id"), IS_PENDING)
+# bindparam names must differ from column names in UPDATE statements.
+_ADD_RESERVED = (
+    update(t.objects)
+    .where(_o.stream_id == bindparam("r_stream"))
+    .values(
+        reserved_storage=_o.reserved_storage + bindparam("r_storage", type_=BigInteger),
+        reserved_segments=_o.reserved_segments + bindparam("r_segments", type_=BigInteger),
+        reserved_orders=_o.reserved_orders + bindparam("r_orders", type_=BigInteger),
+    )
+)
 
 
 def reserve(
@@ -68,13 +78,8 @@ def reserve(
     if reserved_orders + orders > caps.pending_orders and orders:
         return Outcome.ORDER_LIMIT
     conn.execute(
-        update(t.objects)
-        .where(_o.stream_id == stream_id)
-        .values(
-            reserved_storage=_o.reserved_storage + storage,
-            reserved_segments=_o.reserved_segments + segments,
-            reserved_orders=_o.reserved_orders + orders,
-        )
+        _ADD_RESERVED,
+        {"r_stream": stream_id, "r_storage": storage, "r_segments": segments, "r_orders": orders},
     )
     return Outcome.OK
 
