@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from metadisk.core.encoding import b64decode, b64encode
+from metadisk.core.erasure import ErasureCodec
 from metadisk.core.identity import Identity, NodeId
 from metadisk.core.messages import (
     Action,
@@ -300,7 +301,7 @@ async def upload(
     stream = upload["stream_id"]
     k = upload["redundancy"]["k"]
     for index, size in enumerate(segment_sizes):
-        piece_size = -(-size // k)
+        piece_size = ErasureCodec(k, k).piece_size(size)
         segment = await tenant.ok(
             "POST",
             f"/v1/uploads/{stream}/segments",

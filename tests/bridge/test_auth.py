@@ -74,7 +74,7 @@ async def test_write_only_key_uploads_but_cannot_overwrite(
         "POST",
         f"/v1/uploads/{stream}/segments",
         token=upload_only,
-        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 0, "encrypted_size": 400, "piece_size": 128},
     )
     await tenant.ok(
         "POST",
@@ -218,7 +218,7 @@ async def test_projects_are_isolated(tenant: Tenant, api: Api, online: FarmerFle
     segment = await other.call(
         "POST",
         f"/v1/uploads/{began['stream_id']}/segments",
-        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 0, "encrypted_size": 400, "piece_size": 128},
     )
     assert segment.code == "upload-not-found"
     assert (await other.call("DELETE", f"/v1/uploads/{began['stream_id']}")).status == 404
@@ -270,13 +270,13 @@ async def test_project_limits(api: Api, online: FarmerFleet) -> None:
     refused = await tenant.call(
         "POST",
         f"/v1/uploads/{began['stream_id']}/segments",
-        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 0, "encrypted_size": 400, "piece_size": 128},
     )
     assert (refused.status, refused.code) == (403, "limit-exceeded")
     big = await tenant.call(
         "POST",
         f"/v1/uploads/{began['stream_id']}/segments",
-        json={"index": 0, "encrypted_size": 4800, "piece_size": 1200},
+        json={"index": 0, "encrypted_size": 4800, "piece_size": 1216},
     )
     assert big.code == "limit-exceeded"
 

@@ -98,7 +98,7 @@ async def test_reclaim_then_delete(bridge: Bridge, fleet: FarmerFleet, clock: Cl
     await _checkin(bridge, fleet, clock)
     access = await _access(bridge, clock)
     began = bridge.api.uploads.begin_object(access, "bucket", "YQ", clock.now)
-    orders = bridge.api.uploads.begin_segment(access, began.stream_id, 0, 400, 100, clock.now)
+    orders = bridge.api.uploads.begin_segment(access, began.stream_id, 0, 400, 128, clock.now)
     pieces = {order.order_limit.piece_id for order in orders.orders}
 
     # Before the deadline nothing is reclaimed.
@@ -123,7 +123,7 @@ async def test_failed_deletes_are_retried_then_dropped(
     await _checkin(bridge, fleet, clock)
     access = await _access(bridge, clock)
     began = bridge.api.uploads.begin_object(access, "bucket", "YQ", clock.now)
-    orders = bridge.api.uploads.begin_segment(access, began.stream_id, 0, 400, 100, clock.now)
+    orders = bridge.api.uploads.begin_segment(access, began.stream_id, 0, 400, 128, clock.now)
     flaky = fleet.by_node(orders.orders[0].order_limit.node_id.hex())
     flaky.delete_status = 500
     bridge.api.uploads.abort_upload(access, began.stream_id, clock.now)
@@ -142,7 +142,7 @@ async def test_failed_deletes_are_retried_then_dropped(
     flaky.delete_status = 404
     await _checkin(bridge, fleet, clock)  # hours have passed: check in to be online again
     again = bridge.api.uploads.begin_object(access, "bucket", "Yg", clock.now)
-    bridge.api.uploads.begin_segment(access, again.stream_id, 0, 400, 100, clock.now)
+    bridge.api.uploads.begin_segment(access, again.stream_id, 0, 400, 128, clock.now)
     bridge.api.uploads.abort_upload(access, again.stream_id, clock.now)
     report = await bridge.worker.deletion_chore.trigger_and_wait()
     assert (report.deleted, report.failed) == (10, 0)
@@ -156,7 +156,7 @@ async def _upload(
     pieces: set[bytes] = set()
     for index in range(segments):
         orders = bridge.api.uploads.begin_segment(
-            access, began.stream_id, index, 400, 100, clock.now
+            access, began.stream_id, index, 400, 128, clock.now
         )
         receipts = [
             b64encode(

@@ -20,7 +20,7 @@ async def _segmented(tenant: Tenant, fleet: FarmerFleet, bucket: str, key: str, 
     segment = await tenant.call(
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 0, "encrypted_size": size, "piece_size": -(-size // 4)},
+        json={"index": 0, "encrypted_size": size, "piece_size": -(-size // 256) * 64},
     )
     assert segment.status == 201, segment
     commit = await tenant.call(

@@ -58,7 +58,7 @@ async def test_killed_mid_upload_and_mid_move(bridge: BridgeProcess, fleet: Farm
         first = await tenant.ok(
             "POST",
             f"/v1/uploads/{stream}/segments",
-            json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+            json={"index": 0, "encrypted_size": 400, "piece_size": 128},
         )
         await tenant.ok(
             "POST",
@@ -68,7 +68,7 @@ async def test_killed_mid_upload_and_mid_move(bridge: BridgeProcess, fleet: Farm
         second = await tenant.ok(  # begun, pieces maybe uploaded, never committed
             "POST",
             f"/v1/uploads/{stream}/segments",
-            json={"index": 1, "encrypted_size": 400, "piece_size": 100},
+            json={"index": 1, "encrypted_size": 400, "piece_size": 128},
         )
 
         await upload(tenant, fleet, bucket, "YQ", [400, 400])

@@ -198,7 +198,7 @@ async def test_one_piece_per_network(
     refused = await tenant.call(
         "POST",
         f"/v1/uploads/{began['stream_id']}/segments",
-        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 0, "encrypted_size": 400, "piece_size": 128},
     )
     assert (refused.status, refused.code) == (503, "not-enough-nodes")
     # A refusal a client cannot fix is in the bridge's log as a warning, with its code.
@@ -252,7 +252,7 @@ async def test_disqualified_nodes_get_nothing(
         segment = await tenant.call(
             "POST",
             f"/v1/uploads/{began['stream_id']}/segments",
-            json={"index": 0, "encrypted_size": 400, "piece_size": 400},
+            json={"index": 0, "encrypted_size": 400, "piece_size": 448},
         )
         if segment.status == 201:
             assert holder not in {o["node_id"] for o in segment.body["order_limits"]}

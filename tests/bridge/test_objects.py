@@ -39,7 +39,7 @@ async def test_whole_lifecycle(
     segment = await tenant.ok(
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 0, "encrypted_size": 4000, "piece_size": 1000},
+        json={"index": 0, "encrypted_size": 4000, "piece_size": 1024},
     )
     orders = segment["order_limits"]
     assert len(orders) == 10
@@ -57,7 +57,7 @@ async def test_whole_lifecycle(
         assert NodeId.from_public_key(b64decode(order["public_key"])) == limit.node_id
         assert order["piece_hash"] is None
         assert limit.action is Action.PUT
-        assert limit.limit == 1000
+        assert limit.limit == 1024
         assert limit.node_id.hex() == order["node_id"]
         assert limit.piece_id.hex() == order["piece_id"]
         assert order["address"] == online.by_node(order["node_id"]).address
@@ -86,7 +86,7 @@ async def test_whole_lifecycle(
             "index": 0,
             "encrypted_size": 4000,
             "plain_size": 3900,
-            "piece_size": 1000,
+            "piece_size": 1024,
             "redundancy": {"k": 4, "m": 6, "o": 8, "n": 10},
             "encrypted_metadata": b64encode(b"wk"),
         }
@@ -100,7 +100,7 @@ async def test_whole_lifecycle(
     for order in gets:
         limit = _limit(order)
         limit.verify_signature(bridge_key)
-        assert limit.action is Action.GET and limit.limit == 1000
+        assert limit.action is Action.GET and limit.limit == 1024
         assert limit.piece_id in piece_ids
         # The hash from the piece's receipt, to check the piece with; no key needed.
         assert b64decode(order["piece_hash"]) == fake_piece_hash(limit.piece_id)
@@ -135,7 +135,7 @@ async def test_piece_ids_follow_the_derivation(tenant: Tenant, online: FarmerFle
     segment = await tenant.ok(
         "POST",
         f"/v1/uploads/{began['stream_id']}/segments",
-        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 0, "encrypted_size": 400, "piece_size": 128},
     )
     orders = segment["order_limits"]
     # The root stays on the bridge; but ids of one node differ per piece number and per segment.
@@ -193,7 +193,7 @@ async def test_abort_upload(tenant: Tenant, online: FarmerFleet) -> None:
     gone = await tenant.call(
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 0, "encrypted_size": 400, "piece_size": 128},
     )
     assert (gone.status, gone.code) == (404, "upload-not-found")
     commit = await tenant.call("POST", f"/v1/uploads/{stream}/commit", json={})
@@ -208,7 +208,7 @@ async def test_commit_needs_every_segment(tenant: Tenant, online: FarmerFleet) -
     segment = await tenant.ok(
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 1, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 1, "encrypted_size": 400, "piece_size": 128},
     )
     await tenant.ok(
         "POST",
@@ -221,7 +221,7 @@ async def test_commit_needs_every_segment(tenant: Tenant, online: FarmerFleet) -
     await tenant.ok(
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 0, "encrypted_size": 400, "piece_size": 128},
     )
     missing = await tenant.call("POST", f"/v1/uploads/{stream}/commit", json={})
     assert missing.code == "segments-missing"
@@ -229,7 +229,7 @@ async def test_commit_needs_every_segment(tenant: Tenant, online: FarmerFleet) -
     again = await tenant.call(
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 1, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 1, "encrypted_size": 400, "piece_size": 128},
     )
     assert (again.status, again.code) == (409, "segment-committed")
 
@@ -258,7 +258,7 @@ async def test_replacement_order_limits(tenant: Tenant, online: FarmerFleet, api
     segment = await tenant.ok(
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 0, "encrypted_size": 400, "piece_size": 128},
     )
     orders = segment["order_limits"]
     failed = orders[:2]
@@ -307,7 +307,7 @@ async def test_replacements_give_what_nodes_there_are(tenant: Tenant, online: Fa
         segment = await tenant.ok(
             "POST",
             f"/v1/uploads/{stream}/segments",
-            json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+            json={"index": 0, "encrypted_size": 400, "piece_size": 128},
         )
         used = {o["node_id"] for o in segment["order_limits"]}
         spare = ({f.node_id.hex() for f in online.farmers} - used).pop()
@@ -428,7 +428,7 @@ async def test_pending_upload_for_resuming(tenant: Tenant, online: FarmerFleet) 
         segment = await tenant.ok(
             "POST",
             f"/v1/uploads/{stream}/segments",
-            json={"index": index, "encrypted_size": 400, "piece_size": 100},
+            json={"index": index, "encrypted_size": 400, "piece_size": 128},
         )
         await tenant.ok(
             "POST",
@@ -442,7 +442,7 @@ async def test_pending_upload_for_resuming(tenant: Tenant, online: FarmerFleet) 
     await tenant.ok(  # begun, never committed: not listed
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 1, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 1, "encrypted_size": 400, "piece_size": 128},
     )
     pending = await tenant.ok("GET", f"/v1/uploads/{stream}")
     assert {k: pending[k] for k in ("stream_id", "bucket", "key", "deadline")} == {
@@ -494,7 +494,7 @@ async def test_pending_upload_for_resuming(tenant: Tenant, online: FarmerFleet) 
     segment = await tenant.ok(  # begun again, committed, then the object
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 1, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 1, "encrypted_size": 400, "piece_size": 128},
     )
     await tenant.ok(
         "POST",

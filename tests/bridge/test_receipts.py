@@ -64,7 +64,7 @@ async def _segment(tenant: Tenant, bucket: str) -> tuple[str, list[dict[str, Any
     segment = await tenant.ok(
         "POST",
         f"/v1/uploads/{began['stream_id']}/segments",
-        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 0, "encrypted_size": 400, "piece_size": 128},
     )
     return began["stream_id"], segment["order_limits"]
 
@@ -117,7 +117,7 @@ async def test_receipt_of_another_segment_is_refused(tenant: Tenant, online: Far
     other = await tenant.ok(
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 1, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 1, "encrypted_size": 400, "piece_size": 128},
     )
     foreign = sign_receipts(online, other["order_limits"])[:1]
     good = sign_receipts(online, orders)
@@ -139,7 +139,7 @@ async def test_receipts_of_a_replaced_order_limit_are_refused(
     again = await tenant.ok(
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 0, "encrypted_size": 400, "piece_size": 100},
+        json={"index": 0, "encrypted_size": 400, "piece_size": 128},
     )
     stale = sign_receipts(online, first)
     refused = await tenant.call(

@@ -63,7 +63,7 @@ async def test_upload_outcomes_ride_with_the_commit(tenant: Tenant, online: Farm
     segment = await tenant.ok(
         "POST",
         f"/v1/uploads/{stream}/segments",
-        json={"index": 0, "encrypted_size": 1000, "piece_size": 250},
+        json={"index": 0, "encrypted_size": 1000, "piece_size": 256},
     )
     orders = segment["order_limits"]
     outcomes = [outcome(o["piece_number"], o["node_id"], "success") for o in orders]

@@ -134,10 +134,24 @@ class ObjectsConfig:
     upload_ttl: int = 24 * 3600  # seconds an upload may stay uncommitted before it is reclaimed
     download_spares: int = 2  # order limits beyond k handed out for a download
     max_segment_size: int = 80 << 20  # encrypted bytes of one segment (64 MiB plaintext + slack)
+    # Per project: uploads begun and not yet committed, aborted or reclaimed, and PUT order
+    # limits handed out for segments not yet committed. Each pending upload is a row and each
+    # order limit a piece a farmer may be asked to take, so neither may grow without bound;
+    # a client keeps a few segments of each upload in flight (n limits each, plus replacements).
+    max_pending_uploads: int = 1000
+    max_pending_orders: int = 20_000
 
     def __post_init__(self) -> None:
         if self.default_profile not in self.profiles:
             raise ValueError(f"default profile {self.default_profile!r} is not configured")
+        if self.max_pending_uploads < 1:
+            raise ValueError("[objects] max_pending_uploads must be at least 1")
+        widest = max(scheme.n for scheme in self.profiles.values())
+        if self.max_pending_orders < widest:
+            raise ValueError(
+                f"[objects] max_pending_orders must be at least {widest}, the widest profile's n "
+                "(one segment's order limits)"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,14 @@ objects = Table(
     Column("segment_count", Integer, nullable=False, server_default=text("0")),
     Column("encrypted_metadata", LargeBinary),
     Column("inline_data", LargeBinary),
+    # What a pending upload has been promised so far, counted against the project's limits
+    # until it is committed (then its segments are usage) or aborted or reclaimed (then nothing):
+    # encrypted bytes of every segment begun, re-begins included (the earlier order limits stay
+    # valid on farmers until they expire), segments, and PUT order limits of segments not
+    # committed yet (replaced and superseded ones included, for the same reason).
+    Column("reserved_storage", BigInteger, nullable=False, server_default=text("0")),
+    Column("reserved_segments", Integer, nullable=False, server_default=text("0")),
+    Column("reserved_orders", Integer, nullable=False, server_default=text("0")),
     ForeignKeyConstraint(
         ["project_id", "bucket"], ["buckets.project_id", "buckets.name"], ondelete="CASCADE"
     ),

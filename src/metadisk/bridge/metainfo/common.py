@@ -40,6 +40,12 @@ class SegmentOrders:
     orders: list[AddressedOrder]
 
 
+# 403, like the storage limit, not 429: waiting does not help (an upload holds its reservation
+# until it is committed, aborted or reclaimed a day later) and clients retry 429s by themselves.
+PENDING_UPLOADS_LIMIT = "pending-uploads-limit"
+PENDING_ORDERS_LIMIT = "pending-orders-limit"
+
+
 def raise_for(outcome: Outcome, bucket: str) -> None:
     if outcome is Outcome.OK:
         return
@@ -61,6 +67,17 @@ def raise_for(outcome: Outcome, bucket: str) -> None:
         raise errors.LimitExceeded("the project's storage limit would be exceeded")
     if outcome is Outcome.SEGMENT_LIMIT:
         raise errors.LimitExceeded("the project's segment limit would be exceeded")
+    if outcome is Outcome.PENDING_LIMIT:
+        raise errors.LimitExceeded(
+            "the project has as many pending uploads as it may: commit or abort some first",
+            code=PENDING_UPLOADS_LIMIT,
+        )
+    if outcome is Outcome.ORDER_LIMIT:
+        raise errors.LimitExceeded(
+            "the project has as many order limits out for uncommitted segments as it may: "
+            "commit or abort uploads first",
+            code=PENDING_ORDERS_LIMIT,
+        )
     raise AssertionError(outcome)
 
 

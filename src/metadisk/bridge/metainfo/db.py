@@ -161,6 +161,16 @@ class Outcome(enum.Enum):
     CHANGED = "changed"  # the visible object is not the version the client read
     SEGMENTS_MISMATCH = "segments-mismatch"  # the new segment metadata misses or adds segments
     TARGET_NOT_FOUND = "target-not-found"  # no destination bucket
+    PENDING_LIMIT = "pending-limit"  # the project has its most pending uploads
+    ORDER_LIMIT = "order-limit"  # the project has its most order limits of uncommitted segments
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Per-project ceilings on what is promised and not yet committed (`ObjectsConfig`)."""
+
+    pending_uploads: int
+    pending_orders: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,17 +186,34 @@ class InlineObject:
 
 class MetainfoDB(Protocol):
     def begin_object(
-        self, project_id: str, stream_id: bytes, bucket: str, key: str, now: int, deadline: int
-    ) -> RedundancyScheme | None:
-        """Record a pending upload; the bucket's redundancy, or None if there is no bucket."""
+        self,
+        project_id: str,
+        stream_id: bytes,
+        bucket: str,
+        key: str,
+        now: int,
+        deadline: int,
+        max_pending: int,
+    ) -> tuple[Outcome, RedundancyScheme | None]:
+        """Record a pending upload and the bucket's redundancy; `NOT_FOUND` if there is no
+        bucket, `PENDING_LIMIT` if the project already has `max_pending` pending uploads."""
         ...
 
     def upload_state(self, project_id: str, stream_id: bytes, index: int) -> UploadState | None: ...
 
     def begin_segment(
-        self, upload: Upload, segment: NewSegment, orders: Sequence[IssuedOrder], now: int
+        self,
+        upload: Upload,
+        segment: NewSegment,
+        orders: Sequence[IssuedOrder],
+        now: int,
+        caps: Caps,
     ) -> Outcome:
-        """Record a pending segment and its order limits, replacing a pending one at the index."""
+        """Record a pending segment and its order limits, replacing a pending one at the index,
+        and reserve them for the upload; refused (`STORAGE_LIMIT`, `SEGMENT_LIMIT`,
+        `ORDER_LIMIT`) if the project's usage and every pending upload's reservation leave no
+        room. The check and the reservation hold the project's row lock: two processes never
+        both take the last bytes."""
         ...
 
     def segment_state(self, project_id: str, stream_id: bytes, index: int) -> SegmentState | None:
@@ -200,10 +227,12 @@ class MetainfoDB(Protocol):
         old: Sequence[IssuedOrder],
         new: Sequence[IssuedOrder],
         now: int,
-    ) -> bool:
+        caps: Caps,
+    ) -> Outcome:
         """Swap order limits of a pending segment: the old ones are marked replaced (their
         receipts no longer count, their nodes are not chosen for the segment again) and their
-        pieces queued for deletion."""
+        pieces queued for deletion. `NOT_FOUND` if the segment is no longer pending,
+        `ORDER_LIMIT` if the new ones would pass the project's cap on pending order limits."""
         ...
 
     def commit_segment(

@@ -9,11 +9,17 @@ Node shortage: `begin_segment` hands out n order limits when n eligible nodes ex
 to fewer as long as there are at least o (the success threshold): on a small network with a node
 down, uploads still succeed, only with less slack for long-tail cancellation. Below o it fails
 with ``not-enough-nodes``.
+
+Quotas count what is promised, not only what is committed: each begun segment reserves its
+encrypted size, a segment slot and its order limits for its upload, against the project's storage
+and segment limits and the bridge's caps on pending uploads and order limits (`ObjectsConfig`).
+Commit turns the reservation into usage; abort and reclaim drop it. Piece sizes are exact (the
+codec's), so the bytes farmers are asked to take follow from the encrypted bytes reserved: at
+most n/k of them plus 64 bytes of padding a piece.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +40,7 @@ from metadisk.bridge.metainfo.common import (
     raise_for,
 )
 from metadisk.bridge.metainfo.db import (
+    Caps,
     InlineObject,
     MetainfoDB,
     NewSegment,
@@ -85,15 +92,26 @@ class UploadsService:
         self._config = config
         self._randbytes = randbytes
         self._metrics = metrics or BridgeMetrics()
+        self._caps = Caps(config.max_pending_uploads, config.max_pending_orders)
 
     def begin_object(self, access: Access, bucket: str, key: str, now: int) -> BeganUpload:
         check_location(bucket, key)
         access.require(Op.WRITE, bucket, key, now)
         stream_id = self._randbytes(16)
         deadline = now + self._config.upload_ttl
-        redundancy = self._db.begin_object(access.project_id, stream_id, bucket, key, now, deadline)
-        if redundancy is None:
+        outcome, redundancy = self._db.begin_object(
+            access.project_id,
+            stream_id,
+            bucket,
+            key,
+            now,
+            deadline,
+            self._config.max_pending_uploads,
+        )
+        if outcome is Outcome.NOT_FOUND:
             raise no_bucket(bucket)
+        raise_for(outcome, bucket)
+        assert redundancy is not None
         return BeganUpload(stream_id, redundancy, deadline)
 
     def begin_segment(
@@ -119,10 +137,13 @@ class UploadsService:
             raise errors.InvalidRequest(
                 f"encrypted_size must be 1 to {self._config.max_segment_size} bytes"
             )
-        smallest = math.ceil(encrypted_size / rs.k)
-        if not smallest <= piece_size <= 2 * smallest + 4096:
+        # Exactly what the client's codec cuts: any slack would be bytes on farmers that no
+        # quota counts (order limits allow piece_size bytes to each of n farmers).
+        exact = rs.codec().piece_size(encrypted_size)
+        if piece_size != exact:
             raise errors.InvalidRequest(
-                f"piece_size {piece_size} does not fit a {encrypted_size}-byte segment at k={rs.k}"
+                f"piece_size {piece_size} is not that of a {encrypted_size}-byte segment at "
+                f"k={rs.k} ({exact})"
             )
         if quota.used_storage + encrypted_size > quota.max_storage:
             raise errors.LimitExceeded("the project's storage limit would be exceeded")
@@ -132,12 +153,13 @@ class UploadsService:
         root = self._randbytes(PIECE_ID_SIZE)
         issued, addressed = self._put_orders(root, list(enumerate(nodes)), piece_size, now)
         outcome = self._db.begin_segment(
-            upload, NewSegment(index, root, encrypted_size, piece_size, rs), issued, now
+            upload, NewSegment(index, root, encrypted_size, piece_size, rs), issued, now, self._caps
         )
         if outcome is Outcome.NOT_FOUND:
             raise no_upload()
         if outcome is Outcome.SEGMENT_COMMITTED:
             raise errors.Conflict(f"segment {index} is already committed", code="segment-committed")
+        raise_for(outcome, upload.bucket)
         return SegmentOrders(index, piece_size, rs, addressed)
 
     def replace_pieces(
@@ -189,8 +211,10 @@ class UploadsService:
             state.root_piece_id, list(zip(numbers, nodes, strict=True)), state.piece_size, now
         )
         replaced = [failed[number] for number in numbers]
-        if not self._db.replace_orders(stream_id, index, replaced, issued, now):
+        outcome = self._db.replace_orders(stream_id, index, replaced, issued, now, self._caps)
+        if outcome is Outcome.NOT_FOUND:
             raise errors.NotFound("the segment is no longer pending", code="segment-not-found")
+        raise_for(outcome, state.upload.bucket)
         return SegmentOrders(index, state.piece_size, state.redundancy, addressed)
 
     def _put_orders(

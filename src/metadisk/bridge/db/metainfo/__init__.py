@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.metainfo import objects, reads, segments, uploads
 from metadisk.bridge.metainfo.db import (
+    Caps,
     InlineObject,
     ListedObject,
     NewSegment,
@@ -45,9 +46,18 @@ class MetainfoStore:
     # -- uploads -------------------------------------------------------------------------------
 
     def begin_object(
-        self, project_id: str, stream_id: bytes, bucket: str, key: str, now: int, deadline: int
-    ) -> RedundancyScheme | None:
-        return uploads.begin_object(self._db, project_id, stream_id, bucket, key, now, deadline)
+        self,
+        project_id: str,
+        stream_id: bytes,
+        bucket: str,
+        key: str,
+        now: int,
+        deadline: int,
+        max_pending: int,
+    ) -> tuple[Outcome, RedundancyScheme | None]:
+        return uploads.begin_object(
+            self._db, project_id, stream_id, bucket, key, now, deadline, max_pending
+        )
 
     def upload_state(self, project_id: str, stream_id: bytes, index: int) -> UploadState | None:
         return uploads.upload_state(self._db, project_id, stream_id, index)
@@ -85,9 +95,14 @@ class MetainfoStore:
     # -- segments ------------------------------------------------------------------------------
 
     def begin_segment(
-        self, upload: Upload, segment: NewSegment, orders: Sequence[IssuedOrder], now: int
+        self,
+        upload: Upload,
+        segment: NewSegment,
+        orders: Sequence[IssuedOrder],
+        now: int,
+        caps: Caps,
     ) -> Outcome:
-        return segments.begin_segment(self._db, upload, segment, orders, now)
+        return segments.begin_segment(self._db, upload, segment, orders, now, caps)
 
     def segment_state(self, project_id: str, stream_id: bytes, index: int) -> SegmentState | None:
         return segments.segment_state(self._db, project_id, stream_id, index)
@@ -99,8 +114,9 @@ class MetainfoStore:
         old: Sequence[IssuedOrder],
         new: Sequence[IssuedOrder],
         now: int,
-    ) -> bool:
-        return segments.replace_orders(self._db, stream_id, index, old, new, now)
+        caps: Caps,
+    ) -> Outcome:
+        return segments.replace_orders(self._db, stream_id, index, old, new, now, caps)
 
     def commit_segment(
         self,

@@ -13,8 +13,8 @@ from sqlalchemy import Connection, delete, insert, select, update
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.db._shared import IS_PENDING, SEGMENT_PENDING, queue_deletes
 from metadisk.bridge.db.engine import Database
-from metadisk.bridge.db.metainfo._shared import as_upload
-from metadisk.bridge.metainfo.db import NewSegment, Outcome, SegmentState, Upload
+from metadisk.bridge.db.metainfo._shared import as_upload, reserve
+from metadisk.bridge.metainfo.db import Caps, NewSegment, Outcome, SegmentState, Upload
 from metadisk.bridge.orders.service import AcceptedPiece, IssuedOrder
 from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.identity import NodeId
@@ -26,15 +26,33 @@ _n = t.nodes.c
 
 
 def begin_segment(
-    db: Database, upload: Upload, segment: NewSegment, orders: Sequence[IssuedOrder], now: int
+    db: Database,
+    upload: Upload,
+    segment: NewSegment,
+    orders: Sequence[IssuedOrder],
+    now: int,
+    caps: Caps,
 ) -> Outcome:
     def work(conn: Connection) -> Outcome:
-        if not _lock_pending(conn, upload.stream_id):
+        if _lock_pending(conn, upload.stream_id) is None:
             return Outcome.NOT_FOUND
         where = (_s.stream_id == upload.stream_id) & (_s.index == segment.index)
         status = conn.execute(select(_s.status).where(where)).scalar()
         if status == t.COMMITTED:
             return Outcome.SEGMENT_COMMITTED
+        # A segment begun again still reserves what its first begin promised: those order
+        # limits stay valid on farmers until they expire, whatever this row says.
+        reserved = reserve(
+            conn,
+            upload.project_id,
+            upload.stream_id,
+            caps,
+            storage=segment.encrypted_size,
+            segments=1 if status is None else 0,
+            orders=len(orders),
+        )
+        if reserved is not Outcome.OK:
+            return reserved
         if status is not None:
             # Begun again (the client retries): the earlier order limits' pieces must go.
             old = conn.execute(
@@ -159,15 +177,21 @@ def replace_orders(
     old: Sequence[IssuedOrder],
     new: Sequence[IssuedOrder],
     now: int,
-) -> bool:
-    def work(conn: Connection) -> bool:
-        if not _lock_pending(conn, stream_id):
-            return False
+    caps: Caps,
+) -> Outcome:
+    def work(conn: Connection) -> Outcome:
+        project_id = _lock_pending(conn, stream_id)
+        if project_id is None:
+            return Outcome.NOT_FOUND
         status = conn.execute(
             select(_s.status).where(_s.stream_id == stream_id, _s.index == index)
         ).scalar()
         if status != t.PENDING:
-            return False
+            return Outcome.NOT_FOUND
+        # The replaced limits stay counted: a farmer may still take their pieces.
+        reserved = reserve(conn, project_id, stream_id, caps, orders=len(new))
+        if reserved is not Outcome.OK:
+            return reserved
         serials = [order.serial for order in old]
         conn.execute(
             update(t.segment_orders).where(_so.serial.in_(serials)).values(replaced_at=now)
@@ -175,7 +199,7 @@ def replace_orders(
         # The failed farmer may have kept part or all of the piece.
         queue_deletes(conn, [(order.node_id.raw, order.piece_id) for order in old], now)
         _insert_orders(conn, stream_id, index, new)
-        return True
+        return Outcome.OK
 
     return db.write(work)
 
@@ -190,7 +214,7 @@ def commit_segment(
     now: int,
 ) -> bool:
     def work(conn: Connection) -> bool:
-        if not _lock_pending(conn, stream_id):
+        if _lock_pending(conn, stream_id) is None:
             return False
         row = conn.execute(
             update(t.segments)
@@ -243,18 +267,25 @@ def commit_segment(
             )
         ).all()
         queue_deletes(conn, [(r.node_id, r.piece_id) for r in unused], now)
-        conn.execute(delete(t.segment_orders).where(in_segment))
+        done = conn.execute(delete(t.segment_orders).where(in_segment)).rowcount
+        # The segment's order limits are no longer pending: its pieces are now what it reserves.
+        conn.execute(
+            update(t.objects)
+            .where(_o.stream_id == stream_id)
+            .values(reserved_orders=_o.reserved_orders - done)
+        )
         return True
 
     return db.write(work)
 
 
-def _lock_pending(conn: Connection, stream_id: bytes) -> bool:
-    """Lock a pending upload's row for this transaction; False if it is no longer pending."""
-    row = conn.execute(
-        select(_o.stream_id).where(_o.stream_id == stream_id, IS_PENDING).with_for_update()
-    ).first()
-    return row is not None
+def _lock_pending(conn: Connection, stream_id: bytes) -> str | None:
+    """Lock a pending upload's row for this transaction; its project's id, None if it is no
+    longer pending."""
+    project_id: str | None = conn.execute(
+        select(_o.project_id).where(_o.stream_id == stream_id, IS_PENDING).with_for_update()
+    ).scalar()
+    return project_id
 
 
 def _insert_orders(

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.db._shared import IS_PENDING, SEGMENT_COMMITTED, release_streams
 from metadisk.bridge.db.engine import Database
-from metadisk.bridge.db.metainfo._shared import as_segment_info, as_upload
+from metadisk.bridge.db.metainfo._shared import as_segment_info, as_upload, pending_uploads_over
 from metadisk.bridge.db.metainfo.objects import Abort, clear_key, count_usage
 from metadisk.bridge.db.metainfo.reads import bucket_exists
 from metadisk.bridge.metainfo.db import (
@@ -55,14 +55,21 @@ MAX_PENDING_LISTED = 100
 
 
 def begin_object(
-    db: Database, project_id: str, stream_id: bytes, bucket: str, key: str, now: int, deadline: int
-) -> RedundancyScheme | None:
-    def work(conn: Connection) -> RedundancyScheme | None:
+    db: Database,
+    project_id: str,
+    stream_id: bytes,
+    bucket: str,
+    key: str,
+    now: int,
+    deadline: int,
+    max_pending: int,
+) -> tuple[Outcome, RedundancyScheme | None]:
+    def work(conn: Connection) -> tuple[Outcome, RedundancyScheme | None]:
         row = conn.execute(
             select(_b.k, _b.m, _b.o, _b.n).where(_b.project_id == project_id, _b.name == bucket)
         ).first()
         if row is None:
-            return None
+            return Outcome.NOT_FOUND, None
         conn.execute(
             insert(t.objects).values(
                 stream_id=stream_id,
@@ -74,9 +81,15 @@ def begin_object(
                 deadline=deadline,
             )
         )
-        return RedundancyScheme(row.k, row.m, row.o, row.n)
+        # Counted after the insert, so that the project's row is locked last (see `objects`).
+        if pending_uploads_over(conn, project_id, max_pending):
+            raise Abort(Outcome.PENDING_LIMIT)
+        return Outcome.OK, RedundancyScheme(row.k, row.m, row.o, row.n)
 
-    return db.write(work)
+    try:
+        return db.write(work)
+    except Abort as abort:
+        return abort.outcome, None
 
 
 def upload_state(db: Database, project_id: str, stream_id: bytes, index: int) -> UploadState | None:
