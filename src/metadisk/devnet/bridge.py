@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from metadisk.core.identity import Identity
 from metadisk.devnet.settings import merge, to_toml
+from metadisk.runtime.files import private_dir
 from metadisk.runtime.process import ChildProcess, ChildStartError
 
 Role = Literal["run", "api", "worker"]
@@ -94,7 +95,7 @@ class BridgeProcess:
 
     def start(self, *, timeout: float = 60.0) -> None:
         """Run the bridge (on the port it had before, if any) and wait until it listens."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         settings = merge(self.settings, {"data_dir": str(self.data_dir)})
         if self.port:
             section = "worker" if self.role == "worker" else "server"

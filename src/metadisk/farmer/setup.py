@@ -21,6 +21,7 @@ from metadisk.farmer.config import (
     config_to_toml,
 )
 from metadisk.farmer.errors import SetupError
+from metadisk.runtime.files import tighten
 
 _IDENTITY_HEADER = "metadisk farmer identity v1"
 
@@ -81,6 +82,8 @@ def read_config(data_dir: Path) -> FarmerConfig:
     if not data_dir.is_dir():
         message = f"data dir {data_dir} does not exist or is not a directory"
         raise SetupError(message, code="data-dir")
+    # Its database lists every piece held and its identity signs for the node: owner only.
+    tighten(data_dir)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
