@@ -82,8 +82,6 @@ def read_config(data_dir: Path) -> FarmerConfig:
     if not data_dir.is_dir():
         message = f"data dir {data_dir} does not exist or is not a directory"
         raise SetupError(message, code="data-dir")
-    # Its database lists every piece held and its identity signs for the node: owner only.
-    tighten(data_dir)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -91,6 +89,9 @@ def read_config(data_dir: Path) -> FarmerConfig:
         raise SetupError(message, code="config") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise SetupError(f"cannot read {path}: {exc}", code="config") from exc
+    # A farmer's data dir (it has its config): its database lists every piece held and its
+    # identity signs for the node, so it is the owner's alone.
+    tighten(data_dir)
     return config_from_toml(text, data_dir)
 
 
