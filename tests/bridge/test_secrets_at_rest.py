@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 from sqlalchemy import insert, select
 
-from metadisk.bridge.auth.kek import KeyWrap, UnwrapError
 from metadisk.bridge.config import DatabaseConfig, sqlite_url
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.db.engine import Database
@@ -157,6 +156,8 @@ async def test_a_kek_from_the_environment_leaves_no_file(
         await asyncio.to_thread(bridge.stop)
     assert not (data_dir / KEK_FILE).exists()
     # The secret is stored wrapped under that KEK, bound to its row.
+    from metadisk.bridge.auth.kek import KeyWrap, UnwrapError
+
     key_id = APIKey.parse(tenant.api_key).key_id
     project_id, stored = stored_keys(sqlite_url(data_dir))[key_id]
     KeyWrap(kek, "test").unwrap(key_id, project_id, stored)
