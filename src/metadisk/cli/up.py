@@ -140,9 +140,10 @@ def up(
 
     context = current()
     root = data_dir.expanduser().absolute()
-    private_dir(root)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         with _exclusive(root):
+            private_dir(root)  # tightened by the one run that holds it, not by one refused
             # Later runs keep the farmers they have (their pieces are the network's data) and
             # add more only when asked to.
             count = (farmers or existing_farmers(root) or DEFAULT_FARMERS) + (add_farmers or 0)
