@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 from metadisk.core.identity import Identity
 from metadisk.devnet.settings import merge, to_toml
-from metadisk.runtime.files import private_dir
 from metadisk.runtime.process import ChildProcess, ChildStartError
 
 Role = Literal["run", "api", "worker"]
@@ -95,7 +94,8 @@ class BridgeProcess:
 
     def start(self, *, timeout: float = 60.0) -> None:
         """Run the bridge (on the port it had before, if any) and wait until it listens."""
-        private_dir(self.data_dir)
+        # Made private if missing; one found open is the bridge's to tighten (and say so).
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         settings = merge(self.settings, {"data_dir": str(self.data_dir)})
         if self.port:
             section = "worker" if self.role == "worker" else "server"

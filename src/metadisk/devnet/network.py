@@ -216,6 +216,7 @@ class LocalNetwork:
         Safe to cancel: whatever was started is stopped by `stop()`.
         """
         private_dir(self.root)
+        private_dir(self.root / FARMERS_DIR)
         if self.tls:
             await asyncio.to_thread(network_tls, self.root)
         # In a thread: the bridge launcher blocks while it reads the bridge's first line.
