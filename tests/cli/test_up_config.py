@@ -16,7 +16,7 @@ from metadisk.core.paths import EncryptionAccess
 def state(url: str = "http://127.0.0.1:7777") -> UpState:
     key, _ = APIKey.generate()
     grant = AccessGrant(url, key, EncryptionAccess(root_key=os.urandom(32))).serialize()
-    return UpState("owner@local.metadisk", "pw", "ab" * 16, grant)
+    return UpState("owner@local.metadisk", "ab" * 16, grant)
 
 
 def test_a_free_user_config_gets_the_grant(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from metadisk import __version__
 from metadisk.bridge.accounts import endpoint as accounts_endpoint
 from metadisk.bridge.accounts.service import AccountsService
 from metadisk.bridge.auth import endpoint as auth_endpoint
+from metadisk.bridge.auth.kek import KeyWrap, load_kek
 from metadisk.bridge.auth.service import KeyAuthority
 from metadisk.bridge.buckets import endpoint as buckets_endpoint
 from metadisk.bridge.buckets.service import BucketsService
@@ -85,10 +86,12 @@ class ApiPeer:
         db: Database | None = None,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], int] = wall_clock,
+        kek: KeyWrap | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
         self.clock = clock
+        self.kek = kek or load_kek(config)
         self._owns_db = db is None
         self.db = db or Database(config.database)
         self.registry = registry or CollectorRegistry(auto_describe=True)
@@ -99,9 +102,9 @@ class ApiPeer:
         if self._owns_db:  # a shared database is counted, and closed, by whoever made it
             pool_gauges(self.registry, self.db.pool_use)
 
-        self.authority = KeyAuthority(AuthStore(self.db), config.accounts.key_cache_ttl)
+        self.authority = KeyAuthority(AuthStore(self.db, self.kek), config.accounts.key_cache_ttl)
         self.accounts = AccountsService(
-            AccountsStore(self.db), config.accounts, on_key_change=self.authority.forget
+            AccountsStore(self.db, self.kek), config.accounts, on_key_change=self.authority.forget
         )
         self.pieces = PieceClient(user_agent=f"metadisk-bridge/{__version__}")
         self.overlay = OverlayService(

@@ -6,6 +6,7 @@ plain data with defaults fit for a local network on one machine.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -42,6 +43,18 @@ class DatabaseConfig:
     url: str
     pool_size: int = 8  # PostgreSQL only; SQLite connections are cheap and per thread
     sqlite_synchronous: str = "NORMAL"  # WAL + NORMAL: durable across process crashes
+    # The key-encryption key API key secrets are wrapped under (metadisk.bridge.auth.kek): 64
+    # hex digits, best given as METADISK_BRIDGE_DATABASE_KEK to keep it off disk. Empty: read
+    # `kek_file`, made on the first start. Every process of one database needs the same KEK.
+    kek: str = field(default="", repr=False)
+    kek_file: str = ""  # empty: <data_dir>/api-keys.kek
+
+    def __post_init__(self) -> None:
+        if self.kek and not re.fullmatch(r"[0-9a-fA-F]{64}", self.kek.strip()):
+            # Never the value itself in the message: it is a secret, typo or not.
+            raise ValueError(
+                "[database] kek must be 64 hex digits (32 random bytes: `openssl rand -hex 32`)"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,14 +24,17 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from metadisk.bridge.api import ApiPeer
+from metadisk.bridge.auth.kek import KekError, KeyWrap, load_kek
 from metadisk.bridge.common import wall_clock
 from metadisk.bridge.config import BridgeConfig, Role
+from metadisk.bridge.db.auth import prepare_secrets
 from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.migrate import upgrade
 from metadisk.bridge.identity import IdentityError, load_or_create
 from metadisk.bridge.metrics import pool_gauges
 from metadisk.bridge.worker import WorkerPeer
 from metadisk.core.identity import Identity
+from metadisk.runtime.files import private_dir
 from metadisk.runtime.net import BindError, announce_listening, bind, url_of
 
 
@@ -43,14 +46,20 @@ class Bridge:
     """The API and the worker in one process, on one database and one metrics registry."""
 
     def __init__(
-        self, config: BridgeConfig, identity: Identity, clock: Callable[[], int] = wall_clock
+        self,
+        config: BridgeConfig,
+        identity: Identity,
+        clock: Callable[[], int] = wall_clock,
+        kek: KeyWrap | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
         self.db = Database(config.database)
         self.registry = CollectorRegistry(auto_describe=True)
         pool_gauges(self.registry, self.db.pool_use)
-        self.api = ApiPeer(config, identity, db=self.db, registry=self.registry, clock=clock)
+        self.api = ApiPeer(
+            config, identity, db=self.db, registry=self.registry, clock=clock, kek=kek
+        )
         self.worker = WorkerPeer(
             config,
             identity,
@@ -62,6 +71,7 @@ class Bridge:
 
     def migrate(self) -> None:
         upgrade(self.db)
+        prepare_secrets(self.db, self.api.kek)
 
     async def run(self, sockets: list[socket.socket], stop: asyncio.Event) -> None:
         """Serve HTTP on `sockets` and run the chores until `stop` is set."""
@@ -83,12 +93,17 @@ def serve(config: BridgeConfig, role: Role) -> None:
     if config.server.workers < 1:
         raise ServeError("configuration error: [server] workers must be at least 1")
     try:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.data_dir)
         identity = load_or_create(config.identity_path)
     except (OSError, IdentityError) as exc:
         raise ServeError(f"cannot use data directory {config.data_dir}: {exc}") from exc
+    # Every process loads the KEK, the worker too: it checks, and wraps, what the API reads.
+    try:
+        kek = load_kek(config)
+    except KekError as exc:
+        raise ServeError(str(exc)) from exc
     if role == "worker":
-        _migrate(config, None)
+        _migrate(config, None, kek)
         asyncio.run(_run_worker(config, identity))
         return
     # Several API processes: one SO_REUSEPORT socket each, so that the kernel spreads
@@ -98,18 +113,18 @@ def serve(config: BridgeConfig, role: Role) -> None:
         _check_tls(config.server.tls_cert, config.server.tls_key)
     reuse_port = config.server.workers > 1 and hasattr(socket, "SO_REUSEPORT")
     sock = _bind(config.server.host, config.server.port, reuse_port)
-    _migrate(config, sock)
+    _migrate(config, sock, kek)
     _hold_signals()  # from here a SIGTERM stops the process cleanly, however early it comes
     url = url_of(sock, "https" if config.server.tls else "http")
     config.url_path.write_text(url + "\n")
     announce_listening(role=role, url=url, node_id=identity.node_id.hex())
     address = sock.getsockname()[:2]
     children = [
-        _fork_api(config, identity, sock, address if reuse_port else None)
+        _fork_api(config, identity, sock, address if reuse_port else None, kek)
         for _ in range(config.server.workers - 1)
     ]
     try:
-        _run_api(config, identity, sock, with_chores=role == "both")
+        _run_api(config, identity, sock, kek, with_chores=role == "both")
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
@@ -139,12 +154,18 @@ def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
         raise ServeError(f"cannot listen on {host}:{port}: {reason}") from exc
 
 
-def _migrate(config: BridgeConfig, sock: socket.socket | None) -> None:
+def _migrate(config: BridgeConfig, sock: socket.socket | None, kek: KeyWrap) -> None:
     """Bring the schema up to date on a short-lived engine: forked processes must not inherit
-    its connections. Concurrent starts on PostgreSQL take turns (an advisory lock)."""
+    its connections. Concurrent starts on PostgreSQL take turns (an advisory lock). Then check
+    that `kek` opens the API key secrets, and wrap those still stored raw."""
     db = Database(config.database)
     try:
         upgrade(db)
+        prepare_secrets(db, kek)
+    except KekError as exc:
+        if sock is not None:
+            sock.close()
+        raise ServeError(str(exc)) from exc
     except Exception as exc:
         if sock is not None:
             sock.close()
@@ -156,19 +177,24 @@ def _migrate(config: BridgeConfig, sock: socket.socket | None) -> None:
 
 
 def _run_api(
-    config: BridgeConfig, identity: Identity, sock: socket.socket, *, with_chores: bool
+    config: BridgeConfig,
+    identity: Identity,
+    sock: socket.socket,
+    kek: KeyWrap,
+    *,
+    with_chores: bool,
 ) -> None:
     async def main() -> None:
         stop = _stop_on_signals()
         if with_chores:
-            bridge = Bridge(config, identity)
+            bridge = Bridge(config, identity, kek=kek)
             _freeze_heap()
             try:
                 await bridge.run([sock], stop)
             finally:
                 await bridge.aclose()
         else:
-            api = ApiPeer(config, identity)
+            api = ApiPeer(config, identity, kek=kek)
             _freeze_heap()
             try:
                 await api.serve([sock], stop)
@@ -243,6 +269,7 @@ def _fork_api(
     identity: Identity,
     sock: socket.socket,
     own_address: tuple[str, int] | None,
+    kek: KeyWrap,
 ) -> int:
     pid = os.fork()
     if pid:
@@ -253,7 +280,7 @@ def _fork_api(
         if own_address is not None:
             sock.close()  # the parent's: this process accepts on a socket of its own
             sock = _bind(*own_address, reuse_port=True)
-        _run_api(config, identity, sock, with_chores=False)
+        _run_api(config, identity, sock, kek, with_chores=False)
     except BaseException:
         code = 1
     finally:

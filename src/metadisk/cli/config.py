@@ -30,10 +30,7 @@ config dir (``~/.config/metadisk`` on Linux). It holds::
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +43,8 @@ from metadisk.cli.errors import UsageError
 from metadisk.client import ClientConfig, DownloadConfig, SegmentSizing, TransportConfig
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant
+from metadisk.runtime import files
+from metadisk.runtime.files import private_dir
 
 ENV_CONFIG_DIR = "METADISK_CONFIG_DIR"
 CONFIG_FILE = "config.toml"
@@ -131,6 +130,9 @@ def config_dir(flag: Path | None, environ: Mapping[str, str]) -> Path:
 def load(directory: Path) -> CliConfig:
     """The config in `directory`; an empty one if there is no file yet."""
     path = directory / CONFIG_FILE
+    # What an older version, or a hand, left open to other users is closed before it is read.
+    for private in (directory, path, directory / SESSION_FILE):
+        files.tighten(private)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -154,20 +156,8 @@ def write_private(path: Path, text: str) -> Path:
     The file is created 0600 before any byte is written, so a secret is never readable by
     others, not even for a moment; the rename means a crash leaves the old file or the new one.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, 0o600)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    return path
+    private_dir(path.parent)
+    return files.write_private(path, text)
 
 
 def _from_toml(raw: Mapping[str, Any]) -> CliConfig:

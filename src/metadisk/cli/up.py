@@ -10,7 +10,8 @@ then SIGKILL after a timeout). Everything lives in one data dir, ``./.metadisk``
       bridge/            the bridge's identity, SQLite database (+ WAL) and log
       farmers/farmer-NN/ each farmer's identity, config, pieces and log
       cli/config.toml    the CLI config for this network: grant, account, project (0600)
-      network.json       what later runs reuse: account email and password, project, grant (0600)
+      network.json       what later runs reuse: account email, project, grant (0600); never
+                         the password, shown once on the first run
       running.json       while running: every process's pid and URL (removed on stop)
       up.lock            held while `metadisk up` runs, so two never share a data dir
 
@@ -54,6 +55,7 @@ from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant
 from metadisk.core.identity import NodeId
 from metadisk.farmer.config import TrustedBridge, parse_size
+from metadisk.runtime.files import private_dir
 
 if TYPE_CHECKING:  # the network brings the bridge's database stack: load it only to run one
     from metadisk.devnet.network import LocalNetwork
@@ -71,10 +73,13 @@ _STATE_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class UpState:
-    """What the first run made and later runs reuse (``network.json``, mode 0600)."""
+    """What the first run made and later runs reuse (``network.json``, mode 0600).
+
+    No password: the grant (with its API key) is all the network needs, and a file that held
+    the account's password would hand whoever reads it the account itself.
+    """
 
     email: str
-    password: str
     project_id: str
     grant: str
 
@@ -138,6 +143,7 @@ def up(
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         with _exclusive(root):
+            private_dir(root)  # tightened by the one run that holds it, not by one refused
             # Later runs keep the farmers they have (their pieces are the network's data) and
             # add more only when asked to.
             count = (farmers or existing_farmers(root) or DEFAULT_FARMERS) + (add_farmers or 0)
@@ -232,10 +238,10 @@ async def _serve(context: CliContext, network: LocalNetwork, *, restart: bool) -
             if "already in use" in str(exc):
                 hint = " (another program has the bridge's port: run with --port 0 for a new one)"
             raise CliError(f"{exc}{hint}") from exc
-        state = await _tenant(network, root, fresh_bridge)
+        state, password = await _tenant(network, root, fresh_bridge)
         config_dir = _write_configs(context, root, state)
         _write_running(root, network)
-        _announce(network, root, state, config_dir)
+        _announce(network, root, state, config_dir, password)
         died = await _supervise(network, stop, restart=restart)
         if died is not None:
             raise CliError(died)
@@ -261,9 +267,13 @@ async def _unless_stopped(stop: asyncio.Event, work: Awaitable[object]) -> bool:
     return False
 
 
-async def _tenant(network: LocalNetwork, root: Path, fresh_bridge: bool) -> UpState:
-    """The saved account and grant, or new ones on the first run (or if the bridge was reset)."""
+async def _tenant(
+    network: LocalNetwork, root: Path, fresh_bridge: bool
+) -> tuple[UpState, str | None]:
+    """The saved account and grant, or new ones on the first run (or if the bridge was reset)
+    with the new account's password, which is shown once and saved nowhere."""
     state = None if fresh_bridge else _load_state(root)
+    password = None
     if state is None:
         try:
             tenant = await network.create_tenant(
@@ -276,15 +286,17 @@ async def _tenant(network: LocalNetwork, root: Path, fresh_bridge: bool) -> UpSt
                 project="local",
                 key_name="metadisk up",
             )
-        state = UpState(tenant.email, tenant.password, tenant.project_id, tenant.grant)
+        state = UpState(tenant.email, tenant.project_id, tenant.grant)
+        password = tenant.password
     grant = AccessGrant.parse(state.grant)
     if grant.bridge_url != network.bridge.url:
         # The bridge got another port: same key and encryption, new address.
         moved = AccessGrant(network.bridge.url, grant.api_key, grant.encryption)
-        state = UpState(state.email, state.password, state.project_id, moved.serialize())
+        state = UpState(state.email, state.project_id, moved.serialize())
+    # Rewritten every start: a network.json from before this version loses its password here.
     record = {"version": _STATE_VERSION, **asdict(state)}
     cfg.write_private(root / STATE_FILE, json.dumps(record, indent=2) + "\n")
-    return state
+    return state, password
 
 
 def _load_state(root: Path) -> UpState | None:
@@ -300,9 +312,8 @@ def _load_state(root: Path) -> UpState | None:
     try:
         if raw.get("version") != _STATE_VERSION:
             raise ValueError(f"unknown version {raw.get('version')!r}")
-        state = UpState(
-            str(raw["email"]), str(raw["password"]), str(raw["project_id"]), str(raw["grant"])
-        )
+        # An older network.json also has "password": ignored, and dropped on rewrite.
+        state = UpState(str(raw["email"]), str(raw["project_id"]), str(raw["grant"]))
         AccessGrant.parse(state.grant)
     except (KeyError, ValueError, DecodeError) as exc:
         raise CliError(f"{path} is malformed ({exc}); move it away to start a new account") from exc
@@ -351,7 +362,9 @@ def _write_running(root: Path, network: LocalNetwork) -> None:
     cfg.write_private(root / RUNNING_FILE, json.dumps(running, indent=2) + "\n")
 
 
-def _announce(network: LocalNetwork, root: Path, state: UpState, config_dir: Path) -> None:
+def _announce(
+    network: LocalNetwork, root: Path, state: UpState, config_dir: Path, password: str | None
+) -> None:
     # Piped (a log, a test), Rich would assume 80 columns and cut the table: give it room.
     probe = Console()
     out = Console(
@@ -378,10 +391,10 @@ def _announce(network: LocalNetwork, root: Path, state: UpState, config_dir: Pat
         f"redundancy  {scheme.k}/{scheme.m}/{scheme.o}/{scheme.n}: any {scheme.k} of "
         f"{scheme.n} pieces rebuild a segment"
     )
-    out.print(
-        f"account     {state.email}, project {state.project_id[:12]} "
-        f"(password in {_short(root / STATE_FILE)})"
-    )
+    out.print(f"account     {state.email}, project {state.project_id[:12]}")
+    if password is not None:
+        # For `metadisk access` and other account commands; the grant needs none.
+        out.print(f"password    {password} (shown once, saved nowhere)")
     out.print(f"grant       {config_dir / cfg.CONFIG_FILE}")
     default = cfg.config_dir(None, os.environ).expanduser().absolute()
     cli = "metadisk" if config_dir == default else f"metadisk --config-dir {_short(config_dir)}"

@@ -101,7 +101,8 @@ class BridgeProcess:
 
     def start(self, *, timeout: float = 60.0) -> None:
         """Run the bridge (on the port it had before, if any) and wait until it listens."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Made private if missing; one found open is the bridge's to tighten (and say so).
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         settings = merge(self.settings, {"data_dir": str(self.data_dir)})
         if self.port:
             section = "worker" if self.role == "worker" else "server"

@@ -37,6 +37,7 @@ from metadisk.devnet.settings import merge
 from metadisk.devnet.tls import TLS_DIR, NetworkTLS, network_tls
 from metadisk.farmer.config import CONFIG_FILE, TrustedBridge
 from metadisk.farmer.setup import read_config, read_identity, write_config
+from metadisk.runtime.files import private_dir
 from metadisk.runtime.tls import CA_FILE_ENV
 from metadisk.wire.api.nodes import NodeStatus
 
@@ -214,7 +215,8 @@ class LocalNetwork:
 
         Safe to cancel: whatever was started is stopped by `stop()`.
         """
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.root)
+        private_dir(self.root / FARMERS_DIR)
         if self.tls:
             await asyncio.to_thread(network_tls, self.root)
         # In a thread: the bridge launcher blocks while it reads the bridge's first line.

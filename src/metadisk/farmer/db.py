@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from metadisk.farmer.errors import Conflict
 from metadisk.farmer.pieces.db import Expiring, JournalEntry, Move
 from metadisk.farmer.usage.db import BridgeUsage
+from metadisk.runtime.files import private_file, tighten_sqlite
 
 T = TypeVar("T")
 
@@ -131,6 +132,9 @@ class FarmerDB:
 
     def _serve(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
         try:
+            # 0600 before SQLite opens it (its WAL and shm files take its mode): it lists every
+            # piece this node holds.
+            tighten_sqlite(private_file(self._path))
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")

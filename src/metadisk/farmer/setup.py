@@ -21,6 +21,7 @@ from metadisk.farmer.config import (
     config_to_toml,
 )
 from metadisk.farmer.errors import SetupError
+from metadisk.runtime.files import tighten
 
 _IDENTITY_HEADER = "metadisk farmer identity v1"
 
@@ -88,6 +89,9 @@ def read_config(data_dir: Path) -> FarmerConfig:
         raise SetupError(message, code="config") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise SetupError(f"cannot read {path}: {exc}", code="config") from exc
+    # A farmer's data dir (it has its config): its database lists every piece held and its
+    # identity signs for the node, so it is the owner's alone.
+    tighten(data_dir)
     return config_from_toml(text, data_dir)
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import Connection, Row, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from metadisk.bridge.accounts.db import KeyRecord, Project, Usage, User
+from metadisk.bridge.auth.kek import KeyWrap, unwrap_or_none
 from metadisk.bridge.config import Limits
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.db.engine import Database
@@ -16,8 +17,9 @@ from metadisk.bridge.db.engine import Database
 class AccountsStore:
     """Implements `metadisk.bridge.accounts.db.AccountsDB`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, wrap: KeyWrap) -> None:
         self._db = db
+        self._wrap = wrap  # API key secrets are stored wrapped (metadisk.bridge.auth.kek)
 
     def create_user(self, user: User) -> bool:
         def work(conn: Connection) -> bool:
@@ -112,7 +114,7 @@ class AccountsStore:
                     key_id=record.key_id,
                     project_id=record.project_id,
                     name=record.name,
-                    secret=secret,
+                    secret=self._wrap.wrap(record.key_id, record.project_id, secret),
                     created_at=record.created_at,
                 )
             )
@@ -131,8 +133,10 @@ class AccountsStore:
     def key_secret(self, project_id: str, key_id: bytes) -> bytes | None:
         k = t.api_keys.c
         query = select(k.secret).where(k.project_id == project_id, k.key_id == key_id)
-        secret: bytes | None = self._db.read(lambda conn: conn.execute(query).scalar())
-        return secret
+        stored: bytes | None = self._db.read(lambda conn: conn.execute(query).scalar())
+        if stored is None:
+            return None
+        return unwrap_or_none(self._wrap, key_id, project_id, bytes(stored))
 
     def delete_key(self, project_id: str, key_id: bytes) -> bool:
         k = t.api_keys.c

@@ -16,13 +16,16 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from metadisk.bridge.config import DatabaseConfig
+from metadisk.runtime.files import private_file, tighten_sqlite
 
 T = TypeVar("T")
 
@@ -36,6 +39,8 @@ class Database:
     def __init__(self, config: DatabaseConfig) -> None:
         self.url = _normalize_url(config.url)
         self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            _private_sqlite_file(self.url)
         self.engine = _make_engine(self.url, config)
         self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
 
@@ -80,6 +85,22 @@ def _normalize_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the database file 0600 before SQLite does (SQLite would make it 0644, and gives
+    its WAL and shared-memory files the database's mode), and tighten one found looser: it holds
+    every account's password hash and API key's wrapped secret."""
+    try:
+        name = make_url(url).database
+    except ArgumentError:
+        return  # create_engine says what is wrong with it
+    if name in (None, "", ":memory:") or name.startswith("file:"):
+        return
+    path = Path(name)
+    if path.parent.is_dir():
+        private_file(path)
+        tighten_sqlite(path)
 
 
 def _make_engine(url: str, config: DatabaseConfig) -> Engine:
