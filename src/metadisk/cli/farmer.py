@@ -471,8 +471,8 @@ def _parse_bridge(spec: str) -> _Pinned:
         node_hex, url = "", spec
     try:
         url = check_url(url)
-        check_transport(url)
         node_id = NodeId.from_hex(node_hex) if node_hex else None
+        check_transport(url)
     except (ValueError, DecodeError) as exc:  # InsecureURL is a ValueError
         fail(f"--bridge {spec!r}: {exc}")
     return _Pinned(node_id, url)
