@@ -20,6 +20,7 @@ from yarl import URL
 
 from metadisk.core.messages import Action
 from metadisk.devnet.farmer import FarmerProcess, farmer_process
+from metadisk.farmer.http import RequestClock
 from tests.farmer.helpers import Bridge, error_code, piece_id, put, put_headers
 
 pytestmark = pytest.mark.asyncio
@@ -293,3 +294,37 @@ async def test_puts_per_address_are_capped(
 
         await wait_until(room_again, "the abandoned uploads released")
         await put(session, farmer.url, bridge, farmer.node_id, data)
+
+
+class _Client:
+    """A body's source for `RequestClock`: each chunk after `delay` seconds, or never."""
+
+    def __init__(self, delay: float | None) -> None:
+        self.delay = delay
+
+    async def readchunk(self) -> tuple[bytes, bool]:
+        if self.delay is None:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.delay or 0)
+        return b"x", False
+
+
+async def test_only_waits_on_the_client_count_as_silence() -> None:
+    """A handler busy elsewhere (a slow disk) for longer than `idle` between reads is not cut;
+    a client that sends nothing for `idle` is."""
+    deadline = asyncio.timeout(None)
+    clock = RequestClock(deadline, idle=0.2)
+    async with deadline:
+        for _ in range(3):
+            await clock.read(_Client(0.01))  # type: ignore[arg-type]
+            await asyncio.sleep(0.4)  # the handler's own work, not the client's silence
+    assert not clock.silent
+    clock.close()
+
+    deadline = asyncio.timeout(None)
+    clock = RequestClock(deadline, idle=0.2)
+    with pytest.raises(TimeoutError):
+        async with deadline:
+            await clock.read(_Client(None))  # type: ignore[arg-type]
+    assert clock.silent
+    clock.close()
