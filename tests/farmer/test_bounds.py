@@ -252,7 +252,12 @@ async def test_headers_that_never_finish_are_cut(tmp_path: Path, bridge: Bridge)
     ids=["request-line", "header-name", "header-size", "line-size", "header-count"],
 )
 async def test_malformed_http_gets_the_envelope_without_the_request_bytes(
-    tmp_path: Path, bridge: Bridge, request_bytes: bytes, status: int, code: str
+    tmp_path: Path,
+    bridge: Bridge,
+    session: aiohttp.ClientSession,
+    request_bytes: bytes,
+    status: int,
+    code: str,
 ) -> None:
     async with farmer_at(tmp_path, bridge) as farmer:
         conn = await Raw.open(farmer)
@@ -264,6 +269,9 @@ async def test_malformed_http_gets_the_envelope_without_the_request_bytes(
         assert headers["content-type"].startswith("application/json")
         assert json.loads(body)["error"]["code"] == code
         assert b"SECRET" not in raw.upper()
+        async with session.get(f"{farmer.url}/metrics") as response:
+            metrics = await response.text()
+        assert f'metadisk_farmer_refusals_total{{code="{code}",route="unmatched"}} 1.0' in metrics
 
 
 async def test_puts_per_address_are_capped(

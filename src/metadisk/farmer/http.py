@@ -35,6 +35,7 @@ from metadisk.runtime.chore import Chore
 from metadisk.runtime.logs import event
 from metadisk.runtime.metrics import UNMATCHED
 from metadisk.runtime.net import is_loopback
+from metadisk.runtime.server import ErrorPage
 from metadisk.wire.dataplane.contract import CHORE, ChoreRun
 from metadisk.wire.errors import error_body
 
@@ -94,8 +95,9 @@ class RequestClock:
             return  # not waiting: the next read sets the timer again
         now = self._loop.time()
         if now - since >= self._idle:
-            self.silent = True
-            self._deadline.reschedule(now)  # the deadline's own cancellation: a TimeoutError
+            if not self._deadline.expired():  # (the total deadline may have just passed)
+                self.silent = True
+                self._deadline.reschedule(now)  # its own cancellation: a TimeoutError
         else:
             self._timer = self._loop.call_at(since + self._idle, self._check)
 
@@ -108,16 +110,24 @@ class RequestClock:
 REQUEST_CLOCK = web.RequestKey("request_clock", RequestClock)
 
 
-def malformed_page(status: int, exc: BaseException | None) -> web.Response:
-    """The answer to a request aiohttp could not parse (`AppServer`'s ``error_page``).
+def malformed_page(metrics: FarmerMetrics) -> ErrorPage:
+    """The answer to a request aiohttp could not parse (`AppServer`'s ``error_page``), counted
+    as a refusal of no route.
 
     The parse error's own text quotes the request's bytes; none of it is answered or logged.
     """
-    if status >= 500:
-        return error_response(500, "internal", "internal error")
-    if isinstance(exc, LineTooLong) or "Too many headers" in str(exc):
-        return error_response(431, "headers-too-large", "request line or headers too large")
-    return error_response(400, "malformed-http", "not a well-formed HTTP/1.1 request")
+
+    def page(status: int, exc: BaseException | None) -> web.Response:
+        if status >= 500:
+            status, code, message = 500, "internal", "internal error"
+        elif isinstance(exc, LineTooLong) or "Too many headers" in str(exc):
+            status, code, message = 431, "headers-too-large", "request line or headers too large"
+        else:
+            status, code, message = 400, "malformed-http", "not a well-formed HTTP/1.1 request"
+        metrics.refusals.labels(UNMATCHED, code).inc()
+        return error_response(status, code, message)
+
+    return page
 
 
 def error_response(

@@ -179,7 +179,7 @@ class Peer:
                 "max_field_size": config.max_header_size,
                 "max_headers": config.max_headers,
             },
-            error_page=malformed_page,
+            error_page=malformed_page(self.metrics),
         )
 
         self.group = Group()
