@@ -10,11 +10,15 @@ measures, each in a fresh client process so its memory is its own:
   one call. The same with 4,097-byte objects, the smallest that go to farmers (begin object,
   begin segment, piece uploads, commit segment, commit object), shows the segment path.
 
+Each runs on a plain-HTTP loopback network (as `metadisk up`) and again with TLS on every hop
+(`LocalNetwork(tls=True)`: the bridge's HTTPS, farmers' node-key certificates), and the cost of
+TLS is printed beside them (``--tls off|on|both``).
+
 Prints a table with the targets beside the figures; never asserts. Every transfer is checked
 byte for byte after it is timed.
 
-    python bench/e2e.py            # about 2-3 minutes
-    python bench/e2e.py --quick    # about 30 seconds: small sizes, a smoke run
+    python bench/e2e.py            # about 5 minutes (both transports)
+    python bench/e2e.py --quick    # about a minute: small sizes, a smoke run
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 from metadisk.allocator import tune_for_streaming
 from metadisk.client import AsyncProject, ClientConfig
 from metadisk.devnet.network import LocalNetwork
+from metadisk.runtime.tls import CA_FILE_ENV
 
 MiB = 1 << 20
 TARGETS = {
@@ -165,13 +170,14 @@ def client_main(args: argparse.Namespace) -> None:
 # -- the bench ---------------------------------------------------------------------------------
 
 
-async def run_client(*args: str) -> dict[str, Any]:
+async def run_client(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     out, err = await process.communicate()
     if process.returncode != 0:
@@ -190,9 +196,14 @@ def make_source(path: Path, size: int) -> None:
             left -= min(left, len(block))
 
 
-async def bench(args: argparse.Namespace, root: Path) -> list[Row]:
+async def bench(args: argparse.Namespace, root: Path, tls: bool) -> list[Row]:
     rows: list[Row] = []
-    network = LocalNetwork(root / "network", farmers=args.farmers)
+    network = LocalNetwork(
+        root / ("network-tls" if tls else "network"), farmers=args.farmers, tls=tls
+    )
+    env = {CA_FILE_ENV: str(network.ca_file)} if tls else {}
+    os.environ.update(env)  # this process makes the tenant over the bridge's HTTPS too
+    mode = " TLS" if tls else ""
     try:
         await network.start()
         tenant = await network.create_tenant()
@@ -201,7 +212,7 @@ async def bench(args: argparse.Namespace, root: Path) -> list[Row]:
         grant_file.chmod(0o600)
         scheme = network.redundancy
         print(
-            f"network: bridge + {len(network.farmers)} farmers, "
+            f"network{mode}: bridge + {len(network.farmers)} farmers, "
             f"{scheme.k}/{scheme.m}/{scheme.o}/{scheme.n}",
             file=sys.stderr,
         )
@@ -212,11 +223,13 @@ async def bench(args: argparse.Namespace, root: Path) -> list[Row]:
             result = await run_client(
                 "--client", "transfer", "--grant-file", str(grant_file),
                 "--source", str(source), "--target", str(target), "--offload", args.offload,
+                env=env,
             )  # fmt: skip
             source.unlink()
             target.unlink()
             check = "" if result["same"] else "MISMATCH"
             label = f"{size_mib} MiB" if size_mib < 1024 else f"{size_mib // 1024} GiB"
+            label += mode
             rows.append(
                 Row(f"upload {label}", size_mib / result["upload_s"], "MiB/s",
                     TARGETS["upload"], check)
@@ -231,11 +244,13 @@ async def bench(args: argparse.Namespace, root: Path) -> list[Row]:
                     f"{result['rss_workers']:.0f} MiB incl. shared segment buffers")
             )  # fmt: skip
         for size, label in ((4096, "4 KiB inline"), (4097, "4097 B on farmers")):
+            label += mode
             print(f"{args.objects} objects of {label} ...", file=sys.stderr)
             result = await run_client(
                 "--client", "small", "--grant-file", str(grant_file),
                 "--objects", str(args.objects), "--size", str(size),
                 "--concurrency", str(args.concurrency),
+                env=env,
             )  # fmt: skip
             check = "" if result["same"] else "MISMATCH"
             # the targets are for 4 KiB objects; 4097 B shows the segment path beside them
@@ -251,13 +266,22 @@ async def bench(args: argparse.Namespace, root: Path) -> list[Row]:
             )  # fmt: skip
     finally:
         await network.stop()
+        for name in env:
+            os.environ.pop(name, None)
     return rows
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"{'measure':<30}{'value':>10}  {'unit':<10}{'target':<20}note")
+    print(f"{'measure':<36}{'value':>10}  {'unit':<10}{'target':<20}note")
     for row in rows:
-        print(f"{row.name:<30}{row.value:>10.1f}  {row.unit:<10}{row.target:<20}{row.note}")
+        print(f"{row.name:<36}{row.value:>10.1f}  {row.unit:<10}{row.target:<20}{row.note}")
+    plain = {row.name: row for row in rows if " TLS" not in row.name}
+    for row in rows:
+        base = plain.get(row.name.replace(" TLS", ""))
+        if " TLS" in row.name and base is not None and base.value and row.unit != "MiB":
+            change = 100 * (row.value - base.value) / base.value
+            print(f"TLS cost, {base.name}: {base.value:.1f} -> {row.value:.1f} {row.unit} "
+                  f"({change:+.0f}%)")  # fmt: skip
     print(TAHOE)
 
 
@@ -269,6 +293,12 @@ def main() -> None:
                         help="file sizes in MiB, comma-separated (default 256,1024)")  # fmt: skip
     parser.add_argument("--objects", type=int, help="small objects (default 1000)")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--tls",
+        choices=("off", "on", "both"),
+        default="both",
+        help="plain HTTP (as `metadisk up`), TLS on every hop, or both to show its cost",
+    )
     parser.add_argument("--dir", type=Path, help="work here instead of a temporary dir")
     parser.add_argument(
         "--offload",
@@ -288,12 +318,15 @@ def main() -> None:
         return
     args.sizes = args.sizes or ([4, 16] if args.quick else [256, 1024])
     args.objects = args.objects or (64 if args.quick else 1000)
-    if args.dir is not None:
-        args.dir.mkdir(parents=True, exist_ok=True)
-        rows = asyncio.run(bench(args, args.dir))
-    else:
-        with tempfile.TemporaryDirectory(prefix="metadisk-bench-") as temp:
-            rows = asyncio.run(bench(args, Path(temp)))
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.tls]
+    rows = []
+    for tls in modes:
+        if args.dir is not None:
+            args.dir.mkdir(parents=True, exist_ok=True)
+            rows += asyncio.run(bench(args, args.dir, tls))
+        else:
+            with tempfile.TemporaryDirectory(prefix="metadisk-bench-") as temp:
+                rows += asyncio.run(bench(args, Path(temp), tls))
     print_table(rows)
 
 

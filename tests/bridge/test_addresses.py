@@ -31,6 +31,7 @@ from metadisk.wire.api.nodes import PING_FAILURES
 from tests.bridge.helpers import Api, Farmer, checkin
 
 PING_TIMEOUT = 1.0
+ADMIN = "admin-token-of-the-address-tests"  # why a ping-back failed is shown to operators only
 
 
 def _start(
@@ -39,7 +40,10 @@ def _start(
     process = BridgeProcess(
         factory.mktemp("bridge"),
         database_url=database_url,
-        settings={"nodes": {"private_addresses": private, "ping_timeout": PING_TIMEOUT}},
+        settings={
+            "nodes": {"private_addresses": private, "ping_timeout": PING_TIMEOUT},
+            "server": {"admin_token": ADMIN},
+        },
     )
     process.start()
     return process
@@ -159,7 +163,8 @@ def _farmer(address: str) -> Farmer:
 
 
 async def _status(api: Api, farmer: Farmer) -> dict[str, object]:
-    status: dict[str, object] = await api.ok("GET", f"/v1/nodes/{farmer.node_id.hex()}")
+    path = f"/v1/nodes/{farmer.node_id.hex()}"
+    status: dict[str, object] = await api.ok("GET", path, token=ADMIN)
     return status
 
 
@@ -210,7 +215,7 @@ async def test_unresolvable_host_is_stored_not_online(
     public_bridge: BridgeProcess, session: aiohttp.ClientSession
 ) -> None:
     api = Api(session, public_bridge.url)
-    farmer = _farmer("http://nothing.invalid:7777")  # .invalid never resolves (RFC 6761)
+    farmer = _farmer("https://nothing.invalid:7777")  # .invalid never resolves (RFC 6761)
     reply = await checkin(api, farmer)
     assert reply.body == {"node_id": farmer.node_id.hex(), "online": False}
     status = await _status(api, farmer)
@@ -358,7 +363,7 @@ async def test_error_text_stored_before_codes_is_not_shown(tmp_path: Path) -> No
                 created_at=1,
             )
         )
-        status = await peer.api.overlay.status(node.node_id, 2)
+        status = await peer.api.overlay.status(node.node_id, 2, "admin")
         assert status.last_ping_error == "unreachable"
     finally:
         await peer.aclose()

@@ -57,7 +57,9 @@ async def bridge(
         data_dir=tmp_path,
         database=DatabaseConfig(fresh_database),
         accounts=AccountsConfig(argon2_time_cost=1, argon2_memory_kib=8),
-        nodes=NodesConfig(single_host=True, private_addresses=True, contact_skew=10**10),
+        nodes=NodesConfig(
+            single_host=True, private_addresses=True, contact_skew=10**10, difficulty=0
+        ),
         chores=ChoresConfig(delete_max_attempts=3, delete_timeout=5),
     )
     peer = Bridge(config, Identity.generate(), clock=clock)

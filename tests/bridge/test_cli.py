@@ -33,7 +33,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.data_dir == tmp_path
     assert config.database.url == f"sqlite:///{(tmp_path / 'bridge.sqlite3').resolve()}"
     assert (config.server.host, config.server.port) == ("127.0.0.1", 0)
-    assert config.nodes.difficulty == 0 and config.nodes.single_host is False
+    assert config.nodes.difficulty == 18 and config.nodes.single_host is False
     assert config.nodes.private_addresses is False  # a public bridge unless told otherwise
     assert config.objects.profiles["local"] == LOCAL
 

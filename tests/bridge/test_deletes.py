@@ -180,7 +180,7 @@ async def bridge(fresh_database: str, tmp_path: Path) -> AsyncIterator[Bridge]:
     config = BridgeConfig(
         data_dir=tmp_path / "bridge",
         database=DatabaseConfig(fresh_database),
-        nodes=NodesConfig(single_host=True, private_addresses=True),
+        nodes=NodesConfig(single_host=True, private_addresses=True, difficulty=0),
         # Small batches: one cycle needs many claims, the hung farmer's request outstanding.
         chores=ChoresConfig(delete_batch=7, delete_timeout=3),
     )

@@ -41,7 +41,7 @@ async def bridge(fresh_database: str, tmp_path: Path) -> AsyncIterator[Bridge]:
     config = BridgeConfig(
         data_dir=tmp_path / "bridge",
         database=DatabaseConfig(fresh_database),
-        nodes=NodesConfig(single_host=True, private_addresses=True),
+        nodes=NodesConfig(single_host=True, private_addresses=True, difficulty=0),
         health=HealthConfig(
             audit_timeout=1.0,
             reverify_after=0,

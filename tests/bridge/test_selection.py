@@ -22,11 +22,18 @@ class Directory:
         self.candidates_ = candidates
 
     def candidates(
-        self, min_free: int, online_since: int, exclude: Collection[bytes], limit: int
+        self,
+        min_free: int,
+        online_since: int,
+        exclude: Collection[bytes],
+        limit: int,
     ) -> list[Candidate]:
         found = [c for c in self.candidates_ if c.node_id not in exclude]
         random.shuffle(found)
         return found[:limit]
+
+    def holding(self, node_ids: Collection[bytes], count: int) -> set[bytes]:
+        return set()  # no node holds any piece yet
 
     def node(self, node_id: bytes) -> NodeRecord | None:
         raise AssertionError("not used")

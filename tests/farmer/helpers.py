@@ -167,6 +167,7 @@ def make_config(
         allocated=allocated,
         bridges=(bridge,),
         checkin_interval=3600,
+        tls=False,
         trash_grace=3600,
         **settings,  # type: ignore[arg-type]
     )

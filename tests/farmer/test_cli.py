@@ -18,6 +18,7 @@ from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
 from metadisk.devnet.farmer import FarmerProcess, prepare_farmer
 from metadisk.farmer.setup import read_config, read_identity, write_config
+from metadisk.wire.dataplane.tls import NodeIdentityCheck
 from tests.farmer.helpers import NOWHERE, Bridge
 
 CLI = [sys.executable, "-m", "metadisk.cli.farmer"]
@@ -155,7 +156,13 @@ async def test_setup_meets_the_bridge_difficulty_then_runs(
     farmer = FarmerProcess(config, identity)
     await farmer.start()
     try:
-        async with aiohttp.ClientSession() as session, session.get(farmer.url + "/v1/node") as r:
+        # `setup` makes a TLS node by default: its certificate is its node key
+        assert farmer.url.startswith("https://")
+        pinned = NodeIdentityCheck(identity.node_id)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(farmer.url + "/v1/node", ssl=pinned) as r,
+        ):
             assert (await r.json())["node_id"] == identity.node_id.hex()
         assert (data_dir / "listen.json").exists()
     finally:

@@ -122,6 +122,8 @@ class ApiPeer:
             identity.node_id,
             config.server.admin_token,
         )
+        # Why a ping-back failed is for operators and the node itself (overlay/service.py).
+        self.overlay.admit_readers(identity.node_id, self.health.check_admin)
         self.uploads = UploadsService(
             metainfo,
             self.overlay,
@@ -178,6 +180,8 @@ class ApiPeer:
                 access_log=False,  # the metrics middleware writes the access log
                 lifespan="off",
                 timeout_graceful_shutdown=5,
+                ssl_certfile=self.config.server.tls_cert or None,
+                ssl_keyfile=self.config.server.tls_key or None,
             )
         )
 

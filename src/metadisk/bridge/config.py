@@ -58,6 +58,18 @@ class ServerConfig:
     # The operators' routes (``/v1/admin/...``) answer ``Authorization: Bearer <this>``; empty:
     # they are off. Use a long random value: it reads every node's standing.
     admin_token: str = ""
+    # HTTPS: PEM files of the certificate (chain) and its private key. Empty: plain HTTP, for a
+    # loopback network or behind a reverse proxy that terminates TLS (docs/security.md).
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("[server] tls_cert and tls_key go together: set both or neither")
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +90,36 @@ class AccountsConfig:
 class NodesConfig:
     """The node directory: who may check in and who is selected for pieces."""
 
-    difficulty: int = 0  # proof-of-work bits a node id needs; raise it on public networks
+    # Proof-of-work bits a node id needs: about 2**18 key generations, 9 s on average on one
+    # core of the machine it was measured on (docs/bridge.md), paid once per identity. Networks
+    # on one host or a LAN (devnet, tests) set 0.
+    difficulty: int = 18
     single_host: bool = False  # a network on one machine: disables the one-piece-per-/24 rule
     # Accept farmers whose address resolves to loopback, private, link-local or other non-global
     # IPs (a network on one host or a LAN). Off, such check-ins are refused before any ping-back:
     # anyone may check in, and the bridge must not probe its own host or network on their behalf.
     private_addresses: bool = False
+    # Accept farmers that serve plain HTTP on an address that is not loopback. Off, such a
+    # check-in is refused: a farmer's TLS certificate is what lets clients know they reached it.
+    plain_http: bool = False
     online_window: int = 3600  # seconds since a successful ping-back during which a node is online
     contact_skew: int = 600  # seconds a check-in's timestamp may differ from the bridge's clock
     ping_timeout: float = 5.0
+    # Pieces an unvetted node may hold (the bridge's count of its committed pieces) before it
+    # gets no more until audits vet it: a node's claimed space is only its word, and vetting is
+    # how it shows that it stores what it was given. Checking costs a walk of up to this many
+    # index entries per unvetted node sampled (docs/bridge.md). 0: no limit.
+    unvetted_pieces: int = 250
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.difficulty <= 32:
+            raise ValueError("[nodes] difficulty must be between 0 and 32 bits")
+        if self.unvetted_pieces < 0:
+            raise ValueError("[nodes] unvetted_pieces cannot be negative (0: no limit)")
+        if not self.ping_timeout > 0 or self.online_window < 1 or self.contact_skew < 0:
+            raise ValueError(
+                "[nodes] needs ping_timeout above 0, online_window >= 1 and contact_skew >= 0"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import gc
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable
 
@@ -93,11 +94,13 @@ def serve(config: BridgeConfig, role: Role) -> None:
     # Several API processes: one SO_REUSEPORT socket each, so that the kernel spreads
     # connections over them (on one shared socket the first process to wake accepts a whole
     # burst of keep-alive connections, and the others idle).
+    if config.server.tls:
+        _check_tls(config.server.tls_cert, config.server.tls_key)
     reuse_port = config.server.workers > 1 and hasattr(socket, "SO_REUSEPORT")
     sock = _bind(config.server.host, config.server.port, reuse_port)
     _migrate(config, sock)
     _hold_signals()  # from here a SIGTERM stops the process cleanly, however early it comes
-    url = url_of(sock)
+    url = url_of(sock, "https" if config.server.tls else "http")
     config.url_path.write_text(url + "\n")
     announce_listening(role=role, url=url, node_id=identity.node_id.hex())
     address = sock.getsockname()[:2]
@@ -114,6 +117,17 @@ def serve(config: BridgeConfig, role: Role) -> None:
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+
+
+def _check_tls(cert: str, key: str) -> None:
+    """Load the certificate and key once before serving, so a mistake is one line, not a
+    traceback from inside the HTTP server."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        reason = exc.strerror or str(exc)
+        message = f"cannot use [server] tls_cert {cert} and tls_key {key}: {reason}"
+        raise ServeError(message) from exc
 
 
 def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:

@@ -6,6 +6,7 @@ Every failure prints one line, ``error: ...``, on stderr and exits non-zero, wit
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import sys
@@ -13,7 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
-from urllib.error import HTTPError, URLError
+from urllib.error import URLError
+from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
 import click
@@ -43,6 +45,7 @@ from metadisk.farmer.setup import (
     write_identity,
 )
 from metadisk.runtime import logs
+from metadisk.runtime.tls import InsecureURL, bridge_context, check_transport
 from metadisk.wire.api.nodes import BridgeInfo
 from metadisk.wire.api.routes import BRIDGE_INFO
 from metadisk.wire.dataplane.contract import (
@@ -205,11 +208,15 @@ def run(
     try:
         config = read_config(data_dir)
         identity = read_identity(data_dir)
+        for bridge in config.bridges:
+            check_transport(bridge.url)
         from metadisk.farmer.peer import serve  # aiohttp: only the commands that serve pay
 
         asyncio.run(serve(config, identity, access_log=access_log))
     except FarmerError as exc:
         fail(exc.message)
+    except InsecureURL as exc:
+        fail(f"bridge: {exc}")
     except KeyboardInterrupt:
         pass
 
@@ -237,9 +244,11 @@ def status(
         fail(exc.message)
     not_running = ""
     try:
-        listen = json.loads((data_dir / LISTEN_FILE).read_text())
-        with urlopen(f"{listen['local_url']}{STATUS}", timeout=5) as response:  # noqa: S310
-            info = NodeReport.model_validate_json(response.read())
+        local_url = json.loads((data_dir / LISTEN_FILE).read_text())["local_url"]
+        status, raw = _node_call(local_url + STATUS, identity.node_id, timeout=5)
+        if status != 200:
+            raise ValueError(f"the node answered HTTP {status}")
+        info = NodeReport.model_validate_json(raw)
     except (OSError, ValueError, KeyError) as exc:
         not_running = _first_line(exc)
         typer.echo(f"node      {identity.node_id.hex()}  (not running)")
@@ -356,8 +365,9 @@ def exit_network(
         fail(f"--bridge {bridge}: not a trusted bridge of this node ({', '.join(trusted)})")
     leaving = [bridge.lower()] if bridge is not None else trusted
     try:
-        url = json.loads((data_dir / LISTEN_FILE).read_text())["local_url"] + EXIT
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        listen = json.loads((data_dir / LISTEN_FILE).read_text())
+        url, node_id = listen["local_url"] + EXIT, NodeId.from_hex(listen["node_id"])
+    except (OSError, ValueError, KeyError, TypeError, DecodeError) as exc:
         fail(f"no running node found in {data_dir}: {_first_line(exc)}")
     if not yes:
         if not sys.stdin.isatty():  # nobody to ask: a script must say --yes
@@ -375,8 +385,8 @@ def exit_network(
         if not confirmed:
             fail("not confirmed: nothing was done (add --yes to skip the question)")
     start = ExitStart(bridge=NodeId.from_hex(leaving[0]) if bridge is not None else None)
-    _exit_call(url, start.model_dump_json(exclude_none=True).encode())
-    report = _watch_exit(url, leaving)
+    _exit_call(url, node_id, start.model_dump_json(exclude_none=True).encode())
+    report = _watch_exit(url, node_id, leaving)
     failed = {b: report.bridges[b] for b in leaving if report.bridges[b].state != "exited"}
     for bridge_id in leaving:
         state = report.bridges[bridge_id]
@@ -387,22 +397,40 @@ def exit_network(
         fail(f"the exit from {bridge_id[:16]} failed: {state.error or 'no reason given'}")
 
 
-def _exit_call(url: str, body: bytes | None = None) -> ExitReport:
-    """POST (with `body`) or GET the node's exit route; one line and exit 1 if it fails."""
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    request = Request(url, data=body, headers=headers)  # noqa: S310 - the node's loopback URL
+def _node_call(
+    url: str, node_id: NodeId, *, body: bytes | None = None, timeout: float = 10.0
+) -> tuple[int, bytes]:
+    """GET, or POST `body`, to this machine's node; its status and body (at most 1 MiB).
+
+    A TLS node must prove it is `node_id`: whatever else answers on its port gets nothing.
+    """
+    from metadisk.wire.dataplane.tls import pinned_connection  # loads aiohttp: only when used
+
+    parts = urlsplit(url)
+    connection = pinned_connection(url, node_id, timeout)
     try:
-        with urlopen(request, timeout=10) as response:  # noqa: S310
-            return ExitReport.model_validate_json(response.read())
-    except HTTPError as exc:
-        detail = parse_error(exc.read())
-        reason = f"{detail.message} [{detail.code}]" if detail else f"HTTP {exc.code}"
-        fail(f"the node refused: {reason}")
-    except (OSError, ValueError) as exc:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        connection.request("POST" if body is not None else "GET", parts.path, body, headers)
+        response = connection.getresponse()
+        return response.status, response.read(1 << 20)
+    finally:
+        connection.close()
+
+
+def _exit_call(url: str, node_id: NodeId, body: bytes | None = None) -> ExitReport:
+    """POST (with `body`) or GET the node's exit route; one line and exit 1 if it fails."""
+    try:
+        status, raw = _node_call(url, node_id, body=body)
+        if not 200 <= status < 300:
+            detail = parse_error(raw)
+            reason = f"{detail.message} [{detail.code}]" if detail else f"HTTP {status}"
+            fail(f"the node refused: {reason}")
+        return ExitReport.model_validate_json(raw)
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         fail(f"the node stopped answering: {_first_line(exc)}")
 
 
-def _watch_exit(url: str, leaving: list[str]) -> ExitReport:
+def _watch_exit(url: str, node_id: NodeId, leaving: list[str]) -> ExitReport:
     """Poll the node until every bridge of `leaving` exited or failed, with a bar each."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -412,7 +440,7 @@ def _watch_exit(url: str, leaving: list[str]) -> ExitReport:
     with Progress(*columns, console=console, disable=not console.is_terminal) as bars:
         tasks = {b: bars.add_task(f"exit {b[:16]}", total=None) for b in leaving}
         while True:
-            report = _exit_call(url)
+            report = _exit_call(url, node_id)
             states = [report.bridges.get(b) for b in leaving]
             for bridge_id, state in zip(leaving, states, strict=True):
                 if state is not None:
@@ -443,8 +471,9 @@ def _parse_bridge(spec: str) -> _Pinned:
         node_hex, url = "", spec
     try:
         url = check_url(url)
+        check_transport(url)
         node_id = NodeId.from_hex(node_hex) if node_hex else None
-    except (ValueError, DecodeError) as exc:
+    except (ValueError, DecodeError) as exc:  # InsecureURL is a ValueError
         fail(f"--bridge {spec!r}: {exc}")
     return _Pinned(node_id, url)
 
@@ -486,7 +515,8 @@ def _resolve_bridge(pinned: _Pinned, keys: dict[NodeId, bytes]) -> tuple[Trusted
 
 def _fetch(url: str) -> bytes:
     request = Request(url, headers={"Accept": "application/json"})  # noqa: S310 - http(s) checked
-    with urlopen(request, timeout=10) as response:  # noqa: S310
+    tls = bridge_context() if url.startswith("https://") else None
+    with urlopen(request, timeout=10, context=tls) as response:  # noqa: S310
         return bytes(response.read(1 << 20))
 
 

@@ -10,8 +10,8 @@ the launcher reads that line, so there is no race for a port and no polling. Log
         bridge.kill()  # SIGKILL, as a crash would
         bridge.start()  # again: same data dir, database and port
 
-`TEST_SETTINGS` makes password hashing cheap and turns on single-host mode and private addresses
-(every farmer of a test network is on 127.0.0.1).
+`TEST_SETTINGS` makes password hashing cheap, turns on single-host mode and private addresses
+(every farmer of a test network is on 127.0.0.1), and asks no proof of work nor vetting.
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ Role = Literal["run", "api", "worker"]
 TEST_SETTINGS: dict[str, Any] = {
     "log_level": "warning",
     "accounts": {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1},
-    "nodes": {"single_host": True, "private_addresses": True},
+    # Identities of test farmers are made by the hundred: no proof of work; and their nodes are
+    # rarely audited into vetting, so no limit on what unvetted nodes hold.
+    "nodes": {
+        "single_host": True,
+        "private_addresses": True,
+        "difficulty": 0,
+        "unvetted_pieces": 0,
+    },
 }
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ class FarmerProcess:
         *,
         log_level: str = "warning",
         options: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -59,7 +60,7 @@ class FarmerProcess:
         self.port = config.port
         self.info: dict[str, Any] = {}
         self._child = ChildProcess(
-            f"farmer {config.data_dir.name}", [], log_path=config.data_dir / LOG_FILE
+            f"farmer {config.data_dir.name}", [], log_path=config.data_dir / LOG_FILE, env=env
         )
 
     @property
@@ -147,12 +148,16 @@ def prepare_farmer(
     allocated: int = 1 << 30,
     identity: Identity | None = None,
     difficulty: int = 0,
+    tls: bool = False,
     **settings: Any,
 ) -> tuple[FarmerConfig, Identity]:
-    """Write a data dir as `metadisk farmer setup` would; `settings` are `FarmerConfig` fields."""
+    """Write a data dir as `metadisk farmer setup` would; `settings` are `FarmerConfig` fields.
+
+    Plain HTTP unless `tls`: these farmers serve a network on this machine's loopback.
+    """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = FarmerConfig(
-        data_dir=data_dir, allocated=allocated, bridges=tuple(bridges), **settings
+        data_dir=data_dir, allocated=allocated, bridges=tuple(bridges), tls=tls, **settings
     )
     identity = identity or Identity.generate(difficulty)
     write_identity(data_dir, identity)

@@ -34,8 +34,10 @@ from metadisk.core.paths import EncryptionAccess
 from metadisk.devnet.bridge import BridgeProcess
 from metadisk.devnet.farmer import FarmerProcess, prepare_farmer
 from metadisk.devnet.settings import merge
+from metadisk.devnet.tls import TLS_DIR, NetworkTLS, network_tls
 from metadisk.farmer.config import CONFIG_FILE, TrustedBridge
 from metadisk.farmer.setup import read_config, read_identity, write_config
+from metadisk.runtime.tls import CA_FILE_ENV
 from metadisk.wire.api.nodes import NodeStatus
 
 BRIDGE_DIR = "bridge"
@@ -98,6 +100,11 @@ class LocalNetwork:
         Run the bridge as two processes on one data dir and database, the JSON API
         (``metadisk bridge api``) and a worker (``metadisk bridge worker``), as a deployment
         would; by default one ``metadisk bridge run`` does both.
+    tls:
+        Serve TLS on every hop, as a network across machines must: farmers with certificates
+        of their node keys, the bridge with a certificate of the network's own CA (made under
+        ``root/tls``; clients trust it through ``METADISK_CA_FILE``, see `ca_file`). Off, it is
+        plain HTTP, which only a loopback network may use.
     chore_interval:
         Seconds between every bridge and farmer chore's runs (check-ins, deletes, reclaim,
         trash, expiry, and each node's audits and uptime checks), for demos and tests that want
@@ -117,6 +124,7 @@ class LocalNetwork:
         log_level: str = "warning",
         separate_worker: bool = False,
         chore_interval: float | None = None,
+        tls: bool = False,
     ) -> None:
         if farmers < 1:
             raise ValueError("a network needs at least one farmer")
@@ -124,7 +132,10 @@ class LocalNetwork:
         self.farmer_count = max(farmers, existing_farmers(self.root))
         self.allocation = allocation
         self.log_level = log_level
-        self.farmer_settings = dict(farmer_settings or {})
+        self.tls = tls
+        self.farmer_settings = {"tls": tls, **(farmer_settings or {})}
+        # Farmers check in over TLS, so they trust the network's CA like any client does.
+        self.farmer_env = {CA_FILE_ENV: str(self.ca_file)} if tls else {}
         if chore_interval is not None:
             if not chore_interval > 0:
                 raise ValueError("the chore interval must be positive")
@@ -135,7 +146,7 @@ class LocalNetwork:
         profile = local_profile(self.farmer_count)
         settings: dict[str, Any] = {
             "log_level": log_level,
-            "nodes": {"single_host": True, "difficulty": 0},
+            "nodes": {"single_host": True, "difficulty": 0, "unvetted_pieces": 0},
             # One host, one clock: a filter's time needs no margin for farmers' clocks.
             "repair": {"gc_clock_skew": 1},
             "objects": {
@@ -158,6 +169,10 @@ class LocalNetwork:
             settings["server"] = {"port": port}
         elif (saved := _saved_port(self.bridge_dir)) is not None:
             settings["server"] = {"port": saved}
+        if tls:
+            files = self._tls_files
+            server = {"tls_cert": str(files.bridge_cert), "tls_key": str(files.bridge_key)}
+            settings["server"] = {**settings.get("server", {}), **server}
         settings = merge(settings, bridge_settings or {})
         self.bridge = BridgeProcess(
             self.bridge_dir, role="api" if separate_worker else "run", settings=settings
@@ -175,6 +190,16 @@ class LocalNetwork:
     def bridge_dir(self) -> Path:
         return self.root / BRIDGE_DIR
 
+    @property
+    def _tls_files(self) -> NetworkTLS:
+        where = self.root / TLS_DIR
+        return NetworkTLS(where / "ca.pem", where / "bridge.crt", where / "bridge.key")
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate that signed the bridge's (with `tls`): what clients must trust."""
+        return self._tls_files.ca_file
+
     def farmer_dir(self, number: int) -> Path:
         return farmer_dir(self.root, number)
 
@@ -190,6 +215,8 @@ class LocalNetwork:
         Safe to cancel: whatever was started is stopped by `stop()`.
         """
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.tls:
+            await asyncio.to_thread(network_tls, self.root)
         # In a thread: the bridge launcher blocks while it reads the bridge's first line.
         self._bridge_start = asyncio.ensure_future(asyncio.to_thread(self.bridge.start))
         try:
@@ -249,7 +276,7 @@ class LocalNetwork:
             config, identity = prepare_farmer(
                 data_dir, [trusted], allocated=self.allocation, **self.farmer_settings
             )
-        return FarmerProcess(config, identity, log_level=self.log_level)
+        return FarmerProcess(config, identity, log_level=self.log_level, env=self.farmer_env)
 
     async def stop(self) -> None:
         """Stop every farmer, then the bridge: SIGTERM, then SIGKILL if one takes too long.

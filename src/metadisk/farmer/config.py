@@ -114,7 +114,7 @@ class FarmerConfig:
     bridges: tuple[TrustedBridge, ...]
     host: str = "127.0.0.1"
     port: int = 0
-    public_address: str | None = None  # default: http://host:bound-port
+    public_address: str | None = None  # default: https://host:bound-port (http:// without tls)
     checkin_interval: float = 600.0
     checkin_timeout: float = 10.0
     trash_grace: float = 7 * 24 * 3600.0
@@ -124,6 +124,10 @@ class FarmerConfig:
     # write large pieces with O_DIRECT: less CPU, but on disks that serve O_DIRECT writes slowly
     # (this project's VMs: ~400 against ~700 MiB/s buffered) less throughput; docs/farmer.md
     direct_io: bool = False
+    # Serve the data plane over TLS with a certificate of the node's own key, so that clients
+    # and bridges can check they reached this node (docs/security.md). Off only on a loopback
+    # network (`metadisk up`): a bridge refuses plain-HTTP farmers elsewhere.
+    tls: bool = True
     # Bounds of the data plane (docs/farmer.md, "Bounded resources"): silence is cut, not size.
     # A connection must finish a request's headers within `header_timeout` of opening or of its
     # last answer (more than the 15 s aiohttp clients keep an idle pooled connection, so a
@@ -147,6 +151,9 @@ class FarmerConfig:
             raise ValueError(f"port {self.port} out of range")
         if self.public_address is not None:
             object.__setattr__(self, "public_address", check_url(self.public_address))
+            scheme = "https" if self.tls else "http"
+            if urlsplit(self.public_address).scheme != scheme:
+                raise ValueError(f"public_address must be {scheme}:// when tls is {self.tls}")
         for name in _NUMBERS:
             # TOML allows nan and inf; both pass `<= 0` checks and then stop chores for good.
             if not math.isfinite(getattr(self, name)):
@@ -191,6 +198,9 @@ _NUMBERS = (
 _MIN_HEADER_SIZE = 1024
 
 
+_BOOLS = ("direct_io", "tls")
+
+
 def config_to_toml(config: FarmerConfig) -> str:
     """The config file's text (the data dir is where the file lives, so it is not written)."""
 
@@ -207,7 +217,7 @@ def config_to_toml(config: FarmerConfig) -> str:
         lines.append(f"public_address = {s(config.public_address)}")
     lines += [f"{name} = {float(getattr(config, name))!r}" for name in _NUMBERS]
     lines += [f"{name} = {getattr(config, name)}" for name in _COUNTS]
-    lines.append(f"direct_io = {'true' if config.direct_io else 'false'}")
+    lines += [f"{name} = {'true' if getattr(config, name) else 'false'}" for name in _BOOLS]
     for bridge in config.bridges:
         lines += [
             "",
@@ -236,11 +246,12 @@ def config_from_toml(text: str, data_dir: Path) -> FarmerConfig:
                 kwargs[name] = _typed(raw.pop(name), str, name)
         if "port" in raw:
             kwargs["port"] = _typed(raw.pop("port"), int, "port")
-        if "direct_io" in raw:
-            direct_io = raw.pop("direct_io")
-            if not isinstance(direct_io, bool):
-                raise TypeError("direct_io must be true or false")
-            kwargs["direct_io"] = direct_io
+        for name in _BOOLS:
+            if name in raw:
+                value = raw.pop(name)
+                if not isinstance(value, bool):
+                    raise TypeError(f"{name} must be true or false")
+                kwargs[name] = value
         for name in _NUMBERS:
             if name in raw:
                 kwargs[name] = float(_typed(raw.pop(name), int | float, name))

@@ -49,6 +49,7 @@ from metadisk.farmer.pieces.store import PieceStore
 from metadisk.farmer.retain.endpoint import RetainEndpoint
 from metadisk.farmer.retain.service import RETRY_INTERVAL, RetainService
 from metadisk.farmer.setup import remove_quietly, write_atomic
+from metadisk.farmer.tls import server_context
 from metadisk.farmer.usage.endpoint import StatusEndpoint
 from metadisk.farmer.usage.service import UsageService
 from metadisk.runtime.chore import Chore
@@ -168,10 +169,12 @@ class Peer:
         app.add_routes(RetainEndpoint(self.retain).routes())
         app.add_routes(chore_routes({chore.name: chore for chore in self.chores}))
         app.add_routes([aiohttp_metrics_route(self.registry, allow=from_loopback)])
+        tls = server_context(identity, int(clock())) if config.tls else None
         self.server = AppServer(
             app,
             config.host,
             config.port,
+            ssl_context=tls,
             handler_args={
                 # aiohttp closes a connection idle in (or before) a request's headers this long
                 "keepalive_timeout": config.header_timeout,
@@ -241,7 +244,11 @@ class Peer:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.server.port}"
+        return f"{self.scheme}://{host}:{self.server.port}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.config.tls else "http"
 
     async def _serve(self) -> None:
         try:
@@ -292,7 +299,7 @@ async def serve(config: FarmerConfig, identity: Identity, *, access_log: bool = 
         local_host = "127.0.0.1" if config.host in WILDCARDS else config.host
         listening = {
             "url": peer.address,
-            "local_url": f"http://{local_host}:{peer.server.port}",
+            "local_url": f"{peer.scheme}://{local_host}:{peer.server.port}",
             "port": peer.server.port,
             "node_id": identity.node_id.hex(),
             "pid": os.getpid(),

@@ -21,6 +21,7 @@ import metadisk
 from metadisk.core.identity import Identity, NodeId
 from metadisk.core.messages import NodeQuery
 from metadisk.farmer.config import TrustedBridge
+from metadisk.runtime.tls import bridge_ssl
 from metadisk.wire.api.nodes import STANDING_PURPOSE, NodeStanding, StandingQuery
 from metadisk.wire.api.routes import NODE_STANDING
 from metadisk.wire.bodies import BodyTooLarge, read_capped
@@ -82,7 +83,11 @@ async def ask(
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     try:
         async with session.post(
-            bridge.url + NODE_STANDING, data=body, headers=headers, allow_redirects=False
+            bridge.url + NODE_STANDING,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            ssl=bridge_ssl(bridge.url),
         ) as response:
             if response.status != 200:
                 detail = parse_error(await read_capped(response.content, MAX_ERROR_BODY))

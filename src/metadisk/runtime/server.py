@@ -4,6 +4,7 @@ bridge worker's metrics)."""
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,8 +24,9 @@ ErrorPage = Callable[[int, BaseException | None], web.Response]
 class AppServer:
     """Binds on `start()` (port 0: an ephemeral one, then in `port`); `close()` stops serving.
 
-    On shutdown, requests in flight get `SHUTDOWN_GRACE` seconds, then their clients retry
-    elsewhere. Per-request logging is the metrics middleware's access log, not aiohttp's.
+    With `ssl_context` it serves HTTPS. On shutdown, requests in flight get `SHUTDOWN_GRACE`
+    seconds, then their clients retry elsewhere. Per-request logging is the metrics
+    middleware's access log, not aiohttp's.
 
     `handler_args` go to aiohttp's connection handler (``keepalive_timeout``,
     ``max_line_size``, ``max_field_size``, ``max_headers``, ...). `error_page`, if given,
@@ -38,11 +40,13 @@ class AppServer:
         host: str,
         port: int,
         *,
+        ssl_context: ssl.SSLContext | None = None,
         handler_args: Mapping[str, Any] | None = None,
         error_page: ErrorPage | None = None,
     ) -> None:
         self._host = host
         self._port = port
+        self._ssl_context = ssl_context
         runner_class = web.AppRunner if error_page is None else _runner_class(error_page)
         self._runner = runner_class(
             app,
@@ -57,7 +61,7 @@ class AppServer:
         sock = bind(self._host, self._port)
         self.port = sock.getsockname()[1]
         await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        await web.SockSite(self._runner, sock, ssl_context=self._ssl_context).start()
 
     async def close(self) -> None:
         await self._runner.cleanup()

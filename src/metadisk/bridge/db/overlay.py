@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import asdict, fields
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 
 from metadisk.bridge.db import tables as t
 from metadisk.bridge.db._shared import upsert
@@ -13,6 +13,7 @@ from metadisk.bridge.db.engine import Database
 from metadisk.bridge.overlay.db import Candidate, NodeRecord
 
 _n = t.nodes.c
+_p = t.pieces.c
 # Columns a check-in refreshes; created_at and disqualified_at survive it.
 _CONTACT_COLUMNS = (
     "public_key",
@@ -99,6 +100,12 @@ class OverlayStore:
             )
             for r in rows
         ]
+
+    def holding(self, node_ids: Collection[bytes], count: int) -> set[bytes]:
+        # A walk of at most `count` entries of each node's pieces index, not a full count.
+        held = exists(select(_p.node_id).where(_p.node_id == _n.node_id).limit(1).offset(count - 1))
+        query = select(_n.node_id).where(_n.node_id.in_(list(node_ids)), held)
+        return set(self._db.read(lambda conn: conn.scalars(query).all()))
 
     def disqualify(self, node_id: bytes, now: int) -> bool:
         statement = (

@@ -19,6 +19,7 @@ from metadisk.bridge.config import HealthConfig
 from metadisk.bridge.health.db import DueNode, HealthDB, Scores
 from metadisk.bridge.health.standing import after_check
 from metadisk.bridge.overlay.pinger import failure_code
+from metadisk.core.identity import NodeId
 from metadisk.runtime.logs import event
 from metadisk.wire.dataplane import PieceClient, PieceTransferError
 
@@ -65,7 +66,7 @@ class UptimeChecker:
         free: int | None = None
         try:
             async with asyncio.timeout(self._config.check_timeout):
-                card = await self._pieces.node_info(node.address)
+                card = await self._pieces.node_info(node.address, NodeId(node.node_id))
             if card.node_id.raw != node.node_id:
                 error = "wrong-node"
             free = card.free

@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from metadisk.core.identity import NodeId
 from metadisk.wire.api.nodes import PingFailure
 from metadisk.wire.dataplane import PieceClient, PieceTransferError
 
 
 class Pinger(Protocol):
-    async def __call__(self, address: str, wait: float) -> str:
-        """The node id (hex) the farmer at `address` reports; `PingFailed` if it cannot."""
+    async def __call__(self, address: str, wait: float, node_id: NodeId) -> str:
+        """The node id (hex) the farmer at `address` reports; `PingFailed` if it cannot.
+
+        A TLS farmer must also prove, in its handshake, that it holds `node_id`'s key.
+        """
         ...
 
 
@@ -36,10 +40,10 @@ class HTTPPinger:
     def __init__(self, pieces: PieceClient) -> None:
         self._pieces = pieces
 
-    async def __call__(self, address: str, wait: float) -> str:
+    async def __call__(self, address: str, wait: float, node_id: NodeId) -> str:
         try:
             async with asyncio.timeout(wait):
-                card = await self._pieces.node_info(address)
+                card = await self._pieces.node_info(address, node_id)
         except TimeoutError as exc:
             raise PingFailed("timeout", "no answer in time") from exc
         except PieceTransferError as exc:
@@ -57,4 +61,6 @@ def failure_code(exc: PieceTransferError) -> PingFailure:
         return "unresolvable"  # the name stopped resolving between the check-in and the ping
     if exc.code == "bad-response":
         return "bad-answer"  # something answered, but not the node's JSON
+    if exc.code == "wrong-node-identity":
+        return "wrong-node"  # a TLS peer holding another key
     return "unreachable"

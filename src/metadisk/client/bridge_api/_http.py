@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
 from urllib.parse import quote
@@ -10,6 +11,7 @@ import aiohttp
 from pydantic import BaseModel, ValidationError
 
 from metadisk.client.errors import BridgeError, BridgeUnavailable, InvalidArgument, bridge_error
+from metadisk.runtime.tls import InsecureURL, bridge_ssl, check_transport
 from metadisk.wire.bodies import BodyTooLarge, read_capped
 from metadisk.wire.errors import MAX_ERROR_BODY, describe_invalid, parse_error
 
@@ -24,6 +26,11 @@ class BridgeHttp:
         self, url: str, token: str, session: aiohttp.ClientSession | None, timeout: float
     ) -> None:
         self.url = url.rstrip("/")
+        try:
+            check_transport(self.url)
+        except InsecureURL as exc:
+            raise InvalidArgument(str(exc), code="insecure-bridge") from exc
+        self._ssl: ssl.SSLContext | bool | None = None
         self.token = token
         self._session = session
         self._owns_session = session is None
@@ -51,9 +58,14 @@ class BridgeHttp:
         if body is not None:
             data = body.model_dump_json(exclude_unset=False).encode()
             headers["Content-Type"] = "application/json"
+        if self._ssl is None:
+            try:
+                self._ssl = bridge_ssl(self.url)
+            except OSError as exc:  # a METADISK_CA_FILE that cannot be read
+                raise InvalidArgument(f"cannot load CA file: {exc}", code="ca-file") from exc
         try:
             async with self._client().request(
-                method, self.url + path, data=data, params=params, headers=headers
+                method, self.url + path, data=data, params=params, headers=headers, ssl=self._ssl
             ) as response:
                 if response.status >= 400:
                     raise await _error(response)

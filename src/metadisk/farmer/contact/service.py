@@ -20,6 +20,7 @@ from metadisk.core.identity import Identity, NodeId
 from metadisk.core.messages import NodeContact
 from metadisk.farmer.config import TrustedBridge
 from metadisk.runtime.chore import NextRun
+from metadisk.runtime.tls import bridge_ssl
 from metadisk.wire.api.nodes import Checkin
 from metadisk.wire.api.routes import CHECKIN
 from metadisk.wire.bodies import BodyTooLarge, read_capped
@@ -119,7 +120,7 @@ class ContactService:
         headers = {"Content-Type": "application/json"}
         try:
             async with self._session.post(
-                bridge.url + CHECKIN, data=body, headers=headers
+                bridge.url + CHECKIN, data=body, headers=headers, ssl=bridge_ssl(bridge.url)
             ) as response:
                 if response.status != 200:
                     raise CheckinFailed(f"HTTP {response.status}: {await _error_code(response)}")

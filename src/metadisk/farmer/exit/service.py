@@ -41,6 +41,7 @@ from metadisk.farmer.pieces.db import Move
 from metadisk.farmer.pieces.service import PieceService
 from metadisk.farmer.setup import write_atomic
 from metadisk.runtime.logs import event
+from metadisk.runtime.tls import bridge_ssl
 from metadisk.wire.api.nodes import (
     EXIT_LOST_CODES,
     EXIT_PURPOSE,
@@ -303,6 +304,7 @@ class ExitService:
                 data=body.model_dump_json().encode(),
                 headers=headers,
                 allow_redirects=False,
+                ssl=bridge_ssl(bridge.url),
             ) as response:
                 if response.status != 200:
                     detail = parse_error(await read_capped(response.content, MAX_ERROR_BODY))

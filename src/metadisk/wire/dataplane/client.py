@@ -12,7 +12,10 @@ answered with the error envelope, else one of:
   farmer stopped reading the piece (the socket's buffers full, nothing written into them), or
   an answer that stopped arriving;
 - ``bad-response``: an answer that is not what the contract says (``status`` set if it was an
-  HTTP status other than the expected one).
+  HTTP status other than the expected one);
+- ``wrong-node-identity``: a TLS farmer whose certificate is not the key of the node id the
+  order limit (or the caller) names: someone else answers at that address
+  (`metadisk.wire.dataplane.tls`).
 
 Why a watchdog of our own: aiohttp's read timer starts only once the whole body is written, so
 a farmer that stops reading (hung, not dead: the kernel still accepts the connection) held a
@@ -37,6 +40,7 @@ from pydantic import BaseModel, ValidationError
 
 from metadisk.core.encoding import b64encode
 from metadisk.core.errors import DecodeError
+from metadisk.core.identity import NodeId
 from metadisk.core.messages import AuditResponse, OrderLimit, PieceReceipt, RetainRequest
 from metadisk.wire.bodies import BodyTooLarge, read_capped
 from metadisk.wire.dataplane.contract import (
@@ -52,6 +56,7 @@ from metadisk.wire.dataplane.contract import (
     PieceStored,
     RetainAccepted,
 )
+from metadisk.wire.dataplane.tls import WrongNodeIdentity, transport_security
 from metadisk.wire.errors import MAX_ERROR_BODY, describe_invalid, parse_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -169,7 +174,11 @@ class PieceClient:
                 watch.start(sending=True)
                 body = _WatchedBody(memoryview(data).cast("B"), watch)
                 async with self._client().put(
-                    url, data=body, headers=headers, allow_redirects=False
+                    url,
+                    data=body,
+                    headers=headers,
+                    allow_redirects=False,
+                    ssl=transport_security(address, limit.node_id),
                 ) as response:
                     watch.answered()
                     if response.status != 201:
@@ -205,7 +214,10 @@ class PieceClient:
             async with watch.deadline:
                 watch.start(sending=False)
                 async with self._client().get(
-                    url, headers=headers, allow_redirects=False
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    ssl=transport_security(address, limit.node_id),
                 ) as response:
                     watch.answered()
                     if response.status not in (200, 206):
@@ -226,7 +238,7 @@ class PieceClient:
         body = AuditRequest(leaf_index=leaf_index).model_dump_json().encode()
         headers["Content-Type"] = "application/json"
         url = _piece_url(address, limit.piece_id, PIECE_AUDIT)
-        raw = await self._small_call("POST", url, headers, body, 200)
+        raw = await self._small_call("POST", url, headers, body, 200, limit.node_id)
         answer = _parse(AuditAnswer, raw, "audit answer")
         try:
             return Audited(answer.leaf, AuditResponse.decode(answer.response))
@@ -239,17 +251,20 @@ class PieceClient:
         headers = {ORDER_LIMIT_HEADER: b64encode(limit.encode())}
         url = _piece_url(address, limit.piece_id)
         try:
-            await self._small_call("DELETE", url, headers, None, 204)
+            await self._small_call("DELETE", url, headers, None, 204, limit.node_id)
         except PieceTransferError as exc:
             if exc.status == 404:
                 return False
             raise
         return True
 
-    async def node_info(self, address: str) -> NodeInfo:
-        """Who the farmer at `address` says it is (``GET /v1/node``)."""
+    async def node_info(self, address: str, node_id: NodeId | None = None) -> NodeInfo:
+        """Who the farmer at `address` says it is (``GET /v1/node``).
+
+        A TLS farmer must prove it is `node_id`; a plain HTTP one only says so in its card.
+        """
         url = address.rstrip("/") + NODE_INFO
-        raw = await self._small_call("GET", url, {}, None, 200)
+        raw = await self._small_call("GET", url, {}, None, 200, node_id)
         return _parse(NodeInfo, raw, "node card")
 
     async def retain(self, address: str, request: RetainRequest) -> None:
@@ -262,7 +277,12 @@ class PieceClient:
             async with watch.deadline:
                 watch.start(sending=True)
                 body = _WatchedBody(memoryview(request.encode()), watch)
-                async with self._client().post(url, data=body, allow_redirects=False) as response:
+                async with self._client().post(
+                    url,
+                    data=body,
+                    allow_redirects=False,
+                    ssl=transport_security(address, request.node_id),
+                ) as response:
                     watch.answered()
                     if response.status != 202:
                         raise await _error(response)
@@ -280,6 +300,7 @@ class PieceClient:
         headers: dict[str, str],
         body: bytes | None,
         expected: int,
+        node_id: NodeId | None,
     ) -> bytes:
         watch = _Watch(self._config)
         try:
@@ -291,6 +312,7 @@ class PieceClient:
                     data=body,
                     headers=headers,
                     allow_redirects=False,
+                    ssl=transport_security(url, node_id),
                 ) as response:
                     watch.answered()
                     if response.status != expected:
@@ -451,6 +473,8 @@ async def _error(response: aiohttp.ClientResponse) -> PieceTransferError:
 
 
 def _connection_error(exc: aiohttp.ClientError) -> PieceTransferError:
+    if isinstance(exc, WrongNodeIdentity):
+        return PieceTransferError(f"refused: {exc}", code="wrong-node-identity")
     if isinstance(exc, aiohttp.ServerTimeoutError):
         return PieceTransferError(f"farmer timed out: {exc}", code="timeout")
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, socket.gaierror):
