@@ -55,6 +55,12 @@ def test_config_round_trip(tmp_path: Path) -> None:
         trash_grace=0,
         checkin_interval=5,
         direct_io=True,
+        header_timeout=7.5,
+        body_idle_timeout=12,
+        request_timeout=600,
+        max_header_size=4096,
+        max_headers=40,
+        max_puts_per_address=8,
     )
     assert TRUSTED.url == "http://127.0.0.1:7000"
     assert config_from_toml(config_to_toml(config), tmp_path) == config
@@ -116,3 +122,22 @@ def test_durations_must_be_finite(tmp_path: Path, name: str, value: str) -> None
     with pytest.raises(SetupError) as info:
         config_from_toml(f"{name} = {value}\n" + text.replace(f"{name} =", "# was "), tmp_path)
     assert "finite" in str(info.value) or "positive" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("setting", "fragment"),
+    [
+        ("header_timeout = 0", "header_timeout must be positive"),
+        ("body_idle_timeout = -1", "body_idle_timeout must be positive"),
+        ("request_timeout = nan", "request_timeout must be a finite number"),
+        ("max_headers = 0", "max_headers must be a whole number of at least 1"),
+        ("max_puts_per_address = 2.5", "max_puts_per_address has the wrong type"),
+        ("max_header_size = 100", "max_header_size must be at least 1024"),
+    ],
+)
+def test_data_plane_bounds_are_checked(tmp_path: Path, setting: str, fragment: str) -> None:
+    text = config_to_toml(FarmerConfig(data_dir=tmp_path, allocated=10, bridges=(TRUSTED,)))
+    name = setting.split(" =")[0]
+    with pytest.raises(SetupError) as info:
+        config_from_toml(f"{setting}\n" + text.replace(f"{name} =", "# was "), tmp_path)
+    assert fragment in str(info.value)

@@ -83,7 +83,12 @@ _POSITIVE = (
     "trash_interval",
     "expiry_interval",
     "usage_flush_interval",
+    "header_timeout",
+    "body_idle_timeout",
+    "request_timeout",
 )
+# Integer limits of the data plane's HTTP: each must be at least 1.
+_COUNTS = ("max_header_size", "max_headers", "max_puts_per_address")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,19 @@ class FarmerConfig:
     # and bridges can check they reached this node (docs/security.md). Off only on a loopback
     # network (`metadisk up`): a bridge refuses plain-HTTP farmers elsewhere.
     tls: bool = True
+    # Bounds of the data plane (docs/farmer.md, "Bounded resources"): silence is cut, not size.
+    # A connection must finish a request's headers within `header_timeout` of opening or of its
+    # last answer (more than the 15 s aiohttp clients keep an idle pooled connection, so a
+    # client never reuses one the farmer is closing); a body may not go silent for
+    # `body_idle_timeout` (the client's own stall timeout is 5 s); `request_timeout` bounds a
+    # whole request (64 MiB in 30 min is 37 KiB/s).
+    header_timeout: float = 20.0
+    body_idle_timeout: float = 30.0
+    request_timeout: float = 1800.0
+    max_header_size: int = 8190  # bytes of the request line, and of each header
+    max_headers: int = 64
+    # PUTs in flight from one remote address; more get 503 too-many-uploads
+    max_puts_per_address: int = 64
 
     def __post_init__(self) -> None:
         if self.allocated <= 0:
@@ -145,6 +163,13 @@ class FarmerConfig:
                 raise ValueError(f"{name} must be positive")
         if self.trash_grace < 0:
             raise ValueError("trash_grace must not be negative")
+        for name in _COUNTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1")
+        if self.max_header_size < _MIN_HEADER_SIZE:
+            # an order limit header is ~370 characters; below this, every request would fail
+            raise ValueError(f"max_header_size must be at least {_MIN_HEADER_SIZE}")
 
     @property
     def identity_path(self) -> Path:
@@ -166,7 +191,11 @@ _NUMBERS = (
     "trash_interval",
     "expiry_interval",
     "usage_flush_interval",
+    "header_timeout",
+    "body_idle_timeout",
+    "request_timeout",
 )
+_MIN_HEADER_SIZE = 1024
 
 
 _BOOLS = ("direct_io", "tls")
@@ -187,6 +216,7 @@ def config_to_toml(config: FarmerConfig) -> str:
     if config.public_address is not None:
         lines.append(f"public_address = {s(config.public_address)}")
     lines += [f"{name} = {float(getattr(config, name))!r}" for name in _NUMBERS]
+    lines += [f"{name} = {getattr(config, name)}" for name in _COUNTS]
     lines += [f"{name} = {'true' if getattr(config, name) else 'false'}" for name in _BOOLS]
     for bridge in config.bridges:
         lines += [
@@ -225,6 +255,9 @@ def config_from_toml(text: str, data_dir: Path) -> FarmerConfig:
         for name in _NUMBERS:
             if name in raw:
                 kwargs[name] = float(_typed(raw.pop(name), int | float, name))
+        for name in _COUNTS:
+            if name in raw:
+                kwargs[name] = _typed(raw.pop(name), int, name)
         if raw:
             raise ValueError(f"unknown setting(s): {', '.join(sorted(raw))}")
         return FarmerConfig(

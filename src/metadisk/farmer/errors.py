@@ -13,6 +13,7 @@ one, only add::
     ├── LengthRequired           length-required         411
     ├── TooLarge                 too-large               413
     ├── RangeNotSatisfiable      range-not-satisfiable   416
+    ├── Busy                     too-many-uploads        503
     ├── InsufficientStorage      insufficient-storage    507
     ├── CorruptPiece             corrupt-piece           500
     └── SetupError               config, data-dir, port-in-use, ...  (startup, never on the wire)
@@ -104,6 +105,13 @@ class RangeNotSatisfiable(FarmerError):
     def __init__(self, message: str, *, size: int) -> None:
         super().__init__(message)
         self.size = size
+
+
+class Busy(FarmerError):
+    """Too much in flight from one caller already; it may try again shortly."""
+
+    code = "busy"
+    status = 503
 
 
 class InsufficientStorage(FarmerError):

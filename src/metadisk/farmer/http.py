@@ -3,17 +3,24 @@ loopback-only routes.
 
 Every error leaves as ``{"error": {"code": ..., "message": ...}}``: `FarmerError`s with their own
 code and status, aiohttp's routing errors with a code for their status, anything unexpected as a
-logged 500 ``internal``. Refusals are logged (info for a client's mistake, warning for what the
-node could not do, such as 507 ``insufficient-storage``, error for a corrupt piece on its disk)
-and counted per route and code; neither carries a header or a body.
+logged 500 ``internal``, and requests aiohttp could not parse (`malformed_page`) with a code and
+never a byte of the request. Refusals are logged (info for a client's mistake, warning for what
+the node could not do, such as 507 ``insufficient-storage``, error for a corrupt piece on its
+disk) and counted per route and code; neither carries a header or a body.
+
+Every request runs under a total deadline, and a body under a silence one (`RequestClock`); a
+request that passes either is answered 408 ``request-timeout`` and its connection closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import StreamReader, web
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.typedefs import Middleware
 
 from metadisk.farmer.errors import (
@@ -28,6 +35,7 @@ from metadisk.runtime.chore import Chore
 from metadisk.runtime.logs import event
 from metadisk.runtime.metrics import UNMATCHED
 from metadisk.runtime.net import is_loopback
+from metadisk.runtime.server import ErrorPage
 from metadisk.wire.dataplane.contract import CHORE, ChoreRun
 from metadisk.wire.errors import error_body
 
@@ -43,6 +51,85 @@ _STATUS_CODES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Seconds a whole request may take (`total`), and a body may stay silent (`idle`)."""
+
+    total: float
+    idle: float
+
+
+class RequestClock:
+    """One request's deadlines: the whole request's, and the silence of its body.
+
+    Body readers call `read`. The silence check costs one timer per `idle` seconds, not one per
+    chunk: the timer fires, finds the reader waiting for less than `idle` (or not waiting), and
+    is set again from when that wait began. Only waits on the client count, so a slow disk that
+    keeps the handler from reading never cuts an upload.
+    """
+
+    __slots__ = ("_deadline", "_idle", "_loop", "_since", "_timer", "silent")
+
+    def __init__(self, deadline: asyncio.Timeout, idle: float) -> None:
+        self._deadline = deadline
+        self._idle = idle
+        self._loop = asyncio.get_running_loop()
+        self._since: float | None = None  # when the wait under way began
+        self._timer: asyncio.TimerHandle | None = None
+        self.silent = False  # the body was cut for silence (not the total deadline)
+
+    async def read(self, content: StreamReader) -> tuple[bytes, bool]:
+        """`content.readchunk()`, cut once the client stays silent for `idle` seconds."""
+        self._since = since = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(since + self._idle, self._check)
+        try:
+            return await content.readchunk()
+        finally:
+            self._since = None
+
+    def _check(self) -> None:
+        self._timer = None
+        since = self._since
+        if since is None:
+            return  # not waiting: the next read sets the timer again
+        now = self._loop.time()
+        if now - since >= self._idle:
+            if not self._deadline.expired():  # (the total deadline may have just passed)
+                self.silent = True
+                self._deadline.reschedule(now)  # its own cancellation: a TimeoutError
+        else:
+            self._timer = self._loop.call_at(since + self._idle, self._check)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+REQUEST_CLOCK = web.RequestKey("request_clock", RequestClock)
+
+
+def malformed_page(metrics: FarmerMetrics) -> ErrorPage:
+    """The answer to a request aiohttp could not parse (`AppServer`'s ``error_page``), counted
+    as a refusal of no route.
+
+    The parse error's own text quotes the request's bytes; none of it is answered or logged.
+    """
+
+    def page(status: int, exc: BaseException | None) -> web.Response:
+        if status >= 500:
+            status, code, message = 500, "internal", "internal error"
+        elif isinstance(exc, LineTooLong) or "Too many headers" in str(exc):
+            status, code, message = 431, "headers-too-large", "request line or headers too large"
+        else:
+            status, code, message = 400, "malformed-http", "not a well-formed HTTP/1.1 request"
+        metrics.refusals.labels(UNMATCHED, code).inc()
+        return error_response(status, code, message)
+
+    return page
+
+
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
@@ -54,8 +141,9 @@ def error_response(
     )
 
 
-def error_middleware(metrics: FarmerMetrics) -> Middleware:
-    """Turn every failure into the error envelope; log and count each refusal."""
+def error_middleware(metrics: FarmerMetrics, deadlines: Deadlines) -> Middleware:
+    """Turn every failure into the error envelope; log and count each refusal; hold every
+    request to `deadlines`."""
 
     def refused(request: web.Request, status: int, code: str, level: int) -> None:
         route = _route(request)
@@ -64,8 +152,15 @@ def error_middleware(metrics: FarmerMetrics) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        deadline = asyncio.timeout(deadlines.total)
+        clock = request[REQUEST_CLOCK] = RequestClock(deadline, deadlines.idle)
         try:
-            return await handler(request)
+            async with deadline:
+                return await handler(request)
+        except TimeoutError:
+            if deadline.expired():
+                return await cut(request, clock)
+            return internal(request)  # a timeout of the handler's own
         except FarmerError as exc:
             headers = {}
             if isinstance(exc, RangeNotSatisfiable):
@@ -89,9 +184,33 @@ def error_middleware(metrics: FarmerMetrics) -> Middleware:
             log.debug("%s %s: connection lost: %s", request.method, request.path, exc)
             return error_response(400, "connection-lost", "connection lost")
         except Exception:
-            log.exception("internal error on %s %s", request.method, _route(request))
-            metrics.refusals.labels(_route(request), "internal").inc()
-            return error_response(500, "internal", "internal error")
+            return internal(request)
+        finally:
+            clock.close()
+
+    def internal(request: web.Request) -> web.Response:
+        log.exception("internal error on %s %s", request.method, _route(request))
+        metrics.refusals.labels(_route(request), "internal").inc()
+        return error_response(500, "internal", "internal error")
+
+    async def cut(request: web.Request, clock: RequestClock) -> web.StreamResponse:
+        """Answer 408 and close at once: the client went silent or took too long, and aiohttp
+        would otherwise linger on the connection reading the rest of the body."""
+        if clock.silent:
+            message = f"no body bytes for {deadlines.idle:g} s"
+        else:
+            message = f"request took longer than {deadlines.total:g} s"
+        refused(request, 408, "request-timeout", logging.INFO)
+        response = error_response(408, "request-timeout", message)
+        response.force_close()
+        if request.writer.output_size == 0:  # (an answer under way cannot be replaced)
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+            except ConnectionError:
+                pass
+        request.protocol.force_close()
+        return response
 
     return middleware
 

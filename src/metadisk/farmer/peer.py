@@ -35,7 +35,13 @@ from metadisk.farmer.db import FarmerDB
 from metadisk.farmer.errors import SetupError
 from metadisk.farmer.exit.endpoint import ExitEndpoint
 from metadisk.farmer.exit.service import ExitService
-from metadisk.farmer.http import chore_routes, error_middleware, from_loopback
+from metadisk.farmer.http import (
+    Deadlines,
+    chore_routes,
+    error_middleware,
+    from_loopback,
+    malformed_page,
+)
 from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.endpoint import PieceEndpoint
 from metadisk.farmer.pieces.service import PieceService
@@ -127,10 +133,15 @@ class Peer:
             self.checkin_chore, self.expiry_chore, self.trash_chore, self.usage_chore,
         )  # fmt: skip
 
+        deadlines = Deadlines(total=config.request_timeout, idle=config.body_idle_timeout)
         app = web.Application(
-            middlewares=[aiohttp_middleware(self.http_metrics), error_middleware(self.metrics)]
+            middlewares=[
+                aiohttp_middleware(self.http_metrics),
+                error_middleware(self.metrics, deadlines),
+            ]
         )
-        app.add_routes(PieceEndpoint(self.pieces).routes())
+        pieces = PieceEndpoint(self.pieces, max_puts_per_address=config.max_puts_per_address)
+        app.add_routes(pieces.routes())
         app.add_routes(NodeEndpoint(identity, self.contact).routes())
         app.add_routes(
             StatusEndpoint(
@@ -159,7 +170,20 @@ class Peer:
         app.add_routes(chore_routes({chore.name: chore for chore in self.chores}))
         app.add_routes([aiohttp_metrics_route(self.registry, allow=from_loopback)])
         tls = server_context(identity, int(clock())) if config.tls else None
-        self.server = AppServer(app, config.host, config.port, ssl_context=tls)
+        self.server = AppServer(
+            app,
+            config.host,
+            config.port,
+            ssl_context=tls,
+            handler_args={
+                # aiohttp closes a connection idle in (or before) a request's headers this long
+                "keepalive_timeout": config.header_timeout,
+                "max_line_size": config.max_header_size,
+                "max_field_size": config.max_header_size,
+                "max_headers": config.max_headers,
+            },
+            error_page=malformed_page(self.metrics),
+        )
 
         self.group = Group()
         self.group.add("data dir", start=lambda: asyncio.to_thread(check_data_dir, config.data_dir))

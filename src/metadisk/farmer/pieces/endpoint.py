@@ -7,19 +7,22 @@ cache to the socket, so a GET costs the server almost no CPU.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 
 from aiohttp import StreamReader, web
 from pydantic import ValidationError
 
-from metadisk.farmer.errors import BadRequest, NotFound
+from metadisk.farmer.errors import BadRequest, Busy, NotFound
+from metadisk.farmer.http import REQUEST_CLOCK, RequestClock
 from metadisk.farmer.pieces.protocol import (
     parse_order_limit,
     parse_piece_hash,
     parse_piece_id,
     parse_range,
 )
-from metadisk.farmer.pieces.service import AUDIT_ACTIONS, Download, PieceService
+from metadisk.farmer.pieces.service import AUDIT_ACTIONS, PieceService
+from metadisk.farmer.pieces.store import Download
 from metadisk.wire.dataplane.contract import (
     ORDER_LIMIT_HEADER,
     PIECE,
@@ -36,10 +39,17 @@ _MAX_AUDIT_REQUEST = 4096
 
 
 class PieceEndpoint:
-    """``/v1/pieces/{piece_id}``: PUT, GET, DELETE and POST ``/audit``."""
+    """``/v1/pieces/{piece_id}``: PUT, GET, DELETE and POST ``/audit``.
 
-    def __init__(self, service: PieceService) -> None:
+    At most `max_puts_per_address` PUTs run at once per remote address; more get 503 ``busy``
+    at once, before anything is read or held (a client sends one piece per segment to a node,
+    a few segments at a time).
+    """
+
+    def __init__(self, service: PieceService, *, max_puts_per_address: int = 64) -> None:
         self._service = service
+        self._max_puts = max_puts_per_address
+        self._puts: Counter[str | None] = Counter()  # PUTs in flight per remote address
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -55,9 +65,20 @@ class PieceEndpoint:
         piece_id = parse_piece_id(request.match_info["piece_id"])
         limit = parse_order_limit(request.headers.get(ORDER_LIMIT_HEADER))
         piece_hash = parse_piece_hash(request.headers.get(PIECE_HASH_HEADER))
-        receipt = await self._service.put(
-            limit, piece_id, piece_hash, request.content_length, _body(request.content)
-        )
+        remote = request.remote
+        if self._puts[remote] >= self._max_puts:
+            raise Busy(f"{self._max_puts} uploads from this address are under way already")
+        self._puts[remote] += 1
+        try:
+            body = _body(request.content, request[REQUEST_CLOCK])
+            receipt = await self._service.put(
+                limit, piece_id, piece_hash, request.content_length, body
+            )
+        finally:
+            if (left := self._puts[remote] - 1) > 0:
+                self._puts[remote] = left
+            else:
+                del self._puts[remote]
         return _json(PieceStored(receipt=receipt), status=201)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
@@ -74,7 +95,11 @@ class PieceEndpoint:
         piece_id = parse_piece_id(request.match_info["piece_id"])
         limit = parse_order_limit(request.headers.get(ORDER_LIMIT_HEADER))
         self._service.authorize(limit, piece_id, AUDIT_ACTIONS)  # before reading any body
-        raw = await request.content.read(_MAX_AUDIT_REQUEST + 1)
+        raw = b""
+        async for chunk in _body(request.content, request[REQUEST_CLOCK]):
+            raw += chunk
+            if len(raw) > _MAX_AUDIT_REQUEST:
+                break
         try:
             if len(raw) > _MAX_AUDIT_REQUEST:
                 raise ValueError("too long")
@@ -106,8 +131,9 @@ def _json(body: PieceStored | AuditAnswer, *, status: int = 200) -> web.Response
     )
 
 
-async def _body(content: StreamReader) -> AsyncIterator[bytes]:
-    """The request body, chunk by chunk as the socket delivered it.
+async def _body(content: StreamReader, clock: RequestClock) -> AsyncIterator[bytes]:
+    """The request body, chunk by chunk as the socket delivered it, cut by `clock` when the
+    client goes silent.
 
     Not `iter_any`: that joins whatever is buffered into one new bytes object, a copy of most of
     the body. A larger read buffer (1-2 MiB instead of 64-128 KiB) pauses and resumes the socket
@@ -115,7 +141,7 @@ async def _body(content: StreamReader) -> AsyncIterator[bytes]:
     """
     content.set_read_chunk_size(_READ_BUFFER)
     while True:
-        chunk, _ = await content.readchunk()
+        chunk, _ = await clock.read(content)
         if chunk:
             yield chunk
         elif content.at_eof():

@@ -12,7 +12,6 @@ import logging
 import os
 from collections.abc import AsyncIterable, Callable, Collection, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 from metadisk.core.identity import Identity, NodeId
@@ -39,7 +38,14 @@ from metadisk.farmer.errors import (
 from metadisk.farmer.metrics import FarmerMetrics
 from metadisk.farmer.pieces.db import JournalEntry, Move, PieceDB
 from metadisk.farmer.pieces.protocol import RangeSpec
-from metadisk.farmer.pieces.store import OpenPiece, PieceInfo, PieceStore, TempPiece, trailer_size
+from metadisk.farmer.pieces.store import (
+    Download,
+    OpenPiece,
+    PieceInfo,
+    PieceStore,
+    TempPiece,
+    trailer_size,
+)
 from metadisk.farmer.pieces.trash import Trash
 from metadisk.farmer.usage.service import UsageService
 
@@ -60,20 +66,6 @@ _BATCH = 500
 # serials of recent uploads, kept in memory to refuse a replay before its body arrives; older
 # ones are refused by the database when the replay commits (same 409, after the body)
 RECENT_SERIALS = 1 << 16
-
-
-@dataclass(frozen=True, slots=True)
-class Download:
-    """An opened piece and the byte range to send from it."""
-
-    piece: OpenPiece
-    offset: int
-    count: int
-    partial: bool
-
-    @property
-    def size(self) -> int:
-        return self.piece.info.size
 
 
 class PieceService:
@@ -187,28 +179,29 @@ class PieceService:
                 f"piece of {content_length} bytes exceeds the order limit's {limit.limit}",
                 code="over-limit",
             )
-        bridge = limit.bridge_id.raw
-        key = (bridge, piece_id)
+        key = (limit.bridge_id.raw, piece_id)
         if limit.serial in self._uploading_serials or limit.serial in self._recent_serials:
             raise Conflict("order limit serial already in use", code="serial-reused")
         if key in self._uploading_pieces:
             raise Conflict("piece is being uploaded", code="piece-exists")
         needed = content_length + trailer_size(content_length)
-        if needed > self.free:
+        if needed > self.free:  # a refusal: nothing is reserved until bytes arrive
             raise InsufficientStorage(f"no room for {needed} bytes in the allocation")
-        self._reserved += needed
         self._uploading_serials.add(limit.serial)
         self._uploading_pieces.add(key)
+        temp = self.store.new_temp()
         try:
-            if self._short() > 0:  # it fits only without (some of) the trash
-                await self._trash.make_room(self._short, "allocation")
-                if self._short() > 0:
-                    raise InsufficientStorage(f"no room for {needed} bytes in the allocation")
-            return await self._put(limit, piece_id, piece_hash, content_length, needed, body)
+            return await self._put(limit, piece_id, piece_hash, content_length, body, temp)
         finally:
-            self._reserved -= needed
+            self._reserved -= temp.reserved
             self._uploading_serials.discard(limit.serial)
             self._uploading_pieces.discard(key)
+
+    async def _room(self) -> None:
+        """Make what is reserved fit the allocation by emptying trash; 507 if that cannot."""
+        await self._trash.make_room(self._short, "allocation")
+        if self._short() > 0:
+            raise InsufficientStorage("no room left in the allocation for this piece")
 
     async def _put(
         self,
@@ -216,17 +209,21 @@ class PieceService:
         piece_id: bytes,
         piece_hash: bytes,
         size: int,
-        needed: int,
         body: AsyncIterable[bytes],
+        temp: TempPiece,
     ) -> PieceReceipt:
         """Receive (the event loop), then land the piece in one I/O-thread call, then sign."""
         bridge = limit.bridge_id.raw
         rel = self.store.piece_rel(bridge, piece_id)
-        temp = self.store.new_temp()
+        needed = size + trailer_size(size)
         now = self._now()
         try:
             try:
                 tail = await self._receive(temp, rel, needed, body, size, limit)
+                temp.reserved += needed - size  # the trailer
+                self._reserved += needed - size
+                if self._short() > 0:
+                    await self._room()
             finally:
                 self._usage.record_in(bridge, temp.received)
         except BaseException:
@@ -379,13 +376,18 @@ class PieceService:
         batched = 0
         try:
             async for chunk in body:
-                temp.received += len(chunk)
+                count = len(chunk)
+                temp.received += count
                 if temp.received > size:
                     raise BadRequest(
                         f"body exceeds {size} bytes (order limit {limit.limit})", code="over-limit"
                     )
+                temp.reserved += count  # an upload holds what it sent, never what it promised
+                self._reserved += count
+                if self._short() > 0:  # it fits only without (some of) the trash, or not at all
+                    await self._room()
                 batch.append(chunk)
-                batched += len(chunk)
+                batched += count
                 if batched >= WRITE_BATCH:
                     if pending is not None:
                         await pending

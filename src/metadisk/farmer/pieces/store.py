@@ -114,6 +114,7 @@ class TempPiece:
         self._tail: list[bytes] = []  # the `last` chunks, written by `seal`
         self._offset = 0  # bytes in the file
         self.received = 0  # bytes taken from the network (the event loop counts them)
+        self.reserved = 0  # bytes of the allocation held for it (the event loop counts them)
         self.written = 0  # bytes accepted by `write` (the I/O thread counts them)
 
     @property
@@ -293,6 +294,20 @@ class OpenPiece:
 
     def close(self) -> None:
         self.file.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """An opened piece and the byte range to send from it."""
+
+    piece: OpenPiece
+    offset: int
+    count: int
+    partial: bool
+
+    @property
+    def size(self) -> int:
+        return self.piece.info.size
 
 
 class PieceStore:
