@@ -25,13 +25,35 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def upgrade(db: Database, revision: str = "head") -> None:
     """Bring the schema to `revision` in one transaction (DDL is transactional on both engines)."""
+    if db.is_sqlite:
+        _upgrade_sqlite(db, revision)
+        return
 
     def work(conn: Connection) -> None:
-        if not db.is_sqlite:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
         command.upgrade(alembic_config(conn), revision)
 
     db.write(work)
+
+
+def _upgrade_sqlite(db: Database, revision: str) -> None:
+    """SQLite alters a table by copying it into a new one and dropping the old (Alembic's batch
+    mode). With foreign keys on, dropping ``piece_sets`` cascaded into ``pieces`` and emptied it,
+    so migrations run with them off (a pragma SQLite ignores inside a transaction, hence set
+    before it begins), and the result is checked before it commits."""
+    with db.engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            conn.execution_options(metadisk_write=True)
+            with conn.begin():
+                command.upgrade(alembic_config(conn), revision)
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left rows with broken references: {broken[:5]}")
+        finally:
+            driver.execute("PRAGMA foreign_keys=ON")
 
 
 def current_revision(db: Database) -> str | None:

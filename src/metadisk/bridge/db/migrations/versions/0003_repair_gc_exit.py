@@ -45,7 +45,13 @@ def upgrade() -> None:
             f"UPDATE piece_sets SET {name} = (SELECT s.{name} FROM segments s "  # noqa: S608
             "WHERE s.root_piece_id = piece_sets.root_piece_id LIMIT 1)"
         )
-    op.execute("DELETE FROM piece_sets WHERE k IS NULL")  # no segment uses it: nothing to keep
+    # No segment uses these sets: nothing to keep. Their pieces go first, by name: SQLite
+    # migrates with foreign keys off, so no cascade would take them.
+    op.execute(
+        "DELETE FROM pieces WHERE root_piece_id IN "
+        "(SELECT root_piece_id FROM piece_sets WHERE k IS NULL)"
+    )
+    op.execute("DELETE FROM piece_sets WHERE k IS NULL")
     with op.batch_alter_table("piece_sets", schema=None) as batch_op:
         for name, kind in _SHAPE:
             batch_op.alter_column(name, existing_type=kind, nullable=False)
