@@ -259,9 +259,10 @@ async def test_begins_are_limited_per_api_key_id(
     for _ in range(4):
         reply = await api.call("POST", "/v1/buckets/bkt/uploads", token=forged, json={"key": "k"})
         assert reply.status == 401
-    assert (await neighbour.call("POST", "/v1/buckets/bkt/uploads", json={"key": "k"})).status == 201
+    began = await neighbour.call("POST", "/v1/buckets/bkt/uploads", json={"key": "k"})
+    assert began.status == 201
 
-    # Begin segment has its own bucket: no farmers here, so each is 503, until it is 429.
+    # Begin segment has its own bucket: no farmers here, so each fails (503), until it is 429.
     body = {"index": 0, "encrypted_size": 1000, "piece_size": 100}
     statuses = [
         (await tenant.call("POST", f"/v1/uploads/{streams[0]}/segments", json=body)).status
