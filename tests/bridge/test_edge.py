@@ -150,6 +150,28 @@ async def test_a_stalled_body_is_cut(start: Any) -> None:
     writer.close()
 
 
+async def test_a_body_that_trickles_is_cut_at_the_total_timeout(start: Any) -> None:
+    url = start({"body_idle_timeout": 30.0, "body_timeout": 1.0})
+    reader, writer = await connect(url)
+    writer.write(
+        b"POST /v1/accounts HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    received = b""
+    for _ in range(int(PATIENCE / 0.2)):  # a byte every 0.2 s: never idle for long
+        writer.write(b" ")
+        try:
+            # read(n) returns what has come; cancelled before that, it loses nothing
+            received = await asyncio.wait_for(reader.read(65536), 0.2)
+            break
+        except TimeoutError:
+            continue
+    received += await asyncio.wait_for(reader.read(), PATIENCE)  # the rest, until closed
+    assert received.startswith(b"HTTP/1.1 408 ")
+    assert code_of(received.partition(b"\r\n\r\n")[2]) == "timeout"
+    writer.close()
+
+
 async def test_connections_beyond_the_cap_are_refused(start: Any) -> None:
     url = start({"max_connections": 3})
     held = []
