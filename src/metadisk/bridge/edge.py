@@ -125,12 +125,10 @@ class Edge:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if status == 405:
+                if status == 405:  # FastAPI's own Allow names one route's methods, if any
                     allow = ", ".join(self._allowed(scope)).encode()
-                    message = {
-                        **message,
-                        "headers": [*message.get("headers", []), (b"allow", allow)],
-                    }
+                    kept = [h for h in message.get("headers", []) if h[0].lower() != b"allow"]
+                    message = {**message, "headers": [*kept, (b"allow", allow)]}
             await send(message)
 
         try:
