@@ -125,7 +125,7 @@ class Edge:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if status == 405:  # FastAPI's own Allow names one route's methods, if any
+                if status == 405:  # the app's Allow may name one route's methods, or none
                     allow = ", ".join(self._allowed(scope)).encode()
                     kept = [h for h in message.get("headers", []) if h[0].lower() != b"allow"]
                     message = {**message, "headers": [*kept, (b"allow", allow)]}
