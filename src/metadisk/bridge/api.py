@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterator
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry
+from starlette.routing import BaseRoute, Route
 
 from metadisk import __version__
 from metadisk.bridge.accounts import endpoint as accounts_endpoint
+from metadisk.bridge.accounts.hashing import Busy, HashingPool
 from metadisk.bridge.accounts.service import AccountsService
 from metadisk.bridge.auth import endpoint as auth_endpoint
 from metadisk.bridge.auth.kek import KeyWrap, load_kek
@@ -27,6 +29,7 @@ from metadisk.bridge.buckets import endpoint as buckets_endpoint
 from metadisk.bridge.buckets.service import BucketsService
 from metadisk.bridge.common import wall_clock
 from metadisk.bridge.config import BridgeConfig
+from metadisk.bridge.connections import ConnectionLimits, protocol_for
 from metadisk.bridge.db.accounts import AccountsStore
 from metadisk.bridge.db.auth import AuthStore
 from metadisk.bridge.db.buckets import BucketsStore
@@ -36,6 +39,7 @@ from metadisk.bridge.db.health import HealthStore
 from metadisk.bridge.db.metainfo import MetainfoStore
 from metadisk.bridge.db.overlay import OverlayStore
 from metadisk.bridge.db.repair import RepairStore
+from metadisk.bridge.edge import Edge
 from metadisk.bridge.exit import endpoint as exit_endpoint
 from metadisk.bridge.exit.service import ExitService
 from metadisk.bridge.health import endpoint as health_endpoint
@@ -54,8 +58,10 @@ from metadisk.bridge.overlay.service import OverlayService
 from metadisk.bridge.repair import endpoint as repair_endpoint
 from metadisk.bridge.repair.status import RepairStatus
 from metadisk.core.identity import Identity
+from metadisk.runtime.logs import event
 from metadisk.runtime.metrics import (
     METRICS_PATH,
+    UNMATCHED,
     AsgiMiddleware,
     HttpMetrics,
     exposition,
@@ -103,6 +109,7 @@ class ApiPeer:
             pool_gauges(self.registry, self.db.pool_use)
 
         self.authority = KeyAuthority(AuthStore(self.db, self.kek), config.accounts.key_cache_ttl)
+        self.hashing = HashingPool(config.accounts.hash_threads, config.accounts.hash_queue)
         self.accounts = AccountsService(
             AccountsStore(self.db, self.kek), config.accounts, on_key_change=self.authority.forget
         )
@@ -146,13 +153,13 @@ class ApiPeer:
         # queries wait on the network, so they go to the threadpool.
         run = run_inline if self.db.is_sqlite else run_in_thread
         self.app: FastAPI = create_app(
-            [
+            routers := [
                 # The object routes first: FastAPI tries routes in order on every request.
                 metainfo_endpoint.router(self.uploads, self.objects, self.authority, clock, run),
                 buckets_endpoint.router(self.buckets, self.authority, clock, run),
                 auth_endpoint.router(self.authority, clock, run),
                 info_router(identity, config.nodes.difficulty, __version__),
-                accounts_endpoint.router(self.accounts, clock),
+                accounts_endpoint.router(self.accounts, clock, self.hashing),
                 overlay_endpoint.router(self.overlay, clock),
                 health_endpoint.router(self.health, clock, run),
                 repair_endpoint.router(
@@ -165,6 +172,21 @@ class ApiPeer:
             self.metrics,
         )
         self.app.add_api_route(METRICS_PATH, self._scrape, methods=["GET"], include_in_schema=False)
+        self.app.add_exception_handler(Busy, self._busy)
+        # What `serve` answers with: the app behind the edge's limits (bridge/edge.py).
+        # Every route of each path, for the Allow of a 405 (FastAPI names only the first).
+        routes = [route for router in routers for route in router.routes]
+        self.edge = Edge(self.app, config.server, self.metrics, _plain(routes))
+
+    async def _busy(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Busy)
+        route = route_of(request.scope) or UNMATCHED
+        self.metrics.refusals.labels(route, exc.code).inc()
+        event(log, logging.WARNING, "refused", method=request.method, route=route, status=503,
+              code=exc.code)  # fmt: skip
+        response = error_response(exc.status, exc.code, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     async def _scrape(self, request: Request) -> Response:
         remote = request.client.host if request.client is not None else None
@@ -176,9 +198,17 @@ class ApiPeer:
 
     async def serve(self, sockets: list[socket.socket], stop: asyncio.Event) -> None:
         """Answer HTTP on `sockets` until `stop` is set; requests in flight get a few seconds."""
+        limits = self.config.server
+        connections = ConnectionLimits(
+            limits.max_connections,
+            limits.max_header_bytes,
+            limits.header_timeout,
+            refused=lambda code: self.metrics.refusals.labels(UNMATCHED, code).inc(),
+        )
         server = _Server(
             uvicorn.Config(
-                AsgiMiddleware(self.app, self.http_metrics, route_of),
+                AsgiMiddleware(self.edge, self.http_metrics, route_of),
+                http=protocol_for(connections),
                 log_config=None,  # metadisk.runtime.logs configures logging
                 access_log=False,  # the metrics middleware writes the access log
                 lifespan="off",
@@ -205,5 +235,10 @@ class ApiPeer:
         except Exception as exc:  # closing goes on: what is lost only steered selection
             log.warning("transfer reports not written at close: %s", type(exc).__name__)
         await self.pieces.aclose()
+        self.hashing.close()
         if self._owns_db:
             await asyncio.to_thread(self.db.close)
+
+
+def _plain(routes: list[BaseRoute]) -> list[Route]:
+    return [route for route in routes if isinstance(route, Route)]

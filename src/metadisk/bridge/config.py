@@ -75,10 +75,39 @@ class ServerConfig:
     # loopback network or behind a reverse proxy that terminates TLS (docs/security.md).
     tls_cert: str = ""
     tls_key: str = ""
+    # The HTTP edge (bridge/edge.py, bridge/connections.py): what one caller can make a process
+    # hold or spend before any credential is checked.
+    max_connections: int = 1000  # open connections per API process; more get 503 busy
+    max_header_bytes: int = 32 << 10  # request line and headers (a restricted API key: ~1 KiB)
+    # JSON bodies. The largest legitimate ones: an exit batch of 1,000 receipts (~400 KiB), a
+    # segment commit of 255 receipts (~80 KiB), an inline object (~11 KiB of base64).
+    max_body_bytes: int = 1 << 20
+    # Move and copy carry every segment's metadata: ~150 bytes a segment, so 16 MiB is ~100,000
+    # segments (6 TiB at 64 MiB segments).
+    max_relocation_body_bytes: int = 16 << 20
+    header_timeout: float = 10.0  # seconds from a request's first byte to the end of its headers
+    body_idle_timeout: float = 15.0  # seconds a body may stall between two reads
+    body_timeout: float = 60.0  # seconds a whole body may take
+    # Token buckets (bridge/ratelimit.py): `*_rate` tokens a second refill a bucket of `*_burst`;
+    # a rate of 0 means no limit. They live in each API process's memory: N processes behind one
+    # address let N times through. Addresses are the TCP peer's (no forwarded-for is trusted).
+    login_rate: float = 1.0  # every login, per address
+    login_burst: int = 30
+    login_failure_rate: float = 1 / 30  # failed logins, per email and per address
+    login_failure_burst: int = 10
+    account_rate: float = 1 / 60  # account creations, per address
+    account_burst: int = 10
+    checkin_rate: float = 1 / 30  # check-ins per node id (farmers check in every 10 min)
+    checkin_burst: int = 10
+    checkin_address_rate: float = 2.0  # check-ins per address (many nodes may share a host)
+    checkin_address_burst: int = 200
+    begin_rate: float = 20.0  # begin object and begin segment, each, per API key id
+    begin_burst: int = 200
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("[server] tls_cert and tls_key go together: set both or neither")
+        _check_server(self)
 
     @property
     def tls(self) -> bool:
@@ -97,6 +126,14 @@ class AccountsConfig:
     # Seconds a process reuses what it read of an API key; revocations reach other processes
     # within this time (the process that revokes forgets at once). 0: read on every request.
     key_cache_ttl: float = 2.0
+    # Password hashing (register, login) runs on `hash_threads` threads with at most
+    # `hash_queue` calls waiting; beyond that a request gets 503 busy rather than a thread.
+    hash_threads: int = 2
+    hash_queue: int = 32
+
+    def __post_init__(self) -> None:
+        if self.hash_threads < 1 or self.hash_queue < 0:
+            raise ValueError("[accounts] need hash_threads >= 1 and hash_queue >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,3 +351,19 @@ class BridgeConfig:
 def sqlite_url(data_dir: Path) -> str:
     """The default database: a SQLite file in the data directory."""
     return f"sqlite:///{(data_dir / 'bridge.sqlite3').resolve()}"
+
+
+def _check_server(server: ServerConfig) -> None:
+    """The [server] edge knobs, each with the rule it broke."""
+    for name in ("max_connections", "max_header_bytes", "max_body_bytes",
+                 "max_relocation_body_bytes"):  # fmt: skip
+        if getattr(server, name) < 1:
+            raise ValueError(f"[server] {name} must be at least 1")
+    for name in ("header_timeout", "body_idle_timeout", "body_timeout"):
+        if not getattr(server, name) > 0:
+            raise ValueError(f"[server] {name} must be above 0")
+    for what in ("login", "login_failure", "account", "checkin", "checkin_address", "begin"):
+        if getattr(server, f"{what}_rate") < 0:
+            raise ValueError(f"[server] {what}_rate cannot be negative (0: no limit)")
+        if getattr(server, f"{what}_burst") < 1:
+            raise ValueError(f"[server] {what}_burst must be at least 1")

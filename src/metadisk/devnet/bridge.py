@@ -28,6 +28,15 @@ from metadisk.runtime.process import ChildProcess, ChildStartError
 
 Role = Literal["run", "api", "worker"]
 
+# Tests and local networks make accounts, logins, check-ins and uploads from one address far
+# faster than any one person would: the bridge's rate limits (bridge/edge.py) are set loose here
+# (not off, so the limiter still runs), not in its defaults.
+RATE_LIMITED = ("login", "login_failure", "account", "checkin", "checkin_address", "begin")
+LOOSE_RATES: dict[str, Any] = {
+    **{f"{what}_rate": 10_000.0 for what in RATE_LIMITED},
+    **{f"{what}_burst": 100_000 for what in RATE_LIMITED},
+}
+
 TEST_SETTINGS: dict[str, Any] = {
     "log_level": "warning",
     "accounts": {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1},
@@ -39,6 +48,7 @@ TEST_SETTINGS: dict[str, Any] = {
         "difficulty": 0,
         "unvetted_pieces": 0,
     },
+    "server": LOOSE_RATES,
 }
 
 

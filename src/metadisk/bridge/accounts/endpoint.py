@@ -8,6 +8,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Depends, Path, Response
 
 from metadisk.bridge.accounts.db import KeyRecord, Project
+from metadisk.bridge.accounts.hashing import HashingPool
 from metadisk.bridge.accounts.service import AccountsService
 from metadisk.bridge.config import Limits
 from metadisk.bridge.http import COMMON_ERRORS, RATE_LIMITED, public, session_token
@@ -19,19 +20,20 @@ _PROJECT_ID = Path(min_length=32, max_length=32, pattern=HEX_PATTERN)
 _KEY_ID = Path(min_length=32, max_length=32, pattern=HEX_PATTERN)
 
 
-def router(service: AccountsService, clock: Callable[[], int]) -> APIRouter:
+def router(service: AccountsService, clock: Callable[[], int], hashing: HashingPool) -> APIRouter:
+    """The routes; the two that hash a password run on `hashing` (503 busy when it is full)."""
     api = APIRouter(tags=["accounts"], responses=COMMON_ERRORS)
 
     @api.post(routes.ACCOUNTS, status_code=201, responses=RATE_LIMITED, openapi_extra=public())
-    def register(body: w.Credentials) -> w.Account:
+    async def register(body: w.Credentials) -> w.Account:
         """Create an account (the password is kept as an Argon2id hash)."""
-        user = service.register(body.email, body.password, clock())
+        user = await hashing.run(lambda: service.register(body.email, body.password, clock()))
         return w.Account(id=user.id, email=user.email, created_at=user.created_at)
 
     @api.post(routes.SESSIONS, status_code=201, responses=RATE_LIMITED, openapi_extra=public())
-    def login(body: w.Credentials) -> w.Session:
+    async def login(body: w.Credentials) -> w.Session:
         """Log in: a short-lived bearer token for account, project and key management."""
-        session = service.login(body.email, body.password, clock())
+        session = await hashing.run(lambda: service.login(body.email, body.password, clock()))
         return w.Session(token=session.token, expires_at=session.expires_at)
 
     @api.delete(routes.CURRENT_SESSION, status_code=204)
