@@ -16,6 +16,14 @@ from metadisk.devnet.postgres import POSTGRES_ENV, postgres_database
 from tests.bridge.helpers import Api, FarmerFleet, Tenant, checkin_all
 
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+# The module bridge's farmers are doubles that store nothing: an audit would disqualify them
+# whenever a module outlived the first audit cycle. A failed ping-back holds its check-in for
+# the ping timeout (no timing oracle), so a short one keeps the modules that take nodes down
+# quick.
+DOUBLES_SETTINGS = {
+    "health": {"audit_interval": 86400.0, "node_audit_interval": 86400.0},
+    "nodes": {"ping_timeout": 1.0},
+}
 
 
 def postgres_url_or_skip() -> str:
@@ -55,7 +63,9 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
 def bridge(
     database_url: str | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BridgeProcess]:
-    process = BridgeProcess(tmp_path_factory.mktemp("bridge"), database_url=database_url)
+    process = BridgeProcess(
+        tmp_path_factory.mktemp("bridge"), database_url=database_url, settings=DOUBLES_SETTINGS
+    )
     process.start()
     yield process
     process.stop()
