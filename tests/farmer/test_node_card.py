@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 import aiohttp
+import pytest
+from pydantic import ValidationError
 
 from metadisk.farmer.peer import Peer
 from metadisk.wire.dataplane.contract import NODE_INFO, STATUS, NodeInfo, NodeReport
@@ -38,3 +40,12 @@ async def test_the_card_tells_the_free_space_as_it_shrinks(
     assert filled.free <= peer.config.allocated - (3 << 20)
     assert filled.free == (await report(session, peer)).free
     assert filled.node_id == peer.identity.node_id and filled.address == peer.address
+
+
+@pytest.mark.parametrize("free", [-1, 1 << 63])
+def test_a_card_claiming_impossible_space_is_malformed(free: int) -> None:
+    """The bridge's uptime check stores `free` in a signed 64-bit column: out of range is a bad
+    answer from the farmer, not a failed write in the bridge's worker."""
+    card = {"node_id": "00" * 32, "public_key": "AA", "version": "x", "address": "x", "free": free}
+    with pytest.raises(ValidationError):
+        NodeInfo.model_validate(card)

@@ -80,8 +80,12 @@ class NodeInfo(Answer):
     public_key: B64
     version: str
     address: str
+    # Bounded like a check-in's capacities: the bridge stores it in a signed 64-bit column.
     free: int | None = Field(
-        default=None, description="bytes it can still accept (the bridge's uptime check reads it)"
+        default=None,
+        ge=0,
+        le=(1 << 63) - 1,
+        description="bytes it can still accept (the bridge's uptime check reads it)",
     )
 
 
