@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -316,3 +318,17 @@ async def upload(
     return await tenant.ok(  # type: ignore[no-any-return]
         "POST", f"/v1/uploads/{stream}/commit", json={"encrypted_metadata": b64encode(metadata)}
     )
+
+
+def json_call(url: str, method: str, body: Any = None, token: str = "") -> Any:
+    """One blocking JSON request (for code outside an event loop); its parsed answer."""
+    request = urllib.request.Request(url, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    data = None
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+        data = json.dumps(body).encode()
+    with urllib.request.urlopen(request, data, timeout=30) as response:
+        raw = response.read()
+        return json.loads(raw) if raw else None

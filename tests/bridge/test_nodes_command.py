@@ -121,6 +121,7 @@ async def test_nothing_to_read_is_one_line(tmp_path: Path) -> None:
     blank = tmp_path / "blank"
     blank.mkdir()
     sqlite3.connect(blank / "bridge.sqlite3").close()
+    (blank / "bridge.sqlite3").chmod(0o600)  # private, as the bridge makes it: no warning
     code, _, err = await run("nodes", "--data-dir", str(blank))
     assert code == 1
     assert err.splitlines() == [

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from metadisk.core.encoding import b64encode
 from metadisk.core.identity import Identity
 from metadisk.devnet.bridge import BridgeProcess
 from metadisk.wire.api.objects import MAX_INLINE_DATA
+from tests.bridge.helpers import json_call
 
 CHECKS = [
     not_a_server_error,
@@ -39,38 +39,25 @@ CHECKS = [
 SESSION_PATHS = ("/v1/account", "/v1/sessions", "/v1/projects")
 
 
-def _call(url: str, method: str, body: Any = None, token: str = "") -> Any:
-    request = urllib.request.Request(url, method=method)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    data = None
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-        data = json.dumps(body).encode()
-    with urllib.request.urlopen(request, data, timeout=30) as response:
-        raw = response.read()
-        return json.loads(raw) if raw else None
-
-
 class Live:
     def __init__(self, bridge: BridgeProcess) -> None:
         self.url = bridge.url
         creds = {"email": "fuzz@example.org", "password": "fuzz password"}
-        _call(self.url + "/v1/accounts", "POST", creds)
+        json_call(self.url + "/v1/accounts", "POST", creds)
         self.creds = creds
         self.session = self.login()
-        project = _call(self.url + "/v1/projects", "POST", {"name": "fuzz"}, self.session)
-        key = _call(
+        project = json_call(self.url + "/v1/projects", "POST", {"name": "fuzz"}, self.session)
+        key = json_call(
             f"{self.url}/v1/projects/{project['id']}/api-keys", "POST", {"name": "k"}, self.session
         )
         self.api_key = key["api_key"]
-        _call(self.url + "/v1/buckets", "POST", {"name": "bucket"}, self.api_key)
+        json_call(self.url + "/v1/buckets", "POST", {"name": "bucket"}, self.api_key)
         for name in ("a", "YQ", "YQ/Yg"):
             body = {"key": name, "data": b64encode(name.encode())}
-            _call(self.url + "/v1/buckets/bucket/objects", "POST", body, self.api_key)
+            json_call(self.url + "/v1/buckets/bucket/objects", "POST", body, self.api_key)
 
     def login(self) -> str:
-        return str(_call(self.url + "/v1/sessions", "POST", self.creds)["token"])
+        return str(json_call(self.url + "/v1/sessions", "POST", self.creds)["token"])
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +88,7 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 
 
 def test_live_document_is_this_one(live: Live) -> None:
-    served = _call(live.url + "/v1/openapi.json", "GET")
+    served = json_call(live.url + "/v1/openapi.json", "GET")
     assert served == json.loads(json.dumps(DOCUMENT))
 
 

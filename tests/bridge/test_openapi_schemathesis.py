@@ -31,16 +31,15 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from metadisk.core.encoding import b64encode
 from metadisk.devnet.network import LocalNetwork
+from tests.bridge.helpers import json_call
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 SEGMENT_REPLACEMENTS = "/v1/uploads/{stream_id}/segments/{index}/replacements"
@@ -49,19 +48,6 @@ ADMIN_TOKEN = "schemathesis-admin-token"
 # Enough to draw past the boundaries of every field and still finish in about a minute on two
 # busy cores (the coverage phase adds its own boundary cases on top of these).
 MAX_EXAMPLES = 15
-
-
-def _call(url: str, method: str, body: Any = None, token: str = "") -> Any:
-    request = urllib.request.Request(url, method=method)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    data = None
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-        data = json.dumps(body).encode()
-    with urllib.request.urlopen(request, data, timeout=30) as response:
-        raw = response.read()
-        return json.loads(raw) if raw else None
 
 
 @dataclass
@@ -88,15 +74,15 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         tenant = loop.run_until_complete(network.create_tenant(project="fuzz"))
         url = network.bridge.url
         creds = {"email": tenant.email, "password": tenant.password}
-        session = _call(url + "/v1/sessions", "POST", creds)["token"]
-        throwaway = _call(url + "/v1/sessions", "POST", creds)["token"]
-        _call(url + "/v1/buckets", "POST", {"name": "bucket"}, tenant.api_key)
+        session = json_call(url + "/v1/sessions", "POST", creds)["token"]
+        throwaway = json_call(url + "/v1/sessions", "POST", creds)["token"]
+        json_call(url + "/v1/buckets", "POST", {"name": "bucket"}, tenant.api_key)
         for name in ("a", "YQ", "YQ/Yg"):
             body = {"key": name, "data": b64encode(name.encode())}
-            _call(url + "/v1/buckets/bucket/objects", "POST", body, tenant.api_key)
-        _call(url + "/v1/buckets", "POST", {"name": "doomed"}, tenant.api_key)
+            json_call(url + "/v1/buckets/bucket/objects", "POST", body, tenant.api_key)
+        json_call(url + "/v1/buckets", "POST", {"name": "doomed"}, tenant.api_key)
         uploads = url + "/v1/buckets/bucket/uploads"
-        began = [_call(uploads, "POST", {"key": "up"}, tenant.api_key) for _ in range(3)]
+        began = [json_call(uploads, "POST", {"key": "up"}, tenant.api_key) for _ in range(3)]
         yield Live(
             url,
             session,

@@ -55,7 +55,8 @@ def tighten(path: Path, mode: int | None = None) -> bool:
     event(
         log,
         logging.WARNING,
-        "tightened permissions: it was open to other local users",
+        # the path in the message too: where logging is not set up only the message shows
+        f"tightened permissions of {path}: it was open to other local users",
         path=str(path),
         was=oct(current),
         now=oct(current & want),
