@@ -52,7 +52,7 @@ async def pieces() -> AsyncIterator[PieceClient]:
     await client.aclose()
 
 
-def limit(node: FarmerProcess, piece_id: bytes, action: Action, size: int = 1 << 20) -> OrderLimit:
+def limit(node: FarmerProcess, piece_id: bytes, action: Action, size: int = 4 << 20) -> OrderLimit:
     now = int(time.time())
     return OrderLimit(
         os.urandom(16), BRIDGE.node_id, node.identity.node_id, piece_id, action, size,
@@ -63,13 +63,17 @@ def limit(node: FarmerProcess, piece_id: bytes, action: Action, size: int = 1 <<
 @on_module_loop
 async def test_every_route_works_over_tls(farmer: FarmerProcess, pieces: PieceClient) -> None:
     assert farmer.url.startswith("https://")
-    piece, piece_id = os.urandom(2 * LEAF_SIZE + 5), os.urandom(32)
+    piece, piece_id = os.urandom(40 * LEAF_SIZE + 5), os.urandom(32)  # over two sent chunks
     digest = digest_piece(piece).piece_hash
     receipt = await pieces.put(farmer.url, limit(farmer, piece_id, Action.PUT), digest, piece)
     receipt.verify_signature(farmer.identity.public_key)
     into = memoryview(bytearray(len(piece)))
     await pieces.get(farmer.url, limit(farmer, piece_id, Action.GET), into)
     assert bytes(into) == piece
+    part = memoryview(bytearray(LEAF_SIZE + 100))  # a range across a leaf, a MiB chunk apart
+    get = limit(farmer, piece_id, Action.GET)
+    await pieces.get(farmer.url, get, part, offset=LEAF_SIZE - 50, ranged=True)
+    assert bytes(part) == piece[LEAF_SIZE - 50 : 2 * LEAF_SIZE + 50]
     audited = await pieces.audit(farmer.url, limit(farmer, piece_id, Action.AUDIT, 0), 1)
     assert audited.leaf == piece[LEAF_SIZE : 2 * LEAF_SIZE]
     card = await pieces.node_info(farmer.url, farmer.identity.node_id)

@@ -63,6 +63,9 @@ class _Refusal(Exception):
         self.retry_after = retry_after
 
 
+_ALLOW = routes.ALLOW.lower().encode()
+
+
 class _Gone(Exception):
     """The client hung up while sending its body: there is no one to answer."""
 
@@ -127,8 +130,8 @@ class Edge:
                 status = message["status"]
                 if status == 405:  # the app's Allow may name one route's methods, or none
                     allow = ", ".join(self._allowed(scope)).encode()
-                    kept = [h for h in message.get("headers", []) if h[0].lower() != b"allow"]
-                    message = {**message, "headers": [*kept, (b"allow", allow)]}
+                    kept = [h for h in message.get("headers", []) if h[0].lower() != _ALLOW]
+                    message = {**message, "headers": [*kept, (_ALLOW, allow)]}
             await send(message)
 
         try:

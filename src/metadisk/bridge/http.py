@@ -17,13 +17,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from metadisk.bridge import errors
 from metadisk.bridge.metrics import BridgeMetrics
 from metadisk.runtime.logs import event
 from metadisk.runtime.metrics import UNMATCHED
-from metadisk.wire.api.routes import ALLOW, DOCS, OPENAPI, RETRY_AFTER, SESSIONS
+from metadisk.wire.api.routes import DOCS, OPENAPI, RETRY_AFTER, SESSIONS
 from metadisk.wire.errors import ErrorBody, describe_invalid, error_body
 
 log = logging.getLogger(__name__)
@@ -163,28 +162,15 @@ class _Refusals:
         assert isinstance(exc, StarletteHTTPException)
         codes = {404: "not-found", 405: "method-not-allowed"}
         code = codes.get(exc.status_code, "http-error")
-        response = self._refused(request, exc.status_code, code, str(exc.detail))
-        if exc.status_code == 405:
-            # Starlette names the methods of the first route on the path only; a path served
-            # by several routes (GET and POST) takes all of theirs (RFC 9110: Allow is required).
-            response.headers[ALLOW] = ", ".join(allowed_methods(request))
-        return response
+        # A 405's Allow (every method of the path, RFC 9110) is set by the edge in front of
+        # the app (bridge/edge.py), which knows every router's routes.
+        return self._refused(request, exc.status_code, code, str(exc.detail))
 
     async def unexpected(self, request: Request, exc: Exception) -> Response:
         route = route_of(request.scope) or UNMATCHED
         log.exception("unexpected error in %s %s", request.method, route)
         self._metrics.refusals.labels(route, "internal").inc()
         return error_response(500, "internal", "internal error")
-
-
-def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app takes on the request's path."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": ""})
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return sorted(methods)
 
 
 def create_app(routers: Sequence[APIRouter], version: str, metrics: BridgeMetrics) -> FastAPI:

@@ -1,12 +1,14 @@
 """The data plane's HTTP handlers: parse the request, call `PieceService`, stream the answer.
 
 See docs/farmer.md for the protocol. Downloads go out with ``sendfile`` straight from the page
-cache to the socket, so a GET costs the server almost no CPU.
+cache to the socket, so a GET costs the server almost no CPU; over TLS, which has no zero-copy
+path, a MiB at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -161,9 +163,32 @@ async def _send(request: web.Request, download: Download) -> web.StreamResponse:
         transport = request.transport
         if transport is None:
             raise ConnectionResetError("connection lost")
-        # zero-copy from the page cache; falls back to read/write where sendfile is missing
-        await asyncio.get_running_loop().sendfile(
-            transport, download.piece.file, download.offset, download.count
-        )
+        if transport.get_extra_info("sslcontext") is None:
+            # zero-copy from the page cache; falls back to read/write where sendfile is missing
+            await asyncio.get_running_loop().sendfile(
+                transport, download.piece.file, download.offset, download.count
+            )
+        else:
+            await _send_copied(response, download)
     await response.write_eof()
     return response
+
+
+# TLS has no zero-copy path, and asyncio's own fallback for it reads 16 KiB at a time, each read
+# a thread hop and each write a syscall: measured on one 16 MiB piece fetched over and over,
+# 106 MiB/s at 8.9 CPU-s/GiB on the farmer (3.8 on the client), against 955 MiB/s at 1.0 (1.0).
+TLS_CHUNK = 1 << 20
+
+
+async def _send_copied(response: web.StreamResponse, download: Download) -> None:
+    """Send the range through the transport (TLS encrypts it there), a MiB read at a time off
+    the event loop."""
+    fd = download.piece.file.fileno()
+    offset, left = download.offset, download.count
+    while left:
+        chunk = await asyncio.to_thread(os.pread, fd, min(left, TLS_CHUNK), offset)
+        if not chunk:
+            raise ConnectionResetError("piece file ended early")  # cannot happen: size checked
+        await response.write(chunk)
+        offset += len(chunk)
+        left -= len(chunk)
