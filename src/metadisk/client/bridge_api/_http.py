@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
@@ -12,10 +13,15 @@ from pydantic import BaseModel, ValidationError
 
 from metadisk.client.errors import BridgeError, BridgeUnavailable, InvalidArgument, bridge_error
 from metadisk.runtime.tls import InsecureURL, bridge_ssl, check_transport
+from metadisk.wire.api.routes import RETRY_AFTER
 from metadisk.wire.bodies import BodyTooLarge, read_capped
 from metadisk.wire.errors import MAX_ERROR_BODY, describe_invalid, parse_error
 
 M = TypeVar("M", bound=BaseModel)
+# A request the bridge turned away for now (rate limits, a full password-hashing queue) is asked
+# again after its Retry-After, this many times, if the wait is at most MAX_RETRY_AFTER seconds.
+RETRIES = 3
+MAX_RETRY_AFTER = 10.0
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
@@ -64,14 +70,24 @@ class BridgeHttp:
             except OSError as exc:  # a METADISK_CA_FILE that cannot be read
                 raise InvalidArgument(f"cannot load CA file: {exc}", code="ca-file") from exc
         try:
-            async with self._client().request(
-                method, self.url + path, data=data, params=params, headers=headers, ssl=self._ssl
-            ) as response:
-                if response.status >= 400:
-                    raise await _error(response)
-                if response.status == 204:
-                    return None
-                return await response.read()
+            for attempt in range(RETRIES + 1):
+                async with self._client().request(
+                    method,
+                    self.url + path,
+                    data=data,
+                    params=params,
+                    headers=headers,
+                    ssl=self._ssl,
+                ) as response:
+                    wait = _retry_after(response) if attempt < RETRIES else None
+                    if wait is None:
+                        if response.status >= 400:
+                            raise await _error(response)
+                        if response.status == 204:
+                            return None
+                        return await response.read()
+                await asyncio.sleep(wait)
+            raise AssertionError("unreachable: the last attempt returns or raises")
         except aiohttp.ClientError as exc:
             raise BridgeUnavailable(
                 f"cannot reach the bridge at {self.url}: {exc}", code="connection-failed"
@@ -105,6 +121,22 @@ class BridgeHttp:
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
+    """Seconds to wait before asking again, when the bridge refused the request before doing
+    anything and said when to come back (429 ``rate-limited``, 503 ``busy``); else None.
+
+    Those refusals come from the bridge's edge, before any work, so asking again is safe for
+    every method. A wait longer than `MAX_RETRY_AFTER` is not waited out: the error goes up.
+    """
+    if response.status not in (429, 503):
+        return None
+    try:
+        wait = float(response.headers.get(RETRY_AFTER, ""))
+    except ValueError:
+        return None
+    return wait if 0 <= wait <= MAX_RETRY_AFTER else None
 
 
 async def _error(response: aiohttp.ClientResponse) -> BridgeError:
