@@ -34,7 +34,7 @@ from metadisk.core.paths import EncryptionAccess
 from metadisk.devnet.bridge import BridgeProcess
 from metadisk.devnet.farmer import FarmerProcess, prepare_farmer
 from metadisk.devnet.settings import merge
-from metadisk.devnet.tls import TLS_DIR, NetworkTLS, network_tls
+from metadisk.devnet.tls import network_tls, tls_files
 from metadisk.farmer.config import CONFIG_FILE, TrustedBridge
 from metadisk.farmer.setup import read_config, read_identity, write_config
 from metadisk.runtime.files import private_dir
@@ -171,7 +171,7 @@ class LocalNetwork:
         elif (saved := _saved_port(self.bridge_dir)) is not None:
             settings["server"] = {"port": saved}
         if tls:
-            files = self._tls_files
+            files = tls_files(self.root)
             server = {"tls_cert": str(files.bridge_cert), "tls_key": str(files.bridge_key)}
             settings["server"] = {**settings.get("server", {}), **server}
         settings = merge(settings, bridge_settings or {})
@@ -192,14 +192,9 @@ class LocalNetwork:
         return self.root / BRIDGE_DIR
 
     @property
-    def _tls_files(self) -> NetworkTLS:
-        where = self.root / TLS_DIR
-        return NetworkTLS(where / "ca.pem", where / "bridge.crt", where / "bridge.key")
-
-    @property
     def ca_file(self) -> Path:
         """The CA certificate that signed the bridge's (with `tls`): what clients must trust."""
-        return self._tls_files.ca_file
+        return tls_files(self.root).ca_file
 
     def farmer_dir(self, number: int) -> Path:
         return farmer_dir(self.root, number)

@@ -37,10 +37,16 @@ class NetworkTLS:
     bridge_key: Path
 
 
+def tls_files(root: Path) -> NetworkTLS:
+    """Where the TLS files of the network in `root` are (made or not)."""
+    where = root / TLS_DIR
+    return NetworkTLS(where / "ca.pem", where / "bridge.crt", where / "bridge.key")
+
+
 def network_tls(root: Path) -> NetworkTLS:
     """The network's CA and bridge certificate under `root`/tls, made on first use (0600 keys)."""
-    where = root / TLS_DIR
-    files = NetworkTLS(where / "ca.pem", where / "bridge.crt", where / "bridge.key")
+    files = tls_files(root)
+    where = files.ca_file.parent
     if files.ca_file.exists() and files.bridge_cert.exists() and files.bridge_key.exists():
         return files
     where.mkdir(mode=0o700, parents=True, exist_ok=True)
