@@ -153,3 +153,37 @@ def test_an_object_without_a_checksum_still_reads_and_stats(
         assert facts["size"] == len(data[name])
         text = cli("stat", f"md://bkt/{name}.old")
         assert "none (stored before checksums)" in text.out
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_resumed_upload_checksums_the_segments_stored_before(
+    network: BackgroundNetwork, tenant: Tenant, tmp_path: Path
+) -> None:
+    """The segments committed before an interruption are not sent again but still count."""
+    payload = os.urandom(SIZE)
+    source = tmp_path / "big.bin"
+    source.write_bytes(payload)
+    state = tmp_path / "state"
+
+    def stop_after_two(done: int, total: int | None) -> None:
+        if done >= 2 * MiB:
+            raise _Stop
+
+    async def check() -> None:
+        async with await AsyncProject.open(tenant.grant, config=SMALL) as project:
+            await project.create_bucket("bkt")
+            with pytest.raises(_Stop):
+                await project.upload(
+                    "bkt", "r.bin", source, resume_dir=state, progress=stop_after_two
+                )
+            [saved] = state.iterdir()  # the pending upload is kept for the next run
+            pending = await project._bridge.get_upload(json.loads(saved.read_text())["stream_id"])
+            assert len(pending.segments) >= 2
+            info = await project.upload("bkt", "r.bin", source, resume_dir=state)
+            assert info.checksum == blake3.blake3(payload).digest()
+            assert await read_all(project, "r.bin") == payload
+
+    network.call(check())
