@@ -19,6 +19,7 @@ import metadisk
 from metadisk.allocator import tune_for_streaming
 from metadisk.cli import access, bridge, farmer, objects, setup, up
 from metadisk.cli import config as cfg
+from metadisk.cli import stat as stat_command
 from metadisk.cli.context import CliContext, enter
 from metadisk.cli.errors import UsageError, click_errors, describe
 from metadisk.runtime import logs
@@ -80,6 +81,7 @@ def root(
 
 app.command()(setup.setup)
 objects.register(app)
+stat_command.register(app)
 app.command()(up.up)
 app.add_typer(access.app, name="access")
 app.add_typer(farmer.app, name="farmer")
