@@ -94,9 +94,8 @@ def _client_message(exc: ClientError) -> str:
         # The library's text ends in aiohttp's ("ssl:default [Connect call failed ...]"): keep
         # "cannot reach the bridge at URL" and say what a user can do about it.
         where = message.partition(": ")[0]
-        return (
-            f"{where}: nothing answered there (is the bridge running, and is that address right?)"
-        )
+        hint = "nothing answered (is the bridge running, and is that address right?)"
+        return f"{where}: {hint} [{code}]"
     if isinstance(exc, TransferError) and exc.failures:
         # The first piece failure usually says why (a dead farmer, a full disk).
         number, reason = sorted(exc.failures.items())[0]

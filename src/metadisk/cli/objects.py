@@ -150,16 +150,22 @@ def _when(moment: int) -> str:
     return datetime.datetime.fromtimestamp(moment).strftime("%Y-%m-%d %H:%M")
 
 
-Paths = Annotated[
+Sources = Annotated[
     list[str],
     typer.Argument(
-        help="SRC... DST: local paths or md://bucket/path; '-' is stdin as SRC, stdout as DST.",
+        metavar="SRC",
+        help="Local paths or md://bucket/paths; '-' reads stdin.",
         show_default=False,
     ),
 ]
+Destination = Annotated[
+    str, typer.Argument(metavar="DST", help="A local path or md://bucket/path; '-' is stdout.")
+]
 
 
-def cp(paths: Paths, recursive: Recursive = False, parallelism: Parallelism = 4) -> None:
+def cp(
+    src: Sources, dst: Destination, recursive: Recursive = False, parallelism: Parallelism = 4
+) -> None:
     """Copy files to metadisk, objects from it, or objects within it.
 
     As with POSIX cp, a destination that is a folder (ending in "/", a bare md://bucket, an
@@ -168,19 +174,20 @@ def cp(paths: Paths, recursive: Recursive = False, parallelism: Parallelism = 4)
     metadisk cp - md://b/dir.tar` and `metadisk cp md://b/dir.tar - | tar x`. An interrupted
     upload of a file resumes when the same command runs again.
     """
-    _transfer(paths, recursive=recursive, parallelism=parallelism, move=False)
+    _transfer(src, dst, recursive=recursive, parallelism=parallelism, move=False)
 
 
-def mv(paths: Paths, recursive: Recursive = False, parallelism: Parallelism = 4) -> None:
+def mv(
+    src: Sources, dst: Destination, recursive: Recursive = False, parallelism: Parallelism = 4
+) -> None:
     """Move: like cp, then remove each source once its copy is complete."""
-    _transfer(paths, recursive=recursive, parallelism=parallelism, move=True)
+    _transfer(src, dst, recursive=recursive, parallelism=parallelism, move=True)
 
 
-def _transfer(paths: list[str], *, recursive: bool, parallelism: int, move: bool) -> None:
-    if len(paths) < 2:
-        raise UsageError("give at least one SRC and a DST (see --help)")
-    *sources, dst = paths
-    if STDIO in paths:
+def _transfer(
+    sources: list[str], dst: str, *, recursive: bool, parallelism: int, move: bool
+) -> None:
+    if STDIO in (*sources, dst):
         _stream(sources, dst, move=move)
         return
     context = current()
