@@ -25,7 +25,7 @@ from metadisk.cli.context import about
 from metadisk.cli.errors import EXIT_NOT_FOUND, CliError, UsageError
 from metadisk.cli.progress import FileBar, TransferProgress
 from metadisk.cli.remote import RemotePath, is_remote, parse_remote
-from metadisk.client import AsyncProject, NotFound
+from metadisk.client import AsyncProject, ClientError, NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ async def plan(
     if is_remote(dst):
         target = parse_remote(dst)
         await _check_bucket(project, target.bucket)
-        into = several or await _holds_objects(project, target)
+        into = several or target.is_folder or await is_folder(project, target)
     else:
         destination = Path(dst)
         into = several or dst.endswith(("/", os.sep)) or await asyncio.to_thread(destination.is_dir)
@@ -127,11 +127,10 @@ async def _check_bucket(project: AsyncProject, bucket: str) -> None:
             f"no bucket md://{bucket} (make it with: metadisk mb md://{bucket})",
             status=EXIT_NOT_FOUND,
         ) from exc
-
-
-async def _holds_objects(project: AsyncProject, target: RemotePath) -> bool:
-    """Whether `target` is a folder: a bucket, a "/"-ended path, or a prefix holding objects."""
-    return target.is_folder or await _any_below(project, target)
+    except ClientError:
+        # Not ours to judge here (a grant that may not read the bucket's record can still
+        # write below it): the transfer itself reports what is wrong.
+        pass
 
 
 async def _any_below(project: AsyncProject, target: RemotePath) -> bool:
