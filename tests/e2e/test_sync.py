@@ -116,6 +116,18 @@ def test_sync_delete_removes_what_the_source_lacks(cli: InProcessCli, tmp_path: 
     assert files_under(down) == {"a.txt": b"alpha", "dir/deeper/c.log": b"log line\n"}
 
 
+def test_delete_from_an_empty_or_mistyped_source_is_refused(
+    cli: InProcessCli, tmp_path: Path
+) -> None:
+    down = tmp_path / "down"
+    make_tree(down, TREE)
+    assert cli("mb", "md://syn").status == 0
+    refused = cli("sync", "--delete", "md://syn/tpyo/", down)
+    assert refused.status == 1
+    assert "refusing to --delete everything" in refused.error_line
+    assert files_under(down) == TREE
+
+
 def test_dry_run_changes_nothing(cli: InProcessCli, tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_tree(src, TREE)

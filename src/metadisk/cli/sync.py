@@ -402,11 +402,19 @@ def sync(
 
     async def work() -> None:
         if source_side.local is not None and not source_side.local.is_dir():
-            raise CliError(f"{source_side.local}: No such directory", status=2)
+            what = "not a directory" if source_side.local.exists() else "No such directory"
+            raise CliError(f"{source_side.local}: {what}", status=2)
         async with context.project() as project:
             source, target = await asyncio.gather(
                 _list(project, source_side), _list(project, target_side)
             )
+            if not source and delete and target:
+                # A mistyped md:// folder lists as empty: never read that as "delete it all".
+                raise CliError(
+                    f"{source_side} is empty or missing: refusing to --delete everything in "
+                    f"{target_side}",
+                    status=1,
+                )
             source = {r: e for r, e in source.items() if filters.wants(r)}
             target = {r: e for r, e in target.items() if filters.wants(r)}
             plan = await _plan(
