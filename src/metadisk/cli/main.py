@@ -17,10 +17,11 @@ import typer
 
 import metadisk
 from metadisk.allocator import tune_for_streaming
-from metadisk.cli import access, bridge, farmer, objects, setup, sync, up
+from metadisk.cli import access, bridge, farmer, objects, setup, up
 from metadisk.cli import config as cfg
 from metadisk.cli.context import CliContext, enter
 from metadisk.cli.errors import UsageError, click_errors, describe
+from metadisk.cli.sync import sync
 from metadisk.runtime import logs
 
 DEBUG_ENV = "METADISK_DEBUG"
@@ -81,7 +82,7 @@ def root(
 app.command()(setup.setup)
 objects.register(app)
 app.command()(up.up)
-app.command()(sync.sync)
+app.command()(sync)
 app.add_typer(access.app, name="access")
 app.add_typer(farmer.app, name="farmer")
 app.add_typer(bridge.app, name="bridge")
