@@ -389,10 +389,12 @@ def sync(
     checksum fall back to size and time, and the output says so). Running the same sync again
     after an interruption moves only what is missing.
 
-    Filters: "*" and "?" match within a path component, "**" across them. A pattern starting
-    with "/" matches from the top of the tree, any other the end of a path ("*.log" matches
-    "a/b.log"). Exclusions win over inclusions; with --include only matching paths are synced.
-    Paths left out are neither copied nor deleted.
+    Filters (rclone-like): `*` and `?` match within a path component, `**` across them. A
+    pattern starting with `/` matches from the top of the tree, any other the end of a path
+    (`*.log` matches `a/b.log`). Exclusions win over inclusions; with --include only matching
+    paths are synced. Paths left out are neither copied nor deleted.
+
+    Example: `metadisk sync --delete --exclude '*.tmp' ~/photos md://backup/photos/`
     """
     source_side, target_side = _side(src), _side(dst)
     if source_side.local is not None and target_side.local is not None:
