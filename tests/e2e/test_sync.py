@@ -214,7 +214,9 @@ def test_an_interrupted_sync_completes_on_a_rerun(
 
     rerun = cli("sync", src, "md://syn/")
     assert rerun.status == 0, rerun.err
-    assert len(copied(rerun.out)) == count - done_before
+    # Only what is missing moves: at -p 1 one file was in flight at the kill, and its upload
+    # may have been committed before the process could print it.
+    assert count - done_before - 1 <= len(copied(rerun.out)) <= count - done_before
     assert remote_keys(cli, "md://syn") == {f"f{i:02}.bin" for i in range(count)}
     down = tmp_path / "down"
     assert cli("sync", "md://syn", down).status == 0
