@@ -22,6 +22,7 @@ from metadisk.cli import config as cfg
 from metadisk.cli import stat as stat_command
 from metadisk.cli.context import CliContext, enter
 from metadisk.cli.errors import UsageError, click_errors, describe
+from metadisk.cli.sync import sync
 from metadisk.runtime import logs
 
 DEBUG_ENV = "METADISK_DEBUG"
@@ -83,6 +84,7 @@ app.command()(setup.setup)
 objects.register(app)
 stat_command.register(app)
 app.command()(up.up)
+app.command()(sync)
 app.add_typer(access.app, name="access")
 app.add_typer(farmer.app, name="farmer")
 app.add_typer(bridge.app, name="bridge")
