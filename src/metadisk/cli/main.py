@@ -59,6 +59,10 @@ def root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress and no notes; errors are still shown."),
+    ] = False,
     log_level: Annotated[
         str,
         typer.Option(
@@ -77,7 +81,7 @@ def root(
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UsageError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
     logs.configure(log_level.lower())
-    enter(CliContext(cfg.config_dir(config_dir, os.environ)))
+    enter(CliContext(cfg.config_dir(config_dir, os.environ), quiet=quiet))
 
 
 app.command()(setup.setup)

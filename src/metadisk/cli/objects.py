@@ -177,7 +177,7 @@ def _transfer(src: str, dst: str, *, recursive: bool, parallelism: int, move: bo
                     parallelism=parallelism,
                     bars=bars,
                     uploads_dir=context.uploads_dir,
-                    report=typer.echo,
+                    report=bars.report,
                 )
 
     run(work())
