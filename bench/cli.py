@@ -97,6 +97,9 @@ def main() -> None:
         print("import time of `metadisk ls` by package (self time, largest first):")
         for row in _heaviest_imports(["ls"], env):
             print(f"  {row}")
+        if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+            print("note: PYTHONDONTWRITEBYTECODE is set, so without cached bytecode every start "
+                  "compiles the modules it imports anew")  # fmt: skip
         print(f"load average: {' '.join(f'{n:.1f}' for n in os.getloadavg())} on "
               f"{os.cpu_count()} CPUs")  # fmt: skip
     finally:
