@@ -209,7 +209,7 @@ def _transfer(
                     parallelism=parallelism,
                     bars=bars,
                     uploads_dir=context.uploads_dir,
-                    report=typer.echo,
+                    report=bars.report,
                 )
 
     try:
