@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from metadisk.wire.fields import B64, JSON_INT, MAX_REQUEST_INT
+from metadisk.wire.fields import B64, JSON_INT, MAX_REQUEST_INT, b64_schema
 from metadisk.wire.models import Answer, Request
 
 
@@ -72,6 +72,10 @@ class Project(Answer):
     created_at: int
     limits: Limits
     usage: Usage
+    passphrase_verifier: B64 | None = Field(
+        default=None,
+        description="base64url; see PassphraseVerifier. null until the first setup stores one",
+    )
 
 
 class ProjectList(Answer):
@@ -98,6 +102,25 @@ class CreatedApiKey(ApiKey):
 
 class ApiKeyList(Answer):
     api_keys: list[ApiKey]
+
+
+VERIFIER_BYTES = 32
+Verifier = Annotated[B64, Field(max_length=VERIFIER_BYTES), b64_schema(VERIFIER_BYTES)]
+
+
+class PassphraseVerifier(Answer):
+    """The project's passphrase verifier: HMAC-SHA256 of a fixed text under the root key the
+    passphrase derives, so a client can tell a wrong passphrase; null if none is stored yet."""
+
+    verifier: B64 | None = Field(description="base64url, 32 bytes; or null")
+
+
+class NewVerifier(Request):
+    """Store the project's passphrase verifier: refused (409 verifier-mismatch) if another is
+    stored, unless `force` (the owner's session only: it makes the old passphrase wrong)."""
+
+    verifier: Verifier = Field(description="base64url, 32 bytes")
+    force: bool = False
 
 
 class Revocation(Request):
