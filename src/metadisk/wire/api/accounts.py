@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, StrictBool, WithJsonSchema
 
-from metadisk.wire.fields import B64, JSON_INT, MAX_REQUEST_INT, b64_schema
+from metadisk.wire.fields import B64, CANONICAL_B64_PATTERN, JSON_INT, MAX_REQUEST_INT, b64_length
 from metadisk.wire.models import Answer, Request
 
 
@@ -105,7 +105,20 @@ class ApiKeyList(Answer):
 
 
 VERIFIER_BYTES = 32
-Verifier = Annotated[B64, Field(max_length=VERIFIER_BYTES), b64_schema(VERIFIER_BYTES)]
+# Exactly 32 bytes, and the document says so: every canonical text of this length decodes to 32.
+Verifier = Annotated[
+    B64,
+    Field(min_length=VERIFIER_BYTES, max_length=VERIFIER_BYTES),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": CANONICAL_B64_PATTERN,
+            "minLength": b64_length(VERIFIER_BYTES),
+            "maxLength": b64_length(VERIFIER_BYTES),
+            "description": "base64url, 32 bytes",
+        }
+    ),
+]
 
 
 class PassphraseVerifier(Answer):
@@ -120,7 +133,7 @@ class NewVerifier(Request):
     stored, unless `force` (the owner's session only: it makes the old passphrase wrong)."""
 
     verifier: Verifier = Field(description="base64url, 32 bytes")
-    force: bool = False
+    force: StrictBool = False
 
 
 class Revocation(Request):
