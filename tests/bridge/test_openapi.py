@@ -119,6 +119,7 @@ SCHEME_BY_PREFIX = [
     ("/v1/sessions/current", "session"),
     ("/v1/projects", "session"),
     ("/v1/revocations", "apiKey"),
+    ("/v1/project/", "apiKey"),
     ("/v1/buckets", "apiKey"),
     ("/v1/uploads/", "apiKey"),
 ]

@@ -88,16 +88,15 @@ def test_setup_derives_the_same_keys_from_the_passphrase(
     read = cli("cat", "md://notes/note.txt", config_dir=desktop)
     assert (read.status, read.out) == (0, "written on the laptop")
 
-    # Another passphrase derives other keys: the encrypted name is not even found.
+    # Another passphrase is refused (the project's verifier; tests/e2e/test_passphrase.py).
     stranger = tmp_path / "stranger"
     monkeypatch.setenv("OTHER_PASSPHRASE", "something else entirely")
-    assert cli(
+    refused = cli(
         "setup", network.bridge_url, "--email", email, "--password-env", "MD_PASSWORD",
         "--passphrase-env", "OTHER_PASSPHRASE", config_dir=stranger,
-    ).status == 0  # fmt: skip
-    missing = cli("cat", "md://notes/note.txt", config_dir=stranger)
-    assert missing.status == 3
-    assert "object-not-found" in missing.error_line
+    )  # fmt: skip
+    assert refused.status == 4
+    assert "wrong passphrase for this project" in refused.error_line
 
     again = cli("setup", network.bridge_url, "--email", email, *secrets)
     assert again.status == 2

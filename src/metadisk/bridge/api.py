@@ -158,6 +158,7 @@ class ApiPeer:
                 metainfo_endpoint.router(self.uploads, self.objects, self.authority, clock, run),
                 buckets_endpoint.router(self.buckets, self.authority, clock, run),
                 auth_endpoint.router(self.authority, clock, run),
+                accounts_endpoint.key_router(self.accounts, self.authority, run),
                 info_router(identity, config.nodes.difficulty, __version__),
                 accounts_endpoint.router(self.accounts, clock, self.hashing),
                 overlay_endpoint.router(self.overlay, clock),

@@ -4,11 +4,14 @@ Either import a grant someone gave you (``--grant``), or log in to a bridge (reg
 with ``--register``), pick or make a project, make an API key, and derive the root encryption
 key from a passphrase with the project's salt (Argon2id, `metadisk.core.keys.derive_root_key`).
 The same passphrase and project give the same root key on any machine, so another machine can
-set up and read the same files; the passphrase itself is never stored or sent.
+set up and read the same files; the passphrase itself is never stored or sent. The project's
+passphrase verifier at the bridge (`metadisk.client.passphrase`) refuses a wrong passphrase
+before anything is made or saved; an imported grant is checked against it as far as it can be.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Annotated
 
@@ -18,9 +21,18 @@ from metadisk.cli import config as cfg
 from metadisk.cli import grants
 from metadisk.cli.accounts import cache_session, run_accounts
 from metadisk.cli.context import current, stderr
-from metadisk.cli.errors import UsageError
+from metadisk.cli.errors import EXIT_REFUSED, CliError, UsageError
 from metadisk.cli.login import read_secret
-from metadisk.client import BridgeAccounts, Unauthenticated
+from metadisk.client import (
+    BridgeAccounts,
+    BridgeAPI,
+    BridgeUnavailable,
+    Checked,
+    Unauthenticated,
+    WrongPassphrase,
+    check_with_key,
+    check_with_session,
+)
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant, check_bridge_url
 from metadisk.core.keys import derive_root_key
@@ -70,10 +82,12 @@ def setup(
             parsed = AccessGrant.parse(grant.strip())
         except DecodeError as exc:
             raise UsageError(f"not an access grant: {exc}") from exc
+        checked = _check_grant(parsed)
         config = cfg.CliConfig(parsed.serialize(), None, existing.client, "metadisk setup --grant")
         path = cfg.save(context.config_dir, config)
         for label, value in grants.describe(parsed):
             notes.print(f"{label:<11} {value}", soft_wrap=True)
+        notes.print(f"{'passphrase':<11} {checked}", soft_wrap=True)
         typer.echo(f"saved the grant to {path}")
         return
 
@@ -92,7 +106,7 @@ def setup(
     passphrase = read_secret("", passphrase_env) if passphrase_env is not None else None
     name = key_name or f"cli@{socket.gethostname()}"
 
-    async def make_key(api: BridgeAccounts) -> tuple[Session, Project, str]:
+    async def choose_project(api: BridgeAccounts) -> tuple[Session, Project]:
         if register:
             await api.register(email, password)
         try:
@@ -104,9 +118,9 @@ def setup(
         if chosen is None:
             chosen = await api.create_project(project)
             notes.print(f"made project {project!r}")
-        return session, chosen, (await api.create_api_key(chosen.id, name)).api_key
+        return session, chosen
 
-    session, chosen, api_key = run_accounts(bridge_url, make_key)
+    session, chosen = run_accounts(bridge_url, choose_project)
 
     if passphrase is None:
         notes.print(
@@ -119,6 +133,17 @@ def setup(
         root_key = derive_root_key(passphrase, chosen.salt)
     except ValueError as exc:
         raise UsageError(f"cannot derive the root key: {exc}") from exc
+
+    # The key is made only once the passphrase is known right: a wrong one leaves nothing behind.
+    async def make_key(api: BridgeAccounts) -> str:
+        try:
+            if await check_with_session(api, chosen, root_key) is Checked.STORED:
+                notes.print("stored the passphrase verifier: other setups will check against it")
+        except WrongPassphrase as exc:
+            raise CliError(str(exc), status=EXIT_REFUSED) from exc
+        return (await api.create_api_key(chosen.id, name)).api_key
+
+    api_key = run_accounts(bridge_url, make_key, token=session.token)
     made = AccessGrant(bridge_url, APIKey.parse(api_key), EncryptionAccess(root_key=root_key))
     account = cfg.Account(bridge_url, email, chosen.id)
     path = cfg.save(
@@ -127,3 +152,36 @@ def setup(
     )
     cache_session(context.config_dir, bridge_url, email, session)
     typer.echo(f"set up {email} on {bridge_url}, project {project!r}, API key {name!r}: {path}")
+
+
+def _check_grant(grant: AccessGrant) -> str:
+    """Check an imported grant at its bridge as far as it can be; what was found, in words.
+
+    A grant with the root key is checked against the project's verifier. A restricted grant
+    holds only folder keys, derived one way from the root key, so its passphrase cannot be
+    checked; asking for the verifier still proves its API key genuine and not revoked.
+    """
+    root_key = grant.encryption.root_key
+
+    async def check() -> Checked | None:
+        api = BridgeAPI(grant.bridge_url, grant.api_key.serialize())
+        try:
+            if root_key is None:
+                await api.passphrase_verifier()
+                return None
+            return await check_with_key(api, root_key)
+        finally:
+            await api.aclose()
+
+    try:
+        checked = asyncio.run(check())
+    except WrongPassphrase as exc:
+        raise CliError(str(exc), status=EXIT_REFUSED) from exc
+    except BridgeUnavailable as exc:
+        # Importing offline still works; the grant's first use will meet the bridge.
+        return f"not checked: the bridge cannot be reached ({exc.code})"
+    if checked is Checked.MATCHED:
+        return "checked: the root key matches the project's verifier"
+    if checked is Checked.UNSET:
+        return "not checked: the project has no verifier yet (the owner's next setup stores it)"
+    return "not checked: a restricted grant holds folder keys, not the root key it is made from"

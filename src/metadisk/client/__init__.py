@@ -34,6 +34,7 @@ from metadisk.client.errors import (
     UploadFailed,
 )
 from metadisk.client.farmer_transport import LongTail, TransportConfig
+from metadisk.client.passphrase import Checked, WrongPassphrase, check_with_key, check_with_session
 from metadisk.client.project import AsyncProject, ClientConfig
 from metadisk.client.records import Bucket, ObjectInfo, ObjectPage, Permissions
 from metadisk.client.segmenter import SegmentSizing, UploadSource
@@ -76,3 +77,6 @@ __all__ = [
     "UploadFailed",
     "UploadSource",
 ]
+
+# The passphrase check (setup and grant import).
+__all__ += ["Checked", "WrongPassphrase", "check_with_key", "check_with_session"]

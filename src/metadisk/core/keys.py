@@ -16,6 +16,8 @@ below the 2**32 wraps after which random GCM nonces risk repeating.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import unicodedata
 from collections.abc import Callable
@@ -138,6 +140,27 @@ def derive_root_key(
         )
     except HashingError as exc:  # e.g. memory allocation failed
         raise ValueError(f"Argon2id failed: {exc}") from exc
+
+
+# The verifier is HMAC-SHA256 under the root key of this fixed text: a PRF output that says
+# nothing about the root key, so checking a guess still costs a whole Argon2id run.
+VERIFIER_SIZE = 32
+_VERIFIER_MESSAGE = b"metadisk passphrase verifier\x00v1"
+
+
+def passphrase_verifier(root_key: bytes) -> bytes:
+    """The 32-byte value the bridge keeps to tell a right passphrase from a wrong one.
+
+    See ``docs/core-crypto.md`` (passphrase verifier) for why it reveals nothing more about the
+    passphrase than trying it does: each guess still costs one Argon2id.
+    """
+    _check_key("root key", root_key)
+    return hmac.new(root_key, _VERIFIER_MESSAGE, hashlib.sha256).digest()
+
+
+def verifier_matches(root_key: bytes, verifier: bytes) -> bool:
+    """Whether `verifier` was made from `root_key` (compared in constant time)."""
+    return hmac.compare_digest(passphrase_verifier(root_key), bytes(verifier))
 
 
 def new_content_key(randbytes: Callable[[int], bytes] = os.urandom) -> bytes:

@@ -33,6 +33,7 @@ class Project:
     created_at: int
     limits: Limits
     usage: Usage
+    verifier: bytes | None = None  # core.keys.passphrase_verifier; None until the first setup
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,14 @@ class AccountsDB(Protocol):
     def project(self, owner_id: str, project_id: str, period: int) -> Project | None: ...
 
     def create_key(self, record: KeyRecord, secret: bytes) -> None: ...
+
+    def verifier(self, project_id: str) -> bytes | None:
+        """The project's passphrase verifier (None if unset or no such project)."""
+        ...
+
+    def set_verifier(self, project_id: str, verifier: bytes, force: bool) -> bytes | None:
+        """Store `verifier` if none is set yet (or `force`), atomically; the one kept after."""
+        ...
 
     def keys(self, project_id: str) -> list[KeyRecord]: ...
 

@@ -7,11 +7,20 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Path, Response
 
+from metadisk.bridge import errors
 from metadisk.bridge.accounts.db import KeyRecord, Project
 from metadisk.bridge.accounts.hashing import HashingPool
 from metadisk.bridge.accounts.service import AccountsService
+from metadisk.bridge.auth.service import KeyAuthority
 from metadisk.bridge.config import Limits
-from metadisk.bridge.http import COMMON_ERRORS, RATE_LIMITED, public, session_token
+from metadisk.bridge.http import (
+    COMMON_ERRORS,
+    RATE_LIMITED,
+    Runner,
+    api_key_token,
+    public,
+    session_token,
+)
 from metadisk.wire.api import accounts as w
 from metadisk.wire.api import routes
 from metadisk.wire.fields import HEX_PATTERN, MAX_U63
@@ -75,6 +84,16 @@ def router(service: AccountsService, clock: Callable[[], int], hashing: HashingP
         user = service.authenticate(token, now)
         return project_out(service.project(user, project_id, now))
 
+    @api.put(routes.PROJECT_VERIFIER, status_code=204)
+    def set_verifier(
+        body: w.NewVerifier, project_id: str = _PROJECT_ID, token: str = Depends(session_token)
+    ) -> Response:
+        """Store the project's passphrase verifier (the owner; `force` replaces another)."""
+        now = clock()
+        user = service.authenticate(token, now)
+        service.set_verifier(user, project_id, body.verifier, body.force, now)
+        return Response(status_code=204)
+
     @api.post(routes.API_KEYS, status_code=201)
     def create_key(
         body: w.NewApiKey, project_id: str = _PROJECT_ID, token: str = Depends(session_token)
@@ -120,6 +139,35 @@ def router(service: AccountsService, clock: Callable[[], int], hashing: HashingP
     return api
 
 
+def key_router(service: AccountsService, authority: KeyAuthority, run: Runner) -> APIRouter:
+    """The passphrase verifier with an API key (holders of access grants)."""
+    api = APIRouter(tags=["api keys"], responses=COMMON_ERRORS)
+
+    @api.get(routes.VERIFIER)
+    async def verifier(token: str = Depends(api_key_token)) -> w.PassphraseVerifier:
+        """The key's project's passphrase verifier; any genuine key of the project may read it."""
+
+        def work() -> w.PassphraseVerifier:
+            return w.PassphraseVerifier(verifier=service.key_verifier(authority.resolve(token)))
+
+        return await run(work)
+
+    @api.put(routes.VERIFIER, status_code=204)
+    async def set_verifier(body: w.NewVerifier, token: str = Depends(api_key_token)) -> Response:
+        """Store the verifier if none is stored yet: an unrestricted key only, never `force`."""
+
+        def work() -> None:
+            access = authority.resolve(token)
+            if body.force:
+                raise errors.AccessDenied("only the project's owner may replace its verifier")
+            service.set_key_verifier(access, body.verifier)
+
+        await run(work)
+        return Response(status_code=204)
+
+    return api
+
+
 def project_out(project: Project) -> w.Project:
     limits, usage = project.limits, project.usage
     return w.Project(
@@ -139,6 +187,7 @@ def project_out(project: Project) -> w.Project:
             egress_bytes=usage.egress_bytes,
             segments=usage.segments,
         ),
+        passphrase_verifier=project.verifier,
     )
 
 

@@ -13,10 +13,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from metadisk.bridge import errors
 from metadisk.bridge.accounts.db import AccountsDB, KeyRecord, Project, Usage, User
+from metadisk.bridge.auth.service import Access
 from metadisk.bridge.common import month_period, token_hash
 from metadisk.bridge.config import AccountsConfig, Limits
 from metadisk.core.encoding import b64encode
 from metadisk.core.errors import AccessError, DecodeError
+from metadisk.core.keys import VERIFIER_SIZE
 from metadisk.core.macaroon import APIKey
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,63}$")
@@ -122,6 +124,39 @@ class AccountsService:
         if project is None:
             raise errors.NotFound("no such project", code="project-not-found")
         return project
+
+    def set_verifier(
+        self, user: User, project_id: str, verifier: bytes, force: bool, now: int
+    ) -> None:
+        """The owner stores the project's passphrase verifier; `force` replaces another one."""
+        self.project(user, project_id, now)
+        self._store_verifier(project_id, verifier, force)
+
+    def key_verifier(self, access: Access) -> bytes | None:
+        """The verifier of the key's project: any genuine key of it may read it, even a
+        restricted one (a grant being imported checks its root key against it)."""
+        return self._db.verifier(access.project_id)
+
+    def set_key_verifier(self, access: Access, verifier: bytes) -> None:
+        """Store the verifier with an API key: only an unrestricted (root) key, never replacing.
+
+        A restricted key holds a part of the project at most, so it may not speak for the
+        passphrase of all of it.
+        """
+        if access.key.caveats:
+            raise errors.AccessDenied("only an unrestricted API key may set the verifier")
+        self._store_verifier(access.project_id, verifier, False)
+
+    def _store_verifier(self, project_id: str, verifier: bytes, force: bool) -> None:
+        if len(verifier) != VERIFIER_SIZE:
+            raise errors.InvalidRequest(
+                f"a passphrase verifier is {VERIFIER_SIZE} bytes", code="invalid-verifier"
+            )
+        if self._db.set_verifier(project_id, verifier, force) != verifier:
+            raise errors.Conflict(
+                "the project has another passphrase verifier: wrong passphrase for this project",
+                code="verifier-mismatch",
+            )
 
     def create_key(self, user: User, project_id: str, name: str, now: int) -> NewKey:
         self.project(user, project_id, now)

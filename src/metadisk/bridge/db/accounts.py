@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from sqlalchemy import Connection, Row, delete, func, insert, select
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from metadisk.bridge.accounts.db import KeyRecord, Project, Usage, User
@@ -107,6 +107,25 @@ class AccountsStore:
         row = self._db.read(lambda conn: conn.execute(query).first())
         return None if row is None else _project(row)
 
+    def verifier(self, project_id: str) -> bytes | None:
+        query = select(t.projects.c.passphrase_verifier).where(t.projects.c.id == project_id)
+        found = self._db.read(lambda conn: conn.execute(query).scalar())
+        return None if found is None else bytes(found)
+
+    def set_verifier(self, project_id: str, verifier: bytes, force: bool) -> bytes | None:
+        p = t.projects.c
+        condition = p.id == project_id
+        if not force:
+            # First writer wins: one conditional UPDATE, so two racing setups cannot both win.
+            condition = condition & p.passphrase_verifier.is_(None)
+
+        def work(conn: Connection) -> bytes | None:
+            conn.execute(update(t.projects).where(condition).values(passphrase_verifier=verifier))
+            kept = conn.execute(select(p.passphrase_verifier).where(p.id == project_id)).scalar()
+            return None if kept is None else bytes(kept)
+
+        return self._db.write(work)
+
     def create_key(self, record: KeyRecord, secret: bytes) -> None:
         self._db.write(
             lambda conn: conn.execute(
@@ -185,4 +204,5 @@ def _project(row: Row) -> Project:  # type: ignore[type-arg]
         created_at=row.created_at,
         limits=Limits(row.max_buckets, row.max_storage, row.max_egress, row.max_segments),
         usage=Usage(row.used_storage, row.used_segments, row.bucket_count, row.egress),
+        verifier=None if row.passphrase_verifier is None else bytes(row.passphrase_verifier),
     )

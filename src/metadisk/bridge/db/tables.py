@@ -72,6 +72,9 @@ projects = Table(
     # Counters kept in the same transaction as the objects they count.
     Column("used_storage", BigInteger, nullable=False, server_default=text("0")),
     Column("used_segments", BigInteger, nullable=False, server_default=text("0")),
+    # HMAC of a fixed text under the root key (core.keys.passphrase_verifier); NULL until the
+    # first setup with a passphrase (projects made before migration 0005).
+    Column("passphrase_verifier", LargeBinary(32), nullable=True),
     ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE"),
 )
 

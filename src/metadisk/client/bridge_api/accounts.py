@@ -64,6 +64,15 @@ class BridgeAccounts:
         body = _body(accounts.NewProject, name=name)
         return await self._http.parsed("POST", routes.PROJECTS, Project, body=body)
 
+    async def set_passphrase_verifier(
+        self, project_id: str, verifier: bytes, *, force: bool = False
+    ) -> None:
+        """Store the project's passphrase verifier; `Conflict` (verifier-mismatch) if another
+        is stored, unless `force` (the owner replaces it: the old passphrase becomes wrong)."""
+        path = routes.PROJECT_VERIFIER.format(project_id=segment(project_id))
+        body = _body(accounts.NewVerifier, verifier=verifier, force=force)
+        await self._http.call("PUT", path, body=body)
+
     async def api_keys(self, project_id: str) -> tuple[ApiKey, ...]:
         """The project's root API keys (ids and names)."""
         path = routes.API_KEYS.format(project_id=segment(project_id))

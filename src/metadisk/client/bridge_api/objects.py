@@ -62,6 +62,18 @@ class BridgeAPI:
 
     # -- keys
 
+    async def passphrase_verifier(self) -> bytes | None:
+        """The key's project's passphrase verifier (`metadisk.core.keys.passphrase_verifier`);
+        None if none is stored yet. Any key of the project may read it, even a restricted one."""
+        found = await self._http.parsed("GET", routes.VERIFIER, accounts.PassphraseVerifier)
+        return found.verifier
+
+    async def set_passphrase_verifier(self, verifier: bytes) -> None:
+        """Store the verifier if none is yet (an unrestricted key only); `Conflict`
+        (verifier-mismatch) if another is stored."""
+        body = _body(accounts.NewVerifier, verifier=verifier)
+        await self._http.call("PUT", routes.VERIFIER, body=body)
+
     async def revoke(self, api_key: str) -> None:
         """Revoke `api_key` (serialized): this API key or one restricted from it, and every key
         made from that."""

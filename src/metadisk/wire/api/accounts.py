@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, StrictBool, WithJsonSchema
 
-from metadisk.wire.fields import B64, JSON_INT, MAX_REQUEST_INT
+from metadisk.wire.fields import B64, CANONICAL_B64_PATTERN, JSON_INT, MAX_REQUEST_INT, b64_length
 from metadisk.wire.models import Answer, Request
 
 
@@ -72,6 +72,10 @@ class Project(Answer):
     created_at: int
     limits: Limits
     usage: Usage
+    passphrase_verifier: B64 | None = Field(
+        default=None,
+        description="base64url; see PassphraseVerifier. null until the first setup stores one",
+    )
 
 
 class ProjectList(Answer):
@@ -98,6 +102,38 @@ class CreatedApiKey(ApiKey):
 
 class ApiKeyList(Answer):
     api_keys: list[ApiKey]
+
+
+VERIFIER_BYTES = 32
+# Exactly 32 bytes, and the document says so: every canonical text of this length decodes to 32.
+Verifier = Annotated[
+    B64,
+    Field(min_length=VERIFIER_BYTES, max_length=VERIFIER_BYTES),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": CANONICAL_B64_PATTERN,
+            "minLength": b64_length(VERIFIER_BYTES),
+            "maxLength": b64_length(VERIFIER_BYTES),
+            "description": "base64url, 32 bytes",
+        }
+    ),
+]
+
+
+class PassphraseVerifier(Answer):
+    """The project's passphrase verifier: HMAC-SHA256 of a fixed text under the root key the
+    passphrase derives, so a client can tell a wrong passphrase; null if none is stored yet."""
+
+    verifier: B64 | None = Field(description="base64url, 32 bytes; or null")
+
+
+class NewVerifier(Request):
+    """Store the project's passphrase verifier: refused (409 verifier-mismatch) if another is
+    stored, unless `force` (the owner's session only: it makes the old passphrase wrong)."""
+
+    verifier: Verifier = Field(description="base64url, 32 bytes")
+    force: StrictBool = False
 
 
 class Revocation(Request):

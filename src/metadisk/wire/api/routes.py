@@ -16,9 +16,11 @@ PROJECT = "/v1/projects/{project_id}"
 API_KEYS = "/v1/projects/{project_id}/api-keys"
 API_KEY = "/v1/projects/{project_id}/api-keys/{key_id}"
 PROJECT_REVOCATIONS = "/v1/projects/{project_id}/revocations"
+PROJECT_VERIFIER = "/v1/projects/{project_id}/passphrase-verifier"
 
 # the object plane (API key bearer token)
 REVOCATIONS = "/v1/revocations"
+VERIFIER = "/v1/project/passphrase-verifier"  # the API key's project
 BUCKETS = "/v1/buckets"
 BUCKET = "/v1/buckets/{bucket}"
 OBJECT = "/v1/buckets/{bucket}/object"
