@@ -19,6 +19,7 @@ PROJECT_REVOCATIONS = "/v1/projects/{project_id}/revocations"
 
 # the object plane (API key bearer token)
 REVOCATIONS = "/v1/revocations"
+USAGE = "/v1/usage"  # the project of the key: usage against limits
 BUCKETS = "/v1/buckets"
 BUCKET = "/v1/buckets/{bucket}"
 OBJECT = "/v1/buckets/{bucket}/object"
