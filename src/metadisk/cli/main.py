@@ -17,7 +17,7 @@ import typer
 
 import metadisk
 from metadisk.allocator import tune_for_streaming
-from metadisk.cli import access, bridge, farmer, objects, setup, up
+from metadisk.cli import access, bridge, farmer, objects, setup, up, uploads, usage
 from metadisk.cli import config as cfg
 from metadisk.cli.context import CliContext, enter
 from metadisk.cli.errors import UsageError, click_errors, describe
@@ -80,6 +80,8 @@ def root(
 
 app.command()(setup.setup)
 objects.register(app)
+usage.register(app)
+uploads.register(app)
 app.command()(up.up)
 app.add_typer(access.app, name="access")
 app.add_typer(farmer.app, name="farmer")
