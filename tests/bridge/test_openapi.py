@@ -121,6 +121,7 @@ SCHEME_BY_PREFIX = [
     ("/v1/revocations", "apiKey"),
     ("/v1/buckets", "apiKey"),
     ("/v1/uploads/", "apiKey"),
+    ("/v1/usage", "apiKey"),
 ]
 PUBLIC = {
     ("POST", "/v1/accounts"),
