@@ -51,7 +51,8 @@ OPTIONAL_KEY = Query(
 UPLOADS_PREFIX = Query(
     None,
     max_length=w.MAX_KEY,
-    description='an encrypted folder: "" (the bucket) or ending in "/" (or give key)',
+    description="an encrypted folder: empty (the bucket) or ending in '/' (or give key)",
+    json_schema_extra={"pattern": r"^([!-~]*/)?$"},
 )
 EXCLUDE = Query(
     [],
