@@ -171,3 +171,9 @@ def test_uploads_lists_an_interrupted_upload_and_abort_releases_it(
     again = cli("uploads", "abort", "md://stuck/in/big.bin")
     assert again.status == 3
     assert "no pending upload" in again.error_line
+
+    # The copy's local resume state names the aborted upload: running it again starts over.
+    redo = cli("cp", source, "md://stuck/in/big.bin")
+    assert redo.status == 0, redo.err
+    assert as_json(cli("ls", "--json", "md://stuck/in/"))["objects"][0]["size"] == 32 * MiB
+    assert as_json(cli("uploads", "--json"))["uploads"] == []
