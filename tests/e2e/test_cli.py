@@ -122,7 +122,7 @@ def test_copy_list_cat_move_and_remove(cli: InProcessCli, tmp_path: Path) -> Non
     (source / "sub" / "deeper" / "empty").write_bytes(b"")
 
     assert cli("mb", "md://docs").status == 0
-    copied = cli("cp", "-r", "--parallelism", "3", source, "md://docs/backup/")
+    copied = cli("cp", "-r", "--parallelism", "3", source, "md://docs/backup")
     assert copied.status == 0, copied.err
     assert len(copied.out.splitlines()) == 3
     listing = cli("ls", "md://docs/backup")

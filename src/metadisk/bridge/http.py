@@ -18,11 +18,11 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from metadisk.bridge import errors
+from metadisk.bridge import apidocs, errors
 from metadisk.bridge.metrics import BridgeMetrics
 from metadisk.runtime.logs import event
 from metadisk.runtime.metrics import UNMATCHED
-from metadisk.wire.api.routes import DOCS, OPENAPI, RETRY_AFTER, SESSIONS
+from metadisk.wire.api.routes import OPENAPI, RETRY_AFTER, SESSIONS
 from metadisk.wire.errors import ErrorBody, describe_invalid, error_body
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def create_app(routers: Sequence[APIRouter], version: str, metrics: BridgeMetric
         "segments, order limits and the node directory. Errors are "
         '{"error": {"code", "message"}}.',
         openapi_url=OPENAPI,
-        docs_url=DOCS,
+        docs_url=None,  # FastAPI's pages load from a CDN; ours are packaged (apidocs)
         redoc_url=None,
     )
     refusals = _Refusals(metrics)
@@ -191,6 +191,7 @@ def create_app(routers: Sequence[APIRouter], version: str, metrics: BridgeMetric
     app.add_exception_handler(Exception, refusals.unexpected)
     for router in routers:
         app.include_router(router)
+    app.include_router(apidocs.router(app.title))
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -28,9 +28,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class CliContext:
-    """Per-invocation state: where the config lives."""
+    """Per-invocation state: where the config lives, and whether to keep quiet (`--quiet`)."""
 
     config_dir: Path
+    quiet: bool = False
 
     def config(self) -> cfg.CliConfig:
         return cfg.load(self.config_dir)
@@ -74,9 +75,12 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def stderr() -> Console:
-    """Human-facing output (progress, notes): stderr, so stdout stays data."""
+    """Human-facing output (progress, notes): stderr, so stdout stays data; silent with --quiet.
+
+    Rich leaves colour out when NO_COLOR is set, so every note and bar honours it.
+    """
     # No markup: paths and names are shown as they are, even with "[" in them.
-    return Console(stderr=True, highlight=False, markup=False)
+    return Console(stderr=True, highlight=False, markup=False, quiet=current().quiet)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ except ImportError:  # older Typer uses click itself
 from metadisk.client import (
     AccessDenied,
     BridgeError,
+    BridgeUnavailable,
     ClientError,
     InvalidArgument,
     NotFound,
@@ -89,6 +90,12 @@ def describe(exc: BaseException) -> tuple[str, int]:
 def _client_message(exc: ClientError) -> str:
     message = one_line(exc.message)
     code = exc.code
+    if isinstance(exc, BridgeUnavailable) and code == "connection-failed":
+        # The library's text ends in aiohttp's ("ssl:default [Connect call failed ...]"): keep
+        # "cannot reach the bridge at URL" and say what a user can do about it.
+        where = message.partition(": ")[0]
+        hint = "nothing answered (is the bridge running, and is that address right?)"
+        return f"{where}: {hint} [{code}]"
     if isinstance(exc, TransferError) and exc.failures:
         # The first piece failure usually says why (a dead farmer, a full disk).
         number, reason = sorted(exc.failures.items())[0]

@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click.core import Command, Context
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 import metadisk
 from metadisk.allocator import tune_for_streaming
 from metadisk.cli import access, bridge, farmer, objects, setup, up, uploads, usage
 from metadisk.cli import config as cfg
+from metadisk.cli import stat as stat_command
 from metadisk.cli.context import CliContext, enter
 from metadisk.cli.errors import UsageError, click_errors, describe
+from metadisk.cli.sync import sync
 from metadisk.runtime import logs
 
 DEBUG_ENV = "METADISK_DEBUG"
@@ -57,6 +61,10 @@ def root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress and no notes; errors are still shown."),
+    ] = False,
     log_level: Annotated[
         str,
         typer.Option(
@@ -75,25 +83,66 @@ def root(
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UsageError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
     logs.configure(log_level.lower())
-    enter(CliContext(cfg.config_dir(config_dir, os.environ)))
+    enter(CliContext(cfg.config_dir(config_dir, os.environ), quiet=quiet))
 
 
 app.command()(setup.setup)
 objects.register(app)
+stat_command.register(app)
 usage.register(app)
 uploads.register(app)
 app.command()(up.up)
+app.command()(sync)
 app.add_typer(access.app, name="access")
 app.add_typer(farmer.app, name="farmer")
 app.add_typer(bridge.app, name="bridge")
+
+
+class _PlainArgument(TyperArgument):
+    """An argument shown as click shows one: `SRC`, `[PATH]`, `PATHS...`, with no type column."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return f"{name}..." if self.nargs != 1 else name
+
+    def display_type_rich(self, ctx: Context) -> str | None:
+        return None
+
+
+# What a value option takes, in click's words; a range's bounds are shown beside it anyway.
+_KINDS = {"str": "TEXT", "int": "INTEGER", "int range": "INTEGER", "float": "NUMBER",
+          "float range": "NUMBER"}  # fmt: skip
+
+
+def _plain_help(command: Command) -> Command:
+    """Help without Typer's type noise (`<bool>` on every flag, `{src}`, `<list[str]>`).
+
+    Done once over the built command tree rather than in each declaration, so commands added
+    later read the same without anyone remembering a metavar.
+    """
+    context = Context(command)
+    help_option = command.get_help_option(context)
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if isinstance(param, TyperArgument):
+            param.__class__ = _PlainArgument
+            param.metavar = param.metavar or (param.name or "").upper()
+        elif isinstance(param, TyperOption) and param.metavar is None:
+            # A flag takes no value, so it shows none.
+            kind = param.display_type(context).strip("<>")
+            param.metavar = "" if param.is_flag or param.count else _KINDS.get(kind, kind.upper())
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            _plain_help(sub)
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `metadisk` console script: run a command, return its exit status."""
     tune_for_streaming()  # this process is ours: its transfers may keep freed buffers
     try:
-        result = app(args=list(argv) if argv is not None else None, prog_name="metadisk",
-                     standalone_mode=False)  # fmt: skip
+        command = _plain_help(typer.main.get_command(app))
+        result = command.main(args=list(argv) if argv is not None else None,
+                              prog_name="metadisk", standalone_mode=False)  # fmt: skip
     except click_errors.NoArgsIsHelpError as exc:
         if exc.format_message().strip():  # rich help is already printed; plain help is not
             exc.show()

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import datetime
 import json
-import sys
 import time
 from dataclasses import dataclass
 from typing import Annotated
@@ -19,10 +18,25 @@ import typer
 
 from metadisk.cli import grants, units
 from metadisk.cli.context import about, current, run, stderr
-from metadisk.cli.errors import CliError, UsageError
+from metadisk.cli.errors import EXIT_INTERRUPTED, CliError, UsageError
 from metadisk.cli.progress import TransferProgress
-from metadisk.cli.remote import RemotePath, parse_bucket, parse_object, parse_remote
-from metadisk.cli.transfers import execute, first_failure, plan
+from metadisk.cli.remote import (
+    RemotePath,
+    check_bucket_name,
+    parse_bucket,
+    parse_object,
+    parse_remote,
+)
+from metadisk.cli.transfers import (
+    STDIO,
+    Upload,
+    execute,
+    first_failure,
+    folder_meant,
+    plan,
+    upload_stdin,
+    write_stdout,
+)
 from metadisk.client import AsyncProject, Bucket, Conflict, NotFound, ObjectInfo
 
 Parallelism = Annotated[
@@ -47,6 +61,7 @@ def mb(
 ) -> None:
     """Make a bucket."""
     name = parse_bucket(bucket)
+    check_bucket_name(name)
 
     async def work() -> None:
         async with current().project() as project:
@@ -205,39 +220,56 @@ def _bucket_json(bucket: Bucket) -> dict[str, object]:
     }
 
 
+Sources = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="SRC",
+        help="Local paths or md://bucket/paths; '-' reads stdin.",
+        show_default=False,
+    ),
+]
+Destination = Annotated[
+    str, typer.Argument(metavar="DST", help="A local path or md://bucket/path; '-' is stdout.")
+]
+
+
 def cp(
-    src: Annotated[str, typer.Argument(help="A local path or md://bucket/path.")],
-    dst: Annotated[str, typer.Argument(help="A local path or md://bucket/path.")],
-    recursive: Recursive = False,
-    parallelism: Parallelism = 4,
+    src: Sources, dst: Destination, recursive: Recursive = False, parallelism: Parallelism = 4
 ) -> None:
     """Copy files to metadisk, objects from it, or objects within it.
 
-    A destination ending in "/" (or an existing directory, or a bare md://bucket) receives the
-    source under its own name. Uploads show progress; an interrupted upload of a file resumes
-    when the same command runs again.
+    As with POSIX cp, a destination that is a folder (ending in "/", a bare md://bucket, an
+    existing directory or folder, or the destination of several sources) receives each source
+    under its own name: `cp -r src md://b/` gives md://b/src/... . "-" streams: `tar c dir |
+    metadisk cp - md://b/dir.tar` and `metadisk cp md://b/dir.tar - | tar x`. An interrupted
+    upload of a file resumes when the same command runs again.
     """
     _transfer(src, dst, recursive=recursive, parallelism=parallelism, move=False)
 
 
 def mv(
-    src: Annotated[str, typer.Argument(help="A local path or md://bucket/path.")],
-    dst: Annotated[str, typer.Argument(help="A local path or md://bucket/path.")],
-    recursive: Recursive = False,
-    parallelism: Parallelism = 4,
+    src: Sources, dst: Destination, recursive: Recursive = False, parallelism: Parallelism = 4
 ) -> None:
     """Move: like cp, then remove each source once its copy is complete."""
     _transfer(src, dst, recursive=recursive, parallelism=parallelism, move=True)
 
 
-def _transfer(src: str, dst: str, *, recursive: bool, parallelism: int, move: bool) -> None:
+def _transfer(
+    sources: list[str], dst: str, *, recursive: bool, parallelism: int, move: bool
+) -> None:
+    if STDIO in (*sources, dst):
+        _stream(sources, dst, move=move)
+        return
     context = current()
+    resumable = False
 
     async def work() -> None:
+        nonlocal resumable
         async with context.project() as project:
-            jobs = await plan(project, src, dst, recursive=recursive)
+            jobs = await plan(project, sources, dst, recursive=recursive)
             if not jobs:
-                raise CliError(f"nothing to copy: {src} is empty", status=1)
+                raise CliError(f"nothing to copy: {' '.join(sources)} is empty", status=1)
+            resumable = any(isinstance(job, Upload) for job in jobs)
             total = sum(job.size for job in jobs)
             with TransferProgress(stderr(), files=len(jobs), total_bytes=total) as bars:
                 await execute(
@@ -247,10 +279,45 @@ def _transfer(src: str, dst: str, *, recursive: bool, parallelism: int, move: bo
                     parallelism=parallelism,
                     bars=bars,
                     uploads_dir=context.uploads_dir,
-                    report=typer.echo,
+                    report=bars.report,
                 )
 
-    run(work())
+    try:
+        run(work())
+    except KeyboardInterrupt:
+        if not resumable:
+            raise
+        # What was stored is kept (the resume state in the config dir names it).
+        raise CliError(
+            "interrupted; run the same command again to resume the upload where it stopped",
+            status=EXIT_INTERRUPTED,
+        ) from None
+
+
+def _stream(sources: list[str], dst: str, *, move: bool) -> None:
+    """`cp - md://b/key` (stdin up) or `cp md://b/key -` (the object to stdout)."""
+    if move:
+        raise UsageError("mv cannot stream: use cp with '-'")
+    if len(sources) != 1 or (sources[0] == STDIO) == (dst == STDIO):
+        raise UsageError("'-' goes alone: cp - md://bucket/key, or cp md://bucket/key -")
+    if sources[0] == STDIO:
+        target = parse_remote(dst)
+
+        async def up() -> None:
+            async with current().project() as project:
+                with TransferProgress(stderr(), files=1) as bars:
+                    size = await upload_stdin(project, target, bars)
+            typer.echo(f"copied - -> {target} ({size} bytes)")
+
+        run(up())
+        return
+    source = parse_object(sources[0])
+
+    async def down() -> None:
+        async with current().project() as project:
+            await write_stdout(project, source, offset=0, length=None)
+
+    run(down())  # a reader that goes away (`| head`) is handled at the edge, like `ls | head`
 
 
 def rm(
@@ -285,8 +352,16 @@ def rm(
 
             async def remove(target: RemotePath) -> None:
                 async with gate:
-                    with about(target):
-                        await project.delete(target.bucket, target.key)
+                    try:
+                        with about(target):
+                            await project.delete(target.bucket, target.key)
+                    except CliError as exc:
+                        if not recursive and await folder_meant(project, target, exc):
+                            raise UsageError(
+                                f"{target} is a folder, not an object (to remove everything in "
+                                f"it: metadisk rm --recursive {target}/)"
+                            ) from exc
+                        raise
                     typer.echo(f"removed {target}")
 
             await first_failure([remove(target) for target in targets])
@@ -303,17 +378,10 @@ def cat(
 ) -> None:
     """Write an object (or a byte range of it) to stdout."""
     remote = parse_object(path)
-    out = sys.stdout.buffer
 
     async def work() -> None:
         async with current().project() as project:
-            with about(remote):
-                chunks = project.stream(remote.bucket, remote.key, offset=offset, length=length)
-                async with contextlib.aclosing(chunks):
-                    async for chunk in chunks:
-                        # A slow reader must not stall the event loop and the piece fetches.
-                        await asyncio.to_thread(out.write, chunk)
-        await asyncio.to_thread(out.flush)
+            await write_stdout(project, remote, offset=offset, length=length)
 
     run(work())  # a reader that goes away (`| head`) is handled at the edge, like `ls | head`
 

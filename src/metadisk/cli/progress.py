@@ -1,25 +1,46 @@
 """Progress bars for transfers (Rich), on stderr so stdout stays clean for data and scripts.
 
 One bar per file in flight with bytes, speed and ETA, plus an overall bar when several files move
-at once. Bars are drawn only on a terminal: piped or captured stderr gets no escape codes.
+at once. Bars are drawn only on a terminal: piped or captured stderr gets no escape codes. Sizes
+and speeds are both binary (MiB, MiB/s): one unit family, so the two can be compared at a glance.
+Lines a command reports while bars are live (`report`) are held until the bars are finished and
+printed below them, so no line is glued onto a bar still being drawn on the same terminal.
 The library calls `progress(done, total)` on its event loop, which is the thread the CLI runs
 it on; Rich locks its own state, so updates are safe from there.
 """
 
 from __future__ import annotations
 
+import sys
 from types import TracebackType
 
+from rich import filesize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
+from rich.text import Text
+
+BINARY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+
+
+class BinarySpeedColumn(ProgressColumn):
+    """Speed in the units `DownloadColumn(binary_units=True)` shows sizes in (Rich's own speed
+    column is decimal only)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("?", style="progress.data.speed")
+        unit, suffix = filesize.pick_unit_and_suffix(int(speed), BINARY_UNITS, 1024)
+        return Text(f"{speed / unit:.1f} {suffix}/s", style="progress.data.speed")
 
 
 class TransferProgress:
@@ -42,15 +63,20 @@ class TransferProgress:
         enabled: bool | None = None,
     ) -> None:
         show = console.is_terminal if enabled is None else enabled
+        self._quiet = console.quiet
+        self._live = show and not console.quiet
+        self._held: list[str] = []
         self._progress = Progress(
             TextColumn("{task.description}", justify="left"),
             BarColumn(bar_width=None),
             DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            BinarySpeedColumn(),
             TimeRemainingColumn(),
             console=console,
-            disable=not show,
+            disable=not self._live,
             transient=False,
+            # Data on stdout goes straight there; Rich's proxy would send it to stderr.
+            redirect_stdout=False,
         )
         self._overall: TaskID | None = None
         if files > 1:
@@ -67,6 +93,24 @@ class TransferProgress:
         traceback: TracebackType | None,
     ) -> None:
         self._progress.stop()
+        held, self._held = self._held, []
+        for line in held:
+            self._print(line)
+
+    def report(self, line: str) -> None:
+        """Tell the user a transfer is done (stdout): below the bars once they stop, if live;
+        nothing with --quiet."""
+        if self._quiet:
+            return
+        if self._live and self._progress.live.is_started:
+            self._held.append(line)
+        else:
+            self._print(line)
+
+    @staticmethod
+    def _print(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
     def file(self, name: str, total: int | None) -> FileBar:
         """A bar for one transfer of `total` bytes (None: unknown)."""

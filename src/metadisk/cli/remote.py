@@ -1,14 +1,24 @@
 """Remote paths as users type them: ``md://bucket``, ``md://bucket/key``, ``md://bucket/folder/``.
 
-Only the shape is checked here (scheme, a bucket, no empty path components); what a valid bucket
-name is stays the bridge's rule, so there is one source of truth and one error message for it.
+Only the shape is checked when parsing (scheme, a bucket, no empty path components): a name that
+breaks the bucket rules simply names no bucket. `check_bucket_name` holds a new name (``mb``) to
+the wire contract's rule, the one the bridge enforces, so a bad name is told in our own words
+rather than as the bridge's request-validation text.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from metadisk.cli.errors import UsageError
+from metadisk.wire.fields import BUCKET_PATTERN, MAX_BUCKET_NAME, MIN_BUCKET_NAME
+
+_BUCKET = re.compile(BUCKET_PATTERN)
+BUCKET_RULES = (
+    f"{MIN_BUCKET_NAME} to {MAX_BUCKET_NAME} characters of lowercase letters, digits, '-' and '.', "
+    "starting and ending with a letter or digit, with no '..'"
+)
 
 SCHEME = "md://"
 
@@ -67,6 +77,14 @@ def parse_remote(text: str) -> RemotePath:
     if any(part in (".", "..") for part in components):
         raise UsageError(f"'.' and '..' are not path components in {text!r}")
     return RemotePath(bucket, key)
+
+
+def check_bucket_name(name: str) -> None:
+    """`UsageError` naming the rules unless `name` is a valid bucket name."""
+    if MIN_BUCKET_NAME <= len(name) <= MAX_BUCKET_NAME and _BUCKET.fullmatch(name):
+        return
+    shown = name if len(name) <= 20 else f"{name[:20]}... ({len(name)} characters)"
+    raise UsageError(f"{shown!r} is not a valid bucket name: a bucket name is {BUCKET_RULES}")
 
 
 def parse_object(text: str) -> RemotePath:

@@ -8,7 +8,10 @@ Both travel to the bridge as opaque bytes and only mean something to a key holde
   matches the local file. It is a BLAKE3 hash of the segment's AES-GCM block tags, which are
   already MACs of the plaintext under the content key: computing it at upload costs nothing
   extra (no second pass over the data), and it says nothing to anyone without the content key.
-- `ObjectMetadata`: content type, custom metadata and the plaintext size, as JSON.
+- `ObjectMetadata`: content type, custom metadata, the plaintext size and, from objects
+  uploaded since issue 14, the whole object's `checksum` (BLAKE3-256 of its plaintext), as JSON.
+  An object stored before has no ``checksum`` field and reads as ``checksum=None``; the version
+  stays 1, so an older client still reads a newer object's metadata (it ignores the field).
 - `SealedMetadata` (the bridge's object ``encrypted_metadata``): `ObjectMetadata` encrypted with
   `metadisk.core.keys.encrypt_metadata` (under a random key wrapped by the object key), and for
   an inline object the `SegmentKey` of its data. A move re-wraps the two small keys only.
@@ -39,6 +42,7 @@ from metadisk.core.keys import (
 TAG_SEGMENT_KEY = 0x50
 TAG_SEALED_METADATA = 0x51
 _PLAINTEXT_TAG_CONTEXT = "metadisk 2026 segment plaintext tag v1"
+CHECKSUM_SIZE = 32  # BLAKE3-256
 # Custom metadata plus content type as JSON: the bridge stores at most 8 KiB of sealed metadata.
 MAX_METADATA_BYTES = 7 * 1024
 
@@ -109,23 +113,31 @@ class ObjectMetadata:
     size: int
     content_type: str = "application/octet-stream"
     custom: Mapping[str, str] = field(default_factory=dict)
+    checksum: bytes | None = None  # BLAKE3-256 of the whole plaintext; None: stored without
 
     VERSION = 1
 
     def __post_init__(self) -> None:
+        if self.checksum is not None and (
+            not isinstance(self.checksum, bytes) or len(self.checksum) != CHECKSUM_SIZE
+        ):
+            raise ValueError(f"a checksum is {CHECKSUM_SIZE} bytes")
         if not isinstance(self.content_type, str):
             raise ValueError("content_type must be text")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.custom.items()):
             raise ValueError("custom metadata maps text to text")
 
     def encode(self) -> bytes:
+        fields: dict[str, Any] = {
+            "v": self.VERSION,
+            "size": self.size,
+            "content_type": self.content_type,
+            "custom": dict(self.custom),
+        }
+        if self.checksum is not None:  # absent, not null: without one it encodes as before
+            fields["checksum"] = self.checksum.hex()
         raw = json.dumps(
-            {
-                "v": self.VERSION,
-                "size": self.size,
-                "content_type": self.content_type,
-                "custom": dict(self.custom),
-            },
+            fields,
             separators=(",", ":"),
             sort_keys=True,
         ).encode("utf-8")
@@ -142,7 +154,12 @@ class ObjectMetadata:
             size = raw["size"]
             if not isinstance(size, int) or size < 0:
                 raise ValueError("bad size")
-            return cls(size, raw["content_type"], dict(raw["custom"]))
+            checksum = raw.get("checksum")
+            if checksum is not None:
+                if not isinstance(checksum, str) or len(checksum) != 2 * CHECKSUM_SIZE:
+                    raise ValueError("bad checksum")
+                checksum = bytes.fromhex(checksum)
+            return cls(size, raw["content_type"], dict(raw["custom"]), checksum)
         except (ValueError, KeyError, TypeError) as exc:
             raise DecodeError(f"malformed object metadata: {exc}") from exc
 

@@ -47,6 +47,11 @@ class ObjectInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
     created_at: int = 0
     segment_count: int = 0
+    # BLAKE3-256 of the whole plaintext, checked after every full download; None for an object
+    # stored before clients computed it, and for prefixes.
+    checksum: bytes | None = None
+    # The segments' redundancy; None in listings and for an object stored inline at the bridge.
+    redundancy: RedundancyScheme | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,8 @@ def object_info(bucket: str, path: str, record: ObjectRecord, meta: ObjectMetada
         metadata=dict(meta.custom),
         created_at=record.created_at,
         segment_count=record.segment_count,
+        checksum=meta.checksum,
+        redundancy=record.segments[0].redundancy if record.segments else None,
     )
 
 
@@ -146,4 +153,5 @@ def listed(
         content_type=meta.content_type,
         metadata=dict(meta.custom),
         created_at=record.created_at or 0,
+        checksum=meta.checksum,
     )

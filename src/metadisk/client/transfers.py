@@ -16,6 +16,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
+import blake3
+
 from metadisk.client.bridge_api import BridgeAPI
 from metadisk.client.coordinators import (
     BackgroundReports,
@@ -141,7 +143,8 @@ class Transfers:
         content_key = new_content_key()
         ciphertext = content.encrypt_segment(content_key, 0, data)
         segment_key = SegmentKey.seal(key, 0, content_key, plaintext_tag(content_key, ciphertext))
-        meta = ObjectMetadata(len(data), info.content_type, info.custom)
+        checksum = blake3.blake3(data).digest()
+        meta = ObjectMetadata(len(data), info.content_type, info.custom, checksum)
         sealed = SealedMetadata.seal(key, meta, segment_key)
         record = await self._bridge.put_inline(
             bucket, encrypted_key, ciphertext, len(data), sealed.encode()
@@ -199,7 +202,9 @@ class Transfers:
                 progress=progress,
                 committed=committed,
             )
-            meta = ObjectMetadata(summary.plaintext_size, info.content_type, info.custom)
+            meta = ObjectMetadata(
+                summary.plaintext_size, info.content_type, info.custom, summary.checksum
+            )
             sealed = SealedMetadata.seal(key, meta)
             record = await self._bridge.commit_object(stream_id, sealed.encode())
         except BaseException as exc:
@@ -235,10 +240,17 @@ class Transfers:
         if offset > size:
             raise InvalidArgument(f"offset {offset} is past the end ({size} bytes)")
         total = size - offset if length is None else min(length, size - offset)
+        # Only a read of the whole object can be held to the whole-object checksum.
+        expected = opened.meta.checksum if total == size else None
+        hasher = blake3.blake3() if expected is not None else None
         if total == 0:
+            if expected is not None and blake3.blake3().digest() != expected:
+                raise IntegrityFailure("the object does not match its checksum")
             return
         if record.inline_data is not None:
             data = open_inline(record, key)
+            if expected is not None and blake3.blake3(data).digest() != expected:
+                raise IntegrityFailure("the object does not match its checksum")
             yield memoryview(data)[offset : offset + total]
             if progress is not None:
                 progress(total, total)
@@ -269,6 +281,14 @@ class Transfers:
         async with contextlib.aclosing(chunks):
             async for view in chunks:
                 done += len(view)
+                if hasher is not None:
+                    # Before the yield: the view is only valid until the next step.
+                    await asyncio.to_thread(hasher.update, view)
                 yield view
                 if progress is not None:
                     progress(done, total)
+        if hasher is not None and hasher.digest() != expected:
+            # The segments all decrypted, so each is what some key holder stored: what differs
+            # is the whole, e.g. metadata sealed for other data. The bytes went out already;
+            # this error is what tells the reader not to trust them.
+            raise IntegrityFailure("the object does not match its checksum")

@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import blake3
+
 from metadisk.client.errors import (
     ClientError,
     PieceError,
@@ -133,6 +135,7 @@ class UploadSummary:
     ciphertext_size: int
     segment_count: int
     segments: tuple[CommittedSegment, ...] = field(default=(), repr=False)  # this run's only
+    checksum: bytes = b""  # BLAKE3-256 of all the plaintext read, committed segments included
 
 
 Replace = Callable[[Sequence[PieceTarget]], Awaitable[Sequence[PieceTarget]]]
@@ -426,6 +429,9 @@ class UploadPipeline:
         totals = {"plain": 0, "cipher": 0, "count": 0}
         state = {"done": 0}
         skip = dict(committed or {})
+        # The whole-object checksum is taken as each segment is read, in order, so it costs no
+        # second pass; a resumed upload reads its committed segments again, so they count too.
+        hasher = blake3.blake3()
 
         def advance(count: int) -> None:
             state["done"] += count
@@ -442,6 +448,8 @@ class UploadPipeline:
                     size = await reader.read_into(buffer.view[:segment_size])
                     if size == 0 and index > 0:
                         break
+                    # blake3 releases the GIL on large inputs: hash beside the event loop.
+                    await asyncio.to_thread(hasher.update, buffer.view[:size])
                     totals["plain"] += size
                     totals["count"] += 1
                     if index in skip:
@@ -503,7 +511,11 @@ class UploadPipeline:
         if missing:
             raise ResumeMismatch(f"the source is shorter than the {len(skip)} segments stored")
         return UploadSummary(
-            totals["plain"], totals["cipher"], totals["count"], tuple(done_segments)
+            totals["plain"],
+            totals["cipher"],
+            totals["count"],
+            tuple(done_segments),
+            hasher.digest(),
         )
 
     async def _check_committed(

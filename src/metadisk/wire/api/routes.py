@@ -42,7 +42,9 @@ NODE_STANDING = "/v1/nodes/standing"  # a farmer's own, with a signed NodeQuery
 NODE_EXIT = "/v1/nodes/exit"  # a farmer's graceful exit, with a signed NodeQuery
 BRIDGE_INFO = "/v1/bridge"
 OPENAPI = "/v1/openapi.json"
-DOCS = "/v1/docs"
+DOCS = "/v1/docs"  # Swagger UI
+REDOC = "/v1/redoc"
+DOCS_ASSET = "/v1/docs/assets/{name}"  # the UIs' scripts and styles, packaged: docs work offline
 
 # operators (``Authorization: Bearer <[server] admin_token>``)
 ADMIN_NODES = "/v1/admin/nodes"
