@@ -38,6 +38,6 @@ def test_help_has_no_type_noise(
 
 def test_arguments_read_as_click_metavars(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cp", "--help"]) == 0
-    assert "metadisk cp [OPTIONS] SRC DST" in capsys.readouterr().out
+    assert "metadisk cp [OPTIONS] SRC... DST" in capsys.readouterr().out
     assert main(["share", "--help"]) == 0
     assert "metadisk share [OPTIONS] PATHS..." in capsys.readouterr().out
