@@ -122,6 +122,7 @@ SCHEME_BY_PREFIX = [
     ("/v1/project/", "apiKey"),
     ("/v1/buckets", "apiKey"),
     ("/v1/uploads/", "apiKey"),
+    ("/v1/usage", "apiKey"),
 ]
 PUBLIC = {
     ("POST", "/v1/accounts"),

@@ -128,6 +128,8 @@ OVERRIDES: dict[str, dict[str, list[str] | bool]] = {
         "positive_data_acceptance": [*WITH_400, "503"],
         "not_a_server_error": ["2xx", "3xx", "4xx", "503"],
     },
+    # exactly one of key and prefix
+    "GET /v1/buckets/{bucket}/uploads": {"positive_data_acceptance": WITH_400},
     # the cursor within the prefix
     "GET /v1/buckets/{bucket}/objects": {"positive_data_acceptance": WITH_400},
     # a new key other than the object's own; each segment exactly once

@@ -19,7 +19,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 import metadisk
 from metadisk.allocator import tune_for_streaming
-from metadisk.cli import access, bridge, farmer, objects, setup, up
+from metadisk.cli import access, bridge, farmer, objects, setup, up, uploads, usage
 from metadisk.cli import config as cfg
 from metadisk.cli import stat as stat_command
 from metadisk.cli.context import CliContext, enter
@@ -89,6 +89,8 @@ def root(
 app.command()(setup.setup)
 objects.register(app)
 stat_command.register(app)
+usage.register(app)
+uploads.register(app)
 app.command()(up.up)
 app.command()(sync)
 app.add_typer(access.app, name="access")

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 
-from metadisk.cli import grants
+from metadisk.cli import grants, units
 from metadisk.cli.context import about, current, run, stderr
 from metadisk.cli.errors import EXIT_INTERRUPTED, CliError, UsageError
 from metadisk.cli.progress import TransferProgress
@@ -35,7 +37,7 @@ from metadisk.cli.transfers import (
     upload_stdin,
     write_stdout,
 )
-from metadisk.client import AsyncProject, Conflict, NotFound, ObjectInfo
+from metadisk.client import AsyncProject, Bucket, Conflict, NotFound, ObjectInfo
 
 Parallelism = Annotated[
     int, typer.Option("--parallelism", "-p", min=1, max=64, help="Objects moved at once.")
@@ -102,52 +104,120 @@ def ls(
         str | None, typer.Argument(help="md://bucket or md://bucket/folder (none: buckets).")
     ] = None,
     recursive: Recursive = False,
+    long: Annotated[
+        bool, typer.Option("--long", "-l", help="Also the content type of each object.")
+    ] = False,
+    human: Annotated[
+        bool, typer.Option("--human-readable", "-h", help="Sizes in KiB, MiB, GiB.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document instead of lines.")
+    ] = False,
 ) -> None:
-    """List buckets, or the objects and folders in a bucket or folder."""
+    """List buckets, or the objects and folders in a bucket or folder.
+
+    A folder with nothing in it lists nothing.
+    """
     remote = parse_remote(path) if path is not None else None
+    style = _Style(long=long, human=human)
 
     async def work() -> None:
         async with current().project() as project:
             if remote is None:
                 with about("buckets"):
-                    for bucket in await project.list_buckets():
-                        scheme = bucket.redundancy
-                        redundancy = f"{scheme.k}/{scheme.m}/{scheme.o}/{scheme.n}"
-                        typer.echo(
-                            f"{_when(bucket.created_at)}  {bucket.profile:>8} {redundancy:>12}  "
-                            f"md://{bucket.name}"
-                        )
+                    buckets = await project.list_buckets()
+                if as_json:
+                    typer.echo(json.dumps({"buckets": [_bucket_json(b) for b in buckets]}))
+                    return
+                for bucket in buckets:
+                    scheme = bucket.redundancy
+                    redundancy = f"{scheme.k}/{scheme.m}/{scheme.o}/{scheme.n}"
+                    typer.echo(
+                        f"{_when(bucket.created_at)}  {bucket.profile:>8} {redundancy:>12}  "
+                        f"md://{bucket.name}"
+                    )
                 return
             with about(remote):
-                await _list(project, remote, recursive)
+                found = await _list(project, remote, recursive)
+            if as_json:
+                document = {
+                    "bucket": remote.bucket,
+                    "prefix": remote.folder,
+                    "objects": [_object_json(item) for item, _ in found],
+                }
+                typer.echo(json.dumps(document))
+                return
+            for item, name in found:
+                typer.echo(_line(item, name, style))
 
     run(work())
 
 
-async def _list(project: AsyncProject, remote: RemotePath, recursive: bool) -> None:
+@dataclass(frozen=True, slots=True)
+class _Style:
+    long: bool = False
+    human: bool = False
+
+
+async def _list(
+    project: AsyncProject, remote: RemotePath, recursive: bool
+) -> list[tuple[ObjectInfo, str]]:
     # The bridge lists in the order of the *encrypted* names, which looks random: collect the
-    # folder and print it sorted by name, as people expect from ls.
+    # folder and return it sorted by name, as people expect from ls.
     found: list[ObjectInfo] = []
     items = project.list_objects(remote.bucket, remote.folder, recursive=recursive)
     async with contextlib.aclosing(items):
         async for item in items:
             found.append(item)
-    for item in sorted(found, key=lambda i: i.key):
-        typer.echo(_line(item, item.key[len(remote.folder) :]))
     if not found and not remote.is_folder:
-        # Nothing below "x/": the path may name one object.
-        info = await project.stat(remote.bucket, remote.key)
-        typer.echo(_line(info, remote.name))
+        # Nothing below "x/": the path may name one object, or nothing at all (an empty or
+        # unknown folder), which lists nothing, as `ls` of an empty directory does.
+        try:
+            return [(await project.stat(remote.bucket, remote.key), remote.name)]
+        except NotFound as exc:
+            if exc.code == "bucket-not-found":
+                raise
+            return []
+    return [(i, i.key[len(remote.folder) :]) for i in sorted(found, key=lambda i: i.key)]
 
 
-def _line(item: ObjectInfo, name: str) -> str:
+def _line(item: ObjectInfo, name: str, style: _Style = _Style()) -> str:
+    width = 10 if style.human else 12
     if item.is_prefix:
-        return f"{'':16}  {'PRE':>12}  {name}"
-    return f"{_when(item.created_at)}  {item.size:>12}  {name}"
+        line = f"{'':16}  {'PRE':>{width}}  "
+        return line + (f"{'':24}  {name}" if style.long else name)
+    line = f"{_when(item.created_at)}  {units.size(item.size, human=style.human):>{width}}  "
+    if style.long:
+        line += f"{item.content_type or '-':24}  "
+    return line + name
 
 
 def _when(moment: int) -> str:
     return datetime.datetime.fromtimestamp(moment).strftime("%Y-%m-%d %H:%M")
+
+
+def _object_json(item: ObjectInfo) -> dict[str, object]:
+    if item.is_prefix:
+        return {"key": item.key, "is_prefix": True}
+    return {
+        "key": item.key,
+        "is_prefix": False,
+        "size": item.size,
+        "modified": item.created_at,
+        "content_type": item.content_type,
+        "segments": item.segment_count,
+        "metadata": dict(item.metadata),
+    }
+
+
+def _bucket_json(bucket: Bucket) -> dict[str, object]:
+    scheme = bucket.redundancy
+    return {
+        "name": bucket.name,
+        "created_at": bucket.created_at,
+        "profile": bucket.profile,
+        "redundancy": {"k": scheme.k, "m": scheme.m, "o": scheme.o, "n": scheme.n},
+    }
 
 
 Sources = Annotated[

@@ -36,7 +36,13 @@ from metadisk.client.errors import (
 from metadisk.client.farmer_transport import LongTail, TransportConfig
 from metadisk.client.passphrase import Checked, WrongPassphrase, check_with_key, check_with_session
 from metadisk.client.project import AsyncProject, ClientConfig
-from metadisk.client.records import Bucket, ObjectInfo, ObjectPage, Permissions
+from metadisk.client.records import (
+    Bucket,
+    ObjectInfo,
+    ObjectPage,
+    PendingUploadInfo,
+    Permissions,
+)
 from metadisk.client.segmenter import SegmentSizing, UploadSource
 from metadisk.client.sync import Project
 from metadisk.client.upload import ProgressCallback, UploadConfig
@@ -62,6 +68,7 @@ __all__ = [
     "NotFound",
     "ObjectInfo",
     "ObjectPage",
+    "PendingUploadInfo",
     "PermissionDenied",
     "Permissions",
     "PieceError",

@@ -38,6 +38,7 @@ from metadisk.client.records import (
     Bucket,
     ObjectInfo,
     ObjectPage,
+    PendingUploadInfo,
     Permissions,
     bucket_from,
     listed,
@@ -48,9 +49,10 @@ from metadisk.client.relocate import relocate
 from metadisk.client.segmenter import SegmentSizing, SourceReader, UploadSource
 from metadisk.client.transfers import Opened, Transfers
 from metadisk.client.upload import ProgressCallback, UploadConfig
-from metadisk.core.errors import AccessError, CoreError, DecodeError
+from metadisk.core.errors import AccessError, CoreError, DecodeError, DecryptionError
 from metadisk.core.grant import AccessGrant, SharePrefix
-from metadisk.core.paths import encrypt_path, object_key
+from metadisk.core.paths import PathKey, decrypt_path, encrypt_path, object_key
+from metadisk.wire.api.accounts import ProjectUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,11 @@ class AsyncProject:
     @property
     def grant(self) -> AccessGrant:
         return self._grant
+
+    async def usage(self) -> ProjectUsage:
+        """The project's storage, egress (this month), buckets, objects and segments against
+        its limits, and what pending uploads reserve; needs a key for every bucket."""
+        return await self._bridge.usage()
 
     # -- buckets -----------------------------------------------------------------------------
 
@@ -311,15 +318,7 @@ class AsyncProject:
         `prefix` is "" or ends with "/". Names that do not decrypt under this grant's keys
         (written by someone with other keys) are left out.
         """
-        if prefix and not prefix.endswith("/"):
-            raise InvalidArgument("a listing prefix is empty or ends with '/'")
-        try:
-            base = self._grant.encryption.path_key(bucket, prefix[:-1])
-        except AccessError as exc:
-            raise AccessDenied(str(exc)) from exc
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from exc
-        encrypted_prefix = f"{base.encrypted_path}/" if base.encrypted_path else ""
+        base, encrypted_prefix = self._folder(bucket, prefix)
         page = await self._bridge.list_objects(
             bucket, encrypted_prefix, recursive=recursive, cursor=cursor or "", limit=limit
         )
@@ -329,6 +328,38 @@ class AsyncProject:
             if item is not None:
                 items.append(item)
         return ObjectPage(tuple(items), page.next_cursor)
+
+    async def list_uploads(self, bucket: str, prefix: str = "") -> list[PendingUploadInfo]:
+        """The pending (interrupted or running) uploads below `prefix` ("" or ending in "/"),
+        oldest first, up to the bridge's 1,000; names this grant cannot decrypt are left out."""
+        base, encrypted_prefix = self._folder(bucket, prefix)
+        found = []
+        for upload in await self._bridge.list_uploads_under(bucket, encrypted_prefix):
+            try:
+                name = decrypt_path(base, upload.key[len(encrypted_prefix) :])
+            except DecryptionError:
+                continue
+            found.append(
+                PendingUploadInfo(
+                    bucket, prefix + name, upload.stream_id, upload.created_at, upload.deadline
+                )
+            )
+        return found
+
+    async def abort_upload(self, stream_id: str) -> None:
+        """Abort a pending upload: its reservation is released and its pieces deleted."""
+        await self._bridge.abort_upload(stream_id)
+
+    def _folder(self, bucket: str, prefix: str) -> tuple[PathKey, str]:
+        if prefix and not prefix.endswith("/"):
+            raise InvalidArgument("a listing prefix is empty or ends with '/'")
+        try:
+            base = self._grant.encryption.path_key(bucket, prefix[:-1])
+        except AccessError as exc:
+            raise AccessDenied(str(exc)) from exc
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        return base, f"{base.encrypted_path}/" if base.encrypted_path else ""
 
     async def list_objects(
         self, bucket: str, prefix: str = "", *, recursive: bool = False

@@ -1,10 +1,10 @@
 """The records `AsyncProject` hands out, and how the bridge's answers become them.
 
-`Bucket`, `ObjectInfo`, `ObjectPage` and `Permissions` are public (`metadisk.client`). The
-functions below turn the bridge's wire models (`metadisk.wire.api`) into them, opening what the
-bridge stores sealed (`metadisk.client.formats`) under the object key: the metadata, and an
-inline object's data. What does not open is an `IntegrityFailure`, except in a listing, which
-leaves out names this grant cannot decrypt.
+`Bucket`, `ObjectInfo`, `ObjectPage`, `PendingUploadInfo` and `Permissions` are public
+(`metadisk.client`). The functions below turn the bridge's wire models (`metadisk.wire.api`)
+into them, opening what the bridge stores sealed (`metadisk.client.formats`) under the object
+key: the metadata, and an inline object's data. What does not open is an `IntegrityFailure`,
+except in a listing, which leaves out names this grant cannot decrypt.
 """
 
 from __future__ import annotations
@@ -60,6 +60,17 @@ class ObjectPage:
 
     items: tuple[ObjectInfo, ...]
     cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUploadInfo:
+    """An upload begun and not committed: it reserves room until aborted or reclaimed."""
+
+    bucket: str
+    key: str  # the plaintext path it will commit to
+    stream_id: str
+    created_at: int
+    deadline: int  # the bridge reclaims it after this (Unix seconds)
 
 
 @dataclass(frozen=True, slots=True)

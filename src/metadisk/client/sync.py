@@ -17,10 +17,11 @@ from concurrent.futures import Future
 from typing import Any, BinaryIO, TypeVar
 
 from metadisk.client.project import AsyncProject, ClientConfig
-from metadisk.client.records import Bucket, ObjectInfo, ObjectPage, Permissions
+from metadisk.client.records import Bucket, ObjectInfo, ObjectPage, PendingUploadInfo, Permissions
 from metadisk.client.segmenter import UploadSource
 from metadisk.client.upload import ProgressCallback
 from metadisk.core.grant import AccessGrant, SharePrefix
+from metadisk.wire.api.accounts import ProjectUsage
 
 T = TypeVar("T")
 
@@ -211,6 +212,15 @@ class Project:
 
     def delete(self, bucket: str, path: str) -> None:
         self._portal.call(self._project.delete(bucket, path))
+
+    def usage(self) -> ProjectUsage:
+        return self._portal.call(self._project.usage())
+
+    def list_uploads(self, bucket: str, prefix: str = "") -> list[PendingUploadInfo]:
+        return self._portal.call(self._project.list_uploads(bucket, prefix))
+
+    def abort_upload(self, stream_id: str) -> None:
+        self._portal.call(self._project.abort_upload(stream_id))
 
     def move(self, bucket: str, path: str, new_bucket: str, new_path: str) -> ObjectInfo:
         return self._portal.call(self._project.move(bucket, path, new_bucket, new_path))

@@ -184,6 +184,24 @@ class InlineObject:
     encrypted_metadata: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class ProjectUsage:
+    """A project's usage against its limits, and what its pending uploads reserve."""
+
+    max_buckets: int
+    max_storage: int
+    max_egress: int
+    max_segments: int
+    buckets: int
+    storage_bytes: int
+    egress_bytes: int  # in the period asked for
+    segments: int
+    objects: int
+    pending_uploads: int
+    pending_storage: int
+    pending_segments: int
+
+
 class MetainfoDB(Protocol):
     def begin_object(
         self,
@@ -270,6 +288,16 @@ class MetainfoDB(Protocol):
 
     def pending_uploads(self, project_id: str, bucket: str, key: str) -> list[Upload]:
         """The pending uploads to a key, oldest first."""
+        ...
+
+    def pending_uploads_under(
+        self, project_id: str, bucket: str, prefix: str, limit: int
+    ) -> list[Upload]:
+        """The oldest `limit` pending uploads to keys starting with `prefix`, oldest first."""
+        ...
+
+    def project_usage(self, project_id: str, period: int) -> ProjectUsage | None:
+        """The project's usage, egress in the month `period`; None if there is no project."""
         ...
 
     def relocate(

@@ -18,9 +18,16 @@ from metadisk.bridge.buckets.endpoint import BUCKET
 from metadisk.bridge.health.reports import Reported
 from metadisk.bridge.http import COMMON_ERRORS, RATE_LIMITED, Runner, api_key_token, json_response
 from metadisk.bridge.metainfo.common import SegmentOrders
-from metadisk.bridge.metainfo.db import ObjectInfo, PendingUpload, SegmentInfo, Upload
+from metadisk.bridge.metainfo.db import (
+    ObjectInfo,
+    PendingUpload,
+    ProjectUsage,
+    SegmentInfo,
+    Upload,
+)
 from metadisk.bridge.metainfo.objects import Listing, ObjectsService
 from metadisk.bridge.metainfo.uploads import UploadsService
+from metadisk.wire.api import accounts as wa
 from metadisk.wire.api import objects as w
 from metadisk.wire.api import routes
 from metadisk.wire.fields import HEX_PATTERN, KEY_PATTERN
@@ -33,6 +40,19 @@ KEY = Query(
     max_length=w.MAX_KEY,
     description="the object's encrypted path",
     json_schema_extra={"pattern": KEY_PATTERN},
+)
+OPTIONAL_KEY = Query(
+    None,
+    min_length=1,
+    max_length=w.MAX_KEY,
+    description="the object's encrypted path (or give prefix)",
+    json_schema_extra={"pattern": KEY_PATTERN},
+)
+UPLOADS_PREFIX = Query(
+    None,
+    max_length=w.MAX_KEY,
+    description="an encrypted folder: empty (the bucket) or ending in '/' (or give key)",
+    json_schema_extra={"pattern": r"^([!-~]*/)?$"},
 )
 EXCLUDE = Query(
     [],
@@ -51,6 +71,16 @@ def router(
     run: Runner,
 ) -> APIRouter:
     api = APIRouter(tags=["objects"], responses=COMMON_ERRORS)
+
+    @api.get(routes.USAGE)
+    async def usage(token: str = Depends(api_key_token)) -> wa.ProjectUsage:
+        """The key's project: usage against its limits, and what pending uploads reserve (needs
+        a key for every bucket of the project)."""
+
+        def work() -> wa.ProjectUsage:
+            return usage_out(objects.usage(authority.resolve(token), clock()))
+
+        return await run(work)
 
     @api.get(routes.OBJECT, response_model=w.Object)
     async def get_object(
@@ -169,12 +199,22 @@ def router(
 
     @api.get(routes.BUCKET_UPLOADS)
     async def list_uploads(
-        bucket: str = BUCKET, key: str = KEY, token: str = Depends(api_key_token)
+        bucket: str = BUCKET,
+        key: str | None = OPTIONAL_KEY,
+        prefix: str | None = UPLOADS_PREFIX,
+        token: str = Depends(api_key_token),
     ) -> w.UploadList:
-        """The pending uploads to a key, oldest first: to resume one whose stream id was lost."""
+        """The pending uploads to a key (to resume one whose stream id was lost), or below a
+        folder (``prefix``, to see and abort what interrupted uploads left), oldest first."""
+        if (key is None) == (prefix is None):
+            raise errors.InvalidRequest("give either key or prefix")
 
         def work() -> w.UploadList:
-            pending = uploads.list_uploads(authority.resolve(token), bucket, key, clock())
+            access = authority.resolve(token)
+            if prefix is not None:
+                pending = uploads.list_uploads_under(access, bucket, prefix, clock())
+            else:
+                pending = uploads.list_uploads(access, bucket, key or "", clock())
             return w.UploadList(uploads=[upload_summary(u) for u in pending])
 
         return await run(work)
@@ -429,7 +469,10 @@ def pending_out(pending: PendingUpload) -> w.PendingUpload:
 
 def upload_summary(upload: Upload) -> w.UploadSummary:
     return w.UploadSummary(
-        stream_id=upload.stream_id.hex(), created_at=upload.created_at, deadline=upload.deadline
+        stream_id=upload.stream_id.hex(),
+        key=upload.key,
+        created_at=upload.created_at,
+        deadline=upload.deadline,
     )
 
 
@@ -452,3 +495,26 @@ def listing_out(listing: Listing) -> w.Listing:
                 )
             )
     return w.Listing(items=items, next_cursor=listing.next_cursor)
+
+
+def usage_out(found: ProjectUsage) -> wa.ProjectUsage:
+    return wa.ProjectUsage(
+        limits=wa.Limits(
+            buckets=found.max_buckets,
+            storage_bytes=found.max_storage,
+            egress_bytes=found.max_egress,
+            segments=found.max_segments,
+        ),
+        usage=wa.Usage(
+            buckets=found.buckets,
+            storage_bytes=found.storage_bytes,
+            egress_bytes=found.egress_bytes,
+            segments=found.segments,
+        ),
+        objects=found.objects,
+        pending=wa.PendingUsage(
+            uploads=found.pending_uploads,
+            storage_bytes=found.pending_storage,
+            segments=found.pending_segments,
+        ),
+    )

@@ -29,7 +29,14 @@ from metadisk.bridge.metainfo.common import (
     no_bucket,
     raise_for,
 )
-from metadisk.bridge.metainfo.db import ListedObject, MetainfoDB, ObjectInfo, Outcome, Relocation
+from metadisk.bridge.metainfo.db import (
+    ListedObject,
+    MetainfoDB,
+    ObjectInfo,
+    Outcome,
+    ProjectUsage,
+    Relocation,
+)
 from metadisk.bridge.orders.service import OrderSigner
 from metadisk.bridge.overlay.service import OverlayService
 from metadisk.core.macaroon import Op
@@ -68,6 +75,22 @@ class ObjectsService:
         self._signer = signer
         self._config = config
         self._randbytes = randbytes
+
+    def usage(self, access: Access, now: int) -> ProjectUsage:
+        """The key's project: usage against limits (egress this month) and pending reservations.
+
+        Any key that may list the whole project may read them; a key confined to some buckets
+        may not, as project-wide totals tell about buckets it cannot see.
+        """
+        access.require(Op.LIST, None, None, now)
+        if access.buckets() is not None:
+            raise errors.AccessDenied(
+                "this key is confined to some buckets; the project's usage needs a key for all"
+            )
+        found = self._db.project_usage(access.project_id, month_period(now))
+        if found is None:  # deleted under a key still cached
+            raise errors.NotFound("no such project", code="project-not-found")
+        return found
 
     def get_object(self, access: Access, bucket: str, key: str, now: int) -> ObjectInfo:
         check_location(bucket, key)

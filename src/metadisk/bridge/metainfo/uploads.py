@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from metadisk.bridge import errors
 from metadisk.bridge.auth.service import Access
+from metadisk.bridge.buckets.service import check_bucket_name
 from metadisk.bridge.config import MAX_INLINE_SIZE, ObjectsConfig
 from metadisk.bridge.health.reports import Reported, TransferReports
 from metadisk.bridge.metainfo.common import (
@@ -33,6 +34,7 @@ from metadisk.bridge.metainfo.common import (
     SegmentOrders,
     allows,
     check_index,
+    check_key,
     check_location,
     check_size,
     no_bucket,
@@ -72,6 +74,10 @@ class SegmentCommit:
     index: int
     pieces: int
     rejected: list[Rejection]
+
+
+# A project has at most `[objects] max_pending_uploads` (default 1,000) pending uploads.
+MAX_PENDING_UNDER = 1000
 
 
 class UploadsService:
@@ -312,6 +318,23 @@ class UploadsService:
         check_location(bucket, key)
         access.require(Op.WRITE, bucket, key, now)
         uploads = self._db.pending_uploads(access.project_id, bucket, key)
+        if not uploads and not self._db.bucket_exists(access.project_id, bucket):
+            raise no_bucket(bucket)
+        return uploads
+
+    def list_uploads_under(
+        self, access: Access, bucket: str, prefix: str, now: int
+    ) -> list[Upload]:
+        """The oldest `MAX_PENDING_UNDER` pending uploads below a folder ("" or ending in "/"),
+        oldest first: to see what an interrupted upload left behind (needs LIST on it)."""
+        check_bucket_name(bucket)
+        if prefix and not prefix.endswith("/"):
+            raise errors.InvalidRequest("an uploads prefix is empty or ends with '/'")
+        check_key(prefix, allow_empty=True)
+        access.require(Op.LIST, bucket, prefix, now)
+        uploads = self._db.pending_uploads_under(
+            access.project_id, bucket, prefix, MAX_PENDING_UNDER
+        )
         if not uploads and not self._db.bucket_exists(access.project_id, bucket):
             raise no_bucket(bucket)
         return uploads

@@ -80,6 +80,10 @@ class BridgeAPI:
         body = _body(accounts.Revocation, api_key=api_key)
         await self._http.call("POST", routes.REVOCATIONS, body=body)
 
+    async def usage(self) -> accounts.ProjectUsage:
+        """The key's project: usage against its limits and what pending uploads reserve."""
+        return await self._http.parsed("GET", routes.USAGE, accounts.ProjectUsage)
+
     # -- buckets
 
     async def create_bucket(self, name: str, profile: str | None = None) -> Bucket:
@@ -164,6 +168,13 @@ class BridgeAPI:
         """The pending uploads to a key, oldest first (to resume one whose stream id was lost)."""
         path = _bucket_path(routes.BUCKET_UPLOADS, bucket)
         found = await self._http.parsed("GET", path, objects.UploadList, params={"key": key})
+        return tuple(found.uploads)
+
+    async def list_uploads_under(self, bucket: str, prefix: str) -> tuple[UploadSummary, ...]:
+        """The pending uploads below an encrypted folder ("" or ending in "/"), oldest first."""
+        path = _bucket_path(routes.BUCKET_UPLOADS, bucket)
+        params = {"prefix": prefix}
+        found = await self._http.parsed("GET", path, objects.UploadList, params=params)
         return tuple(found.uploads)
 
     async def put_inline(

@@ -78,6 +78,23 @@ class Project(Answer):
     )
 
 
+class PendingUsage(Answer):
+    """What pending (uncommitted) uploads reserve against the limits until committed or aborted."""
+
+    uploads: int
+    storage_bytes: int
+    segments: int
+
+
+class ProjectUsage(Answer):
+    """An API key's project: what it uses against its limits, as the key may read it."""
+
+    limits: Limits
+    usage: Usage
+    objects: int = Field(description="committed objects")
+    pending: PendingUsage
+
+
 class ProjectList(Answer):
     projects: list[Project]
 

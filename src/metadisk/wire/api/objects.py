@@ -246,12 +246,15 @@ class UploadSummary(Answer):
     """A pending upload to a key, as the list of uploads names it."""
 
     stream_id: str
+    key: str = Field(default="", description="the encrypted key it will commit to")
     created_at: int
     deadline: int
 
 
 class UploadList(Answer):
-    uploads: list[UploadSummary] = Field(description="pending uploads to the key, oldest first")
+    uploads: list[UploadSummary] = Field(
+        description="pending uploads to the key or below the prefix, oldest first"
+    )
 
 
 class SegmentRekey(Request):

@@ -21,6 +21,7 @@ PROJECT_VERIFIER = "/v1/projects/{project_id}/passphrase-verifier"
 # the object plane (API key bearer token)
 REVOCATIONS = "/v1/revocations"
 VERIFIER = "/v1/project/passphrase-verifier"  # the API key's project
+USAGE = "/v1/usage"  # the project of the key: usage against limits
 BUCKETS = "/v1/buckets"
 BUCKET = "/v1/buckets/{bucket}"
 OBJECT = "/v1/buckets/{bucket}/object"

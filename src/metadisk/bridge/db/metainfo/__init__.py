@@ -25,6 +25,7 @@ from metadisk.bridge.metainfo.db import (
     ObjectInfo,
     Outcome,
     PendingUpload,
+    ProjectUsage,
     Relocation,
     SegmentPieces,
     SegmentState,
@@ -91,6 +92,14 @@ class MetainfoStore:
 
     def pending_uploads(self, project_id: str, bucket: str, key: str) -> list[Upload]:
         return uploads.pending_uploads(self._db, project_id, bucket, key)
+
+    def pending_uploads_under(
+        self, project_id: str, bucket: str, prefix: str, limit: int
+    ) -> list[Upload]:
+        return uploads.pending_uploads_under(self._db, project_id, bucket, prefix, limit)
+
+    def project_usage(self, project_id: str, period: int) -> ProjectUsage | None:
+        return reads.project_usage(self._db, project_id, period)
 
     # -- segments ------------------------------------------------------------------------------
 

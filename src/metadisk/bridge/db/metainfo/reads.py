@@ -1,4 +1,5 @@
-"""Reads of visible objects: get, exists, listing, and the pieces of a segment for download.
+"""Reads of visible objects: get, exists, listing, the pieces of a segment for download, and a
+project's usage.
 
 `add_egress`, the one write here, meters those downloads.
 """
@@ -7,17 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, exists, select
+from sqlalchemy import Connection, Select, bindparam, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from metadisk.bridge.db import tables as t
-from metadisk.bridge.db._shared import IS_COMMITTED, SEGMENT_COMMITTED
+from metadisk.bridge.db._shared import IS_COMMITTED, IS_PENDING, SEGMENT_COMMITTED
 from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.metainfo._shared import AT_KEY, OBJECT_EXISTS
 from metadisk.bridge.metainfo.db import (
     ListedObject,
     ObjectInfo,
     PieceLocation,
+    ProjectUsage,
     SegmentInfo,
     SegmentPieces,
 )
@@ -259,3 +261,43 @@ def list_objects(
     }
     rows = db.read(lambda conn: conn.execute(statement, params).all())
     return [ListedObject(*row) for row in rows]
+
+
+def project_usage(db: Database, project_id: str, period: int) -> ProjectUsage | None:
+    """One read of the project's row, counters and reservations (a consistent snapshot)."""
+    mine = _o.project_id == project_id
+    buckets = select(func.count()).select_from(t.buckets).where(_b.project_id == project_id)
+    objects = select(func.count()).select_from(t.objects).where(mine, IS_COMMITTED)
+    pending = select(
+        func.count(),
+        func.coalesce(func.sum(_o.reserved_storage), 0),
+        func.coalesce(func.sum(_o.reserved_segments), 0),
+    ).where(mine, IS_PENDING)
+    _e = t.project_egress.c
+    egress = select(_e.bytes).where(_e.project_id == project_id, _e.period == period)
+    project = select(
+        _pr.max_buckets, _pr.max_storage, _pr.max_egress, _pr.max_segments,
+        _pr.used_storage, _pr.used_segments,
+    ).where(_pr.id == project_id)  # fmt: skip
+
+    def read(conn: Connection) -> ProjectUsage | None:
+        row = conn.execute(project).first()
+        if row is None:
+            return None
+        uploads, reserved_storage, reserved_segments = conn.execute(pending).one()
+        return ProjectUsage(
+            max_buckets=row.max_buckets,
+            max_storage=row.max_storage,
+            max_egress=row.max_egress,
+            max_segments=row.max_segments,
+            buckets=conn.execute(buckets).scalar_one(),
+            storage_bytes=row.used_storage,
+            egress_bytes=conn.execute(egress).scalar() or 0,
+            segments=row.used_segments,
+            objects=conn.execute(objects).scalar_one(),
+            pending_uploads=uploads,
+            pending_storage=int(reserved_storage),
+            pending_segments=int(reserved_segments),
+        )
+
+    return db.read(read)

@@ -279,3 +279,16 @@ def pending_uploads(db: Database, project_id: str, bucket: str, key: str) -> lis
     )
     rows = db.read(lambda conn: conn.execute(query).all())
     return [as_upload(row) for row in rows]
+
+
+def pending_uploads_under(
+    db: Database, project_id: str, bucket: str, prefix: str, limit: int
+) -> list[Upload]:
+    where = [_o.project_id == project_id, _o.bucket == bucket]
+    if prefix:
+        # A key range, not LIKE: SQLite's LIKE ignores case, and encrypted keys are
+        # case-sensitive. `prefix` ends with "/", so "0" (the next character) bounds it.
+        where += [_o.key >= prefix, _o.key < prefix[:-1] + "0"]
+    query = _PENDING_UPLOADS.where(*where).order_by(_o.created_at, _o.stream_id).limit(limit)
+    rows = db.read(lambda conn: conn.execute(query).all())
+    return [as_upload(row) for row in rows]
