@@ -266,3 +266,8 @@ def all_files(root: Path) -> Iterator[Path]:
     for path in sorted(root.rglob("*")):
         if path.is_file():
             yield path
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    """Every file below `root`, by its path relative to it, with its bytes."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in all_files(root)}

@@ -28,14 +28,11 @@ from tests.e2e.harness import (
     BackgroundNetwork,
     InProcessCli,
     MiB,
+    files_under,
     piece_files,
     run_cli,
     write_config,
 )
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def test_setup_derives_the_same_keys_from_the_passphrase(

@@ -20,15 +20,12 @@ from tests.e2e.harness import (
     BackgroundNetwork,
     InProcessCli,
     MiB,
+    files_under,
     piece_files,
     run_cli,
     wait_for,
     write_config,
 )
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def names(listing: str) -> list[str]:

@@ -11,7 +11,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.e2e.harness import CLI, InProcessCli, MiB, wait_for
+from tests.e2e.harness import CLI, InProcessCli, MiB, files_under, wait_for
 
 
 def make_tree(root: Path, files: dict[str, bytes]) -> None:
@@ -19,10 +19,6 @@ def make_tree(root: Path, files: dict[str, bytes]) -> None:
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def remote_keys(cli: InProcessCli, where: str) -> set[str]:

@@ -29,7 +29,7 @@ from metadisk.cli.context import about, current, run, stderr
 from metadisk.cli.errors import CliError, UsageError
 from metadisk.cli.progress import FileBar, TransferProgress
 from metadisk.cli.remote import RemotePath, is_remote, parse_remote
-from metadisk.cli.transfers import first_failure
+from metadisk.cli.transfers import first_failure, local_path
 from metadisk.client import AsyncProject
 
 MTIME_KEY = "mtime"
@@ -291,14 +291,6 @@ async def _download(
         raise
 
 
-def _local_path(root: Path, relative: str) -> Path:
-    # Object names are whatever their writer chose: "../x" must not become a path.
-    parts = relative.split("/")
-    if any(part in ("", ".", "..") or "\x00" in part or os.sep in part for part in parts):
-        raise CliError(f"refusing to write object {relative!r}: it is not a safe file name")
-    return root.joinpath(*parts)
-
-
 async def _execute(
     project: AsyncProject,
     src: Side,
@@ -326,7 +318,7 @@ async def _execute(
                 assert src.remote is not None
                 origin = src.remote.join(relative)
                 with about(origin):
-                    path = _local_path(dst.local, relative)
+                    path = local_path(dst.local, relative)
                     await _download(project, origin, path, entry, bar)
             else:
                 assert src.remote is not None and dst.remote is not None
@@ -345,7 +337,7 @@ async def _execute(
                     await project.delete(target.bucket, target.key)
             else:
                 assert dst.local is not None
-                await asyncio.to_thread(_local_path(dst.local, relative).unlink, missing_ok=True)
+                await asyncio.to_thread(local_path(dst.local, relative).unlink, missing_ok=True)
             report(f"deleted {dst.show(relative)}")
 
     files = len(plan.transfers)

@@ -109,9 +109,9 @@ def _remote_name(target: RemotePath, name: str, into: bool) -> RemotePath:
 
 def _local_name(destination: Path, name: str, into: bool) -> Path:
     if into:
-        return _inside(destination, name)
+        return local_path(destination, name)
     _, _, below = name.partition("/")
-    return _inside(destination, below) if below else destination
+    return local_path(destination, below) if below else destination
 
 
 async def _check_bucket(project: AsyncProject, bucket: str) -> None:
@@ -186,7 +186,7 @@ async def _remote_sources(
         return [(source, source.name, info.size)]
 
 
-def _inside(directory: Path, relative: str) -> Path:
+def local_path(directory: Path, relative: str) -> Path:
     """`directory` / `relative`, refusing names that would land outside `directory`.
 
     Object names are whatever their writer chose, and a shared folder may come from someone
