@@ -19,7 +19,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 import metadisk
 from metadisk.allocator import tune_for_streaming
-from metadisk.cli import access, bridge, farmer, objects, setup, up, uploads, usage
+from metadisk.cli import access, bridge, farmer, gateway, objects, setup, up, uploads, usage
 from metadisk.cli import config as cfg
 from metadisk.cli import stat as stat_command
 from metadisk.cli.context import CliContext, enter
@@ -96,6 +96,7 @@ app.command()(sync)
 app.add_typer(access.app, name="access")
 app.add_typer(farmer.app, name="farmer")
 app.add_typer(bridge.app, name="bridge")
+app.add_typer(gateway.app, name="gateway")
 
 
 class _PlainArgument(TyperArgument):
