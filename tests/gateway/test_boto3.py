@@ -282,11 +282,8 @@ def test_paginator_over_many_keys(s3: Any, bucket: str) -> None:
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"")
     paginator = s3.get_paginator("list_objects_v2")
-    listed = [
-        o["Key"]
-        for page in paginator.paginate(Bucket=bucket, Prefix="many/", PaginationConfig={"PageSize": 50})
-        for o in page.get("Contents", [])
-    ]
+    pages = paginator.paginate(Bucket=bucket, Prefix="many/", PaginationConfig={"PageSize": 50})
+    listed = [o["Key"] for page in pages for o in page.get("Contents", [])]
     assert listed == keys
 
 

@@ -8,6 +8,7 @@ Encryption happens in the gateway process, so the bridge and farmers still see o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -88,10 +89,8 @@ def run(
         settings = replace(settings, **changes)  # type: ignore[arg-type]
     except ConfigError as exc:
         raise UsageError(f"{path}: {exc}") from exc
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, client=context.config().client_config()))
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command()

@@ -100,7 +100,7 @@ class RequestBody:
         async for block in self.chunks():
             out += block
             if len(out) > most:
-                raise S3Error("MalformedXML", f"the document is larger than {most} bytes")
+                raise S3Error("MaxMessageLengthExceeded")
         return bytes(out)
 
 

@@ -18,8 +18,6 @@ from metadisk.gateway.s3errors import S3Error
 if TYPE_CHECKING:
     from metadisk.gateway.server import Call
 
-MAX_CREATE_BODY = 64 * 1024
-
 
 def owner(call: Call) -> s3xml.Owner:
     """A stable owner per credential (S3 shows a canonical user id)."""
@@ -33,7 +31,7 @@ async def list_buckets(call: Call) -> web.StreamResponse:
 
 
 async def create_bucket(call: Call) -> web.StreamResponse:
-    document = await RequestBody(call.request, call.verified).read_all(MAX_CREATE_BODY)
+    document = await RequestBody(call.request, call.verified).read_all(s3xml.MAX_CREATE_BUCKET_BODY)
     if document.strip():
         s3xml.parse_create_bucket(document)  # any region: ours are all one place
     try:
@@ -97,9 +95,7 @@ async def list_objects(call: Call) -> web.StreamResponse:
         continuing=bool(after),
     )
     entries = [_entry(item) for item in items]
-    page = listing.page(
-        entries, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
-    )
+    page = listing.page(entries, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys)
     if v2:
         body = s3xml.list_objects_v2(
             call.bucket,

@@ -39,7 +39,7 @@ DEFAULT_PORT = 7780
 DEFAULT_REGION = "us-east-1"
 CONFIG_FILE = "gateway.toml"
 ENV_ACCESS_KEY = "METADISK_GATEWAY_ACCESS_KEY"
-ENV_SECRET_KEY = "METADISK_GATEWAY_SECRET_KEY"
+ENV_SECRET_KEY = "METADISK_GATEWAY_SECRET_KEY"  # noqa: S105 - a variable's name
 ENV_GRANT = "METADISK_GATEWAY_GRANT"
 
 # AWS's shapes: 20 upper-case letters and digits, and 40 characters of secret. Ours begin with

@@ -10,6 +10,7 @@ each streams through the pipeline like a PUT.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,9 +29,6 @@ from metadisk.gateway.s3errors import S3Error
 
 if TYPE_CHECKING:
     from metadisk.gateway.server import Call
-
-MAX_PART_NUMBER = 10_000
-MAX_COMPLETE_BODY = 4 << 20
 
 
 async def create(call: Call) -> web.StreamResponse:
@@ -112,21 +110,16 @@ async def _store_part(
 
 async def complete(call: Call) -> web.StreamResponse:
     upload = _upload(call)
-    document = await RequestBody(call.request, call.verified).read_all(MAX_COMPLETE_BODY)
-    asked = s3xml.parse_complete_multipart(document)
-    if not asked:
-        raise S3Error("MalformedXML", "name at least one part")
+    document = await RequestBody(call.request, call.verified).read_all(s3xml.MAX_COMPLETE_BODY)
+    asked = s3xml.parse_complete_multipart(document)  # ascending, 1 to 10,000, not empty
     stored = {part.part_number: part for part in call.gateway.parts.parts(upload.upload_id)}
     chosen: list[Part] = []
-    for position, (number, etag) in enumerate(asked):
-        if position and number <= asked[position - 1][0]:
-            raise S3Error("InvalidPartOrder", "The list of parts was not in ascending order.")
+    for number, etag in asked:
         part = stored.get(number)
         if part is None or part.etag != etag.strip('"'):
             raise S3Error(
                 "InvalidPart",
-                "One or more of the specified parts could not be found or its ETag did not "
-                "match.",
+                "One or more of the specified parts could not be found or its ETag did not match.",
                 PartNumber=number,
                 ETag=etag,
             )
@@ -163,10 +156,9 @@ async def complete(call: Call) -> web.StreamResponse:
 
 async def abort(call: Call) -> web.StreamResponse:
     upload = _upload(call)
-    try:
+    # Reclaimed by the bridge already: forgetting it is all that is left.
+    with contextlib.suppress(NotFound):
         await call.project.abort_upload(upload.upload_id)
-    except NotFound:
-        pass  # reclaimed by the bridge already: forgetting it is all that is left
     call.gateway.parts.forget(upload.upload_id)
     return empty(204)
 
@@ -247,10 +239,10 @@ def _no_upload(upload_id: str) -> S3Error:
 
 def _part_number(call: Call) -> int:
     number = _int(call.query.get("partNumber", ""), "partNumber")
-    if not 1 <= number <= MAX_PART_NUMBER:
+    if not 1 <= number <= listing.MAX_PART_NUMBER:
         raise S3Error(
             "InvalidArgument",
-            f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
+            f"Part number must be an integer between 1 and {listing.MAX_PART_NUMBER}, inclusive",
         )
     return number
 

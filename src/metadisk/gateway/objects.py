@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 # Objects up to this size are read whole and stored inline at the bridge in one call.
 INLINE = 4096
-MAX_DELETE_BODY = 2 << 20
 DELETES_AT_ONCE = 16
 # ?response-* parameters a (presigned) GET may set on its answer.
 RESPONSE_OVERRIDES = {
@@ -126,13 +125,16 @@ async def delete_object(call: Call) -> web.StreamResponse:
 
 
 async def delete_objects(call: Call) -> web.StreamResponse:
-    document = await RequestBody(call.request, call.verified).read_all(MAX_DELETE_BODY)
+    document = await RequestBody(call.request, call.verified).read_all(s3xml.MAX_DELETE_BODY)
     quiet, keys = s3xml.parse_delete(document)
     deleted: list[str] = []
     failed: list[tuple[str, S3Error]] = []
     gate = asyncio.Semaphore(DELETES_AT_ONCE)
 
     async def one(key: str) -> None:
+        if not key:
+            failed.append((key, S3Error("InvalidArgument", "An object key must not be empty.")))
+            return
         async with gate:
             try:
                 await call.project.delete(call.bucket, key)
@@ -170,9 +172,7 @@ async def copy_object(call: Call) -> web.StreamResponse:
             "without changing the object's metadata.",
         )
     if directive == "REPLACE":
-        replaced = metadata.with_etag(
-            metadata.from_headers(call.headers), metadata.etag_of(source)
-        )
+        replaced = metadata.with_etag(metadata.from_headers(call.headers), metadata.etag_of(source))
         copied = await call.project.copy(
             source_bucket,
             source_key,

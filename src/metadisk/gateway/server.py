@@ -70,10 +70,10 @@ class Call:
 class Gateway:
     """An S3 endpoint for the configured access grants. Example::
 
-        gateway = Gateway(config)
-        await gateway.start()  # listens on config.host:config.port (0: an ephemeral port)
-        ...  # S3 clients use gateway.url with the configured key pairs
-        await gateway.close()
+    gateway = Gateway(config)
+    await gateway.start()  # listens on config.host:config.port (0: an ephemeral port)
+    ...  # S3 clients use gateway.url with the configured key pairs
+    await gateway.close()
     """
 
     def __init__(self, config: GatewayConfig, *, client: ClientConfig | None = None) -> None:
