@@ -37,7 +37,9 @@ MAX_CHUNK = 16 * 1024 * 1024  # boto3 sends 1 MiB chunks, the AWS documentation 
 
 _CHECKSUM_PREFIX = "x-amz-checksum-"
 # Headers of that prefix that name a choice rather than carry a digest.
-_CHECKSUM_SETTINGS = frozenset({"x-amz-checksum-algorithm", "x-amz-checksum-type"})
+_CHECKSUM_SETTINGS = frozenset(
+    {"x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode"}
+)
 _TRAILER_SIGNATURE = "x-amz-trailer-signature"
 _SIGNED_HEADER = re.compile(rb"([0-9a-fA-F]{1,8});chunk-signature=([0-9a-fA-F]{64})")
 _UNSIGNED_HEADER = re.compile(rb"([0-9a-fA-F]{1,8})")
@@ -81,6 +83,7 @@ _ALGORITHMS: dict[str, tuple[str, type[_Hash] | None, int]] = {
     "crc32c": ("CRC32C", _Crc32c, 4),
     "sha1": ("SHA1", None, 20),
     "sha256": ("SHA256", None, 32),
+    "sha512": ("SHA512", None, 64),
 }
 
 

@@ -38,7 +38,6 @@ _Q_DATE = "X-Amz-Date"
 _Q_EXPIRES = "X-Amz-Expires"
 _Q_SIGNED_HEADERS = "X-Amz-SignedHeaders"
 _Q_SIGNATURE = "X-Amz-Signature"
-_Q_CONTENT_SHA256 = "X-Amz-Content-Sha256"
 _PRESIGN_PARAMS = (_Q_ALGORITHM, _Q_CREDENTIAL, _Q_DATE, _Q_EXPIRES, _Q_SIGNED_HEADERS)
 
 _STATUS = {
@@ -226,6 +225,7 @@ class _Auth:
     signed_headers: tuple[str, ...]
     signature: str
     amz_date: str
+    when: datetime
     presigned: bool
     expires: int = 0
 
@@ -248,7 +248,7 @@ def verify(
         now = now.replace(tzinfo=UTC)
     auth = _read_auth(request, max_expires)
     payload_hash = _payload_hash(request, auth.presigned)
-    when = _parse_amz_date(auth.amz_date, auth.presigned)
+    when = auth.when
     if auth.presigned:
         if when - now > skew:
             raise AuthError("AccessDenied", "Request is not valid yet")
@@ -280,7 +280,7 @@ def verify(
             "Check your key and signing method.",
             {"StringToSign": to_sign, "CanonicalRequest": canonical},
         )
-    payload, digest = _payload(payload_hash, auth.presigned)
+    payload, digest = _payload(request, payload_hash, auth.presigned)
     return Verified(
         access_key=auth.access_key,
         region=auth.region,
@@ -340,6 +340,7 @@ def _read_header_auth(request: Request, header: str) -> _Auth:
         raise AuthError(
             "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"
         )
+    when = _parse_amz_date(amz_date, presigned=False)
     access_key, date, region = _read_credential(fields["Credential"], amz_date, code)
     return _Auth(
         access_key=access_key,
@@ -348,6 +349,7 @@ def _read_header_auth(request: Request, header: str) -> _Auth:
         signed_headers=_read_signed_headers(fields["SignedHeaders"], code),
         signature=_read_signature(fields["Signature"], code),
         amz_date=amz_date,
+        when=when,
         presigned=False,
     )
 
@@ -379,6 +381,7 @@ def _read_query_auth(request: Request, max_expires: int) -> _Auth:
             f"X-Amz-Expires must be less than a week (in seconds) that is {max_expires}",
         )
     amz_date = params[_Q_DATE]
+    when = _parse_amz_date(amz_date, presigned=True)
     access_key, date, region = _read_credential(params[_Q_CREDENTIAL], amz_date, code)
     return _Auth(
         access_key=access_key,
@@ -387,6 +390,7 @@ def _read_query_auth(request: Request, max_expires: int) -> _Auth:
         signed_headers=_read_signed_headers(params[_Q_SIGNED_HEADERS], code),
         signature=_read_signature(params[_Q_SIGNATURE], code),
         amz_date=amz_date,
+        when=when,
         presigned=True,
         expires=int(raw_expires),
     )
@@ -471,16 +475,18 @@ def _check_headers(request: Request, auth: _Auth) -> None:
 
 
 def _payload_hash(request: Request, presigned: bool) -> str:
+    """The payload hash of the canonical request (a presigned URL's is fixed)."""
     if presigned:
-        values = [value for key, value in request.query if key == _Q_CONTENT_SHA256]
-        value = values[0] if values else Payload.UNSIGNED.value
-    else:
-        found = request.headers.get("x-amz-content-sha256")
-        if found is None:
-            raise AuthError(
-                "InvalidRequest", "Missing required header for this request: x-amz-content-sha256"
-            )
-        value = found
+        return Payload.UNSIGNED.value
+    found = request.headers.get("x-amz-content-sha256")
+    if found is None:
+        raise AuthError(
+            "InvalidRequest", "Missing required header for this request: x-amz-content-sha256"
+        )
+    return _checked_content_sha256(found)
+
+
+def _checked_content_sha256(value: str) -> str:
     if value not in _LITERAL_PAYLOADS and not _HEX64.fullmatch(value):
         raise AuthError(
             "InvalidRequest",
@@ -491,7 +497,11 @@ def _payload_hash(request: Request, presigned: bool) -> str:
     return value
 
 
-def _payload(payload_hash: str, presigned: bool) -> tuple[Payload, str | None]:
+def _payload(request: Request, payload_hash: str, presigned: bool) -> tuple[Payload, str | None]:
+    if presigned:
+        # Not signed, but a digest the client sends along is still worth checking.
+        sent = request.headers.get("x-amz-content-sha256")
+        payload_hash = _checked_content_sha256(sent) if sent is not None else payload_hash
     literal = _LITERAL_PAYLOADS.get(payload_hash)
     if literal is None:
         return Payload.SHA256, payload_hash.lower()
