@@ -228,6 +228,26 @@ def test_s3_does_not_double_encode_the_path() -> None:
     refused(from_url("GET", url, headers), "SignatureDoesNotMatch")
 
 
+def test_a_signed_expect_header_consumed_by_the_http_stack_still_verifies() -> None:
+    class SignsExpect(S3SigV4Auth):
+        def headers_to_sign(self, request: AWSRequest) -> Any:
+            headers = super().headers_to_sign(request)
+            headers["expect"] = "100-continue"
+            return headers
+
+    url = "http://127.0.0.1:9000/bkt/k?uploads"
+    request = AWSRequest("POST", url, headers={"Expect": "100-continue"})
+    SignsExpect(Credentials(KEY, SECRET), "s3", "us-east-1").add_auth(request)
+    headers = {name: str(value) for name, value in request.headers.items()}
+    assert "expect" in headers["Authorization"]
+    verify(from_url("POST", url, headers), secrets, now())
+    del headers["Expect"]
+    verify(from_url("POST", url, headers), secrets, now())
+    # aiohttp's raw_path keeps the query: it is not part of the canonical URI
+    with_query = from_url("POST", url, headers)
+    verify(Request("POST", "/bkt/k?uploads", with_query.query, with_query.headers), secrets, now())
+
+
 def test_canonical_query_sorts_encoded_keys_then_values() -> None:
     pairs = [("b", "2"), ("a", "z"), ("a", "1"), ("uploads", ""), ("k y", "v/ü~")]
     assert canonical_query(pairs) == "a=1&a=z&b=2&k%20y=v%2F%C3%BC~&uploads="

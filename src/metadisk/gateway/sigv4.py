@@ -189,7 +189,8 @@ def canonical_request(
     return "\n".join(
         [
             request.method.upper(),
-            request.raw_path or "/",
+            # A raw path that still carries its query (aiohttp's raw_path does) loses it here.
+            request.raw_path.partition("?")[0] or "/",
             canonical_query(request.query, presigned=presigned),
             *lines,
             "",
