@@ -4,6 +4,7 @@ the attacks a gateway must refuse."""
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,12 +12,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import boto3
 import pytest
+import urllib3
 from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from hypothesis import given
 from hypothesis import strategies as st
+from minio import Minio
 
 from metadisk.gateway.chunked import ChunkedDecoder, PayloadChecks
 from metadisk.gateway.sigv4 import (
@@ -193,6 +196,35 @@ def test_boto3_presigned_urls_verify(key: str) -> None:
         )
         result = verify(from_url(method, url, {}), secrets, now())
         assert result.presigned and result.payload is Payload.UNSIGNED
+
+
+class _MinioCapture(urllib3.PoolManager):
+    def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        raise _Captured((method, url, dict(kwargs.get("headers") or {}), kwargs.get("body")))
+
+
+@pytest.mark.parametrize("key", AWKWARD_KEYS)
+def test_minio_py_requests_and_presigned_urls_verify(key: str) -> None:
+    # A second, independent signer: MinIO's Python client.
+    mc = Minio(
+        "127.0.0.1:9000", KEY, SECRET, secure=False, region="us-east-1", http_client=_MinioCapture()
+    )
+    calls: list[Callable[[], object]] = [
+        lambda: mc.put_object("bkt", key, io.BytesIO(b"hello"), 5),
+        lambda: list(mc.list_objects("bkt", prefix=key, start_after=key)),
+        lambda: mc.get_object("bkt", key, offset=2, length=3),
+        lambda: mc.remove_object("bkt", key),
+    ]
+    for call in calls:
+        with pytest.raises(_Captured) as caught:
+            call()
+        method, url, headers, body = caught.value.request
+        verified_body(from_url(method, url, headers), body or b"")
+    for method, url in (
+        ("GET", mc.presigned_get_object("bkt", key)),
+        ("PUT", mc.presigned_put_object("bkt", key)),
+    ):
+        assert verify(from_url(method, url, {}), secrets, now()).presigned
 
 
 def test_botocore_signers_over_an_awsrequest_with_odd_headers_and_repeated_query() -> None:
