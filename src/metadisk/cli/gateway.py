@@ -90,7 +90,7 @@ def run(
     except ConfigError as exc:
         raise UsageError(f"{path}: {exc}") from exc
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, client=context.config().client_config()))
+        asyncio.run(serve(settings, client=context.config().client.client_config()))
 
 
 @app.command()

@@ -45,7 +45,7 @@ async def create_bucket(call: Call) -> web.StreamResponse:
 
 async def head_bucket(call: Call) -> web.StreamResponse:
     await _existing(call)
-    return empty(**{"x-amz-bucket-region": call.gateway.config.region})
+    return web.Response(headers={"x-amz-bucket-region": call.gateway.config.region})
 
 
 async def delete_bucket(call: Call) -> web.StreamResponse:

@@ -62,8 +62,8 @@ def from_headers(headers: Mapping[str, str]) -> Stored:
             f"({MAX_USER_METADATA} bytes)",
         )
     for name in STORED_HEADERS:
-        value = headers.get(name)
-        if name == "content-encoding" and value is not None:
+        value = headers.get(name, "")
+        if name == "content-encoding":
             # aws-chunked is how this request's body was framed, not how the object is encoded.
             value = ",".join(
                 e.strip() for e in value.split(",") if e.strip() and e.strip() != "aws-chunked"

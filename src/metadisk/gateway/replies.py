@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiMapping
 
 from metadisk.gateway.s3errors import S3Error
 
@@ -18,7 +18,7 @@ def empty(status: int = 200, **headers: str) -> web.Response:
     return web.Response(status=status, headers=headers)
 
 
-def count(query: MultiDictProxy[str], name: str, default: int = MAX_KEYS) -> int:
+def count(query: MultiMapping[str], name: str, default: int = MAX_KEYS) -> int:
     """A non-negative integer parameter (max-keys, max-uploads...), capped at 1,000 as S3 does."""
     raw = query.get(name)
     if raw is None:
@@ -32,7 +32,7 @@ def count(query: MultiDictProxy[str], name: str, default: int = MAX_KEYS) -> int
     return min(value, MAX_KEYS)
 
 
-def url_encoding(query: MultiDictProxy[str]) -> bool:
+def url_encoding(query: MultiMapping[str]) -> bool:
     """Whether names in the answer are URL-encoded (encoding-type=url)."""
     kind = query.get("encoding-type")
     if kind is None:

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiMapping
 
 from metadisk.client import AsyncProject, ClientConfig, ClientError
 from metadisk.gateway import buckets, multipart, objects
@@ -57,7 +57,7 @@ class Call:
 
     request: web.Request
     headers: dict[str, str]  # lower-cased names
-    query: MultiDictProxy[str]
+    query: MultiMapping[str]
     bucket: str
     key: str
     access_key: str
@@ -181,7 +181,7 @@ class Gateway:
 
 
 def route(
-    method: str, bucket: str, key: str, query: MultiDictProxy[str], headers: dict[str, str]
+    method: str, bucket: str, key: str, query: MultiMapping[str], headers: dict[str, str]
 ) -> Handler:
     """The operation for a request, by method, bucket, key and sub-resource."""
     unsupported = _UNSUPPORTED.intersection(query)
