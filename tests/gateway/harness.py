@@ -64,6 +64,7 @@ def boto3_client(world: S3World, credential: Credential | None = None, **options
     credential = credential or world.full
     config = Config(
         s3={"addressing_style": "path"},
+        signature_version="s3v4",  # presigned URLs too (boto3 presigns with V2 otherwise)
         retries={"max_attempts": 1, "mode": "standard"},
         **options,
     )

@@ -94,9 +94,11 @@ async def _store_part(
 ) -> Part:
     store = call.gateway.parts
     try:
-        first = store.take_slot(upload.upload_id)
+        first = store.take_slot(upload.upload_id, number)
     except TooManyParts:
-        raise S3Error("InvalidArgument", "this upload has used every part slot it has") from None
+        raise S3Error(
+            "InvalidArgument", f"part {number} was uploaded more often than this gateway allows"
+        ) from None
     except KeyError:
         raise _no_upload(upload.upload_id) from None
     written = await call.project.upload_part(

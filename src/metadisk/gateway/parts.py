@@ -5,10 +5,10 @@ segments each part writes; it knows segments, not parts. Which segments make whi
 each part's size and ETag, stay here, on the user's machine, in a small SQLite file (0600) under
 the gateway's state dir, or in memory without one.
 
-Each part upload takes a fresh *slot* of `SLOT_SPAN` segment indices: part 3 sent twice (a
-client's retry) writes two slots, the later one wins, and completing lists only the winners'
-segments, so the bridge drops the rest. Slots start at 1, so no segment of a multipart object
-has index 0.
+An object's segments are in index order, so part N's segments take indices from
+``N * PART_SPAN`` on; each upload of part N takes a fresh *slot* of `SLOT_SPAN` indices there,
+so part 3 sent twice (a client's retry) writes two slots, the later one wins, and completing
+lists only the winners' segments: the bridge drops the rest.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from pathlib import Path
 
 from metadisk.runtime import files
 
-# Indices a part may use: 2**17 segments of at least 1 MiB each is far beyond S3's 5 GiB part.
-SLOT_SPAN = 1 << 17
-# The bridge takes indices below 2**31, so an upload has this many slots: S3's 10,000 parts with
-# room for thousands of retries.
-MAX_SLOTS = ((1 << 31) - 1) // SLOT_SPAN - 1
+# Indices of one part number: 10,001 of them stay below the bridge's limit of 2**31.
+PART_SPAN = 1 << 17
+# Indices of one upload of a part: S3's largest part, 5 GiB, in segments of at least 1 MiB (the
+# library's least for a source that size).
+SLOT_SPAN = 5 * 1024
+# Uploads of one part number an upload takes (the first and its retries).
+MAX_SLOTS = PART_SPAN // SLOT_SPAN
 STATE_FILE = "multipart.sqlite"
 
 _SCHEMA = """
@@ -37,8 +39,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     key TEXT NOT NULL,
     content_type TEXT NOT NULL,
     metadata TEXT NOT NULL,
-    initiated REAL NOT NULL,
-    next_slot INTEGER NOT NULL
+    initiated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uploads_by_bucket ON uploads (access_key, bucket, key);
 CREATE TABLE IF NOT EXISTS parts (
@@ -50,11 +51,17 @@ CREATE TABLE IF NOT EXISTS parts (
     last_modified REAL NOT NULL,
     PRIMARY KEY (upload_id, part_number)
 );
+CREATE TABLE IF NOT EXISTS slots (
+    upload_id TEXT NOT NULL REFERENCES uploads (upload_id) ON DELETE CASCADE,
+    part_number INTEGER NOT NULL,
+    taken INTEGER NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+);
 """
 
 
 class TooManyParts(Exception):
-    """An upload used every slot it has."""
+    """A part number was uploaded more often than it has slots for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +113,7 @@ class PartStore:
     def begin(self, upload: Upload) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     upload.upload_id,
                     upload.access_key,
@@ -136,19 +143,20 @@ class PartStore:
             ).fetchall()
         return [_upload(row) for row in rows]
 
-    def take_slot(self, upload_id: str) -> int:
-        """A fresh slot's first segment index for one part upload."""
+    def take_slot(self, upload_id: str, part_number: int) -> int:
+        """The first segment index of a fresh slot for one upload of part `part_number`."""
         with self._lock:
-            row = self._db.execute(
-                "UPDATE uploads SET next_slot = next_slot + 1 WHERE upload_id = ? "
-                "RETURNING next_slot - 1",
-                (upload_id,),
-            ).fetchone()
-        if row is None:
-            raise KeyError(upload_id)
-        if row[0] > MAX_SLOTS:
+            try:
+                row = self._db.execute(
+                    "INSERT INTO slots VALUES (?, ?, 1) ON CONFLICT (upload_id, part_number) "
+                    "DO UPDATE SET taken = taken + 1 RETURNING taken - 1",
+                    (upload_id, part_number),
+                ).fetchone()
+            except sqlite3.IntegrityError:
+                raise KeyError(upload_id) from None
+        if row[0] >= MAX_SLOTS:
             raise TooManyParts(upload_id)
-        return int(row[0]) * SLOT_SPAN
+        return part_number * PART_SPAN + int(row[0]) * SLOT_SPAN
 
     def put_part(self, upload_id: str, part: Part) -> bool:
         """Record `part`, replacing an earlier upload of its number; False if the upload is gone."""
@@ -193,7 +201,7 @@ class PartStore:
 
 
 def _upload(row: Sequence[object]) -> Upload:
-    upload_id, access_key, bucket, key, content_type, metadata, initiated, _ = row
+    upload_id, access_key, bucket, key, content_type, metadata, initiated = row
     return Upload(
         str(upload_id),
         str(access_key),

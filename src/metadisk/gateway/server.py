@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import logging
 import os
+import re
 import secrets
 import signal
 import urllib.parse
@@ -34,8 +35,10 @@ from metadisk.gateway.sigv4 import Request, Verified, verify
 from metadisk.runtime.logs import event
 from metadisk.runtime.net import announce_listening
 from metadisk.runtime.server import AppServer
+from metadisk.wire.fields import BUCKET_PATTERN, MAX_BUCKET_NAME, MIN_BUCKET_NAME
 
 log = logging.getLogger("metadisk.gateway")
+_BUCKET_NAME = re.compile(BUCKET_PATTERN)
 
 Handler = Callable[["Call"], Awaitable[web.StreamResponse]]
 
@@ -151,6 +154,16 @@ class Gateway:
             skew=datetime.timedelta(seconds=self.config.clock_skew),
         )
         bucket, key = self._locate(raw_path, headers.get("host", ""))
+        if bucket and (
+            not MIN_BUCKET_NAME <= len(bucket) <= MAX_BUCKET_NAME
+            or not _BUCKET_NAME.fullmatch(bucket)
+        ):
+            raise S3Error(
+                "InvalidBucketName",
+                f"a bucket name is {MIN_BUCKET_NAME} to {MAX_BUCKET_NAME} lower-case letters, "
+                "digits, dots and hyphens, beginning and ending with a letter or digit",
+                BucketName=bucket,
+            )
         handler = route(request.method, bucket, key, request.query, headers)
         call = Call(
             request=request,
