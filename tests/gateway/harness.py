@@ -58,10 +58,14 @@ def start_world(root: Path, tenant: Tenant) -> S3World:
 
 
 def boto3_client(world: S3World, credential: Credential | None = None, **options: Any) -> Any:
+    """A boto3 S3 client of `world`'s gateway (its full credential unless told otherwise)."""
+    return s3_client(world.url, credential or world.full, **options)
+
+
+def s3_client(url: str, credential: Credential, **options: Any) -> Any:
     import boto3
     from botocore.config import Config
 
-    credential = credential or world.full
     config = Config(
         s3={"addressing_style": "path"},
         signature_version="s3v4",  # presigned URLs too (boto3 presigns with V2 otherwise)
@@ -70,7 +74,7 @@ def boto3_client(world: S3World, credential: Credential | None = None, **options
     )
     return boto3.client(
         "s3",
-        endpoint_url=world.url,
+        endpoint_url=url,
         aws_access_key_id=credential.access_key,
         aws_secret_access_key=credential.secret_key,
         region_name="us-east-1",
