@@ -30,6 +30,9 @@ from metadisk.gateway.s3errors import S3Error
 if TYPE_CHECKING:
     from metadisk.gateway.server import Call
 
+# Bridges reclaim an upload left uncommitted for a day (their `upload_ttl`); so does the list.
+RECLAIMED_AFTER = 24 * 3600
+
 
 async def create(call: Call) -> web.StreamResponse:
     s3xml.check_key(call.key)
@@ -101,9 +104,15 @@ async def _store_part(
         ) from None
     except KeyError:
         raise _no_upload(upload.upload_id) from None
-    written = await call.project.upload_part(
-        upload.bucket, upload.key, upload.upload_id, source, first_index=first, size=size
-    )
+    try:
+        written = await call.project.upload_part(
+            upload.bucket, upload.key, upload.upload_id, source, first_index=first, size=size
+        )
+    except NotFound as exc:
+        if exc.code != "upload-not-found":
+            raise
+        store.forget(upload.upload_id)  # reclaimed by the bridge
+        raise _no_upload(upload.upload_id) from exc
     part = Part(number, tuple(written.indices), written.size, etag(), time.time())
     if not store.put_part(upload.upload_id, part):
         raise _no_upload(upload.upload_id)
@@ -194,6 +203,7 @@ async def list_uploads(call: Call) -> web.StreamResponse:
     key_marker = query.get("key-marker", "")
     id_marker = query.get("upload-id-marker", "")
     await call.project.get_bucket(call.bucket)  # NoSuchBucket for a missing bucket
+    call.gateway.parts.forget_older(time.time() - RECLAIMED_AFTER)
     uploads = [
         listing.Upload(u.key, u.upload_id, metadata.moment(u.initiated))
         for u in call.gateway.parts.uploads(call.access_key, call.bucket, prefix)
