@@ -218,3 +218,23 @@ async def test_copy_replaces_metadata_elsewhere_and_in_place(project: AsyncProje
     assert await read_all(project, "meta/tiny") == b"tiny"
     with pytest.raises(InvalidArgument):
         await project.copy("bkt", "meta/tiny", "bkt", "x", metadata={"big": "v" * 10_000})
+
+
+@on_module_loop
+async def test_ten_parts_at_once(project: AsyncProject) -> None:
+    """As an S3 client sends them: ten parts of one upload at once, each its own pipeline."""
+    parts = [os.urandom(150_000 + n) for n in range(10)]
+    upload_id = await project.begin_upload("bkt", "ten")
+    written = await asyncio.gather(
+        *[
+            project.upload_part(
+                "bkt", "ten", upload_id, chunks_of(part), first_index=n * SLOT, size=len(part)
+            )
+            for n, part in enumerate(parts)
+        ]
+    )
+    assert [w.indices for w in written] == [(n * SLOT,) for n in range(10)]
+    segments = [i for w in written for i in w.indices]
+    info = await project.commit_upload("bkt", "ten", upload_id, segments)
+    assert (info.size, info.segment_count) == (sum(map(len, parts)), 10)
+    assert await read_all(project, "ten") == b"".join(parts)
