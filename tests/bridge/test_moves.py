@@ -136,8 +136,9 @@ async def test_requests_are_checked(tenant: Tenant, online: FarmerFleet) -> None
         assert (extra.status, extra.code) == (400, "segments-mismatch")
         twice = await refused(action, [*rekeyed(2), rekeyed(1)[0]])
         assert (twice.status, twice.code) == (400, "invalid-request")
-        itself = await refused(action, rekeyed(2), target=(bucket, "b2Jq"))
-        assert (itself.status, itself.code) == (400, "same-key")
+        if action == "move":  # a copy onto itself replaces its metadata (below)
+            itself = await refused(action, rekeyed(2), target=(bucket, "b2Jq"))
+            assert (itself.status, itself.code) == (400, "same-key")
         gone = await refused(action, rekeyed(2), source=(bucket, "bm9uZQ"))
         assert (gone.status, gone.code) == (404, "object-not-found")
         no_source = await refused(action, rekeyed(2), source=("nope", "b2Jq"))
@@ -229,3 +230,27 @@ async def test_readers_see_exactly_one_of_the_two(tenant: Tenant, online: Farmer
     assert counts[0] == 20 and all(counts)
     usage = (await tenant.project())["usage"]
     assert (usage["storage_bytes"], usage["segments"]) == (400, 1)
+
+
+async def test_copy_onto_itself_replaces_the_metadata_in_place(
+    tenant: Tenant, online: FarmerFleet
+) -> None:
+    """S3's copy with a REPLACE metadata directive onto the same key: one object, same stream
+    and pieces, new metadata; usage unchanged."""
+    bucket = await tenant.bucket()
+    original = await upload(tenant, online, bucket, "c2VsZg", [400, 400], metadata=b"old")
+    pieces = await data_pieces(tenant, bucket, "c2VsZg", 2)
+    body = {"encrypted_metadata": b64encode(b"new")}
+    copied = await relocate(
+        tenant, "copy", bucket, "c2VsZg", bucket, "c2VsZg", rekeyed(2, "re "), **body
+    )
+    assert copied.status == 200, copied
+    assert copied.body["stream_id"] == original["stream_id"]
+    read = (await get(tenant, bucket, "c2VsZg")).body
+    assert read["encrypted_metadata"] == b64encode(b"new")
+    assert [s["encrypted_metadata"] for s in read["segments"]] == [
+        s["encrypted_metadata"] for s in rekeyed(2, "re ")
+    ]
+    assert await data_pieces(tenant, bucket, "c2VsZg", 2) == pieces
+    usage = (await tenant.project())["usage"]
+    assert (usage["storage_bytes"], usage["segments"]) == (800, 2)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from metadisk.client.errors import InvalidArgument
 from metadisk.client.segmenter import SMALL_SEGMENT, MiB, SegmentSizing, SourceReader
 from metadisk.core.erasure import GLOBAL, LOCAL, RedundancyScheme
 
@@ -112,3 +113,45 @@ async def test_an_iterator_of_text_is_refused() -> None:
 def test_unknown_sources_are_refused() -> None:
     with pytest.raises(TypeError):
         SourceReader.open(12345)  # type: ignore[arg-type]
+
+
+def _stream(data: bytes, chunk: int) -> AsyncIterator[bytes]:
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), chunk):
+            yield data[i : i + chunk]
+
+    return chunks()
+
+
+@given(
+    st.integers(min_value=0, max_value=3000),
+    st.integers(min_value=-3, max_value=3),
+    st.integers(min_value=1, max_value=700),
+    st.integers(min_value=1, max_value=1100),
+)
+async def test_a_size_hint_holds_a_stream_to_its_length(
+    length: int, off_by: int, chunk: int, buffer_size: int
+) -> None:
+    """A stream read with a size hint yields exactly its bytes when the hint is right, and is
+    `InvalidArgument` when the stream ends sooner or goes on longer; a source that knows its
+    own length is held to it at once."""
+    data = os.urandom(length)
+    hint = max(0, length + off_by)
+    reader = SourceReader.open(_stream(data, chunk), hint)
+    assert reader.size == hint
+    if hint == length:
+        assert b"".join(await read_all(reader, buffer_size)) == data
+    else:
+        with pytest.raises(InvalidArgument):
+            await read_all(reader, buffer_size)
+    if hint != length:
+        with pytest.raises(InvalidArgument):
+            SourceReader.open(data, hint)
+    else:
+        assert SourceReader.open(data, hint).size == length
+
+
+def test_a_size_hint_is_a_length() -> None:
+    for bad in (-1, True, 1.5):
+        with pytest.raises(InvalidArgument):
+            SourceReader.open(b"abc", bad)  # type: ignore[arg-type]

@@ -618,3 +618,48 @@ async def test_a_laggard_that_lands_while_it_is_being_replaced(
     assert (expected == slow) is not grant
     assert receipts[0].node_id == expected.node_id
     receipts[0].verify_signature(expected.public_key)
+
+
+async def test_parts_keep_their_indices_and_read_back_as_one(
+    farmers: MemoryFarmers, offload: Offload, bridge: PipelineBridge
+) -> None:
+    """Segments of parts stored apart, at sparse first indices and out of order, read back as
+    one object in index order, whole and in ranges across the parts' boundaries; an empty part
+    stores no segment."""
+    slot = 1 << 17
+    parts = [os.urandom(SEGMENT + 1000), b"", os.urandom(SEGMENT // 3), os.urandom(2 * SEGMENT)]
+    pipeline = UploadPipeline(farmers, offload, QUICK)
+    for number in (3, 1, 0, 2):
+        summary = await pipeline.run(
+            SourceReader.open(parts[number]),
+            object_key=KEY,
+            scheme=LOCAL,
+            segment_size=SEGMENT,
+            coordinator=bridge,
+            first_index=number * slot,
+            empty_segment=False,
+        )
+        count = -(-len(parts[number]) // SEGMENT)
+        assert (summary.segment_count, summary.plaintext_size) == (count, len(parts[number]))
+    assert sorted(bridge.committed) == [0, 1, 2 * slot, 3 * slot, 3 * slot + 1]
+    data = b"".join(parts)
+    assert await download(farmers, offload, bridge) == data
+    reader = DownloadPipeline(farmers, offload)
+    for offset, length in [
+        (SEGMENT - 5, 2000),
+        (SEGMENT + 990, SEGMENT // 3 + 20),
+        (7, len(data) - 9),
+    ]:
+        out = bytearray()
+        chunks = reader.chunks(
+            bridge.segments(),
+            object_key=KEY,
+            scheme=LOCAL,
+            coordinator=bridge,
+            offset=offset,
+            length=length,
+        )
+        async with contextlib.aclosing(chunks):
+            async for view in chunks:
+                out += view
+        assert bytes(out) == data[offset : offset + length]

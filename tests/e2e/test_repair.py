@@ -10,7 +10,8 @@ covers that). Farmers are killed
 with SIGKILL for good, three at a time, in three rounds: nine in all, more than the four losses a
 segment survives without repair. After each round, every piece set must be back to at least o
 pieces on live farmers, each piece file on that farmer's disk; at the end every object
-downloads byte-identical. Nothing is mocked: the repairer downloads pieces from the farmers,
+downloads byte-identical, an object assembled from parts at sparse segment indices among them.
+Nothing is mocked: the repairer downloads pieces from the farmers,
 rebuilds the missing ones and uploads them to others.
 """
 
@@ -91,8 +92,19 @@ def test_repair_brings_every_segment_back_after_each_round_of_losses(
         project.create_bucket("bkt")
         for key, content in data.items():
             project.upload("bkt", key, content)
+        # An object from parts at sparse indices (S3 multipart), one part left out.
+        parts = [os.urandom(MiB + 7), os.urandom(3000), os.urandom(MiB)]
+        upload_id = project.begin_upload("bkt", "parts")
+        written = [
+            project.upload_part("bkt", "parts", upload_id, part, first_index=number << 17)
+            for number, part in enumerate(parts)
+        ]
+        project.upload_part("bkt", "parts", upload_id, os.urandom(5000), first_index=3 << 17)
+        project.commit_upload("bkt", "parts", upload_id, [i for w in written for i in w.indices])
+        data["parts"] = b"".join(parts)
         expected_sets = len(pieces_by_set(network))
-        assert expected_sets == 18  # the segments of the objects too big to be inline
+        # The segments of the objects too big to be inline, and the four the parts keep.
+        assert expected_sets == 18 + 4
         dead: set[str] = set()
         for round_number in range(3):
             # The three live farmers holding the most pieces: the hardest losses to take.

@@ -83,7 +83,8 @@ class ServerConfig:
     # segment commit of 255 receipts (~80 KiB), an inline object (~11 KiB of base64).
     max_body_bytes: int = 1 << 20
     # Move and copy carry every segment's metadata: ~150 bytes a segment, so 16 MiB is ~100,000
-    # segments (6 TiB at 64 MiB segments).
+    # segments (6 TiB at 64 MiB segments). An object's commit may list its segments (parts):
+    # at most 11 bytes an index, so every one of MAX_SEGMENTS fits.
     max_relocation_body_bytes: int = 16 << 20
     header_timeout: float = 10.0  # seconds from a request's first byte to the end of its headers
     body_idle_timeout: float = 15.0  # seconds a body may stall between two reads

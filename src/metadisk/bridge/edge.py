@@ -100,10 +100,13 @@ class Edge:
             routes.SEGMENTS: Limit("begin-segment", c.begin_rate, c.begin_burst),
         }
         exact = (routes.ACCOUNTS, routes.SESSIONS, routes.CHECKIN)
-        templated = (*self._begins, routes.OBJECT_MOVE, routes.OBJECT_COPY)
+        templated = (*self._begins, routes.OBJECT_MOVE, routes.OBJECT_COPY, routes.UPLOAD_COMMIT)
         self._exact_posts = frozenset(exact)
         self._templated_posts = [(compile_path(t)[0], t) for t in templated]
-        self._relocations = frozenset((routes.OBJECT_MOVE, routes.OBJECT_COPY))
+        # Bodies that list an object's segments: the larger cap, and no begin rate.
+        self._relocations = frozenset(
+            (routes.OBJECT_MOVE, routes.OBJECT_COPY, routes.UPLOAD_COMMIT)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import datetime
 import os
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -38,6 +38,7 @@ from metadisk.client.records import (
     Bucket,
     ObjectInfo,
     ObjectPage,
+    PartWritten,
     PendingUploadInfo,
     Permissions,
     bucket_from,
@@ -221,12 +222,16 @@ class AsyncProject:
         metadata: Mapping[str, str] | None = None,
         progress: ProgressCallback | None = None,
         resume_dir: str | os.PathLike[str] | None = None,
+        size: int | None = None,
     ) -> ObjectInfo:
         """Encrypt and store `source` at `path`, replacing any object there.
 
         `source` is a file path, a binary file object, bytes, or an async iterator of bytes.
         `metadata` is stored encrypted with the content type. `progress(done, total)` is called
-        as segments are stored (total is None for a stream of unknown length).
+        as segments are stored (total is None for a stream of unknown length). `size` is the
+        source's length when the caller knows it and the source cannot tell (a stream with a
+        Content-Length): segments are sized to it, and a source of another length is
+        `InvalidArgument`.
 
         With `resume_dir`, an interrupted upload of the same source to the same path picks up
         where it stopped: the state kept there (a 0600 JSON file, no keys) names the bridge's
@@ -235,13 +240,74 @@ class AsyncProject:
         encrypted_key, key = self._locate(bucket, path)
         info = ObjectMetadata(0, content_type, dict(metadata or {}))
         info.encode()  # refuse oversized metadata before reading anything
-        reader = SourceReader.open(source)
+        reader = SourceReader.open(source, size)
         try:
             return await self._transfers.upload(
                 bucket, path, encrypted_key, key, reader, info, progress, source, resume_dir
             )
         finally:
             await reader.aclose()
+
+    # -- uploads in parts (S3 multipart) -------------------------------------------------------
+
+    async def begin_upload(self, bucket: str, path: str) -> str:
+        """Begin a pending upload to `path`; returns its id (the stream id).
+
+        Store its parts with `upload_part` (at once if you like), then `commit_upload` the
+        ones that make the object, or `abort_upload`.
+        """
+        encrypted_key, _ = self._locate(bucket, path)
+        return await self._transfers.begin_upload(bucket, encrypted_key)
+
+    async def upload_part(
+        self,
+        bucket: str,
+        path: str,
+        upload_id: str,
+        source: UploadSource,
+        *,
+        first_index: int,
+        size: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> PartWritten:
+        """Store `source` as segments first_index, first_index+1, ... of the pending upload.
+
+        Segment indices bind each segment's encryption, so a part's segments keep them: give
+        each part a range of its own (e.g. part number times 2**17); an empty part stores no
+        segment. `size`: as for `upload`. Parts of one upload may be stored concurrently.
+        """
+        encrypted_key, key = self._locate(bucket, path)
+        reader = SourceReader.open(source, size)
+        try:
+            return await self._transfers.upload_part(
+                bucket, encrypted_key, key, upload_id, reader, first_index, progress
+            )
+        finally:
+            await reader.aclose()
+
+    async def commit_upload(
+        self,
+        bucket: str,
+        path: str,
+        upload_id: str,
+        segments: Sequence[int],
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Make the pending upload the object at `path`, made of `segments` (the indices of
+        the parts' segments, strictly increasing) in that order; the upload's other segments
+        are dropped and their pieces deleted. A missing one is `BridgeError` with code
+        ``segments-missing``. No segment at all (only empty parts) makes an empty object.
+
+        The object has no whole-plaintext checksum (its parts were hashed apart), so
+        downloads check each segment only.
+        """
+        encrypted_key, key = self._locate(bucket, path)
+        info = _new_metadata(content_type, metadata or {})
+        return await self._transfers.commit_upload(
+            bucket, path, encrypted_key, key, upload_id, segments, info
+        )
 
     # -- download ----------------------------------------------------------------------------
 
@@ -387,12 +453,47 @@ class AsyncProject:
         """
         return await self._relocate(bucket, path, new_bucket, new_path, copy=False)
 
-    async def copy(self, bucket: str, path: str, new_bucket: str, new_path: str) -> ObjectInfo:
-        """Copy an object within the project; both share the stored pieces."""
-        return await self._relocate(bucket, path, new_bucket, new_path, copy=True)
+    async def copy(
+        self,
+        bucket: str,
+        path: str,
+        new_bucket: str,
+        new_path: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Copy an object within the project; both share the stored pieces.
+
+        With `content_type` or `metadata`, the copy's metadata is replaced: each one given
+        replaces the original's (size and checksum are kept). A copy onto the object's own
+        path replaces its metadata in place (S3's copy with ``x-amz-metadata-directive:
+        REPLACE``).
+        """
+        change = None
+        if content_type is not None or metadata is not None:
+            custom = None if metadata is None else dict(metadata)
+            _new_metadata(content_type or "", custom or {})
+
+            def change(old: ObjectMetadata) -> ObjectMetadata:
+                return ObjectMetadata(
+                    old.size,
+                    old.content_type if content_type is None else content_type,
+                    old.custom if custom is None else custom,
+                    old.checksum,
+                )
+
+        return await self._relocate(bucket, path, new_bucket, new_path, copy=True, change=change)
 
     async def _relocate(
-        self, bucket: str, path: str, new_bucket: str, new_path: str, *, copy: bool
+        self,
+        bucket: str,
+        path: str,
+        new_bucket: str,
+        new_path: str,
+        *,
+        copy: bool,
+        change: Callable[[ObjectMetadata], ObjectMetadata] | None = None,
     ) -> ObjectInfo:
         encrypted_key, key = self._locate(bucket, path)
         new_encrypted_key, new_key = self._locate(new_bucket, new_path)
@@ -405,6 +506,7 @@ class AsyncProject:
             new_encrypted_key,
             new_key,
             copy=copy,
+            new_metadata=change,
         )
         return object_info(new_bucket, new_path, moved, meta)
 
@@ -445,6 +547,17 @@ class AsyncProject:
         except (ValueError, CoreError) as exc:
             raise InvalidArgument(str(exc)) from exc
         return shared.serialize()
+
+
+def _new_metadata(content_type: str, custom: Mapping[str, str]) -> ObjectMetadata:
+    """Metadata to seal (its size set later); `InvalidArgument` for what cannot be stored,
+    before any I/O."""
+    try:
+        info = ObjectMetadata(0, content_type, dict(custom))
+        info.encode()
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc
+    return info
 
 
 def _unix(moment: datetime.datetime | int | None) -> int | None:

@@ -1,7 +1,7 @@
 """The records `AsyncProject` hands out, and how the bridge's answers become them.
 
-`Bucket`, `ObjectInfo`, `ObjectPage`, `PendingUploadInfo` and `Permissions` are public
-(`metadisk.client`). The functions below turn the bridge's wire models (`metadisk.wire.api`)
+`Bucket`, `ObjectInfo`, `ObjectPage`, `PendingUploadInfo`, `PartWritten` and `Permissions` are
+public (`metadisk.client`). The functions below turn the bridge's wire models (`metadisk.wire.api`)
 into them, opening what the bridge stores sealed (`metadisk.client.formats`) under the object
 key: the metadata, and an inline object's data. What does not open is an `IntegrityFailure`,
 except in a listing, which leaves out names this grant cannot decrypt.
@@ -71,6 +71,17 @@ class PendingUploadInfo:
     stream_id: str
     created_at: int
     deadline: int  # the bridge reclaims it after this (Unix seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class PartWritten:
+    """What `AsyncProject.upload_part` stored: segments `first_index` .. + `segment_count` - 1
+    of a pending upload (none for an empty part), holding `size` bytes of plaintext."""
+
+    first_index: int
+    segment_count: int
+    size: int
+    indices: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)

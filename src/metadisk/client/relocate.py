@@ -7,9 +7,11 @@ them if the object was overwritten meanwhile; then the new version is read and r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from metadisk.client.bridge_api import BridgeAPI
 from metadisk.client.errors import Conflict, IntegrityFailure
-from metadisk.client.formats import ObjectMetadata, SegmentKey
+from metadisk.client.formats import ObjectMetadata, SealedMetadata, SegmentKey
 from metadisk.client.records import open_metadata, sealed_metadata
 from metadisk.core.errors import DecodeError, DecryptionError
 from metadisk.wire.api.objects import Object as ObjectRecord
@@ -28,13 +30,21 @@ async def relocate(
     new_key: bytes,
     *,
     copy: bool,
+    new_metadata: Callable[[ObjectMetadata], ObjectMetadata] | None = None,
 ) -> tuple[ObjectRecord, ObjectMetadata]:
     """Move (or copy) the object at `encrypted_key` to `new_encrypted_key`: the bridge's record
-    of the new object, and its metadata."""
+    of the new object, and its metadata. `new_metadata` gives the new object's metadata from
+    the old one's (sealed afresh under the new path's key), else the old one is re-wrapped."""
     for attempt in range(_RELOCATE_ATTEMPTS):
         record = await bridge.get_object(bucket, encrypted_key)
         meta = open_metadata(record, key)
         new_sealed, rekeyed = _rewrapped(record, key, new_key)
+        if new_metadata is not None:
+            meta = new_metadata(meta)
+            inline = None
+            if new_sealed is not None:
+                inline = SealedMetadata.decode(new_sealed).inline_key
+            new_sealed = SealedMetadata.seal(new_key, meta, inline).encode()
         try:
             moved = await bridge.move_object(
                 bucket,

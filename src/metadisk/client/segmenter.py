@@ -15,6 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from metadisk.client.errors import InvalidArgument
 from metadisk.core.erasure import RedundancyScheme
 
 UploadSource = (
@@ -102,6 +103,7 @@ class SourceReader:
         self._prefix = memoryview(b"")
         self.size = size  # total bytes if known in advance
         self.position = 0
+        self._exact = False  # the size was promised by the caller: hold the source to it
 
     def unread(self, data: bytes) -> None:
         """Put `data` back in front of what is left (after peeking at a stream's start)."""
@@ -109,8 +111,26 @@ class SourceReader:
         self.position -= len(data)
 
     @classmethod
-    def open(cls, source: UploadSource) -> SourceReader:
-        """A reader for any `UploadSource`; paths are opened here and closed by `aclose`."""
+    def open(cls, source: UploadSource, size: int | None = None) -> SourceReader:
+        """A reader for any `UploadSource`; paths are opened here and closed by `aclose`.
+
+        `size` is what the caller knows of the source's length (a stream with a Content-Length):
+        the reader then reads exactly that many bytes and raises `InvalidArgument` if the source
+        ends sooner or goes on longer.
+        """
+        reader = cls._open(source)
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                reader.close_now()
+                raise InvalidArgument("a source's size is a non-negative integer")
+            if reader.size is not None and reader.size != size:
+                reader.close_now()
+                raise InvalidArgument(f"the source has {reader.size} bytes, not {size}")
+            reader.size, reader._exact = size, True
+        return reader
+
+    @classmethod
+    def _open(cls, source: UploadSource) -> SourceReader:
         if isinstance(source, bytes | bytearray | memoryview):
             view = memoryview(source).cast("B")
             return cls(data=view, size=len(view))
@@ -125,6 +145,20 @@ class SourceReader:
 
     async def read_into(self, view: memoryview) -> int:
         """Fill `view` from the source; fewer bytes than ``len(view)`` means the source ended."""
+        if not self._exact:
+            return await self._read_into(view)
+        assert self.size is not None
+        left = self.size - self.position
+        count = await self._read_into(view[:left])
+        if count < min(left, len(view)):
+            raise InvalidArgument(
+                f"the source ended after {self.position} bytes; its size was given as {self.size}"
+            )
+        if count < len(view) and await self._read_into(memoryview(bytearray(1))):
+            raise InvalidArgument(f"the source is longer than its given size ({self.size})")
+        return count
+
+    async def _read_into(self, view: memoryview) -> int:
         count = min(len(self._prefix), len(view))
         if count:
             view[:count] = self._prefix[:count]
@@ -162,9 +196,13 @@ class SourceReader:
             filled += take
         return filled
 
-    async def aclose(self) -> None:
+    def close_now(self) -> None:
+        """Close a file this reader opened (a reader that was never read)."""
         if self._owns_file and self._file is not None:
             self._file.close()
+
+    async def aclose(self) -> None:
+        self.close_now()
         if self._chunks is not None and hasattr(self._chunks, "aclose"):
             await self._chunks.aclose()
 

@@ -17,7 +17,14 @@ from concurrent.futures import Future
 from typing import Any, BinaryIO, TypeVar
 
 from metadisk.client.project import AsyncProject, ClientConfig
-from metadisk.client.records import Bucket, ObjectInfo, ObjectPage, PendingUploadInfo, Permissions
+from metadisk.client.records import (
+    Bucket,
+    ObjectInfo,
+    ObjectPage,
+    PartWritten,
+    PendingUploadInfo,
+    Permissions,
+)
 from metadisk.client.segmenter import UploadSource
 from metadisk.client.upload import ProgressCallback
 from metadisk.core.grant import AccessGrant, SharePrefix
@@ -143,6 +150,7 @@ class Project:
         metadata: Mapping[str, str] | None = None,
         progress: ProgressCallback | None = None,
         resume_dir: str | os.PathLike[str] | None = None,
+        size: int | None = None,
     ) -> ObjectInfo:
         """See `AsyncProject.upload`; a (sync) iterable of bytes is accepted too."""
         if _is_plain_iterable(source):
@@ -156,6 +164,7 @@ class Project:
                 metadata=metadata,
                 progress=progress,
                 resume_dir=resume_dir,
+                size=size,
             )
         )
 
@@ -225,8 +234,66 @@ class Project:
     def move(self, bucket: str, path: str, new_bucket: str, new_path: str) -> ObjectInfo:
         return self._portal.call(self._project.move(bucket, path, new_bucket, new_path))
 
-    def copy(self, bucket: str, path: str, new_bucket: str, new_path: str) -> ObjectInfo:
-        return self._portal.call(self._project.copy(bucket, path, new_bucket, new_path))
+    def copy(
+        self,
+        bucket: str,
+        path: str,
+        new_bucket: str,
+        new_path: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        return self._portal.call(
+            self._project.copy(
+                bucket, path, new_bucket, new_path, content_type=content_type, metadata=metadata
+            )
+        )
+
+    def begin_upload(self, bucket: str, path: str) -> str:
+        return self._portal.call(self._project.begin_upload(bucket, path))
+
+    def upload_part(
+        self,
+        bucket: str,
+        path: str,
+        upload_id: str,
+        source: UploadSource | Iterable[bytes],
+        *,
+        first_index: int,
+        size: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> PartWritten:
+        """See `AsyncProject.upload_part`; a (sync) iterable of bytes is accepted too."""
+        if _is_plain_iterable(source):
+            source = _iterate_in_thread(iter(source))  # type: ignore[arg-type]
+        return self._portal.call(
+            self._project.upload_part(
+                bucket,
+                path,
+                upload_id,
+                source,  # type: ignore[arg-type]
+                first_index=first_index,
+                size=size,
+                progress=progress,
+            )
+        )
+
+    def commit_upload(
+        self,
+        bucket: str,
+        path: str,
+        upload_id: str,
+        segments: Sequence[int],
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        return self._portal.call(
+            self._project.commit_upload(
+                bucket, path, upload_id, segments, content_type=content_type, metadata=metadata
+            )
+        )
 
     def share(
         self,

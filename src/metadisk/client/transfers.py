@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,19 +36,49 @@ from metadisk.client.errors import (
 from metadisk.client.farmer_transport import FarmerTransport, Suspects
 from metadisk.client.formats import ObjectMetadata, SealedMetadata, SegmentKey, plaintext_tag
 from metadisk.client.offload import Offload
-from metadisk.client.records import ObjectInfo, object_info, open_inline
+from metadisk.client.records import ObjectInfo, PartWritten, object_info, open_inline
 from metadisk.client.resume import ResumeState, pending_upload
+from metadisk.client.segment_codec import layout_for
 from metadisk.client.segmenter import SegmentSizing, SourceReader, UploadSource
 from metadisk.client.upload import ProgressCallback, UploadConfig, UploadPipeline
 from metadisk.core import content
 from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.keys import new_content_key
+from metadisk.wire.api.objects import MAX_SEGMENT_INDEX
 from metadisk.wire.api.objects import Object as ObjectRecord
 
 # Objects of at most this much plaintext go to the bridge's database in one call instead of to
 # farmers: 4 KiB, whose ciphertext (one block and its 16-byte tag, 4,112 bytes) is exactly the
 # bridge's limit; the content key rides in the sealed metadata, outside that count.
 INLINE_PLAINTEXT = 4096
+_REMEMBERED_UPLOADS = 1024
+
+
+class _MemoryBudget:
+    """Bytes of segment buffers that concurrent parts may hold at once.
+
+    One upload holds at most `segments_in_flight` buffers, which `SegmentSizing` keeps within
+    its memory budget; parts of an upload run at once (an S3 client sends ten), each with a
+    pipeline of its own, so together they wait for room in the same budget. A part larger
+    than the whole budget still runs, alone.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._used = 0
+        self._room = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, amount: int) -> AsyncIterator[None]:
+        async with self._room:
+            await self._room.wait_for(lambda: not self._used or self._used + amount <= self._size)
+            self._used += amount
+        try:
+            yield
+        finally:
+            async with self._room:
+                self._used -= amount
+                self._room.notify_all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +115,10 @@ class Transfers:
         # a farmer that hung once costs the next segment and the next object nothing.
         self._suspects = suspects if suspects is not None else Suspects()
         self._reports = BackgroundReports(bridge)
+        # Pending uploads that parts go to: (bucket, encrypted key, redundancy) by stream id,
+        # so that each part need not ask the bridge (whose answer lists every segment).
+        self._uploads: dict[str, tuple[str, str, RedundancyScheme]] = {}
+        self._parts_memory = _MemoryBudget(sizing.memory_budget)
 
     async def aclose(self) -> None:
         """Let segment reports still on their way finish (briefly), then drop them."""
@@ -216,6 +251,127 @@ class Transfers:
         if state is not None:
             state.clear()
         return object_info(bucket, path, record, meta)
+
+    # -- parts -------------------------------------------------------------------------------
+
+    async def begin_upload(self, bucket: str, encrypted_key: str) -> str:
+        """A pending upload to `encrypted_key` for parts; its stream id."""
+        began = await self._bridge.begin_object(bucket, encrypted_key)
+        self._remember(began.stream_id, bucket, encrypted_key, began.redundancy)
+        return began.stream_id
+
+    async def upload_part(
+        self,
+        bucket: str,
+        encrypted_key: str,
+        key: bytes,
+        upload_id: str,
+        reader: SourceReader,
+        first_index: int,
+        progress: ProgressCallback | None,
+    ) -> PartWritten:
+        """Store what `reader` yields as segments `first_index`, ... of a pending upload (none
+        for an empty source). Parts of one upload may be stored at once: each has its own
+        pipeline and coordinator over the shared transport and offload."""
+        if isinstance(first_index, bool) or not isinstance(first_index, int):
+            raise InvalidArgument("first_index is an integer")
+        if not 0 <= first_index <= MAX_SEGMENT_INDEX:
+            raise InvalidArgument(f"first_index must be 0 to {MAX_SEGMENT_INDEX}")
+        scheme = await self._upload_scheme(bucket, encrypted_key, upload_id)
+        in_flight = self._upload.segments_in_flight
+        segment_size = self._sizing.segment_size(scheme, in_flight, reader.size)
+        buffers = in_flight
+        if reader.size is not None:
+            count = -(-reader.size // segment_size)
+            if first_index + count - 1 > MAX_SEGMENT_INDEX:
+                raise InvalidArgument(f"the part's segments would pass index {MAX_SEGMENT_INDEX}")
+            buffers = min(buffers, max(count, 1))
+        pipeline = UploadPipeline(
+            self._transport, self._offload, self._upload, suspects=self._suspects
+        )
+        held = buffers * layout_for(segment_size, scheme.k, scheme.n).size
+        async with self._parts_memory.hold(held):
+            summary = await pipeline.run(
+                reader,
+                object_key=key,
+                scheme=scheme,
+                segment_size=segment_size,
+                coordinator=BridgeUploadCoordinator(self._bridge, upload_id, scheme),
+                progress=progress,
+                first_index=first_index,
+                empty_segment=False,
+            )
+        count = summary.segment_count
+        indices = tuple(range(first_index, first_index + count))
+        return PartWritten(first_index, count, summary.plaintext_size, indices)
+
+    async def commit_upload(
+        self,
+        bucket: str,
+        path: str,
+        encrypted_key: str,
+        key: bytes,
+        upload_id: str,
+        segments: Sequence[int],
+        info: ObjectMetadata,
+    ) -> ObjectInfo:
+        """Commit a pending upload as the object made of `segments` (strictly increasing);
+        the upload's other segments are dropped. With no segment (only empty parts), the
+        object is an empty one, stored inline as any empty upload, and the upload aborted."""
+        listed = list(segments)
+        if any(isinstance(i, bool) or not isinstance(i, int) for i in listed):
+            raise InvalidArgument("segment indices are integers")
+        if any(b <= a for a, b in itertools.pairwise(listed)):
+            raise InvalidArgument("segment indices must be strictly increasing")
+        pending = await self._bridge.get_upload(upload_id)
+        self._check_upload(pending.bucket, pending.key, bucket, encrypted_key, upload_id)
+        if not listed:
+            stored = await self._upload_inline(bucket, path, encrypted_key, key, b"", info)
+            await self._abort(upload_id)
+            return stored
+        sizes = {s.index: s.plain_size for s in pending.segments}
+        missing = next((i for i in listed if i not in sizes), None)
+        if missing is not None:
+            raise BridgeError(
+                f"segment {missing} is not a committed segment of the upload",
+                code="segments-missing",
+                status=400,
+            )
+        # The whole-plaintext checksum would need every part's bytes in order: none is sealed,
+        # and downloads skip that check (each segment is still authenticated).
+        meta = ObjectMetadata(sum(sizes[i] for i in listed), info.content_type, info.custom)
+        sealed = SealedMetadata.seal(key, meta)
+        record = await self._bridge.commit_object(upload_id, sealed.encode(), listed)
+        self._uploads.pop(upload_id, None)
+        return object_info(bucket, path, record, meta)
+
+    def _remember(
+        self, upload_id: str, bucket: str, encrypted_key: str, scheme: RedundancyScheme
+    ) -> None:
+        self._uploads[upload_id] = (bucket, encrypted_key, scheme)
+        while len(self._uploads) > _REMEMBERED_UPLOADS:
+            del self._uploads[next(iter(self._uploads))]
+
+    async def _upload_scheme(
+        self, bucket: str, encrypted_key: str, upload_id: str
+    ) -> RedundancyScheme:
+        """The redundancy of a pending upload to `encrypted_key` (asked once per upload)."""
+        known = self._uploads.get(upload_id)
+        if known is None:
+            pending = await self._bridge.get_upload(upload_id)
+            self._remember(upload_id, pending.bucket, pending.key, pending.redundancy)
+            known = self._uploads[upload_id]
+        self._check_upload(known[0], known[1], bucket, encrypted_key, upload_id)
+        return known[2]
+
+    @staticmethod
+    def _check_upload(
+        found_bucket: str, found_key: str, bucket: str, encrypted_key: str, upload_id: str
+    ) -> None:
+        # Segment keys are wrapped under the path's object key: parts sent to another path's
+        # upload could never be read.
+        if (found_bucket, found_key) != (bucket, encrypted_key):
+            raise InvalidArgument(f"upload {upload_id} is not an upload to this path")
 
     async def _abort(self, stream_id: str) -> None:
         # Best effort, and shielded: the caller may be here because it was cancelled.

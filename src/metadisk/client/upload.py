@@ -415,8 +415,12 @@ class UploadPipeline:
         coordinator: UploadCoordinator,
         progress: ProgressCallback | None = None,
         committed: Mapping[int, SegmentKey] | None = None,
+        first_index: int = 0,
+        empty_segment: bool = True,
     ) -> UploadSummary:
-        """Upload everything `reader` yields; segments in `committed` are checked, not sent.
+        """Upload everything `reader` yields as segments `first_index`, `first_index` + 1, ...;
+        segments in `committed` are checked, not sent. An empty source is one empty segment,
+        or none without `empty_segment` (a part of an object: its other parts hold the data).
 
         `committed` holds the segments an interrupted upload already stored: each is read
         again and its plaintext tag compared (`ResumeMismatch` if the source changed).
@@ -439,14 +443,14 @@ class UploadPipeline:
                 progress(state["done"], reader.size)
 
         async def produce() -> None:
-            index = 0
+            index = first_index
             while True:
                 await held.acquire()
                 buffer = await self._offload.acquire(layout.size)
                 queued = False
                 try:
                     size = await reader.read_into(buffer.view[:segment_size])
-                    if size == 0 and index > 0:
+                    if size == 0 and (index > first_index or not empty_segment):
                         break
                     # blake3 releases the GIL on large inputs: hash beside the event loop.
                     await asyncio.to_thread(hasher.update, buffer.view[:size])
@@ -507,7 +511,7 @@ class UploadPipeline:
                 job = jobs.get_nowait()
                 if job is not None:
                     await self._offload.release(job.buffer)
-        missing = set(skip) - set(range(totals["count"]))
+        missing = set(skip) - set(range(first_index, first_index + totals["count"]))
         if missing:
             raise ResumeMismatch(f"the source is shorter than the {len(skip)} segments stored")
         return UploadSummary(

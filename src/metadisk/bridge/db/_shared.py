@@ -66,6 +66,44 @@ def release_streams(conn: Connection, streams: Any, now: int) -> None:
     _drop_piece_sets(conn, [root for root, refs in released if refs <= 0], now)
 
 
+_BATCH = 500  # indices per statement: within every engine's limit on bound parameters
+
+
+def release_segments(conn: Connection, stream_id: bytes, indices: Sequence[int], now: int) -> None:
+    """Drop some segments of one pending upload, as `release_streams` drops whole uploads.
+
+    Their live order limits' pieces are queued for deletion, committed ones give up their piece
+    set (the last reference queues its pieces), and their rows go with their order limits.
+    """
+    so, s, ps = t.segment_orders.c, t.segments.c, t.piece_sets.c
+    stamp = literal(now, BigInteger)
+    for start in range(0, len(indices), _BATCH):
+        batch = list(indices[start : start + _BATCH])
+        conn.execute(
+            insert(t.piece_deletes).from_select(
+                ["node_id", "piece_id", "created_at", "next_attempt_at"],
+                sa_select(so.node_id, so.piece_id, stamp, stamp).where(
+                    so.stream_id == stream_id,
+                    so.segment_index.in_(batch),
+                    so.replaced_at.is_(None),
+                ),
+            )
+        )
+        held = (s.stream_id == stream_id) & s.index.in_(batch) & SEGMENT_COMMITTED
+        roots = sa_select(s.root_piece_id).where(held)
+        released = conn.execute(
+            update(t.piece_sets)
+            .where(ps.root_piece_id.in_(roots))
+            .values(refs=ps.refs - 1)  # a segment row holds one reference to its set
+            .returning(ps.root_piece_id, ps.refs)
+        ).all()
+        _drop_piece_sets(conn, [root for root, refs in released if refs <= 0], now)
+        conn.execute(
+            delete(t.segment_orders).where(so.stream_id == stream_id, so.segment_index.in_(batch))
+        )
+        conn.execute(delete(t.segments).where(s.stream_id == stream_id, s.index.in_(batch)))
+
+
 def _drop_piece_sets(conn: Connection, roots: Sequence[bytes], now: int) -> None:
     """Queue deletes for every piece of the sets `roots` and delete their rows (and pieces)."""
     if not roots:

@@ -5,6 +5,7 @@ the errors both raise.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from metadisk.bridge import errors
@@ -14,7 +15,7 @@ from metadisk.bridge.metainfo.db import Outcome
 from metadisk.core.erasure import RedundancyScheme
 from metadisk.core.macaroon import Op
 from metadisk.core.messages import OrderLimit
-from metadisk.wire.api.objects import MAX_KEY, MAX_SEGMENTS
+from metadisk.wire.api.objects import MAX_KEY, MAX_SEGMENT_INDEX, MAX_SEGMENTS
 
 # Encrypted paths: base64url components joined by "/" (printable ASCII is accepted, so that the
 # client may choose its encoding; ordering is bytewise on every engine).
@@ -55,10 +56,7 @@ def raise_for(outcome: Outcome, bucket: str) -> None:
             code="upload-not-found",
         )
     if outcome is Outcome.SEGMENTS_MISSING:
-        raise errors.InvalidRequest(
-            "every segment from 0 up must be committed before the object",
-            code="segments-missing",
-        )
+        raise segments_missing(None)
     if outcome is Outcome.EXISTS:
         raise errors.AccessDenied(
             "an object exists at this key and the API key does not allow deleting it"
@@ -103,13 +101,37 @@ def check_key(key: str, *, allow_empty: bool) -> None:
 
 
 def check_index(index: int) -> None:
-    if not 0 <= index < MAX_SEGMENTS:
-        raise errors.InvalidRequest(f"segment index must be 0 to {MAX_SEGMENTS - 1}")
+    if not 0 <= index <= MAX_SEGMENT_INDEX:
+        raise errors.InvalidRequest(f"segment index must be 0 to {MAX_SEGMENT_INDEX}")
+
+
+def check_segment_list(indices: Sequence[int]) -> None:
+    """The segments an object is committed with: 1 to MAX_SEGMENTS indices, strictly increasing."""
+    if not indices:
+        raise errors.InvalidRequest("an object needs at least one segment", code="no-segments")
+    if len(indices) > MAX_SEGMENTS:
+        raise errors.InvalidRequest(f"an object has at most {MAX_SEGMENTS} segments")
+    previous = -1
+    for index in indices:
+        check_index(index)
+        if index <= previous:
+            raise errors.InvalidRequest("segment indices must be strictly increasing")
+        previous = index
 
 
 def check_size(what: str, value: bytes | None, limit: int) -> None:
     if value is not None and len(value) > limit:
         raise errors.InvalidRequest(f"{what} is at most {limit} bytes")
+
+
+def segments_missing(index: int | None) -> errors.InvalidRequest:
+    """400 `segments-missing`, naming the first segment that is not committed if known."""
+    detail = (
+        "every segment of the object must be committed first"
+        if index is None
+        else f"segment {index} is not a committed segment of the upload"
+    )
+    return errors.InvalidRequest(detail, code="segments-missing")
 
 
 def no_bucket(bucket: str) -> errors.NotFound:

@@ -272,8 +272,12 @@ class MetainfoDB(Protocol):
         encrypted_metadata: bytes | None,
         allow_replace: bool,
         now: int,
+        segments: Sequence[int] | None = None,
     ) -> tuple[Outcome, ObjectInfo | None]:
-        """Make a pending upload the visible object at its key, replacing an older one."""
+        """Make a pending upload the visible object at its key, replacing an older one.
+
+        `segments`: the committed segments that make it (the others are dropped, their pieces
+        queued for deletion); None: all of them, which must be 0, 1, 2, ... all committed."""
         ...
 
     def put_inline(self, obj: InlineObject, allow_replace: bool, now: int) -> Outcome:

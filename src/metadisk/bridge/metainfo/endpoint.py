@@ -33,7 +33,7 @@ from metadisk.wire.api import routes
 from metadisk.wire.fields import HEX_PATTERN, KEY_PATTERN
 
 STREAM_ID = Path(min_length=32, max_length=32, pattern=HEX_PATTERN)
-INDEX = Path(ge=0, lt=w.MAX_SEGMENTS)
+INDEX = Path(ge=0, le=w.MAX_SEGMENT_INDEX)
 # Key rules are published, and checked by the service (invalid-key).
 KEY = Query(
     min_length=1,
@@ -310,12 +310,17 @@ def router(
     async def commit_object(
         body: w.CommitObject, stream_id: str = STREAM_ID, token: str = Depends(api_key_token)
     ) -> Response:
-        """Make the upload the visible object at its key (replacing an older one) atomically."""
+        """Make the upload the visible object at its key (replacing an older one) atomically.
+
+        With `segments`, the object is those committed segments (sparse indices allowed: parts
+        uploaded apart) and the upload's other segments are dropped, their pieces deleted."""
         stream = bytes.fromhex(stream_id)
 
         def work() -> w.Object:
             access = authority.resolve(token)
-            info = uploads.commit_object(access, stream, body.encrypted_metadata, clock())
+            info = uploads.commit_object(
+                access, stream, body.encrypted_metadata, clock(), segments=body.segments
+            )
             return object_out(info)
 
         return json_response(await run(work))

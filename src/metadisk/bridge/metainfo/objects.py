@@ -284,11 +284,13 @@ class ObjectsService:
         new path), each exactly once; `stream_id`, if given, pins the version the client read, so
         that keys re-wrapped for one version are never stored on another (409 `object-changed`).
         A move needs READ and DELETE on the source, a copy READ; both need WRITE on the
-        destination, and DELETE there to replace an object.
+        destination, and DELETE there to replace an object. A copy onto the object's own key
+        replaces its metadata in place (S3's copy with a REPLACE metadata directive): same
+        stream, commit time now; it needs DELETE like any replace.
         """
         check_location(bucket, key)
         check_location(new_bucket, new_key)
-        if (bucket, key) == (new_bucket, new_key):
+        if (bucket, key) == (new_bucket, new_key) and not copy:
             raise errors.InvalidRequest("the new key is the object's own", code="same-key")
         check_size("object metadata", encrypted_metadata, MAX_OBJECT_METADATA)
         metadata: dict[int, bytes | None] = {}

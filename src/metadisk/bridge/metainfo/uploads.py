@@ -36,10 +36,12 @@ from metadisk.bridge.metainfo.common import (
     check_index,
     check_key,
     check_location,
+    check_segment_list,
     check_size,
     no_bucket,
     no_upload,
     raise_for,
+    segments_missing,
 )
 from metadisk.bridge.metainfo.db import (
     Caps,
@@ -287,9 +289,24 @@ class UploadsService:
         return SegmentCommit(index, len(accepted), rejected)
 
     def commit_object(
-        self, access: Access, stream_id: bytes, encrypted_metadata: bytes | None, now: int
+        self,
+        access: Access,
+        stream_id: bytes,
+        encrypted_metadata: bytes | None,
+        now: int,
+        *,
+        segments: Sequence[int] | None = None,
     ) -> ObjectInfo:
+        """Make the upload the visible object at its key.
+
+        `segments` (strictly increasing, possibly sparse) names the committed segments that make
+        the object; the upload's others, committed or pending, are dropped in the same
+        transaction (pieces queued for deletion as an abort does). None: every segment, which
+        must be 0, 1, 2, ... all committed. `segments-missing` names the first one missing.
+        """
         check_size("object metadata", encrypted_metadata, MAX_OBJECT_METADATA)
+        if segments is not None:
+            check_segment_list(segments)
         state = self._db.upload_state(access.project_id, stream_id, 0)
         if state is None:
             raise no_upload()
@@ -297,13 +314,27 @@ class UploadsService:
         access.require(Op.WRITE, upload.bucket, upload.key, now)
         allow_replace = allows(access, Op.DELETE, upload.bucket, upload.key, now)
         outcome, info = self._db.commit_object(
-            access.project_id, stream_id, encrypted_metadata, allow_replace, now
+            access.project_id, stream_id, encrypted_metadata, allow_replace, now, segments
         )
+        if outcome is Outcome.SEGMENTS_MISSING:
+            raise segments_missing(self._first_missing(access.project_id, stream_id, segments))
         raise_for(outcome, upload.bucket)
         assert info is not None
         self._metrics.objects_committed.labels("segmented").inc()
         self._metrics.committed_bytes.inc(info.encrypted_size)
         return info
+
+    def _first_missing(
+        self, project_id: str, stream_id: bytes, segments: Sequence[int] | None
+    ) -> int | None:
+        """The first segment a refused commit lacked (read after it, for the message only)."""
+        found = self._db.pending_upload(project_id, stream_id)
+        if found is None:
+            return None
+        committed = {s.index for s in found.segments}
+        if segments is not None:
+            return next((i for i in segments if i not in committed), None)
+        return next((i for i in range(len(committed) + 1) if i not in committed), None)
 
     def get_upload(self, access: Access, stream_id: bytes, now: int) -> PendingUpload:
         """A pending upload and its committed segments, for resuming it; needs WRITE on its key."""

@@ -150,8 +150,13 @@ class BridgeAPI:
         path = routes.SEGMENT_COMMIT.format(stream_id=_stream(stream_id), index=index)
         return await self._http.parsed("POST", path, SegmentCommit, body=body)
 
-    async def commit_object(self, stream_id: str, encrypted_metadata: bytes) -> Object:
-        body = _body(objects.CommitObject, encrypted_metadata=encrypted_metadata)
+    async def commit_object(
+        self, stream_id: str, encrypted_metadata: bytes, segments: Sequence[int] | None = None
+    ) -> Object:
+        """Commit the upload; with `segments`, as those committed segments only (the others
+        are dropped), else as all of them, 0, 1, 2, ..."""
+        listed = None if segments is None else list(segments)
+        body = _body(objects.CommitObject, encrypted_metadata=encrypted_metadata, segments=listed)
         path = routes.UPLOAD_COMMIT.format(stream_id=_stream(stream_id))
         return await self._http.parsed("POST", path, Object, body=body)
 

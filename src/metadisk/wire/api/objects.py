@@ -36,7 +36,12 @@ MAX_INLINE_BODY = 8192  # what a body may carry; the bridge's own inline limit i
 # The bridge's inline limit (4 KiB of plaintext and the GCM tag), as the document states it; the
 # bridge checks it itself and answers inline-too-large.
 MAX_INLINE_DATA = 4096 + 16
+# An object has at most MAX_SEGMENTS segments, but their indices need not be 0..count-1: an
+# object assembled from separately uploaded parts keeps each segment's index (its nonces and
+# wrapped key are bound to it), so indices may be sparse, up to MAX_SEGMENT_INDEX (the nonce's
+# u32, kept within a signed 32-bit database integer).
 MAX_SEGMENTS = 1 << 20
+MAX_SEGMENT_INDEX = (1 << 31) - 1
 MAX_PAGE = 1000
 MAX_PIECES = 255
 MAX_RECEIPT = 1024  # characters of one base64url receipt (an encoded receipt is ~300)
@@ -81,8 +86,11 @@ class BeganUpload(Answer):
     deadline: int = Field(description="uncommitted uploads are reclaimed after this time")
 
 
+SegmentIndex = Annotated[int, Field(ge=0, le=MAX_SEGMENT_INDEX), JSON_INT]
+
+
 class BeginSegment(Request):
-    index: JsonInt = Field(ge=0, lt=MAX_SEGMENTS)
+    index: JsonInt = Field(ge=0, le=MAX_SEGMENT_INDEX)
     encrypted_size: JsonInt = Field(
         ge=1, le=MAX_REQUEST_INT, description="ciphertext bytes of the segment"
     )
@@ -195,6 +203,15 @@ class SegmentCommit(Answer):
 
 class CommitObject(Request):
     encrypted_metadata: ObjectMetadata | None = None
+    segments: list[SegmentIndex] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SEGMENTS,
+        description="the indices of the committed segments that make the object, strictly "
+        "increasing (an object assembled from parts; indices may be sparse). Every other segment "
+        "of the upload is dropped and its pieces deleted. Absent: every segment of the upload, "
+        "which must be 0, 1, 2, ... all committed",
+    )
 
 
 class NewInlineObject(Request):
@@ -260,7 +277,7 @@ class UploadList(Answer):
 class SegmentRekey(Request):
     """A segment's new opaque metadata (its content key re-wrapped) for a move or copy."""
 
-    index: JsonInt = Field(ge=0, lt=MAX_SEGMENTS)
+    index: JsonInt = Field(ge=0, le=MAX_SEGMENT_INDEX)
     encrypted_metadata: SegmentMetadata | None = Field(
         description="the segment's new opaque metadata (its content key re-wrapped)"
     )

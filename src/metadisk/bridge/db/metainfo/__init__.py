@@ -70,9 +70,10 @@ class MetainfoStore:
         encrypted_metadata: bytes | None,
         allow_replace: bool,
         now: int,
+        segments: Sequence[int] | None = None,
     ) -> tuple[Outcome, ObjectInfo | None]:
         return uploads.commit_object(
-            self._db, project_id, stream_id, encrypted_metadata, allow_replace, now
+            self._db, project_id, stream_id, encrypted_metadata, allow_replace, now, segments
         )
 
     def put_inline(self, obj: InlineObject, allow_replace: bool, now: int) -> Outcome:

@@ -30,7 +30,7 @@ from metadisk.bridge.db import tables as t
 from metadisk.bridge.db._shared import release_streams
 from metadisk.bridge.db.engine import RETRIES, Database
 from metadisk.bridge.db.metainfo._shared import AT_KEY, OBJECT_EXISTS, as_segment_info
-from metadisk.bridge.metainfo.db import ObjectInfo, Outcome, Relocation
+from metadisk.bridge.metainfo.db import ObjectInfo, Outcome, Relocation, SegmentInfo
 
 _o = t.objects.c
 _s = t.segments.c
@@ -111,13 +111,17 @@ def relocate(
         ).first()
         if target is None:
             return Outcome.TARGET_NOT_FOUND, None
-        old_size, old_segments = clear_key(
-            conn, move.project_id, move.new_bucket, move.new_key, allow_replace, now
-        ) or (0, 0)
         segments = [
             replace(info, encrypted_metadata=move.segment_metadata[info.index])
             for info in map(as_segment_info, rows)
         ]
+        if (move.bucket, move.key) == (move.new_bucket, move.new_key):
+            if not allow_replace:
+                return Outcome.EXISTS, None
+            return Outcome.OK, _replace_metadata(conn, move, source, segments, now)
+        old_size, old_segments = clear_key(
+            conn, move.project_id, move.new_bucket, move.new_key, allow_replace, now
+        ) or (0, 0)
         if move.new_stream_id is None:
             stream_id, created_at = source.stream_id, source.committed_at
             conn.execute(
@@ -129,18 +133,7 @@ def relocate(
                     encrypted_metadata=move.encrypted_metadata,
                 )
             )
-            if segments:
-                conn.execute(
-                    _SET_SEGMENT_METADATA,
-                    [
-                        {
-                            "s_stream": stream_id,
-                            "s_index": g.index,
-                            "s_meta": g.encrypted_metadata,
-                        }
-                        for g in segments
-                    ],
-                )
+            _set_segment_metadata(conn, stream_id, segments)
         else:
             stream_id, created_at = move.new_stream_id, now
             conn.execute(
@@ -199,6 +192,42 @@ def relocate(
         return db.write(work)
     except Abort as abort:
         return abort.outcome, None
+
+
+def _set_segment_metadata(conn: Connection, stream_id: bytes, segments: list[SegmentInfo]) -> None:
+    if segments:
+        conn.execute(
+            _SET_SEGMENT_METADATA,
+            [
+                {"s_stream": stream_id, "s_index": g.index, "s_meta": g.encrypted_metadata}
+                for g in segments
+            ],
+        )
+
+
+def _replace_metadata(
+    conn: Connection, move: Relocation, source: Row[Any], segments: list[SegmentInfo], now: int
+) -> ObjectInfo:
+    """A copy onto the object's own key: its metadata replaced in place, committed now."""
+    stream_id = source.stream_id
+    conn.execute(
+        update(t.objects)
+        .where(_o.stream_id == stream_id)
+        .values(committed_at=now, encrypted_metadata=move.encrypted_metadata)
+    )
+    _set_segment_metadata(conn, stream_id, segments)
+    return ObjectInfo(
+        stream_id=stream_id,
+        bucket=move.bucket,
+        key=move.key,
+        created_at=now,
+        encrypted_size=source.encrypted_size,
+        plain_size=source.plain_size,
+        segment_count=source.segment_count,
+        encrypted_metadata=move.encrypted_metadata,
+        inline_data=source.inline_data,
+        segments=segments,
+    )
 
 
 def delete_object(db: Database, project_id: str, bucket: str, key: str, now: int) -> bool:

@@ -7,11 +7,18 @@ begun and committed in `segments`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from metadisk.bridge.db import tables as t
-from metadisk.bridge.db._shared import IS_PENDING, SEGMENT_COMMITTED, release_streams
+from metadisk.bridge.db._shared import (
+    IS_PENDING,
+    SEGMENT_COMMITTED,
+    release_segments,
+    release_streams,
+)
 from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.metainfo._shared import as_segment_info, as_upload, pending_uploads_over
 from metadisk.bridge.db.metainfo.objects import Abort, clear_key, count_usage
@@ -125,6 +132,7 @@ def commit_object(
     encrypted_metadata: bytes | None,
     allow_replace: bool,
     now: int,
+    listed: Sequence[int] | None = None,
 ) -> tuple[Outcome, ObjectInfo | None]:
     def work(conn: Connection) -> tuple[Outcome, ObjectInfo | None]:
         head = conn.execute(
@@ -137,8 +145,19 @@ def commit_object(
         rows = conn.execute(
             select(t.segments).where(_s.stream_id == stream_id).order_by(_s.index)
         ).all()
-        if any(r.status != t.COMMITTED or r._mapping["index"] != i for i, r in enumerate(rows)):
-            return Outcome.SEGMENTS_MISSING, None
+        if listed is None:
+            if any(r.status != t.COMMITTED or r._mapping["index"] != i for i, r in enumerate(rows)):
+                return Outcome.SEGMENTS_MISSING, None
+        else:
+            committed = {r._mapping["index"] for r in rows if r.status == t.COMMITTED}
+            if not committed.issuperset(listed):
+                return Outcome.SEGMENTS_MISSING, None
+            wanted = set(listed)
+            dropped = [r._mapping["index"] for r in rows if r._mapping["index"] not in wanted]
+            # Parts uploaded and left out (re-uploaded elsewhere, or never meant to be): their
+            # pieces go as an abort's would; the upload's reservation ends with the commit.
+            release_segments(conn, stream_id, dropped, now)
+            rows = [r for r in rows if r._mapping["index"] in wanted]
         segments = [as_segment_info(r) for r in rows]
         size = sum(s.encrypted_size for s in segments)
         plain = sum(s.plain_size for s in segments)
