@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from metadisk.core.encoding import b64decode, b64encode
 from metadisk.core.identity import NodeId
 from metadisk.core.macaroon import AllowedPath, APIKey, Caveat
@@ -232,6 +234,41 @@ async def test_commit_needs_every_segment(tenant: Tenant, online: FarmerFleet) -
         json={"index": 1, "encrypted_size": 400, "piece_size": 128},
     )
     assert (again.status, again.code) == (409, "segment-committed")
+
+
+async def test_a_commit_may_list_many_segments(tenant: Tenant, online: FarmerFleet) -> None:
+    """A commit naming its segments may be far larger than other bodies (up to every one of
+    2**20 indices): here 200,000 (1.4 MB of JSON), refused for what it says, not its size."""
+    bucket = await tenant.bucket()
+    began = await tenant.ok("POST", f"/v1/buckets/{bucket}/uploads", json={"key": "bWFueQ"})
+    stream = began["stream_id"]
+    listed = list(range(0, 2_000_000, 10))
+    missing = await tenant.call("POST", f"/v1/uploads/{stream}/commit", json={"segments": listed})
+    assert (missing.status, missing.code) == (400, "segments-missing"), missing
+    assert "segment 0 " in str(missing.body)
+    sparse = await upload_parts(tenant, online, bucket, "c3BhcnNl", [3, 1 << 17])
+    assert [s["index"] for s in sparse["segments"]] == [3, 1 << 17]
+
+
+async def upload_parts(
+    tenant: Tenant, fleet: FarmerFleet, bucket: str, key: str, indices: list[int]
+) -> dict[str, Any]:
+    """An upload of one 400-byte segment at each of `indices`, committed as those."""
+    began = await tenant.ok("POST", f"/v1/buckets/{bucket}/uploads", json={"key": key})
+    stream = began["stream_id"]
+    for index in indices:
+        segment = await tenant.ok(
+            "POST",
+            f"/v1/uploads/{stream}/segments",
+            json={"index": index, "encrypted_size": 400, "piece_size": 128},
+        )
+        await tenant.ok(
+            "POST",
+            f"/v1/uploads/{stream}/segments/{index}/commit",
+            json={"receipts": sign_receipts(fleet, segment["order_limits"])},
+        )
+    body = {"segments": indices}
+    return await tenant.ok("POST", f"/v1/uploads/{stream}/commit", json=body)  # type: ignore[no-any-return]
 
 
 async def test_segment_sizes_are_checked(tenant: Tenant, online: FarmerFleet) -> None:

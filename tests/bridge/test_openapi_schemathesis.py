@@ -132,7 +132,7 @@ OVERRIDES: dict[str, dict[str, list[str] | bool]] = {
     "GET /v1/buckets/{bucket}/uploads": {"positive_data_acceptance": WITH_400},
     # the cursor within the prefix
     "GET /v1/buckets/{bucket}/objects": {"positive_data_acceptance": WITH_400},
-    # a new key other than the object's own; each segment exactly once
+    # a new key other than the object's own (a copy may name it); each segment exactly once
     "POST /v1/buckets/{bucket}/object/move": {"positive_data_acceptance": WITH_400},
     "POST /v1/buckets/{bucket}/object/copy": {"positive_data_acceptance": WITH_400},
 }
@@ -172,6 +172,9 @@ def _config(live: Live) -> str:
         'include-name = "POST /v1/uploads/{stream_id}/commit"',
         "[operations.parameters]",
         f'"path.stream_id" = "{live.committed_stream_id}"',
+        # the segments listed strictly increasing (JSON Schema orders no items), each committed
+        "[operations.checks.positive_data_acceptance]",
+        f"expected-statuses = {json.dumps(WITH_400)}",
     ]
     for name, checks in OVERRIDES.items():
         lines += ["[[operations]]", f'include-name = "{name}"']

@@ -10,8 +10,15 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from metadisk.client import AsyncProject, BridgeError, InvalidArgument
+from metadisk.client import (
+    AsyncProject,
+    BridgeError,
+    ClientConfig,
+    InvalidArgument,
+    SegmentSizing,
+)
 from metadisk.client.records import PartWritten
+from metadisk.client.transfers import _MemoryBudget
 from metadisk.core import content
 from tests.client.planet import Planet, planet
 from tests.client.test_project import SMALL, read_all
@@ -218,3 +225,52 @@ async def test_copy_replaces_metadata_elsewhere_and_in_place(project: AsyncProje
     assert await read_all(project, "meta/tiny") == b"tiny"
     with pytest.raises(InvalidArgument):
         await project.copy("bkt", "meta/tiny", "bkt", "x", metadata={"big": "v" * 10_000})
+
+
+@on_module_loop
+async def test_ten_parts_at_once(world: Planet) -> None:
+    """As an S3 client sends them: ten parts of one upload at once, each its own pipeline, all
+    within one memory budget (here room for about two parts' buffers at a time)."""
+    tight = ClientConfig(
+        sizing=SegmentSizing(piece_target=256 * 1024, memory_budget=2 * MiB), processes=False
+    )
+    async with await AsyncProject.open(await world.grant(), config=tight) as project:
+        await project.create_bucket("bkt")
+        await ten_parts(project)
+
+
+async def ten_parts(project: AsyncProject) -> None:
+    parts = [os.urandom(150_000 + n) for n in range(10)]
+    upload_id = await project.begin_upload("bkt", "ten")
+    written = await asyncio.gather(
+        *[
+            project.upload_part(
+                "bkt", "ten", upload_id, chunks_of(part), first_index=n * SLOT, size=len(part)
+            )
+            for n, part in enumerate(parts)
+        ]
+    )
+    assert [w.indices for w in written] == [(n * SLOT,) for n in range(10)]
+    segments = [i for w in written for i in w.indices]
+    info = await project.commit_upload("bkt", "ten", upload_id, segments)
+    assert (info.size, info.segment_count) == (sum(map(len, parts)), 10)
+    assert await read_all(project, "ten") == b"".join(parts)
+
+
+async def test_parts_wait_for_room_in_the_memory_budget() -> None:
+    budget = _MemoryBudget(100)
+    inside: list[int] = []
+    seen: list[tuple[int, ...]] = []
+
+    async def part(amount: int) -> None:
+        async with budget.hold(amount):
+            inside.append(amount)
+            seen.append(tuple(sorted(inside)))
+            await asyncio.sleep(0.01)
+            inside.remove(amount)
+
+    await asyncio.gather(*[part(40) for _ in range(6)], part(250))
+    # Two parts of 40 side by side, never a third; one larger than the budget runs alone.
+    assert all(sum(held) <= 100 or held == (250,) for held in seen), seen
+    assert (40, 40) in seen and (250,) in seen
+    assert not inside

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import os
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from metadisk.client.formats import ObjectMetadata, SealedMetadata, SegmentKey, 
 from metadisk.client.offload import Offload
 from metadisk.client.records import ObjectInfo, PartWritten, object_info, open_inline
 from metadisk.client.resume import ResumeState, pending_upload
+from metadisk.client.segment_codec import layout_for
 from metadisk.client.segmenter import SegmentSizing, SourceReader, UploadSource
 from metadisk.client.upload import ProgressCallback, UploadConfig, UploadPipeline
 from metadisk.core import content
@@ -51,6 +52,33 @@ from metadisk.wire.api.objects import Object as ObjectRecord
 # bridge's limit; the content key rides in the sealed metadata, outside that count.
 INLINE_PLAINTEXT = 4096
 _REMEMBERED_UPLOADS = 1024
+
+
+class _MemoryBudget:
+    """Bytes of segment buffers that concurrent parts may hold at once.
+
+    One upload holds at most `segments_in_flight` buffers, which `SegmentSizing` keeps within
+    its memory budget; parts of an upload run at once (an S3 client sends ten), each with a
+    pipeline of its own, so together they wait for room in the same budget. A part larger
+    than the whole budget still runs, alone.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._used = 0
+        self._room = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, amount: int) -> AsyncIterator[None]:
+        async with self._room:
+            await self._room.wait_for(lambda: not self._used or self._used + amount <= self._size)
+            self._used += amount
+        try:
+            yield
+        finally:
+            async with self._room:
+                self._used -= amount
+                self._room.notify_all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +118,7 @@ class Transfers:
         # Pending uploads that parts go to: (bucket, encrypted key, redundancy) by stream id,
         # so that each part need not ask the bridge (whose answer lists every segment).
         self._uploads: dict[str, tuple[str, str, RedundancyScheme]] = {}
+        self._parts_memory = _MemoryBudget(sizing.memory_budget)
 
     async def aclose(self) -> None:
         """Let segment reports still on their way finish (briefly), then drop them."""
@@ -251,23 +280,27 @@ class Transfers:
         scheme = await self._upload_scheme(bucket, encrypted_key, upload_id)
         in_flight = self._upload.segments_in_flight
         segment_size = self._sizing.segment_size(scheme, in_flight, reader.size)
+        buffers = in_flight
         if reader.size is not None:
             count = -(-reader.size // segment_size)
             if first_index + count - 1 > MAX_SEGMENT_INDEX:
                 raise InvalidArgument(f"the part's segments would pass index {MAX_SEGMENT_INDEX}")
+            buffers = min(buffers, max(count, 1))
         pipeline = UploadPipeline(
             self._transport, self._offload, self._upload, suspects=self._suspects
         )
-        summary = await pipeline.run(
-            reader,
-            object_key=key,
-            scheme=scheme,
-            segment_size=segment_size,
-            coordinator=BridgeUploadCoordinator(self._bridge, upload_id, scheme),
-            progress=progress,
-            first_index=first_index,
-            empty_segment=False,
-        )
+        held = buffers * layout_for(segment_size, scheme.k, scheme.n).size
+        async with self._parts_memory.hold(held):
+            summary = await pipeline.run(
+                reader,
+                object_key=key,
+                scheme=scheme,
+                segment_size=segment_size,
+                coordinator=BridgeUploadCoordinator(self._bridge, upload_id, scheme),
+                progress=progress,
+                first_index=first_index,
+                empty_segment=False,
+            )
         count = summary.segment_count
         indices = tuple(range(first_index, first_index + count))
         return PartWritten(first_index, count, summary.plaintext_size, indices, summary.checksum)
