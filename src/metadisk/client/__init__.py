@@ -14,12 +14,11 @@ Example::
         print(project.stat("photos", "cat.jpg").size)
 """
 
-from __future__ import annotations
+# Underscored: the package's public names are `__all__` and its modules, nothing else.
+import importlib as _importlib
+import typing as _typing
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # what mypy and IDEs see; at run time `__getattr__` imports these on first use
+if _typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time `__getattr__` imports these
     from metadisk.client.bridge_api import BridgeAccounts, BridgeAPI, BridgeNodes
     from metadisk.client.download import DownloadConfig
     from metadisk.client.errors import (
@@ -146,11 +145,11 @@ _HOMES = {
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _HOME_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value  # the next lookup finds it without coming here
     return value
 
