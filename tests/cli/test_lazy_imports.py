@@ -15,7 +15,7 @@ import pytest
 
 import metadisk.client
 from metadisk.cli import config as cfg
-from metadisk.cli.main import COMMANDS
+from metadisk.cli.main import COMMANDS, _build
 from metadisk.core.grant import AccessGrant
 from tests.cli.test_config import a_grant
 
@@ -102,6 +102,12 @@ def test_the_command_tree_imports_no_command_and_no_client() -> None:
     heavy = [*OTHER_COMMANDS, "metadisk.cli.listing", "metadisk.client.project", "metadisk.wire",
              "aiohttp", "pydantic", "rich"]  # fmt: skip
     assert [name for name in heavy if _loaded(modules, name)] == []
+
+
+def test_each_module_registers_the_commands_the_table_gives_it() -> None:
+    """A command a module adds but `COMMANDS` lacks would be missing from help and unreachable."""
+    for module in set(COMMANDS.values()):
+        assert sorted(_build(module)) == sorted(n for n, m in COMMANDS.items() if m == module)
 
 
 def test_ls_imports_nothing_it_does_not_need(ls_modules: set[str]) -> None:
