@@ -1,4 +1,4 @@
-"""`bench/cli.py --quick` runs and prints its start-up figures (not judged)."""
+"""`bench/cli.py` runs and prints its start-up and sync figures (not judged)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ BENCH = Path(__file__).parents[2] / "bench" / "cli.py"
 
 def test_cli_bench_prints_start_up_times() -> None:
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--runs", "1"],
+        [sys.executable, str(BENCH), "--runs", "1", "--files", "50"],
         capture_output=True,
         text=True,
         timeout=180,
@@ -24,3 +24,6 @@ def test_cli_bench_prints_start_up_times() -> None:
         assert 0 < best <= median, line
         assert "<=0.25 s" in line
     assert "import time of `metadisk ls`" in result.stdout
+    for row in ("metadisk sync up", "metadisk sync up again", "metadisk sync down"):
+        [line] = [line for line in result.stdout.splitlines() if line.startswith(row + "  ")]
+        assert float(line[len(row) :].split()[0]) > 0, line

@@ -31,6 +31,12 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
+
+def register(root: typer.Typer) -> None:
+    """Add `metadisk access` to the root app."""
+    root.add_typer(app, name="access")
+
+
 PasswordEnv = Annotated[
     str | None,
     typer.Option(metavar="VAR", help="Read the account password from this variable."),

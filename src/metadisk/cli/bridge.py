@@ -55,6 +55,12 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Run a bridge: the metadata and accounts service.", no_args_is_help=True)
 
+
+def register(root: typer.Typer) -> None:
+    """Add `metadisk bridge` to the root app."""
+    root.add_typer(app, name="bridge")
+
+
 ENV_PREFIX = "METADISK_BRIDGE_"
 _SECTIONS: dict[str, type] = {
     "database": DatabaseConfig,

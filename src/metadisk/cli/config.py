@@ -35,16 +35,18 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from platformdirs import user_config_dir
 
 from metadisk.cli.errors import UsageError
-from metadisk.client import ClientConfig, DownloadConfig, SegmentSizing, TransportConfig
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant
 from metadisk.runtime import files
 from metadisk.runtime.files import private_dir
+
+if TYPE_CHECKING:
+    from metadisk.client import ClientConfig
 
 ENV_CONFIG_DIR = "METADISK_CONFIG_DIR"
 CONFIG_FILE = "config.toml"
@@ -76,6 +78,10 @@ class ClientTuning:
     stall_timeout: float | None = None
 
     def client_config(self) -> ClientConfig:
+        # Imported here, not above: the commands that never open a project (help, setup's
+        # prompts, farmer, bridge) then never load the client's transfer pipelines.
+        from metadisk.client import ClientConfig, DownloadConfig, SegmentSizing, TransportConfig
+
         sizing = SegmentSizing()
         if self.piece_target is not None:
             sizing = SegmentSizing(piece_target=self.piece_target)

@@ -3,7 +3,8 @@
 The root callback of `metadisk` builds one `CliContext` per invocation and `enter`s it; commands
 fetch it with `current()`. A context variable carries it rather than the parser's context object,
 so coroutines run by the commands see it too. Nothing here runs at import time, so ``--help``
-stays fast and never touches the config.
+stays fast and never touches the config; the client library and Rich are imported by the
+functions that use them, so importing this module costs neither.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from metadisk.cli import config as cfg
 from metadisk.cli.errors import CliError, describe
-from metadisk.client import AsyncProject, ClientError
+from metadisk.client import ClientError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from metadisk.client import AsyncProject
 
 T = TypeVar("T")
 
@@ -44,6 +48,8 @@ class CliContext:
     @contextlib.asynccontextmanager
     async def project(self) -> AsyncIterator[AsyncProject]:
         """The configured grant opened as a project, closed on exit."""
+        from metadisk.client import AsyncProject  # the client library: only commands that use it
+
         loaded = self.config()
         grant = loaded.access_grant(self.config_dir)
         project = await AsyncProject.open(grant, config=loaded.client.client_config())
@@ -79,6 +85,8 @@ def stderr() -> Console:
 
     Rich leaves colour out when NO_COLOR is set, so every note and bar honours it.
     """
+    from rich.console import Console  # not at import time: `ls` never needs it
+
     # No markup: paths and names are shown as they are, even with "[" in them.
     return Console(stderr=True, highlight=False, markup=False, quiet=current().quiet)
 

@@ -63,6 +63,12 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Run a farmer: a storage node that rents out disk.", no_args_is_help=True)
 
+
+def register(root: typer.Typer) -> None:
+    """Add `metadisk farmer` to the root app."""
+    root.add_typer(app, name="farmer")
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 

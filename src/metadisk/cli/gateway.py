@@ -143,3 +143,7 @@ def credentials(
     typer.echo(f"secret key  {made.secret_key}")
     typer.echo(f"endpoint    {endpoint}")
     stderr().print(f"added to {path}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="gateway")

@@ -6,12 +6,13 @@ and an exit status (`metadisk.cli.errors`), so no command prints a traceback or 
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer._click.core import Command, Context
@@ -19,24 +20,88 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 import metadisk
 from metadisk.allocator import tune_for_streaming
-from metadisk.cli import access, bridge, farmer, gateway, objects, setup, up, uploads, usage
 from metadisk.cli import config as cfg
-from metadisk.cli import stat as stat_command
 from metadisk.cli.context import CliContext, enter
 from metadisk.cli.errors import UsageError, click_errors, describe
-from metadisk.cli.sync import sync
 from metadisk.runtime import logs
 
 DEBUG_ENV = "METADISK_DEBUG"
 LOG_ENV = "METADISK_LOG_LEVEL"
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE
 
-app = typer.Typer(
+# The root's commands, in the order `metadisk --help` lists them, and the module under
+# metadisk/cli whose `register(app)` adds each. A module is imported only when one of its commands
+# is looked up: `metadisk ls` then loads listing.py and what a listing needs, not the transfer
+# plan, progress bars, the bridge's and farmer's configuration, `up`'s launchers or the sync
+# engine (docs/client.md, "Start-up"). tests/cli/test_lazy_imports.py holds it to that.
+COMMANDS = {
+    "setup": "setup",
+    **dict.fromkeys(("mb", "rb", "ls"), "listing"),
+    **dict.fromkeys(("cp", "mv", "rm", "cat", "share"), "objects"),
+    "stat": "stat",
+    "usage": "usage",
+    "du": "usage",
+    "uploads": "uploads",
+    "up": "up",
+    "sync": "sync",
+    "access": "access",
+    "farmer": "farmer",
+    "bridge": "bridge",
+    "gateway": "gateway",
+}
+
+
+def _typer(**settings: Any) -> typer.Typer:
+    """A Typer app set as the root is; each module's commands are built in one of these."""
+    # Markdown: a docstring's wrapped lines form one paragraph in --help, as they read in code.
+    return typer.Typer(pretty_exceptions_enable=False, rich_markup_mode="markdown", **settings)
+
+
+class _Commands(MutableMapping[str, Command]):
+    """The root's commands by name: every name is known from `COMMANDS`, but a command is built
+    (and its module imported) when it is first looked up. Listing names (a typo's suggestions)
+    imports nothing; root help, which shows every command's summary, imports every module."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, Command] = {}
+
+    def __getitem__(self, name: str) -> Command:
+        if name not in self._built and name in COMMANDS:
+            self._built.update(_build(COMMANDS[name]))
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Command) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*COMMANDS, *self._built]))
+
+    def __len__(self) -> int:
+        return len(COMMANDS.keys() | self._built.keys())
+
+
+def _build(module: str) -> dict[str, Command]:
+    """The commands `metadisk.cli.<module>` registers, built as the root would build them."""
+    app = _typer()
+    importlib.import_module(f"metadisk.cli.{module}").register(app)
+    return {name: _plain_help(cmd) for name, cmd in typer.main.get_group(app).commands.items()}
+
+
+class _LazyGroup(TyperGroup):
+    """The root group, over `_Commands`."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.commands = _Commands()
+
+
+app = _typer(
     name="metadisk",  # the help text is the root callback's docstring
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    # Markdown: a docstring's wrapped lines form one paragraph in --help, as they read in code.
-    rich_markup_mode="markdown",
+    cls=_LazyGroup,
 )
 
 
@@ -86,19 +151,6 @@ def root(
     enter(CliContext(cfg.config_dir(config_dir, os.environ), quiet=quiet))
 
 
-app.command()(setup.setup)
-objects.register(app)
-stat_command.register(app)
-usage.register(app)
-uploads.register(app)
-app.command()(up.up)
-app.command()(sync)
-app.add_typer(access.app, name="access")
-app.add_typer(farmer.app, name="farmer")
-app.add_typer(bridge.app, name="bridge")
-app.add_typer(gateway.app, name="gateway")
-
-
 class _PlainArgument(TyperArgument):
     """An argument shown as click shows one: `SRC`, `[PATH]`, `PATHS...`, with no type column."""
 
@@ -118,8 +170,9 @@ _KINDS = {"str": "TEXT", "int": "INTEGER", "int range": "INTEGER", "float": "NUM
 def _plain_help(command: Command) -> Command:
     """Help without Typer's type noise (`<bool>` on every flag, `{src}`, `<list[str]>`).
 
-    Done once over the built command tree rather than in each declaration, so commands added
-    later read the same without anyone remembering a metavar.
+    Done over each command as it is built rather than in each declaration, so commands added
+    later read the same without anyone remembering a metavar. The root's own commands are done
+    by `_build`, when they are looked up.
     """
     context = Context(command)
     help_option = command.get_help_option(context)
@@ -131,7 +184,7 @@ def _plain_help(command: Command) -> Command:
             # A flag takes no value, so it shows none.
             kind = param.display_type(context).strip("<>")
             param.metavar = "" if param.is_flag or param.count else _KINDS.get(kind, kind.upper())
-    if isinstance(command, TyperGroup):
+    if isinstance(command, TyperGroup) and not isinstance(command, _LazyGroup):
         for sub in command.commands.values():
             _plain_help(sub)
     return command

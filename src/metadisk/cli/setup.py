@@ -41,6 +41,11 @@ from metadisk.core.paths import EncryptionAccess
 from metadisk.wire.api.accounts import Project, Session
 
 
+def register(app: typer.Typer) -> None:
+    """Add `setup` to the root app."""
+    app.command()(setup)
+
+
 def setup(
     bridge_url: Annotated[
         str | None, typer.Argument(help="The bridge, e.g. http://127.0.0.1:7777.")

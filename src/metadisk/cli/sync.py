@@ -347,6 +347,11 @@ async def _execute(
     await first_failure([remove(r) for r in plan.deletes])
 
 
+def register(app: typer.Typer) -> None:
+    """Add `sync` to the root app."""
+    app.command()(sync)
+
+
 def sync(
     src: Annotated[str, typer.Argument(help="A local directory or md://bucket/folder.")],
     dst: Annotated[str, typer.Argument(help="A local directory or md://bucket/folder.")],

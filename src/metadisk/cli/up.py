@@ -87,6 +87,11 @@ class UpState:
     grant: str
 
 
+def register(app: typer.Typer) -> None:
+    """Add `up` to the root app."""
+    app.command()(up)
+
+
 def up(
     data_dir: Annotated[
         Path, typer.Option("--data-dir", "-d", help="Where the network keeps everything.")

@@ -14,39 +14,50 @@ Example::
         print(project.stat("photos", "cat.jpg").size)
 """
 
-from metadisk.client.bridge_api import BridgeAccounts, BridgeAPI, BridgeNodes
-from metadisk.client.download import DownloadConfig
-from metadisk.client.errors import (
-    AccessDenied,
-    BridgeError,
-    BridgeUnavailable,
-    ClientError,
-    Conflict,
-    DownloadFailed,
-    IntegrityFailure,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    PieceError,
-    ResumeMismatch,
-    TransferError,
-    Unauthenticated,
-    UploadFailed,
-)
-from metadisk.client.farmer_transport import LongTail, TransportConfig
-from metadisk.client.passphrase import Checked, WrongPassphrase, check_with_key, check_with_session
-from metadisk.client.project import AsyncProject, ClientConfig
-from metadisk.client.records import (
-    Bucket,
-    ObjectInfo,
-    ObjectPage,
-    PendingUploadInfo,
-    Permissions,
-)
-from metadisk.client.segmenter import SegmentSizing, UploadSource
-from metadisk.client.sync import Project
-from metadisk.client.upload import ProgressCallback, UploadConfig
-from metadisk.core.grant import SharePrefix
+# Underscored: the package's public names are `__all__` and its modules, nothing else.
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time `__getattr__` imports these
+    from metadisk.client.bridge_api import BridgeAccounts, BridgeAPI, BridgeNodes
+    from metadisk.client.download import DownloadConfig
+    from metadisk.client.errors import (
+        AccessDenied,
+        BridgeError,
+        BridgeUnavailable,
+        ClientError,
+        Conflict,
+        DownloadFailed,
+        IntegrityFailure,
+        InvalidArgument,
+        NotFound,
+        PermissionDenied,
+        PieceError,
+        ResumeMismatch,
+        TransferError,
+        Unauthenticated,
+        UploadFailed,
+    )
+    from metadisk.client.farmer_transport import LongTail, TransportConfig
+    from metadisk.client.passphrase import (
+        Checked,
+        WrongPassphrase,
+        check_with_key,
+        check_with_session,
+    )
+    from metadisk.client.project import AsyncProject, ClientConfig
+    from metadisk.client.records import (
+        Bucket,
+        ObjectInfo,
+        ObjectPage,
+        PartWritten,
+        PendingUploadInfo,
+        Permissions,
+    )
+    from metadisk.client.segmenter import SegmentSizing, UploadSource
+    from metadisk.client.sync import Project
+    from metadisk.client.upload import ProgressCallback, UploadConfig
+    from metadisk.core.grant import SharePrefix
 
 __all__ = [
     "AccessDenied",
@@ -68,6 +79,7 @@ __all__ = [
     "NotFound",
     "ObjectInfo",
     "ObjectPage",
+    "PartWritten",
     "PendingUploadInfo",
     "PermissionDenied",
     "Permissions",
@@ -87,3 +99,63 @@ __all__ = [
 
 # The passphrase check (setup and grant import).
 __all__ += ["Checked", "WrongPassphrase", "check_with_key", "check_with_session"]
+
+# Where each public name lives. A name's module is imported when the name is first used
+# (PEP 562), so `from metadisk.client import NotFound` costs client/errors.py alone, not the
+# transfer pipelines, aiohttp and pydantic: the CLI's start-up counts on it. The block above
+# names the same things for type checkers; tests/cli/test_lazy_imports.py keeps the three in step.
+_HOMES = {
+    "metadisk.client.bridge_api": ("BridgeAccounts", "BridgeAPI", "BridgeNodes"),
+    "metadisk.client.download": ("DownloadConfig",),
+    "metadisk.client.errors": (
+        "AccessDenied",
+        "BridgeError",
+        "BridgeUnavailable",
+        "ClientError",
+        "Conflict",
+        "DownloadFailed",
+        "IntegrityFailure",
+        "InvalidArgument",
+        "NotFound",
+        "PermissionDenied",
+        "PieceError",
+        "ResumeMismatch",
+        "TransferError",
+        "Unauthenticated",
+        "UploadFailed",
+    ),
+    "metadisk.client.farmer_transport": ("LongTail", "TransportConfig"),
+    "metadisk.client.passphrase": (
+        "Checked",
+        "WrongPassphrase",
+        "check_with_key",
+        "check_with_session",
+    ),
+    "metadisk.client.project": ("AsyncProject", "ClientConfig"),
+    "metadisk.client.records": (
+        "Bucket",
+        "ObjectInfo",
+        "ObjectPage",
+        "PartWritten",
+        "PendingUploadInfo",
+        "Permissions",
+    ),
+    "metadisk.client.segmenter": ("SegmentSizing", "UploadSource"),
+    "metadisk.client.sync": ("Project",),
+    "metadisk.client.upload": ("ProgressCallback", "UploadConfig"),
+    "metadisk.core.grant": ("SharePrefix",),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup finds it without coming here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,150 @@
+"""Start-up stays light: what importing the command tree and running `metadisk ls` must not
+import, checked in a fresh interpreter's `sys.modules` (no timing: bench/cli.py shows seconds)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import metadisk.client
+from metadisk.cli import config as cfg
+from metadisk.cli.main import COMMANDS, _build
+from metadisk.core.grant import AccessGrant
+from tests.cli.test_config import a_grant
+
+# Every command's module but `ls`'s: the command tree imports none of them until it runs one.
+OTHER_COMMANDS = sorted({f"metadisk.cli.{module}" for module in COMMANDS.values()} - {
+    "metadisk.cli.listing"
+})  # fmt: skip
+
+# What `ls` has no use for: the transfer commands' plan and progress bars (Rich), the passphrase
+# check, the blocking facade, the bridge's and farmer's code and their frameworks.
+LS_NEVER = [
+    *OTHER_COMMANDS,
+    "metadisk.cli.transfers",
+    "metadisk.cli.progress",
+    "metadisk.cli.grants",
+    "rich",
+    "metadisk.client.passphrase",
+    "metadisk.client.sync",
+    "metadisk.bridge",
+    "metadisk.farmer",
+    "metadisk.devnet",
+    "sqlalchemy",
+    "fastapi",
+    "uvicorn",
+]
+
+# What `ls` still imports only because `metadisk.client.project` imports the transfer pipelines
+# (and what they use) at import time, though listing moves no piece. Strict: when the project
+# builds them on first use, these pass and the marker must go.
+LS_NOT_YET = [
+    "metadisk.client.transfers",
+    "metadisk.client.upload",
+    "metadisk.client.download",
+    "metadisk.client.offload",
+    "multiprocessing",  # the offload's worker processes
+    "metadisk.wire.dataplane",  # the farmers' data plane client
+    "cryptography.x509",  # its TLS pinning: ~30 ms of regular expressions alone
+]
+
+RUN_CLI = "from metadisk.cli.main import main; status = main(sys.argv[1:])"
+
+
+def _modules(code: str, *args: str) -> tuple[set[str], str, object]:
+    """What a fresh interpreter has imported after running `code` (with `args` in sys.argv),
+    its stderr, and the `status` that code left, if any."""
+    probe = f"import json, sys\n{code}\n" + (
+        'print(json.dumps({"status": globals().get("status"), "modules": sorted(sys.modules)}))'
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60, check=True
+    )
+    found = json.loads(done.stdout.splitlines()[-1])
+    return set(found["modules"]), done.stderr, found["status"]
+
+
+def _loaded(modules: set[str], name: str) -> bool:
+    return any(module == name or module.startswith(name + ".") for module in modules)
+
+
+@pytest.fixture
+def refusing_bridge() -> Iterator[str]:
+    """A loopback address whose port is bound but not listening: every connection is refused."""
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{reserved.getsockname()[1]}"
+
+
+@pytest.fixture(params=[["ls"], ["ls", "md://photos/2024/"]], ids=["buckets", "folder"])
+def ls_modules(request: pytest.FixtureRequest, tmp_path: Path, refusing_bridge: str) -> set[str]:
+    """What `metadisk ls` imported, run as far as its request to the bridge."""
+    config_dir = tmp_path / "config"
+    parsed = AccessGrant.parse(a_grant())
+    grant = AccessGrant(refusing_bridge, parsed.api_key, parsed.encryption).serialize()
+    cfg.save(config_dir, cfg.CliConfig(grant=grant))
+    modules, stderr, status = _modules(RUN_CLI, "--config-dir", str(config_dir), *request.param)
+    # It got as far as asking the bridge: the project was opened and its request sent.
+    assert status == 1 and "cannot reach the bridge" in stderr, stderr
+    assert {"aiohttp", "metadisk.client.project", "metadisk.cli.listing"} <= modules
+    return modules
+
+
+def test_the_command_tree_imports_no_command_and_no_client() -> None:
+    modules, _, _ = _modules("import metadisk.cli.main")
+    heavy = [*OTHER_COMMANDS, "metadisk.cli.listing", "metadisk.client.project", "metadisk.wire",
+             "aiohttp", "pydantic", "rich"]  # fmt: skip
+    assert [name for name in heavy if _loaded(modules, name)] == []
+
+
+def test_each_module_registers_the_commands_the_table_gives_it() -> None:
+    """A command a module adds but `COMMANDS` lacks would be missing from help and unreachable."""
+    for module in set(COMMANDS.values()):
+        assert sorted(_build(module)) == sorted(n for n, m in COMMANDS.items() if m == module)
+
+
+def test_ls_imports_nothing_it_does_not_need(ls_modules: set[str]) -> None:
+    assert [name for name in LS_NEVER if _loaded(ls_modules, name)] == []
+
+
+@pytest.mark.xfail(strict=True, reason="client/project.py imports the transfer pipelines eagerly")
+@pytest.mark.parametrize("name", LS_NOT_YET)
+def test_ls_does_not_import_the_transfer_pipelines(ls_modules: set[str], name: str) -> None:
+    assert not _loaded(ls_modules, name)
+
+
+def test_a_client_error_class_costs_its_module_alone() -> None:
+    modules, _, _ = _modules("from metadisk.client import NotFound")
+    assert sorted(m for m in modules if m.startswith("metadisk.client")) == [
+        "metadisk.client",
+        "metadisk.client.errors",
+    ]
+    assert not _loaded(modules, "aiohttp") and not _loaded(modules, "pydantic")
+
+
+def test_the_client_names_agree_for_readers_type_checkers_and_imports() -> None:
+    """`__all__`, the TYPE_CHECKING imports and the table `__getattr__` uses name the same
+    things from the same modules, and each name resolves."""
+    homes: dict[str, str] = metadisk.client._HOME_OF
+    assert sorted(homes) == sorted(metadisk.client.__all__)
+    tree = ast.parse(Path(metadisk.client.__file__).read_text())
+    [block] = [node for node in tree.body if isinstance(node, ast.If)]
+    typed = {
+        alias.name: node.module
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert typed == homes
+    for name, module in homes.items():
+        value = getattr(metadisk.client, name)
+        assert value is getattr(sys.modules[module], name)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        getattr(metadisk.client, "Nope")  # noqa: B009 (the module's __getattr__ is under test)
