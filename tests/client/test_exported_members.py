@@ -27,6 +27,7 @@ def test_all_is_pinned() -> None:
         "NotFound",
         "ObjectInfo",
         "ObjectPage",
+        "PartWritten",
         "PendingUploadInfo",
         "PermissionDenied",
         "Permissions",

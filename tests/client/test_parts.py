@@ -7,6 +7,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 
+import blake3
 import pytest
 import pytest_asyncio
 
@@ -14,6 +15,7 @@ from metadisk.client import (
     AsyncProject,
     BridgeError,
     ClientConfig,
+    IntegrityFailure,
     InvalidArgument,
     SegmentSizing,
 )
@@ -80,8 +82,10 @@ async def test_parts_stored_at_once_and_out_of_order_make_one_object(
     second = await project.upload_part(
         "bkt", "big/object", upload_id, chunks_of(two), first_index=SLOT + SLOT // 2, size=len(two)
     )
-    assert first == PartWritten(0, 2, len(one), (0, 1))
-    assert second == PartWritten(SLOT + SLOT // 2, 1, len(two), (SLOT + SLOT // 2,))
+    assert first == PartWritten(0, 2, len(one), (0, 1), blake3.blake3(one).digest())
+    assert second == PartWritten(
+        SLOT + SLOT // 2, 1, len(two), (SLOT + SLOT // 2,), blake3.blake3(two).digest()
+    )
     assert (third.segment_count, third.size, third.indices) == (
         2,
         2 * MiB,
@@ -150,12 +154,32 @@ async def test_a_commit_is_checked(project: AsyncProject) -> None:
 
 
 @on_module_loop
+async def test_one_part_committed_with_its_checksum_is_checked_whole(
+    project: AsyncProject,
+) -> None:
+    data = os.urandom(MiB + 3)
+    upload_id = await project.begin_upload("bkt", "whole")
+    part = await project.upload_part("bkt", "whole", upload_id, data, first_index=0)
+    info = await project.commit_upload(
+        "bkt", "whole", upload_id, list(part.indices), checksum=part.checksum
+    )
+    assert info.checksum == part.checksum == blake3.blake3(data).digest()
+    assert await read_all(project, "whole") == data
+    # A checksum that is not the data's: the full read says so.
+    upload_id = await project.begin_upload("bkt", "lying")
+    part = await project.upload_part("bkt", "lying", upload_id, data, first_index=0)
+    await project.commit_upload("bkt", "lying", upload_id, list(part.indices), checksum=bytes(32))
+    with pytest.raises(IntegrityFailure):
+        await read_all(project, "lying")
+
+
+@on_module_loop
 async def test_empty_parts_store_nothing_and_alone_make_an_empty_object(
     project: AsyncProject,
 ) -> None:
     upload_id = await project.begin_upload("bkt", "empty")
     empty = await project.upload_part("bkt", "empty", upload_id, b"", first_index=SLOT)
-    assert empty == PartWritten(SLOT, 0, 0, ())
+    assert empty == PartWritten(SLOT, 0, 0, (), blake3.blake3(b"").digest())
     info = await project.commit_upload("bkt", "empty", upload_id, list(empty.indices))
     assert (info.size, info.segment_count) == (0, 0)
     assert await read_all(project, "empty") == b""

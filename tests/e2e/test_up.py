@@ -97,8 +97,25 @@ def gone(pid: int, within: float = 10) -> bool:
 def running(data_dir: Path) -> Iterator[int]:
     info = json.loads((data_dir / "running.json").read_text())
     yield info["bridge"]["pid"]
+    yield info["gateway"]["pid"]
     for farmer in info["farmers"]:
         yield farmer["pid"]
+
+
+def s3_read(endpoint: str, keys: tuple[str, ...], bucket: str, key: str) -> bytes:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=keys[0],
+        aws_secret_access_key=keys[1],
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    body: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
 
 
 def test_up_serves_the_cli_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
@@ -122,6 +139,9 @@ def test_up_serves_the_cli_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         assert run_cli("cat", "md://demo/note.txt", config_dir=config_dir).out == (
             "kept across runs"
         )
+        gateway = first.said(r"^s3 gateway\s+(\S+)").group(1)
+        keys = first.said(r"^s3 keys\s+access key (\S+)\s+secret key (\S+)").groups()
+        assert s3_read(gateway, keys, "demo", "note.txt") == b"kept across runs"
         assert first.stop(signal.SIGTERM) == 0
     finally:
         first.kill()
@@ -137,6 +157,9 @@ def test_up_serves_the_cli_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         # Via the data dir's own config this time.
         own = data_dir / "cli"
         assert run_cli("cat", "md://demo/note.txt", config_dir=own).out == "kept across runs"
+        # The S3 gateway too: same address, same keys.
+        assert again["gateway"]["url"] == gateway
+        assert s3_read(gateway, keys, "demo", "note.txt") == b"kept across runs"
         pids = list(running(data_dir))
         assert second.stop(signal.SIGINT) == 0
     finally:

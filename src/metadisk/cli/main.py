@@ -47,6 +47,7 @@ COMMANDS = {
     "access": "access",
     "farmer": "farmer",
     "bridge": "bridge",
+    "gateway": "gateway",
 }
 
 

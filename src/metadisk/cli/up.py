@@ -10,6 +10,7 @@ then SIGKILL after a timeout). Everything lives in one data dir, ``./.metadisk``
       bridge/            the bridge's identity, SQLite database (+ WAL) and log
       farmers/farmer-NN/ each farmer's identity, config, pieces and log
       cli/config.toml    the CLI config for this network: grant, account, project (0600)
+      gateway/           the S3 gateway's config (its credentials, 0600), state and log
       network.json       what later runs reuse: account email, project, grant (0600); never
                          the password, shown once on the first run
       running.json       while running: every process's pid and URL (removed on stop)
@@ -58,6 +59,7 @@ from metadisk.farmer.config import TrustedBridge, parse_size
 from metadisk.runtime.files import private_dir
 
 if TYPE_CHECKING:  # the network brings the bridge's database stack: load it only to run one
+    from metadisk.devnet.gateway import GatewayProcess
     from metadisk.devnet.network import LocalNetwork
 
 DEFAULT_DATA_DIR = Path(".metadisk")
@@ -67,6 +69,7 @@ RUNNING_FILE = "running.json"
 LOCK_FILE = "up.lock"
 ADD_WITHIN = 120.0  # seconds `--add-farmers` waits for the running network to start them
 CLI_DIR = "cli"
+GATEWAY_DIR = "gateway"
 OWNER_EMAIL = "owner@local.metadisk"
 _STATE_VERSION = 1
 
@@ -234,6 +237,7 @@ async def _serve(context: CliContext, network: LocalNetwork, *, restart: bool) -
     root = network.root
     fresh_bridge = not (network.bridge_dir / "bridge.sqlite3").exists()
     notes.print(f"starting a bridge and {network.farmer_count} farmers in {root} ...")
+    gateway: GatewayProcess | None = None
     try:
         try:
             if not await _unless_stopped(stop, network.start()):
@@ -245,15 +249,20 @@ async def _serve(context: CliContext, network: LocalNetwork, *, restart: bool) -
             raise CliError(f"{exc}{hint}") from exc
         state, password = await _tenant(network, root, fresh_bridge)
         config_dir = _write_configs(context, root, state)
-        _write_running(root, network)
-        _announce(network, root, state, config_dir, password)
-        died = await _supervise(network, stop, restart=restart)
+        gateway = _gateway(root, state)
+        if not await _unless_stopped(stop, gateway.start()):
+            return
+        _write_running(root, network, gateway)
+        _announce(network, root, state, config_dir, password, gateway)
+        died = await _supervise(network, gateway, stop, restart=restart)
         if died is not None:
             raise CliError(died)
     finally:
         notes.print("stopping ...")
         with contextlib.suppress(FileNotFoundError):
             (root / RUNNING_FILE).unlink()
+        if gateway is not None:
+            await gateway.stop()
         await network.stop()
         notes.print("stopped")
 
@@ -343,9 +352,30 @@ def _write_configs(context: CliContext, root: Path, state: UpState) -> Path:
     return user_dir
 
 
-def _write_running(root: Path, network: LocalNetwork) -> None:
+def _gateway(root: Path, state: UpState) -> GatewayProcess:
+    """The S3 gateway for the network's grant: the credentials and port of the last run, or
+    new ones (the grant changes when the bridge's port does; the pair stays)."""
+    from metadisk.devnet.gateway import GatewayProcess, saved_config
+    from metadisk.gateway.config import ConfigError, Credential, new_credential
+
+    directory = root / GATEWAY_DIR
+    try:
+        saved = saved_config(directory)
+    except ConfigError as exc:
+        raise CliError(f"{directory}: {exc}; move it away for new S3 credentials") from exc
+    if saved is not None and saved.credentials:
+        old = saved.credentials[0]
+        credential = Credential(old.access_key, old.secret_key, state.grant)
+        port = saved.port
+    else:
+        credential, port = new_credential(state.grant), 0
+    return GatewayProcess(directory, [credential], port=port, config_dir=root / CLI_DIR)
+
+
+def _write_running(root: Path, network: LocalNetwork, gateway: GatewayProcess) -> None:
     running = {
         "pid": os.getpid(),
+        "gateway": {"url": gateway.url, "pid": gateway.pid},
         "bridge": {
             "url": network.bridge.url,
             "pid": network.bridge.pid,
@@ -368,7 +398,12 @@ def _write_running(root: Path, network: LocalNetwork) -> None:
 
 
 def _announce(
-    network: LocalNetwork, root: Path, state: UpState, config_dir: Path, password: str | None
+    network: LocalNetwork,
+    root: Path,
+    state: UpState,
+    config_dir: Path,
+    password: str | None,
+    gateway: GatewayProcess,
 ) -> None:
     # Piped (a log, a test), Rich would assume 80 columns and cut the table: give it room.
     probe = Console()
@@ -401,6 +436,9 @@ def _announce(
         # For `metadisk access` and other account commands; the grant needs none.
         out.print(f"password    {password} (shown once, saved nowhere)")
     out.print(f"grant       {config_dir / cfg.CONFIG_FILE}")
+    s3 = gateway.credentials[0]
+    out.print(f"s3 gateway  {gateway.url}  (region us-east-1, path-style)")
+    out.print(f"s3 keys     access key {s3.access_key}  secret key {s3.secret_key}")
     default = cfg.config_dir(None, os.environ).expanduser().absolute()
     cli = "metadisk" if config_dir == default else f"metadisk --config-dir {_short(config_dir)}"
     out.print("\nTry, in another terminal:")
@@ -422,8 +460,11 @@ def _short(path: Path) -> str:
     return str(path)
 
 
-async def _supervise(network: LocalNetwork, stop: asyncio.Event, *, restart: bool) -> str | None:
-    """Keep the farmers running until a stop signal (None) or the bridge exits (what happened)."""
+async def _supervise(
+    network: LocalNetwork, gateway: GatewayProcess, stop: asyncio.Event, *, restart: bool
+) -> str | None:
+    """Keep the farmers running until a stop signal (None) or the bridge or the gateway exits
+    (what happened)."""
     from metadisk.devnet.supervisor import Supervisor
 
     def say(line: str) -> None:
@@ -435,6 +476,8 @@ async def _supervise(network: LocalNetwork, stop: asyncio.Event, *, restart: boo
             await asyncio.wait_for(stop.wait(), 0.5)
             return None
         died = supervisor.bridge_exited()
+        if died is None and not gateway.running:
+            died = f"the S3 gateway exited; its log: {gateway.root / 'gateway.log'}"
         if died is not None:
             # Ctrl-C in a terminal reaches the children too, and one may exit before our own
             # handler has run: give that signal a moment before calling it a failure.
@@ -446,4 +489,4 @@ async def _supervise(network: LocalNetwork, stop: asyncio.Event, *, restart: boo
         if not await _unless_stopped(stop, checked):
             return None
         if checked.result():
-            _write_running(network.root, network)
+            _write_running(network.root, network, gateway)

@@ -50,6 +50,7 @@ if _typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time `__getattr__` i
         Bucket,
         ObjectInfo,
         ObjectPage,
+        PartWritten,
         PendingUploadInfo,
         Permissions,
     )
@@ -78,6 +79,7 @@ __all__ = [
     "NotFound",
     "ObjectInfo",
     "ObjectPage",
+    "PartWritten",
     "PendingUploadInfo",
     "PermissionDenied",
     "Permissions",
@@ -134,6 +136,7 @@ _HOMES = {
         "Bucket",
         "ObjectInfo",
         "ObjectPage",
+        "PartWritten",
         "PendingUploadInfo",
         "Permissions",
     ),

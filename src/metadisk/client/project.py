@@ -294,17 +294,19 @@ class AsyncProject:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        checksum: bytes | None = None,
     ) -> ObjectInfo:
         """Make the pending upload the object at `path`, made of `segments` (the indices of
         the parts' segments, strictly increasing) in that order; the upload's other segments
         are dropped and their pieces deleted. A missing one is `BridgeError` with code
         ``segments-missing``. No segment at all (only empty parts) makes an empty object.
 
-        The object has no whole-plaintext checksum (its parts were hashed apart), so
-        downloads check each segment only.
+        Parts are hashed apart, so the object has no whole-plaintext checksum unless one is
+        given: an object of one part can pass its `PartWritten.checksum`, and downloads then
+        check the whole as after `upload`; otherwise they check each segment only.
         """
         encrypted_key, key = self._locate(bucket, path)
-        info = _new_metadata(content_type, metadata or {})
+        info = _new_metadata(content_type, metadata or {}, checksum)
         return await self._transfers.commit_upload(
             bucket, path, encrypted_key, key, upload_id, segments, info
         )
@@ -549,11 +551,13 @@ class AsyncProject:
         return shared.serialize()
 
 
-def _new_metadata(content_type: str, custom: Mapping[str, str]) -> ObjectMetadata:
+def _new_metadata(
+    content_type: str, custom: Mapping[str, str], checksum: bytes | None = None
+) -> ObjectMetadata:
     """Metadata to seal (its size set later); `InvalidArgument` for what cannot be stored,
     before any I/O."""
     try:
-        info = ObjectMetadata(0, content_type, dict(custom))
+        info = ObjectMetadata(0, content_type, dict(custom), checksum)
         info.encode()
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from exc

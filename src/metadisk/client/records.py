@@ -82,6 +82,7 @@ class PartWritten:
     segment_count: int
     size: int
     indices: tuple[int, ...]
+    checksum: bytes = b""  # BLAKE3-256 of the part's plaintext
 
 
 @dataclass(frozen=True, slots=True)

@@ -288,10 +288,17 @@ class Project:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
+        checksum: bytes | None = None,
     ) -> ObjectInfo:
         return self._portal.call(
             self._project.commit_upload(
-                bucket, path, upload_id, segments, content_type=content_type, metadata=metadata
+                bucket,
+                path,
+                upload_id,
+                segments,
+                content_type=content_type,
+                metadata=metadata,
+                checksum=checksum,
             )
         )
 

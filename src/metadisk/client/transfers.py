@@ -303,7 +303,7 @@ class Transfers:
             )
         count = summary.segment_count
         indices = tuple(range(first_index, first_index + count))
-        return PartWritten(first_index, count, summary.plaintext_size, indices)
+        return PartWritten(first_index, count, summary.plaintext_size, indices, summary.checksum)
 
     async def commit_upload(
         self,
@@ -337,9 +337,12 @@ class Transfers:
                 code="segments-missing",
                 status=400,
             )
-        # The whole-plaintext checksum would need every part's bytes in order: none is sealed,
-        # and downloads skip that check (each segment is still authenticated).
-        meta = ObjectMetadata(sum(sizes[i] for i in listed), info.content_type, info.custom)
+        # The whole-plaintext checksum needs every part's bytes in order: only a caller that
+        # read them all (one part) can give it; without, downloads skip that check (each
+        # segment is still authenticated).
+        meta = ObjectMetadata(
+            sum(sizes[i] for i in listed), info.content_type, info.custom, info.checksum
+        )
         sealed = SealedMetadata.seal(key, meta)
         record = await self._bridge.commit_object(upload_id, sealed.encode(), listed)
         self._uploads.pop(upload_id, None)

@@ -24,8 +24,8 @@ import google_crc32c
 
 from metadisk.gateway.sigv4 import (
     EMPTY_SHA256,
+    AuthError,
     Payload,
-    S3Error,
     Verified,
     sign,
     signatures_match,
@@ -45,7 +45,7 @@ _SIGNED_HEADER = re.compile(rb"([0-9a-fA-F]{1,8});chunk-signature=([0-9a-fA-F]{6
 _UNSIGNED_HEADER = re.compile(rb"([0-9a-fA-F]{1,8})")
 
 
-class PayloadError(S3Error):
+class PayloadError(AuthError):
     """The body does not match what the request promised."""
 
 

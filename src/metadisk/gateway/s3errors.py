@@ -85,6 +85,15 @@ CODES: Final[dict[str, ErrorKind]] = {
     ),
     "MissingContentLength": ErrorKind(411, "You must provide the Content-Length HTTP header."),
     "MissingSecurityHeader": ErrorKind(400, "Your request is missing a required header."),
+    "MetadataTooLarge": ErrorKind(
+        400, "Your metadata headers exceed the maximum allowed metadata size."
+    ),
+    "OperationAborted": ErrorKind(
+        409, "A conflicting conditional operation is currently in progress against this resource."
+    ),
+    "QuotaExceeded": ErrorKind(403, "The project's storage, egress or upload limit is reached."),
+    "ExpiredToken": ErrorKind(400, "The provided token has expired."),
+    "InvalidURI": ErrorKind(400, "Couldn't parse the specified URI."),
     "NoSuchBucket": ErrorKind(404, "The specified bucket does not exist"),
     "NoSuchBucketPolicy": ErrorKind(404, "The bucket policy does not exist"),
     "NoSuchCORSConfiguration": ErrorKind(404, "The CORS configuration does not exist"),

@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from urllib.parse import quote
 
+from metadisk.gateway.s3errors import S3Error
+
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "s3"
 TERMINATOR = "aws4_request"
@@ -40,51 +42,26 @@ _Q_SIGNED_HEADERS = "X-Amz-SignedHeaders"
 _Q_SIGNATURE = "X-Amz-Signature"
 _PRESIGN_PARAMS = (_Q_ALGORITHM, _Q_CREDENTIAL, _Q_DATE, _Q_EXPIRES, _Q_SIGNED_HEADERS)
 
-_STATUS = {
-    "AccessDenied": 403,
-    "InvalidAccessKeyId": 403,
-    "SignatureDoesNotMatch": 403,
-    "RequestTimeTooSkewed": 403,
-    "AuthorizationHeaderMalformed": 400,
-    "AuthorizationQueryParametersError": 400,
-    "XAmzContentSHA256Mismatch": 400,
-    "MissingSecurityHeader": 400,
-    "InvalidRequest": 400,
-    "ExpiredToken": 400,
-    "BadDigest": 400,
-    "IncompleteBody": 400,
-}
-
 _ONLY_V4 = (
     "Signature Version 2 is not supported: sign requests with AWS Signature Version 4 "
     "(AWS4-HMAC-SHA256)"
 )
 
 
-class S3Error(Exception):
-    """A request refused with an S3 error `code`; `status` is its HTTP status.
+class AuthError(S3Error):
+    """The request's authentication failed or could not be read.
 
-    `details` holds extra elements S3 puts in its error document (the string to sign and the
+    `details` are the extra elements S3 puts in its error document (the string to sign and the
     canonical request for a signature mismatch, so a client can see what differed).
     """
 
     def __init__(self, code: str, message: str, details: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details: Mapping[str, str] = dict(details or {})
+        super().__init__(code, message)
+        self.fields.update(details or {})
 
     @property
-    def status(self) -> int:
-        """The HTTP status S3 answers this code with."""
-        return _STATUS.get(self.code, 400)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.code!r}, {self.message!r})"
-
-
-class AuthError(S3Error):
-    """The request's authentication failed or could not be read."""
+    def details(self) -> Mapping[str, str]:
+        return self.fields
 
 
 class Payload(Enum):

@@ -404,7 +404,10 @@ class UploadsService:
         obj = InlineObject(
             stream_id, access.project_id, bucket, key, data, plain_size, encrypted_metadata
         )
-        raise_for(self._db.put_inline(obj, allow_replace, now), bucket)
+        outcome = self._db.put_inline(obj, allow_replace, now)
+        if outcome is Outcome.NOT_FOUND:  # the one thing an inline put can miss
+            raise no_bucket(bucket)
+        raise_for(outcome, bucket)
         self._metrics.objects_committed.labels("inline").inc()
         self._metrics.committed_bytes.inc(len(data))
         return stream_id
