@@ -39,7 +39,8 @@ def _frame(
     top = _scale(series)
     inner_h = HEIGHT - TOP - BOTTOM
     described = "; ".join(
-        f"{s.name}: " + ", ".join(f"{label} {unit(v)}" for label, v in zip(labels, s.values))
+        f"{s.name}: "
+        + ", ".join(f"{label} {unit(v)}" for label, v in zip(labels, s.values, strict=False))
         for s in series
     )
     parts = [
