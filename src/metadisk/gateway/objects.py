@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -23,9 +24,12 @@ from metadisk.gateway.bodies import RequestBody
 from metadisk.gateway.failures import s3_error
 from metadisk.gateway.replies import empty, xml
 from metadisk.gateway.s3errors import S3Error
+from metadisk.runtime.logs import event
 
 if TYPE_CHECKING:
     from metadisk.gateway.server import Call
+
+log = logging.getLogger("metadisk.gateway")
 
 # Objects up to this size are read whole and stored inline at the bridge in one call.
 INLINE = 4096
@@ -108,8 +112,14 @@ async def get_object(call: Call) -> web.StreamResponse:
         first = await anext(chunks)  # errors before the answer starts are still S3 errors
         await response.prepare(call.request)
         await response.write(first)
-        async for chunk in chunks:
-            await response.write(chunk)  # waits while the client's socket is full
+        try:
+            async for chunk in chunks:
+                await response.write(chunk)  # waits while the client's socket is full
+        except ClientError as exc:
+            # Too late for an error document: the answer is cut short, which the client sees
+            # against Content-Length (and S3 clients retry the rest with a range).
+            event(log, logging.WARNING, "download failed mid-answer", code=exc.code)
+            raise ConnectionResetError(f"download failed: {exc.code}") from exc
     await response.write_eof()
     return response
 
