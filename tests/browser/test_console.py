@@ -110,9 +110,11 @@ def test_sign_up_make_a_key_upload_with_it_see_usage_and_revoke_it(
     page.get_by_role("button", name="Revoke laptop").click()
     page.wait_for_url(project_url)
     assert page.get_by_role("button", name="Revoke laptop").count() == 0
-    with pytest.raises(Exception, match="(?i)revoked|unknown|deleted|invalid"):
-        with Project.open(grant, config=SMALL) as project:
-            project.list_buckets()
+    with (
+        pytest.raises(Exception, match=r"(?i)revoked|unknown|deleted|invalid"),
+        Project.open(grant, config=SMALL) as project,
+    ):
+        project.list_buckets()
 
 
 class _Evil(http.server.BaseHTTPRequestHandler):
@@ -120,7 +122,7 @@ class _Evil(http.server.BaseHTTPRequestHandler):
 
     target = ""
 
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_GET(self) -> None:
         body = (
             f'<form id="f" method="post" action="{self.target}">'
             '<input name="name" value="stolen"><input name="csrf" value="guessed"></form>'
