@@ -106,5 +106,5 @@ def test_key_form_refusals_and_the_setup_command() -> None:
     for fields in ({"name": ""}, {"name": "k", "access": "root"}, {"name": "k", "days": "0"}):
         with pytest.raises(ValueError):
             KeyForm.parse(fields, NOW)
-    command = setup_command("http://127.0.0.1:1", "mdk1abc", "c2FsdA")
-    assert command == "metadisk setup http://127.0.0.1:1 --api-key mdk1abc --project-salt c2FsdA"
+    command = setup_command("http://127.0.0.1:1", "mdk1abc", "-2FsdA")
+    assert command == "metadisk setup http://127.0.0.1:1 --api-key=mdk1abc --project-salt=-2FsdA"

@@ -92,12 +92,41 @@ def test_sign_up_make_a_key_upload_with_it_see_usage_and_revoke_it(
         config_dir=config_dir, env={"MDK_PASS": PASSPHRASE},
     )  # fmt: skip
     assert done.status == 0, done.err
+    assert "stored" in done.err  # the project's passphrase verifier, from now on checked
     grant = cfg.load(config_dir).grant
     assert grant is not None
+    wrong = run_cli(
+        *words[1:], "--force", "--passphrase-env", "MDK_PASS",
+        config_dir=tmp_path / "other", env={"MDK_PASS": "not the passphrase"},
+    )  # fmt: skip
+    assert wrong.status != 0 and "wrong passphrase" in wrong.err
     data = uuid.uuid4().bytes * 4096  # 64 KiB
     with Project.open(grant, config=SMALL) as project:
         project.create_bucket("photos")
         project.upload("photos", "cat.bin", data)
+
+    # A read-only key for one bucket: it reads the object, and may not write.
+    page.goto(project_url)
+    page.get_by_label("Name", exact=True).fill("reader")
+    page.get_by_label("read and list only").check()
+    page.get_by_label("Only this bucket").fill("photos")
+    page.get_by_label("Expires after (days)").fill("7")
+    page.get_by_role("button", name="Create key").click()
+    assert "read and list only, bucket photos only" in page.locator("main").inner_text()
+    reader_words = shlex.split(page.locator("#setup-command").input_value())
+    reader_dir = tmp_path / "reader"
+    done = run_cli(
+        *reader_words[1:], "--passphrase-env", "MDK_PASS",
+        config_dir=reader_dir, env={"MDK_PASS": PASSPHRASE},
+    )  # fmt: skip
+    assert done.status == 0, done.err
+    reader = cfg.load(reader_dir).grant
+    assert reader is not None
+    with Project.open(reader, config=SMALL) as project:
+        project.download("photos", "cat.bin", tmp_path / "cat.bin")
+        assert (tmp_path / "cat.bin").read_bytes() == data
+        with pytest.raises(Exception, match=r"(?i)denied|not allowed"):
+            project.upload("photos", "dog.bin", b"woof")
 
     page.goto(project_url)
     assert stat(page, "objects") == "1"

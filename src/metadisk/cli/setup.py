@@ -24,10 +24,12 @@ from metadisk.cli.context import current, stderr
 from metadisk.cli.errors import EXIT_REFUSED, CliError, UsageError
 from metadisk.cli.login import read_secret
 from metadisk.client import (
+    AccessDenied,
     BridgeAccounts,
     BridgeAPI,
     BridgeUnavailable,
     Checked,
+    Conflict,
     Unauthenticated,
     WrongPassphrase,
     check_with_key,
@@ -36,7 +38,7 @@ from metadisk.client import (
 from metadisk.core.encoding import b64decode
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant, check_bridge_url
-from metadisk.core.keys import derive_root_key
+from metadisk.core.keys import derive_root_key, passphrase_verifier
 from metadisk.core.macaroon import APIKey
 from metadisk.core.paths import EncryptionAccess
 from metadisk.wire.api.accounts import Project, Session
@@ -194,17 +196,36 @@ def _import_key(
             "leaves this machine.",
             soft_wrap=True,
         )
-    passphrase = read_secret("Encryption passphrase", passphrase_env)
+    passphrase = read_secret("Encryption passphrase", passphrase_env, confirm=True)
     try:
         root_key = derive_root_key(passphrase, salt_bytes)
     except ValueError as exc:
         raise UsageError(f"cannot derive the root key: {exc}") from exc
+
+    async def check() -> Checked:
+        # An unrestricted key may store the verifier when the project has none (a project made
+        # in the console has none until its first setup): later setups are then checked.
+        api = BridgeAPI(bridge_url, key.serialize())
+        try:
+            found = await check_with_key(api, root_key)
+            if found is Checked.UNSET and not key.caveats:
+                await api.set_passphrase_verifier(passphrase_verifier(root_key))
+                return Checked.STORED
+            return found
+        finally:
+            await api.aclose()
+
+    try:
+        checked = asyncio.run(check())
+    except (WrongPassphrase, Conflict) as exc:
+        raise CliError("wrong passphrase for this project", status=EXIT_REFUSED) from exc
+    except (BridgeUnavailable, Unauthenticated, AccessDenied) as exc:
+        raise CliError(f"cannot use the API key at {bridge_url}: {exc}") from exc
     made = AccessGrant(bridge_url, key, EncryptionAccess(root_key=root_key))
-    checked = _check_grant(made)
     context = current()
     config = cfg.CliConfig(made.serialize(), None, existing.client, "metadisk setup --api-key")
     path = cfg.save(context.config_dir, config)
-    stderr().print(f"{'passphrase':<11} {checked}", soft_wrap=True)
+    stderr().print(f"{'passphrase':<11} {checked.value}", soft_wrap=True)
     typer.echo(f"saved the grant of the API key to {path}")
 
 

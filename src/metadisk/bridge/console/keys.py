@@ -79,5 +79,6 @@ class KeyForm:
 def setup_command(bridge_url: str, api_key: str, salt: str) -> str:
     """The exact ``metadisk setup`` that makes a grant of `api_key` on the user's machine; the
     passphrase is asked there (or read from ``--passphrase-env``), never sent anywhere."""
-    words = ["metadisk", "setup", bridge_url, "--api-key", api_key, "--project-salt", salt]
+    # ``--flag=value``: a base64url salt may begin with "-", which must not read as an option.
+    words = ["metadisk", "setup", bridge_url, f"--api-key={api_key}", f"--project-salt={salt}"]
     return " ".join(shlex.quote(word) for word in words)
