@@ -103,7 +103,7 @@ def router(deps: ConsoleDeps) -> APIRouter:
             return public_page(request, "login.html", context, 401)
         for limit, key in wanted[1:]:
             deps.limiter.give_back(limit, key)
-        return _signed_in(request, made.token, made.expires_at)
+        return _signed_in(request, made.token, made.expires_at - clock())
 
     @api.get(SIGNUP)
     async def signup_form(request: Request) -> Response:
@@ -132,7 +132,7 @@ def router(deps: ConsoleDeps) -> APIRouter:
         except errors.BridgeError as exc:
             context = {"email": email, "message": exc.message}
             return public_page(request, "signup.html", context, exc.status)
-        return _signed_in(request, token, expires_at)
+        return _signed_in(request, token, expires_at - clock())
 
     @api.post(LOGOUT)
     async def logout(request: Request) -> Response:
@@ -213,10 +213,10 @@ def router(deps: ConsoleDeps) -> APIRouter:
     return api
 
 
-def _signed_in(request: Request, token: str, expires_at: int) -> Response:
+def _signed_in(request: Request, token: str, lifetime: int) -> Response:
+    """To the projects, with the session's cookie (it lives as long as the session)."""
     response = redirect(PROJECTS)
-    age = max(expires_at - int(time.time()), 60)
-    guard.set_cookie(request, response, guard.SESSION_COOKIE, token, age)
+    guard.set_cookie(request, response, guard.SESSION_COOKIE, token, max(lifetime, 60))
     guard.clear_cookie(request, response, guard.CSRF_COOKIE)
     return response
 
