@@ -5,6 +5,8 @@ token."""
 from __future__ import annotations
 
 import re
+import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import aiohttp
 import pytest
 
 from metadisk.devnet.bridge import bridge_process
+from metadisk.devnet.tls import network_tls
 
 PASSWORD = "correct horse"
 
@@ -84,3 +87,14 @@ async def test_a_session_cookie_opens_the_projects_and_operator_pages_are_off(
         assert response.status == 403
     async with session.get(f"{bridge_url}/console/admin", allow_redirects=False) as response:
         assert response.status == 303
+
+
+def test_over_https_the_cookies_are_secure(tmp_path: Path) -> None:
+    files = network_tls(tmp_path)
+    server = {"tls_cert": str(files.bridge_cert), "tls_key": str(files.bridge_key)}
+    with bridge_process(tmp_path / "bridge", settings={"server": server}) as bridge:
+        assert bridge.url.startswith("https://")
+        context = ssl.create_default_context(cafile=str(files.ca_file))
+        with urllib.request.urlopen(f"{bridge.url}/console/login", context=context) as answer:
+            cookie = answer.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie

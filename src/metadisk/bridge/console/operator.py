@@ -7,12 +7,17 @@ admin API is.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request, Response
 
 from metadisk.bridge import errors
 from metadisk.bridge.console import guard
 from metadisk.bridge.console.deps import ConsoleDeps, address, form
 from metadisk.bridge.console.render import PageRoute, error_page, page, redirect
+from metadisk.runtime.logs import event
+
+log = logging.getLogger(__name__)
 
 P = guard.PREFIX
 ADMIN = f"{P}/admin"
@@ -53,7 +58,9 @@ def router(deps: ConsoleDeps) -> APIRouter:
         try:
             deps.health.check_admin(f"Bearer {fields.get('token', '')}")
         except errors.BridgeError as exc:
+            event(log, logging.WARNING, "operator-login-refused", address=address(request))
             return login_page(request, exc.message, exc.status)
+        event(log, logging.INFO, "operator-login", address=address(request))
         deps.limiter.give_back(*wanted[1])
         response = redirect(ADMIN)
         cookie = guard.admin_cookie(token, deps.clock())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import logging
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -14,8 +15,10 @@ from fastapi.routing import APIRoute
 
 from metadisk.bridge import errors
 from metadisk.bridge.console.guard import PREFIX
+from metadisk.runtime.logs import event
 from metadisk.runtime.web import SECURITY_HEADERS, STATIC_TYPES, environment, static
 
+log = logging.getLogger(__name__)
 STATIC_URL = f"{PREFIX}/static/"
 
 
@@ -98,6 +101,9 @@ class PageRoute(APIRoute):
             try:
                 return await handler(request)
             except errors.BridgeError as exc:
+                level = logging.WARNING if exc.status >= 500 else logging.INFO
+                event(log, level, "refused", method=request.method, route=self.path,
+                      status=exc.status, code=exc.code)  # fmt: skip
                 return error_page(exc.status, exc.message)
 
         return handle
