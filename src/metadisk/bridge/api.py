@@ -30,6 +30,9 @@ from metadisk.bridge.buckets.service import BucketsService
 from metadisk.bridge.common import wall_clock
 from metadisk.bridge.config import BridgeConfig
 from metadisk.bridge.connections import ConnectionLimits, protocol_for
+from metadisk.bridge.console import ConsoleDeps
+from metadisk.bridge.console import router as console_router
+from metadisk.bridge.console.history import UsageHistory
 from metadisk.bridge.db.accounts import AccountsStore
 from metadisk.bridge.db.auth import AuthStore
 from metadisk.bridge.db.buckets import BucketsStore
@@ -55,6 +58,7 @@ from metadisk.bridge.orders.service import OrderSigner
 from metadisk.bridge.overlay import endpoint as overlay_endpoint
 from metadisk.bridge.overlay.pinger import HTTPPinger
 from metadisk.bridge.overlay.service import OverlayService
+from metadisk.bridge.ratelimit import RateLimiter
 from metadisk.bridge.repair import endpoint as repair_endpoint
 from metadisk.bridge.repair.status import RepairStatus
 from metadisk.core.identity import Identity
@@ -152,6 +156,20 @@ class ApiPeer:
         # Measured (docs/bridge.md): SQLite queries are cheaper than a thread hop; PostgreSQL
         # queries wait on the network, so they go to the threadpool.
         run = run_inline if self.db.is_sqlite else run_in_thread
+        self.limiter = RateLimiter()  # the edge's, shared with the console's login forms
+        self.history = UsageHistory(self.db, clock)
+        console = ConsoleDeps(
+            accounts=self.accounts,
+            hashing=self.hashing,
+            usage=metainfo.project_usage,
+            history=self.history,
+            health=self.health,
+            repair=RepairStore(self.db),
+            limiter=self.limiter,
+            server=config.server,
+            clock=clock,
+            run=run,
+        )
         self.app: FastAPI = create_app(
             routers := [
                 # The object routes first: FastAPI tries routes in order on every request.
@@ -168,6 +186,7 @@ class ApiPeer:
                 ),
                 # A batch of node selections and signatures: tens of ms, kept off the loop.
                 exit_endpoint.router(self.exits, clock, run_in_thread),
+                console_router(console),  # the web console's pages (/console/)
             ],
             __version__,
             self.metrics,
@@ -177,7 +196,9 @@ class ApiPeer:
         # What `serve` answers with: the app behind the edge's limits (bridge/edge.py).
         # Every route of each path, for the Allow of a 405 (FastAPI names only the first).
         routes = [route for router in routers for route in router.routes]
-        self.edge = Edge(self.app, config.server, self.metrics, _plain(routes))
+        self.edge = Edge(
+            self.app, config.server, self.metrics, _plain(routes), limiter=self.limiter
+        )
 
     async def _busy(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Busy)

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from metadisk import __version__
 from metadisk.bridge.common import wall_clock
 from metadisk.bridge.config import BridgeConfig
+from metadisk.bridge.console.history import HISTORY_INTERVAL, UsageHistory
 from metadisk.bridge.db.deletion import DeletionStore
 from metadisk.bridge.db.engine import Database
 from metadisk.bridge.db.exit import ExitStore
@@ -172,6 +173,10 @@ class WorkerPeer:
             "garbage-collection", config.repair.gc_interval, self.collector.cycle,
             observer=chore_metrics,
         )  # fmt: skip
+        self.history = UsageHistory(self.db, clock)
+        self.history_chore = Chore(
+            "usage-history", HISTORY_INTERVAL, self.history.cycle, observer=chore_metrics
+        )
         self.chores = (
             self.reclaim_chore,
             self.deletion_chore,
@@ -180,6 +185,7 @@ class WorkerPeer:
             self.checker_chore,
             self.repair_chore,
             self.gc_chore,
+            self.history_chore,
         )
 
         self.server: AppServer | None = None

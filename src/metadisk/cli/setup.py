@@ -24,18 +24,21 @@ from metadisk.cli.context import current, stderr
 from metadisk.cli.errors import EXIT_REFUSED, CliError, UsageError
 from metadisk.cli.login import read_secret
 from metadisk.client import (
+    AccessDenied,
     BridgeAccounts,
     BridgeAPI,
     BridgeUnavailable,
     Checked,
+    Conflict,
     Unauthenticated,
     WrongPassphrase,
     check_with_key,
     check_with_session,
 )
+from metadisk.core.encoding import b64decode
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant, check_bridge_url
-from metadisk.core.keys import derive_root_key
+from metadisk.core.keys import derive_root_key, passphrase_verifier
 from metadisk.core.macaroon import APIKey
 from metadisk.core.paths import EncryptionAccess
 from metadisk.wire.api.accounts import Project, Session
@@ -70,6 +73,13 @@ def setup(
         typer.Option(metavar="VAR", help="Read the encryption passphrase from this variable."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace a grant that is already set up.")] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Make the grant of this API key (from the bridge console) instead."),
+    ] = None,
+    project_salt: Annotated[
+        str | None, typer.Option(help="The project's salt, with --api-key (the console shows it).")
+    ] = None,
 ) -> None:
     """Set up the CLI: log in to a bridge and make an access grant, or import one."""
     context = current()
@@ -94,6 +104,10 @@ def setup(
             notes.print(f"{label:<11} {value}", soft_wrap=True)
         notes.print(f"{'passphrase':<11} {checked}", soft_wrap=True)
         typer.echo(f"saved the grant to {path}")
+        return
+
+    if api_key is not None:
+        _import_key(bridge_url, api_key, project_salt, passphrase_env, existing)
         return
 
     if bridge_url is None:
@@ -157,6 +171,62 @@ def setup(
     )
     cache_session(context.config_dir, bridge_url, email, session)
     typer.echo(f"set up {email} on {bridge_url}, project {project!r}, API key {name!r}: {path}")
+
+
+def _import_key(
+    bridge_url: str | None,
+    api_key: str,
+    salt: str | None,
+    passphrase_env: str | None,
+    existing: cfg.CliConfig,
+) -> None:
+    """A grant of an API key made elsewhere (the bridge console) and a passphrase typed here."""
+    if bridge_url is None or salt is None:
+        raise UsageError("--api-key needs BRIDGE_URL and --project-salt")
+    bridge_url = bridge_url.strip().rstrip("/")
+    try:
+        check_bridge_url(bridge_url)
+        key = APIKey.parse(api_key.strip())
+        salt_bytes = b64decode(salt.strip())
+    except DecodeError as exc:
+        raise UsageError(f"cannot use the API key: {exc}") from exc
+    if passphrase_env is None:
+        stderr().print(
+            "Your files are encrypted with a key made from this project's passphrase. It never "
+            "leaves this machine.",
+            soft_wrap=True,
+        )
+    passphrase = read_secret("Encryption passphrase", passphrase_env, confirm=True)
+    try:
+        root_key = derive_root_key(passphrase, salt_bytes)
+    except ValueError as exc:
+        raise UsageError(f"cannot derive the root key: {exc}") from exc
+
+    async def check() -> Checked:
+        # An unrestricted key may store the verifier when the project has none (a project made
+        # in the console has none until its first setup): later setups are then checked.
+        api = BridgeAPI(bridge_url, key.serialize())
+        try:
+            found = await check_with_key(api, root_key)
+            if found is Checked.UNSET and not key.caveats:
+                await api.set_passphrase_verifier(passphrase_verifier(root_key))
+                return Checked.STORED
+            return found
+        finally:
+            await api.aclose()
+
+    try:
+        checked = asyncio.run(check())
+    except (WrongPassphrase, Conflict) as exc:
+        raise CliError("wrong passphrase for this project", status=EXIT_REFUSED) from exc
+    except (BridgeUnavailable, Unauthenticated, AccessDenied) as exc:
+        raise CliError(f"cannot use the API key at {bridge_url}: {exc}") from exc
+    made = AccessGrant(bridge_url, key, EncryptionAccess(root_key=root_key))
+    context = current()
+    config = cfg.CliConfig(made.serialize(), None, existing.client, "metadisk setup --api-key")
+    path = cfg.save(context.config_dir, config)
+    stderr().print(f"{'passphrase':<11} {checked.value}", soft_wrap=True)
+    typer.echo(f"saved the grant of the API key to {path}")
 
 
 def _check_grant(grant: AccessGrant) -> str:

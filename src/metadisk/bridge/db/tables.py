@@ -87,6 +87,21 @@ project_egress = Table(
     ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
 )
 
+# One row a project a UTC day: its usage as last seen that day (the console's chart). Written by
+# the worker's usage chore and whenever the console shows the project, so today's row is current.
+usage_days = Table(
+    "usage_days",
+    metadata,
+    Column("project_id", String(32), primary_key=True),
+    Column("day", Integer, primary_key=True),  # days since the epoch, UTC
+    Column("storage_bytes", BigInteger, nullable=False),
+    Column("egress_bytes", BigInteger, nullable=False),  # this month's, as of that day
+    Column("segments", BigInteger, nullable=False),
+    Column("objects", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,
