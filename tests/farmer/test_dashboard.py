@@ -6,6 +6,7 @@ The browser tests (tests/browser/test_dashboard.py) read the page against a whol
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -15,7 +16,8 @@ import aiohttp
 import pytest
 
 from metadisk.core.identity import Identity
-from metadisk.farmer.config import DashboardConfig, config_from_toml, config_to_toml
+from metadisk.devnet.farmer import FarmerProcess
+from metadisk.farmer.config import LISTEN_FILE, DashboardConfig, config_from_toml, config_to_toml
 from metadisk.farmer.dashboard.bridges import StandingCache
 from metadisk.farmer.dashboard.recent import RecentProblems
 from metadisk.farmer.db import FarmerDB
@@ -245,3 +247,18 @@ def test_the_ring_keeps_the_latest_problems() -> None:
         ring.detach()
     logger.error("after detach")
     assert [p.message for p in ring.latest()] == ["problem 4", "problem 3", "problem 2"]
+
+
+async def test_a_farmer_process_announces_its_dashboard_which_lists_its_failed_checkins(
+    farmer: FarmerProcess, session: aiohttp.ClientSession
+) -> None:
+    url = farmer.dashboard_url
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    listen = json.loads((farmer.data_dir / LISTEN_FILE).read_text())
+    assert listen["dashboard_url"] == url
+    assert int(url.rsplit(":", 1)[1].rstrip("/")) != farmer.port
+    # Its bridge is nowhere, so its first check-in failed with a warning: the page shows it.
+    async with session.get(url) as answer:
+        html = await answer.text()
+    assert "check-in with http://127.0.0.1:9 failed" in html
+    assert farmer.node_id in html
