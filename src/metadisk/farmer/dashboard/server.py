@@ -35,6 +35,7 @@ log = logging.getLogger("metadisk.farmer.dashboard")
 PAGE = "/"
 STATIC = "/static/{name}"
 STATIC_URL = "/static/"
+FAVICON = "/favicon.ico"  # browsers ask for it whatever the page says: no icon, and no 404
 # Whose warnings and errors the page lists: the farmer's, and the runtime under it.
 WATCHED = ("metadisk.farmer", "metadisk.runtime")
 
@@ -62,7 +63,13 @@ class Dashboard:
         self._templates: jinja2.Environment = shared.environment("metadisk.farmer.dashboard")
         app = web.Application(middlewares=[self._guard])
         app.on_response_prepare.append(_secure)
-        app.add_routes([web.get(PAGE, self.page), web.get(STATIC, self.static)])
+        app.add_routes(
+            [
+                web.get(PAGE, self.page),
+                web.get(STATIC, self.static),
+                web.get(FAVICON, _no_content),
+            ]
+        )
         self.server = AppServer(app, config.host, config.port)
 
     @property
@@ -162,6 +169,10 @@ def own_static(name: str) -> tuple[bytes, str]:
     if not resource.is_file():
         raise KeyError(name)
     return resource.read_bytes(), shared.STATIC_TYPES[suffix]
+
+
+async def _no_content(request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 async def _secure(request: web.Request, response: web.StreamResponse) -> None:
