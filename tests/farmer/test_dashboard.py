@@ -262,3 +262,14 @@ async def test_a_farmer_process_announces_its_dashboard_which_lists_its_failed_c
         html = await answer.text()
     assert "check-in with http://127.0.0.1:9 failed" in html
     assert farmer.node_id in html
+
+
+async def test_a_dashboard_port_in_use_is_a_setup_error(peer: Peer, tmp_path: Path) -> None:
+    assert peer.dashboard is not None
+    taken = DashboardConfig(port=peer.dashboard.port)
+    (tmp_path / "second").mkdir()
+    config = make_config(tmp_path / "second", Bridge.new().trusted, dashboard=taken)
+    with pytest.raises(SetupError, match="dashboard") as raised:
+        async with running(config, Identity.generate()):
+            pass
+    assert raised.value.code == "port-in-use"
