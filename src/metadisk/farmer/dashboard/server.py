@@ -90,6 +90,7 @@ class Dashboard:
     async def close(self) -> None:
         self.problems.detach()
         await self.server.close()
+        await self.standings.close()
 
     # -- requests
 
