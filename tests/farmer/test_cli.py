@@ -63,6 +63,13 @@ def assert_one_line_error(result: tuple[int, str, str], fragment: str) -> None:
             "port",
         ),
         (
+            [
+                *("--data-dir", "{d}", "--allocate", "1GB", "--bridge", NOWHERE),
+                *("--dashboard-port", "-1"),
+            ],
+            "dashboard-port",
+        ),
+        (
             ["--data-dir", "{d}", "--allocate", "1GB", "--bridge", NOWHERE, "--difficulty", "40"],
             "difficulty",
         ),
@@ -165,6 +172,11 @@ async def test_setup_meets_the_bridge_difficulty_then_runs(
         ):
             assert (await r.json())["node_id"] == identity.node_id.hex()
         assert (data_dir / "listen.json").exists()
+        # the dashboard is plain HTTP on loopback, whatever the data plane speaks
+        assert farmer.dashboard_url is not None
+        assert farmer.dashboard_url.startswith("http://127.0.0.1:")
+        async with aiohttp.ClientSession() as session, session.get(farmer.dashboard_url) as r:
+            assert r.status == 200 and identity.node_id.hex() in await r.text()
     finally:
         assert await farmer.stop() == 0
     assert not (data_dir / "listen.json").exists()

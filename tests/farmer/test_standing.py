@@ -96,6 +96,7 @@ async def test_status_shows_the_standing_at_each_bridge(
     assert code == 0, err
     assert err == ""
     assert out.startswith(f"node      {process.node_id}  ({process.url}, up ")
+    assert f"\ndashboard {process.dashboard_url}  (this machine only)\n" in out
 
     shown = block(out, real)
     rows = {line[2:15].strip(): line[16:] for line in shown[1:]}

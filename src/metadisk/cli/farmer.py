@@ -31,6 +31,7 @@ from metadisk.farmer.config import (
     CONFIG_FILE,
     DISK_RESERVE,
     LISTEN_FILE,
+    DashboardConfig,
     FarmerConfig,
     TrustedBridge,
     check_url,
@@ -106,6 +107,12 @@ def setup(
     difficulty: Annotated[
         int | None, typer.Option(help="Minimum proof-of-work bits for the node id.")
     ] = None,
+    dashboard: Annotated[
+        bool, typer.Option(help="Serve the web dashboard on a loopback port.")
+    ] = True,
+    dashboard_port: Annotated[
+        int, typer.Option(help="The dashboard's port on 127.0.0.1; 0 picks a free one.")
+    ] = 0,
     force: Annotated[bool, typer.Option(help="Rewrite an existing config.")] = False,
 ) -> None:
     """Create the node's identity and config in the data dir."""
@@ -123,6 +130,8 @@ def setup(
         fail("--allocate must be more than 0 bytes")
     if not 0 <= port <= 65535:
         fail(f"--port {port} is out of range")
+    if not 0 <= dashboard_port <= 65535:
+        fail(f"--dashboard-port {dashboard_port} is out of range")
     if difficulty is not None and not 0 <= difficulty <= 32:
         fail("--difficulty must be between 0 and 32")
     try:
@@ -168,6 +177,7 @@ def setup(
             host=host,
             port=port,
             public_address=public_address,
+            dashboard=DashboardConfig(enabled=dashboard, port=dashboard_port),
         )
         identity_path = config.identity_path
         if identity_path.exists():
@@ -250,8 +260,8 @@ def status(
         fail(exc.message)
     not_running = ""
     try:
-        local_url = json.loads((data_dir / LISTEN_FILE).read_text())["local_url"]
-        status, raw = _node_call(local_url + STATUS, identity.node_id, timeout=5)
+        listen = json.loads((data_dir / LISTEN_FILE).read_text())
+        status, raw = _node_call(listen["local_url"] + STATUS, identity.node_id, timeout=5)
         if status != 200:
             raise ValueError(f"the node answered HTTP {status}")
         info = NodeReport.model_validate_json(raw)
@@ -260,6 +270,8 @@ def status(
         typer.echo(f"node      {identity.node_id.hex()}  (not running)")
     else:
         _show_report(info, time.time())
+        if listen.get("dashboard_url"):
+            typer.echo(f"dashboard {listen['dashboard_url']}  (this machine only)")
 
     from metadisk.farmer.standing import standings  # aiohttp: only the commands that go online pay
 

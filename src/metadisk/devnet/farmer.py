@@ -6,7 +6,7 @@ the launcher reads that line, so there is no race for a port and no polling. Log
 `start_sync`/`stop_sync`/`kill_sync`. Example::
 
     async with farmer_process(tmp_path / "f1", bridges=[bridge]) as farmer:
-        ...  # farmer.url, farmer.node_id, farmer.identity
+        ...  # farmer.url, farmer.node_id, farmer.identity, farmer.dashboard_url
         await farmer.kill()  # SIGKILL, as a crash would
         await farmer.start()  # again: same data dir, same port
 
@@ -66,6 +66,13 @@ class FarmerProcess:
     @property
     def node_id(self) -> str:
         return self.identity.node_id.hex()
+
+    @property
+    def dashboard_url(self) -> str | None:
+        """The running farmer's dashboard (loopback only), from its listening line; None when
+        it serves none (``[dashboard] enabled = false``) or before it first listened."""
+        url = self.info.get("dashboard_url")
+        return str(url) if url else None
 
     @property
     def data_dir(self) -> Path:

@@ -6,6 +6,7 @@ Only the CLI reads and writes the file (``farmer.toml`` in the data dir); everyt
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -106,6 +107,26 @@ class TrustedBridge:
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    """The operator's web dashboard (``[dashboard]``): its own listener, loopback only, so the
+    public data plane never serves it; reach it from elsewhere through an SSH tunnel."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: a free one, announced in listen.json
+
+    def __post_init__(self) -> None:
+        try:
+            loopback = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(f"dashboard host must be a loopback IP address, not {self.host!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"dashboard port {self.port} out of range")
+
+
+@dataclass(frozen=True, slots=True)
 class FarmerConfig:
     """Everything a farmer needs to run; durations are seconds."""
 
@@ -141,6 +162,7 @@ class FarmerConfig:
     max_headers: int = 64
     # PUTs in flight from one remote address; more get 503 too-many-uploads
     max_puts_per_address: int = 64
+    dashboard: DashboardConfig = DashboardConfig()
 
     def __post_init__(self) -> None:
         if self.allocated <= 0:
@@ -218,6 +240,14 @@ def config_to_toml(config: FarmerConfig) -> str:
     lines += [f"{name} = {float(getattr(config, name))!r}" for name in _NUMBERS]
     lines += [f"{name} = {getattr(config, name)}" for name in _COUNTS]
     lines += [f"{name} = {'true' if getattr(config, name) else 'false'}" for name in _BOOLS]
+    dashboard = config.dashboard
+    lines += [
+        "",
+        "[dashboard]",
+        f"enabled = {'true' if dashboard.enabled else 'false'}",
+        f"host = {s(dashboard.host)}",
+        f"port = {dashboard.port}",
+    ]
     for bridge in config.bridges:
         lines += [
             "",
@@ -258,6 +288,8 @@ def config_from_toml(text: str, data_dir: Path) -> FarmerConfig:
         for name in _COUNTS:
             if name in raw:
                 kwargs[name] = _typed(raw.pop(name), int, name)
+        if "dashboard" in raw:
+            kwargs["dashboard"] = _dashboard(raw.pop("dashboard"))
         if raw:
             raise ValueError(f"unknown setting(s): {', '.join(sorted(raw))}")
         return FarmerConfig(
@@ -276,6 +308,24 @@ def _typed(value: Any, kind: Any, name: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, kind):
         raise TypeError(f"{name} has the wrong type")
     return value
+
+
+def _dashboard(item: Any) -> DashboardConfig:
+    if not isinstance(item, dict):
+        raise TypeError("[dashboard] must be a table")
+    item = dict(item)
+    kwargs: dict[str, Any] = {}
+    if "enabled" in item:
+        kwargs["enabled"] = item.pop("enabled")
+        if not isinstance(kwargs["enabled"], bool):
+            raise TypeError("dashboard enabled must be true or false")
+    if "host" in item:
+        kwargs["host"] = _typed(item.pop("host"), str, "dashboard host")
+    if "port" in item:
+        kwargs["port"] = _typed(item.pop("port"), int, "dashboard port")
+    if item:
+        raise ValueError(f"unknown dashboard setting(s): {', '.join(sorted(item))}")
+    return DashboardConfig(**kwargs)
 
 
 def _bridge(item: Any) -> TrustedBridge:

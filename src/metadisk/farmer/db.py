@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from metadisk.farmer.errors import Conflict
 from metadisk.farmer.pieces.db import Expiring, JournalEntry, Move
-from metadisk.farmer.usage.db import BridgeUsage
+from metadisk.farmer.usage.db import BridgeUsage, DayBandwidth
 from metadisk.runtime.files import private_file, tighten_sqlite
 
 T = TypeVar("T")
@@ -61,6 +61,13 @@ CREATE TABLE IF NOT EXISTS usage (
     bandwidth_in INTEGER NOT NULL DEFAULT 0,
     bandwidth_out INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS bandwidth_days (
+    day INTEGER NOT NULL,
+    bridge BLOB NOT NULL,
+    bandwidth_in INTEGER NOT NULL DEFAULT 0,
+    bandwidth_out INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, bridge)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY,
     bridge BLOB NOT NULL,
@@ -312,17 +319,41 @@ class FarmerDB:
 
         return await self._call(run)
 
-    async def add_bandwidth(self, deltas: dict[bytes, tuple[int, int]]) -> None:
+    async def add_bandwidth(self, deltas: dict[tuple[int, bytes], tuple[int, int]]) -> None:
+        totals: dict[bytes, list[int]] = {}
+        for (_, bridge), (bw_in, bw_out) in deltas.items():
+            total = totals.setdefault(bridge, [0, 0])
+            total[0] += bw_in
+            total[1] += bw_out
+
         def run(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "INSERT INTO usage (bridge, bandwidth_in, bandwidth_out) VALUES (?, ?, ?)"
                 " ON CONFLICT (bridge) DO UPDATE SET"
                 " bandwidth_in = bandwidth_in + excluded.bandwidth_in,"
                 " bandwidth_out = bandwidth_out + excluded.bandwidth_out",
-                [(bridge, bw_in, bw_out) for bridge, (bw_in, bw_out) in deltas.items()],
+                [(bridge, bw_in, bw_out) for bridge, (bw_in, bw_out) in totals.items()],
+            )
+            conn.executemany(
+                "INSERT INTO bandwidth_days (day, bridge, bandwidth_in, bandwidth_out)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (day, bridge) DO UPDATE SET"
+                " bandwidth_in = bandwidth_in + excluded.bandwidth_in,"
+                " bandwidth_out = bandwidth_out + excluded.bandwidth_out",
+                [(day, bridge, i, o) for (day, bridge), (i, o) in deltas.items()],
             )
 
         await self._call(run)
+
+    async def bandwidth_days(self, since: int) -> list[DayBandwidth]:
+        def run(conn: sqlite3.Connection) -> list[DayBandwidth]:
+            rows = conn.execute(
+                "SELECT day, SUM(bandwidth_in), SUM(bandwidth_out) FROM bandwidth_days"
+                " WHERE day >= ? GROUP BY day ORDER BY day",
+                (since,),
+            ).fetchall()
+            return [DayBandwidth(*row) for row in rows]
+
+        return await self._call(run)
 
 
 def _settle(

@@ -31,6 +31,7 @@ from metadisk.core.identity import Identity
 from metadisk.farmer.config import DISK_RESERVE, LISTEN_FILE, FarmerConfig, format_size
 from metadisk.farmer.contact.endpoint import NodeEndpoint
 from metadisk.farmer.contact.service import ContactService, Space
+from metadisk.farmer.dashboard import Dashboard
 from metadisk.farmer.db import FarmerDB
 from metadisk.farmer.errors import SetupError
 from metadisk.farmer.exit.endpoint import ExitEndpoint
@@ -91,7 +92,7 @@ class Peer:
         chore_metrics = ChoreMetrics(self.registry)
 
         self.db = FarmerDB(config.data_dir / DB_FILE)
-        self.usage = UsageService(self.db)
+        self.usage = UsageService(self.db, clock=clock)
         self.store = PieceStore(config.data_dir)
         self.pieces = PieceService(
             identity=identity,
@@ -143,14 +144,26 @@ class Peer:
         pieces = PieceEndpoint(self.pieces, max_puts_per_address=config.max_puts_per_address)
         app.add_routes(pieces.routes())
         app.add_routes(NodeEndpoint(identity, self.contact).routes())
-        app.add_routes(
-            StatusEndpoint(
+        status = StatusEndpoint(
+            identity=identity,
+            pieces=self.pieces,
+            usage=self.usage,
+            address=lambda: self.address,
+            uptime=lambda: time.monotonic() - self._started_at,
+        )
+        app.add_routes(status.routes())
+        # The operator's page, on a loopback listener of its own (farmer/dashboard).
+        self.dashboard = (
+            Dashboard(
+                config=config.dashboard,
                 identity=identity,
-                pieces=self.pieces,
-                usage=self.usage,
-                address=lambda: self.address,
-                uptime=lambda: time.monotonic() - self._started_at,
-            ).routes()
+                bridges=config.bridges,
+                report=status.report,
+                last_checkin=self.contact.last_checkin,
+                clock=clock,
+            )
+            if config.dashboard.enabled
+            else None
         )
         # Garbage collection: the bridges' retain requests, run by a chore triggered on arrival.
         self.retain = RetainService(
@@ -196,6 +209,8 @@ class Peer:
         )
         self.group.add("contact", start=self.contact.start, close=self.contact.close)
         self.group.add("server", start=self._serve, close=self.server.close)
+        if self.dashboard is not None:
+            self.group.add("dashboard", start=self._serve_dashboard, close=self.dashboard.close)
         for each in self.chores:
             self.group.add(f"chore {each.name}", run=each.run)
 
@@ -260,6 +275,13 @@ class Peer:
                 "listening on all interfaces but announcing %s: set public_address", self.address
             )
 
+    async def _serve_dashboard(self) -> None:
+        assert self.dashboard is not None
+        try:
+            await self.dashboard.start()
+        except BindError as exc:
+            raise SetupError(f"dashboard: {exc.message}", code=exc.code) from exc
+
     async def start(self) -> None:
         """Check the data dir, open and repair the store, then bind the port."""
         await self.group.start()
@@ -305,9 +327,13 @@ async def serve(config: FarmerConfig, identity: Identity, *, access_log: bool = 
             "pid": os.getpid(),
             "version": metadisk.__version__,
         }
+        if peer.dashboard is not None:
+            listening["dashboard_url"] = peer.dashboard.url
         write_atomic(listen_path, json.dumps({"event": "listening", **listening}) + "\n")
         announce_listening(**listening)
         log.info("listening on %s", peer.address)
+        if peer.dashboard is not None:
+            log.info("dashboard on %s", peer.dashboard.url)
         with contextlib.suppress(asyncio.CancelledError):
             await peer.run()
     finally:

@@ -63,6 +63,8 @@ class ContactService:
         self._interval = interval
         self._timeout = timeout
         self._failures: dict[str, int] = {bridge.url: 0 for bridge in bridges}
+        # unix time of the last check-in each bridge accepted (the dashboard shows it)
+        self.last_checkin: dict[NodeId, int] = {}
         self._session: aiohttp.ClientSession | None = None
         # Bridges this node left (its graceful exit ended there): no more check-ins. Set by the
         # peer, from the exit's saved state.
@@ -135,6 +137,7 @@ class ContactService:
         else:
             log.debug("checked in with %s", bridge.url)
         self._failures[bridge.url] = 0
+        self.last_checkin[bridge.node_id] = int(self._clock())
         return True
 
 

@@ -7,6 +7,7 @@ local, so do not proxy this path.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -15,8 +16,15 @@ import metadisk
 from metadisk.core.identity import Identity
 from metadisk.farmer.http import require_loopback
 from metadisk.farmer.pieces.service import PieceService
-from metadisk.farmer.usage.service import UsageService
+from metadisk.farmer.usage.service import DAY, UsageService
 from metadisk.wire.dataplane.contract import STATUS, NodeReport
+
+REPORT_DAYS = 30
+
+
+def iso_day(day: int) -> str:
+    """YYYY-MM-DD of a day number (days since 1970-01-01, UTC)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(day * DAY))
 
 
 class StatusEndpoint:
@@ -40,7 +48,13 @@ class StatusEndpoint:
 
     async def status(self, request: web.Request) -> web.Response:
         require_loopback(request)
-        report = NodeReport.model_validate(
+        report = await self.report()
+        return web.Response(body=report.model_dump_json(), content_type="application/json")
+
+    async def report(self) -> NodeReport:
+        """The node's figures now (the dashboard shows the same)."""
+        days = await self._usage.days(REPORT_DAYS)
+        return NodeReport.model_validate(
             {
                 "node_id": self._identity.node_id.hex(),
                 "version": metadisk.__version__,
@@ -52,6 +66,13 @@ class StatusEndpoint:
                 "pieces": self._usage.pieces,
                 "uptime": round(self._uptime(), 3),
                 "bridges": self._usage.snapshot(),
+                "days": [
+                    {
+                        "day": iso_day(d.day),
+                        "bandwidth_in": d.bandwidth_in,
+                        "bandwidth_out": d.bandwidth_out,
+                    }
+                    for d in days
+                ],
             }
         )
-        return web.Response(body=report.model_dump_json(), content_type="application/json")

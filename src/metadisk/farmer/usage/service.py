@@ -4,6 +4,8 @@ Stored bytes, piece counts and trash change only with file moves, which the piec
 through the journal, so those counters are exact across crashes. Bandwidth changes with every
 request; it is added up in memory and flushed every `usage_flush_interval` seconds and at close,
 so a kill -9 can lose at most that much bandwidth accounting (never stored-byte accounting).
+Bandwidth is also kept per UTC day (for the dashboard's chart), counted on the day a transfer
+ended.
 
 Stored pieces (`used`) and the trash (`trash`) are counted apart: the trash is emptied first when
 room is needed, so the node offers it as free space. The last garbage collection per bridge
@@ -12,11 +14,15 @@ room is needed, so the node offers it as free space. The last garbage collection
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from metadisk.farmer.pieces.db import Move
-from metadisk.farmer.usage.db import BridgeUsage, UsageDB
+from metadisk.farmer.usage.db import BridgeUsage, DayBandwidth, UsageDB
+
+DAY = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +37,12 @@ class Collection:
 class UsageService:
     """Bytes stored and bandwidth per bridge."""
 
-    def __init__(self, db: UsageDB) -> None:
+    def __init__(self, db: UsageDB, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
+        self._clock = clock
         self._usage: dict[bytes, BridgeUsage] = defaultdict(BridgeUsage)
-        self._pending: dict[bytes, list[int]] = defaultdict(lambda: [0, 0])
+        # by (UTC day, bridge): what the next flush writes
+        self._pending: dict[tuple[int, bytes], list[int]] = defaultdict(lambda: [0, 0])
         self._collections: dict[bytes, Collection] = {}
 
     async def load(self) -> None:
@@ -70,26 +78,46 @@ class UsageService:
     def record_in(self, bridge: bytes, size: int) -> None:
         if size:
             self._usage[bridge].bandwidth_in += size
-            self._pending[bridge][0] += size
+            self._pending[self._today(), bridge][0] += size
 
     def record_out(self, bridge: bytes, size: int) -> None:
         if size:
             self._usage[bridge].bandwidth_out += size
-            self._pending[bridge][1] += size
+            self._pending[self._today(), bridge][1] += size
 
     async def flush(self) -> None:
         """Write the bandwidth counted since the last flush."""
         if not self._pending:
             return
-        pending = {bridge: (v[0], v[1]) for bridge, v in self._pending.items()}
+        pending = {key: (v[0], v[1]) for key, v in self._pending.items()}
         self._pending.clear()
         try:
             await self._db.add_bandwidth(pending)
         except BaseException:
-            for bridge, (bw_in, bw_out) in pending.items():  # keep them for the next flush
-                self._pending[bridge][0] += bw_in
-                self._pending[bridge][1] += bw_out
+            for key, (bw_in, bw_out) in pending.items():  # keep them for the next flush
+                self._pending[key][0] += bw_in
+                self._pending[key][1] += bw_out
             raise
+
+    def _today(self) -> int:
+        return int(self._clock() // DAY)
+
+    async def days(self, count: int) -> list[DayBandwidth]:
+        """Bandwidth of each of the last `count` UTC days, today last, unflushed bytes too; a
+        day without any is there with zeros."""
+        today = self._today()
+        first = today - count + 1
+        totals = {day: [0, 0] for day in range(first, today + 1)}
+        # The pending bytes before the query: the query queues behind any flush already under
+        # way, and a flush after this point writes after the query reads, so no byte is missed
+        # or counted twice.
+        rows = [DayBandwidth(day, i, o) for (day, _), (i, o) in self._pending.items()]
+        rows += await self._db.bandwidth_days(first)
+        for row in rows:
+            if row.day in totals:
+                totals[row.day][0] += row.bandwidth_in
+                totals[row.day][1] += row.bandwidth_out
+        return [DayBandwidth(day, i, o) for day, (i, o) in totals.items()]
 
     def record_collection(self, bridge: bytes, collection: Collection) -> None:
         """Remember a bridge's last garbage collection, for the status page."""

@@ -116,6 +116,14 @@ class BridgeUsage(Answer):
     )
 
 
+class DayTraffic(Answer):
+    """Bytes the node received and sent on one UTC day, for all bridges."""
+
+    day: str = Field(description="the UTC date, YYYY-MM-DD")
+    bandwidth_in: int
+    bandwidth_out: int
+
+
 class NodeReport(Answer):
     """The node's dashboard (loopback only)."""
 
@@ -136,6 +144,9 @@ class NodeReport(Answer):
     pieces: int
     uptime: float
     bridges: dict[str, BridgeUsage]
+    days: list[DayTraffic] = Field(
+        default_factory=list, description="bandwidth of each of the last 30 UTC days, today last"
+    )
 
 
 class ChoreRun(Answer):
