@@ -101,9 +101,10 @@ async def _store_part(
         ) from None
     except KeyError:
         raise _no_upload(upload.upload_id) from None
-    written = await call.project.upload_part(
-        upload.bucket, upload.key, upload.upload_id, source, first_index=first, size=size
-    )
+    async with call.gateway.uploads:
+        written = await call.project.upload_part(
+            upload.bucket, upload.key, upload.upload_id, source, first_index=first, size=size
+        )
     part = Part(number, tuple(written.indices), written.size, etag(), time.time())
     if not store.put_part(upload.upload_id, part):
         raise _no_upload(upload.upload_id)
