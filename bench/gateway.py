@@ -16,7 +16,7 @@ in a fresh process of its own:
 
 Prints a table with the targets beside the figures; never asserts. Every transfer is checked
 byte for byte after it is timed. ``--py-spy DIR`` records a py-spy profile of the gateway (and
-its workers) per phase into DIR.
+its workers) per phase into DIR, as collapsed stacks.
 
     python bench/gateway.py            # about 5 minutes (1 GiB RSS run)
     python bench/gateway.py --big      # the RSS run with 5 GiB
@@ -94,6 +94,12 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent not idle (every process: bridge, farmers, ...)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu(pid: int) -> float:
     return process_cpu(pid) + sum(process_cpu(child) for child in descendants(pid))
 
@@ -107,8 +113,13 @@ class Phases:
         self.last = self._now()
         self.phases: dict[str, dict[str, float]] = {}
 
-    def _now(self) -> tuple[float, float, float]:
-        return time.perf_counter(), tree_cpu(os.getpid()), tree_cpu(self.gateway_pid)
+    def _now(self) -> tuple[float, float, float, float]:
+        return (
+            time.perf_counter(),
+            tree_cpu(os.getpid()),
+            tree_cpu(self.gateway_pid),
+            machine_busy(),
+        )
 
     def restart(self) -> None:
         self.last = self._now()
@@ -120,17 +131,30 @@ class Phases:
             "s": wall,
             "client_cores": (now[1] - self.last[1]) / wall,
             "gateway_cores": (now[2] - self.last[2]) / wall,
+            "machine_cores": (now[3] - self.last[3]) / wall,
         }
         self.last = now
         return wall
 
 
-def s3_transfer(client: Any, gateway_pid: int, source: Path, target: Path) -> dict[str, Any]:
-    """Upload `source` and download it to `target` with the default TransferConfig."""
+def transfer_config() -> Any:
+    """boto3's default TransferConfig (8 MiB parts, 10 threads) unless the bench was told
+    otherwise (``--part-mib``, ``--threads``: experiments)."""
     from boto3.s3.transfer import TransferConfig
 
+    options: dict[str, int] = {}
+    if part := int(os.environ.get("BENCH_PART_MIB", "0")):
+        options["multipart_chunksize"] = part * MiB
+    if threads := int(os.environ.get("BENCH_THREADS", "0")):
+        options["max_concurrency"] = threads
+    return TransferConfig(**options)
+
+
+def s3_transfer(client: Any, gateway_pid: int, source: Path, target: Path) -> dict[str, Any]:
+    """Upload `source` and download it to `target` with the default TransferConfig."""
+
     ensure_bucket(client, BUCKET)
-    config = TransferConfig()  # the defaults: 8 MiB parts, 10 threads
+    config = transfer_config()
     clock = Phases(gateway_pid)
     client.upload_file(str(source), BUCKET, source.name, Config=config)
     clock.mark("upload")
@@ -167,12 +191,12 @@ class Stream:
 
 def s3_stream_upload(client: Any, gateway_pid: int, size: int) -> dict[str, Any]:
     """Upload `size` bytes from a stream (nothing on disk), then read them back and compare."""
-    from boto3.s3.transfer import TransferConfig
 
     ensure_bucket(client, BUCKET)
     stream = Stream(size, os.urandom(16 * MiB))
+    config = transfer_config()
     clock = Phases(gateway_pid)
-    client.upload_fileobj(stream, BUCKET, "stream", Config=TransferConfig())
+    client.upload_fileobj(stream, BUCKET, "stream", Config=config)
     clock.mark("upload")
     print(json.dumps(clock.phases), flush=True)  # the bench reads the gateway's RSS now
     hasher = hashlib.blake2b()
@@ -182,6 +206,8 @@ def s3_stream_upload(client: Any, gateway_pid: int, size: int) -> dict[str, Any]
     client.delete_object(Bucket=BUCKET, Key="stream")
     return {
         **clock.phases,
+        "part_mib": config.multipart_chunksize / MiB,
+        "threads": config.max_concurrency,
         "bench_rss": peak_rss_mib(os.getpid()),
         "same": hasher.hexdigest() == stream.hasher.hexdigest(),
     }
@@ -288,10 +314,10 @@ class Watch:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if self.profile is not None and Path(spy).exists():
             self.profile.mkdir(parents=True, exist_ok=True)
-            out = self.profile / f"{self.name}.svg"
+            out = self.profile / f"{self.name}.txt"  # collapsed stacks (flamegraph.pl makes an svg)
             self._spy = subprocess.Popen(
-                [spy, "record", "--pid", str(self.pid), "--subprocesses", "--rate", "200",
-                 "--nonblocking", "-o", str(out)],
+                [spy, "record", "--pid", str(self.pid), "--subprocesses", "--rate", "100",
+                 "--nonblocking", "--format", "raw", "-o", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         return self
@@ -300,7 +326,7 @@ class Watch:
         self._stop.set()
         self._thread.join()
         if self._spy is not None:
-            self._spy.send_signal(2)  # py-spy writes its svg on SIGINT
+            self._spy.send_signal(2)  # py-spy writes its profile on SIGINT
             self._spy.wait(60)
 
     @property
@@ -354,19 +380,23 @@ async def bench(args: argparse.Namespace, root: Path) -> list[Row]:
             f"{scheme.k}/{scheme.m}/{scheme.o}/{scheme.n}; gateway pid {gateway.pid}",
             file=sys.stderr,
         )
-        for size_mib in args.sizes:
+        for size_mib in args.sizes if "transfer" in args.phases else []:
             rows += await transfer_rows(args, root, grant_file, keys_file, gateway, size_mib)
-        for kind in args.clients:
+        for kind in args.clients if "small" in args.phases else []:
             rows += await small_rows(args, keys_file, gateway, kind)
         await gateway.stop()
+        if "rss" not in args.phases:
+            return rows
         # A fresh gateway for the large upload, so its VmHWM is that upload's alone.
         gateway = await start_gateway(root / "gateway-rss", credential)
         write_keys(keys_file, gateway, credential)
         rows += await rss_rows(args, keys_file, gateway)
     finally:
-        if gateway is not None and gateway.running:
-            await gateway.stop()
-        await network.stop()
+        try:
+            if gateway is not None and gateway.running:
+                await gateway.stop()
+        finally:
+            await network.stop()
     return rows
 
 
@@ -414,7 +444,8 @@ async def transfer_rows(
 
 def cores(phase: dict[str, float]) -> str:
     return (
-        f"CPU cores: gateway {phase['gateway_cores']:.2f}, bench client {phase['client_cores']:.2f}"
+        f"CPU cores: gateway {phase['gateway_cores']:.2f}, bench client "
+        f"{phase['client_cores']:.2f}, machine {phase['machine_cores']:.2f}/{os.cpu_count()}"
     )
 
 
@@ -458,7 +489,8 @@ async def rss_rows(args: argparse.Namespace, keys_file: Path, gateway: GatewayPr
     upload = result["upload"]
     return [
         Row(f"gateway upload {label} (stream)", size_mib / upload["s"], "MiB/s", "-",
-            check + cores(upload) + f"; bench client peak RSS {result['bench_rss']:.0f} MiB"),
+            check + cores(upload) + f"; boto3 {result['part_mib']:.0f} MiB parts "
+            f"x{result['threads']}; bench client peak RSS {result['bench_rss']:.0f} MiB"),
         Row(f"gateway peak RSS, {label} upload", rss, "MiB", TARGETS["rss"],
             f"main process (fresh); workers: {len(workers)}, largest {largest:.0f} MiB, "
             f"all {rss + sum(workers.values()):.0f} MiB"),
@@ -487,6 +519,14 @@ def main() -> None:
         default=["thread", "process"],
         help="the small-object clients: thread, process or thread,process (default both)",
     )
+    parser.add_argument(
+        "--phases",
+        type=lambda t: t.split(","),
+        default=["transfer", "small", "rss"],
+        help="which to run, comma-separated: transfer, small, rss (default all)",
+    )
+    parser.add_argument("--part-mib", type=int, help="boto3 part size (default boto3's, 8)")
+    parser.add_argument("--threads", type=int, help="boto3 transfer threads (default boto3's, 10)")
     parser.add_argument("--py-spy", type=Path, help="record a py-spy profile per phase here")
     parser.add_argument("--dir", type=Path, help="work here instead of a temporary dir")
     # The client side, run by the bench itself in a process of its own:
@@ -501,6 +541,9 @@ def main() -> None:
     if args.client:
         client_main(args)
         return
+    # The S3 client processes read these (boto3's defaults when unset).
+    os.environ["BENCH_PART_MIB"] = str(args.part_mib or 0)
+    os.environ["BENCH_THREADS"] = str(args.threads or 0)
     args.sizes = args.sizes or ([4, 16] if args.quick else [256, 1024])
     args.objects = args.objects or (64 if args.quick else 2000)
     args.rss_size = args.rss_size or (32 if args.quick else 5120 if args.big else 1024)
