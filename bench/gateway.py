@@ -54,6 +54,7 @@ TARGETS = {
     "rss": "<300 MiB",
 }
 BUCKET = "bench"
+Pids = tuple[int, list[int], list[int]]  # the gateway, the bridge's processes, the farmers
 
 
 # -- the S3 client processes -------------------------------------------------------------------
@@ -105,24 +106,23 @@ def tree_cpu(pid: int) -> float:
 
 
 class Phases:
-    """Wall time, and the CPU of the bench client (this process and its workers) and of the
-    gateway (its process and workers), of each timed phase."""
+    """Wall time, and the CPU of the bench client (this process and its workers), the gateway
+    (its process and workers), the bridge, the farmers and the whole machine, of each phase."""
 
-    def __init__(self, gateway_pid: int) -> None:
-        self.gateway_pid = gateway_pid
+    def __init__(self, gateway_pid: int, bridge: list[int], farmers: list[int]) -> None:
+        self.gateway_pid, self.bridge, self.farmers = gateway_pid, bridge, farmers
         self.last = self._now()
         self.phases: dict[str, dict[str, float]] = {}
 
-    def _now(self) -> tuple[float, float, float, float]:
+    def _now(self) -> tuple[float, ...]:
         return (
             time.perf_counter(),
             tree_cpu(os.getpid()),
             tree_cpu(self.gateway_pid),
             machine_busy(),
+            sum(tree_cpu(pid) for pid in self.bridge),
+            sum(tree_cpu(pid) for pid in self.farmers),
         )
-
-    def restart(self) -> None:
-        self.last = self._now()
 
     def mark(self, name: str) -> float:
         now = self._now()
@@ -132,6 +132,8 @@ class Phases:
             "client_cores": (now[1] - self.last[1]) / wall,
             "gateway_cores": (now[2] - self.last[2]) / wall,
             "machine_cores": (now[3] - self.last[3]) / wall,
+            "bridge_cores": (now[4] - self.last[4]) / wall,
+            "farmer_cores": (now[5] - self.last[5]) / wall,
         }
         self.last = now
         return wall
@@ -150,12 +152,12 @@ def transfer_config() -> Any:
     return TransferConfig(**options)
 
 
-def s3_transfer(client: Any, gateway_pid: int, source: Path, target: Path) -> dict[str, Any]:
+def s3_transfer(client: Any, pids: Pids, source: Path, target: Path) -> dict[str, Any]:
     """Upload `source` and download it to `target` with the default TransferConfig."""
 
     ensure_bucket(client, BUCKET)
     config = transfer_config()
-    clock = Phases(gateway_pid)
+    clock = Phases(*pids)
     client.upload_file(str(source), BUCKET, source.name, Config=config)
     clock.mark("upload")
     client.download_file(BUCKET, source.name, str(target), Config=config)
@@ -189,13 +191,13 @@ class Stream:
         return bytes(out)
 
 
-def s3_stream_upload(client: Any, gateway_pid: int, size: int) -> dict[str, Any]:
+def s3_stream_upload(client: Any, pids: Pids, size: int) -> dict[str, Any]:
     """Upload `size` bytes from a stream (nothing on disk), then read them back and compare."""
 
     ensure_bucket(client, BUCKET)
     stream = Stream(size, os.urandom(16 * MiB))
     config = transfer_config()
-    clock = Phases(gateway_pid)
+    clock = Phases(*pids)
     client.upload_fileobj(stream, BUCKET, "stream", Config=config)
     clock.mark("upload")
     print(json.dumps(clock.phases), flush=True)  # the bench reads the gateway's RSS now
@@ -255,7 +257,7 @@ def _get_range(start: int, stop: int, size: int) -> bool:
 
 
 def s3_small(
-    keys: tuple[str, str, str], gateway_pid: int, count: int, size: int, clients: int, kind: str
+    keys: tuple[str, str, str], pids: Pids, count: int, size: int, clients: int, kind: str
 ) -> dict[str, Any]:
     """`count` puts then gets of `size` bytes from `clients` threads or processes, each with its
     own boto3 client doing an equal share one after another."""
@@ -270,7 +272,7 @@ def s3_small(
     with pool:
         # Every worker makes its client (and connection) before the clock starts.
         list(pool.map(_warm, range(clients * 4)))
-        clock = Phases(gateway_pid)
+        clock = Phases(*pids)
         list(pool.map(_put_range, *zip(*shares, strict=True), [size] * clients))
         clock.mark("put")
         got = list(pool.map(_get_range, *zip(*shares, strict=True), [size] * clients))
@@ -280,7 +282,8 @@ def s3_small(
 
 def client_main(args: argparse.Namespace) -> None:
     keys = json.loads(Path(args.keys_file).read_text())
-    pid, keys = keys["pid"], (keys["url"], keys["access_key"], keys["secret_key"])
+    pid = (keys["pid"], keys["bridge"], keys["farmers"])
+    keys = (keys["url"], keys["access_key"], keys["secret_key"])
     if args.client == "transfer":
         result = s3_transfer(s3_client(*keys), pid, Path(args.source), Path(args.target))
     elif args.client == "stream":
@@ -351,11 +354,15 @@ async def start_gateway(root: Path, credential: Credential) -> GatewayProcess:
     return gateway
 
 
-def write_keys(path: Path, gateway: GatewayProcess, credential: Credential) -> None:
+def write_keys(
+    path: Path, network: LocalNetwork, gateway: GatewayProcess, credential: Credential
+) -> None:
+    bridge = [p.pid for p in (network.bridge, network.worker) if p is not None]
     path.write_text(
         json.dumps(
-            {"url": gateway.url, "pid": gateway.pid, "access_key": credential.access_key,
-             "secret_key": credential.secret_key}
+            {"url": gateway.url, "pid": gateway.pid, "bridge": bridge,
+             "farmers": [farmer.pid for farmer in network.farmers],
+             "access_key": credential.access_key, "secret_key": credential.secret_key}
         )
     )  # fmt: skip
     path.chmod(0o600)
@@ -373,7 +380,7 @@ async def bench(args: argparse.Namespace, root: Path) -> list[Row]:
         grant_file.chmod(0o600)
         credential = new_credential(tenant.grant)
         gateway = await start_gateway(root / "gateway", credential)
-        write_keys(keys_file, gateway, credential)
+        write_keys(keys_file, network, gateway, credential)
         scheme = network.redundancy
         print(
             f"network: bridge + {len(network.farmers)} farmers, "
@@ -389,7 +396,7 @@ async def bench(args: argparse.Namespace, root: Path) -> list[Row]:
             return rows
         # A fresh gateway for the large upload, so its VmHWM is that upload's alone.
         gateway = await start_gateway(root / "gateway-rss", credential)
-        write_keys(keys_file, gateway, credential)
+        write_keys(keys_file, network, gateway, credential)
         rows += await rss_rows(args, keys_file, gateway)
     finally:
         try:
@@ -445,8 +452,13 @@ async def transfer_rows(
 def cores(phase: dict[str, float]) -> str:
     return (
         f"CPU cores: gateway {phase['gateway_cores']:.2f}, bench client "
-        f"{phase['client_cores']:.2f}, machine {phase['machine_cores']:.2f}/{os.cpu_count()}"
+        f"{phase['client_cores']:.2f}, bridge {phase['bridge_cores']:.2f}, farmers "
+        f"{phase['farmer_cores']:.2f}, machine {phase['machine_cores']:.2f}/{os.cpu_count()}"
     )
+
+
+def per_object(phase: dict[str, float], objects: int) -> str:
+    return f"{1000 * phase['gateway_cores'] * phase['s'] / objects:.2f} ms/object"
 
 
 async def small_rows(
@@ -462,7 +474,7 @@ async def small_rows(
     check = "" if result["same"] else "MISMATCH "
     return [
         Row(f"{way} {label}", args.objects / result[way]["s"], "objects/s", target,
-            check + cores(result[way]))
+            check + cores(result[way]) + "; gateway CPU " + per_object(result[way], args.objects))
         for way, target in (("put", TARGETS["put"]), ("get", "-"))
     ]  # fmt: skip
 
