@@ -15,11 +15,15 @@ in a fresh process of its own:
   processes'. 1 GiB by default, 5 GiB with ``--big``.
 
 Prints a table with the targets beside the figures; never asserts. Every transfer is checked
-byte for byte after it is timed. ``--py-spy DIR`` records a py-spy profile of the gateway (and
-its workers) per phase into DIR, as collapsed stacks.
+byte for byte after it is timed. Each row says where the machine's CPU went in that phase (the
+gateway, the bench client, the bridge, the farmers and other processes): on a shared machine a
+neighbour's load shows there, and ``--repeat N`` alternates library and gateway transfers N
+times and keeps the best of each. ``--phases``, ``--part-mib`` and ``--threads`` are for
+experiments (boto3's defaults otherwise). ``--py-spy DIR`` records a py-spy profile of the
+gateway (and its workers) per phase into DIR, as collapsed stacks.
 
-    python bench/gateway.py            # about 5 minutes (1 GiB RSS run)
-    python bench/gateway.py --big      # the RSS run with 5 GiB
+    python bench/gateway.py            # about 5 minutes on an idle machine (1 GiB RSS run)
+    python bench/gateway.py --big      # the RSS run with 5 GiB (about 8 minutes)
     python bench/gateway.py --quick    # about a minute: small sizes, a smoke run
 """
 
