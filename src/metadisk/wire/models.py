@@ -4,8 +4,8 @@ Request bodies refuse fields they do not know (a typo is an error, not a silent 
 ignore them, so that a newer peer may add fields.
 
 Each model builds its validator when first used (``defer_build``), not when its module is
-imported: a command that lists buckets builds two models, not the whole API's (~45 ms of a
-start-up, docs/client.md "Start-up"). The bridge builds its routes' models as it mounts them.
+imported: a command that lists buckets builds two models, not the whole API's (~45 ms of CPU
+at start-up; docs/client.md, "Start-up").
 """
 
 from __future__ import annotations
