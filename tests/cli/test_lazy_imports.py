@@ -4,6 +4,7 @@ import, checked in a fresh interpreter's `sys.modules` (no timing: bench/cli.py 
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from types import ModuleType
 import pytest
 
 import metadisk.client
+import metadisk.client.bridge_api
 import metadisk.wire.dataplane
 from metadisk.cli import config as cfg
 from metadisk.cli.main import COMMANDS, _build
@@ -42,6 +44,13 @@ LS_NEVER = [
     "sqlalchemy",
     "fastapi",
     "uvicorn",
+    # What the library imports where it is used, not at the top, as ls has no use for it:
+    "argon2",  # a passphrase's key derivation (core.keys)
+    "reed_solomon_leopard",  # erasure coding (core.erasure)
+    "cryptography.hazmat.primitives.serialization",  # ssh, rsa, dsa...: not for Ed25519's raw bytes
+    "metadisk.client.bridge_api.accounts",  # the account and node-directory clients
+    "metadisk.wire.api.accounts",  # the account API's models (usage, keys, verifier)
+    "metadisk.wire.api.nodes",  # the node directory's models
 ]
 
 # The transfer pipelines and what they use: `AsyncProject` builds them on its first transfer, and
@@ -134,7 +143,9 @@ def test_a_client_error_class_costs_its_module_alone() -> None:
     assert not _loaded(modules, "aiohttp") and not _loaded(modules, "pydantic")
 
 
-@pytest.mark.parametrize("package", [metadisk.client, metadisk.wire.dataplane])
+@pytest.mark.parametrize(
+    "package", [metadisk.client, metadisk.client.bridge_api, metadisk.wire.dataplane]
+)
 def test_lazy_names_agree_for_readers_type_checkers_and_imports(package: ModuleType) -> None:
     """`__all__`, the TYPE_CHECKING imports and the table `__getattr__` uses name the same
     things from the same modules, and each name resolves."""
@@ -155,3 +166,34 @@ def test_lazy_names_agree_for_readers_type_checkers_and_imports(package: ModuleT
     assert set(package.__all__) <= set(dir(package))
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         getattr(package, "Nope")  # noqa: B009 (the module's __getattr__ is under test)
+
+
+async def test_a_project_builds_its_pipelines_once_on_first_transfer(refusing_bridge: str) -> None:
+    """Listing builds no pipeline; two first transfers at once build one transport, offload and
+    set of pipelines, which `aclose` closes with the bridge client."""
+    from metadisk.client import AsyncProject, BridgeUnavailable
+    from metadisk.client.farmer_transport import HttpFarmerTransport
+    from metadisk.client.offload import Offload
+
+    parsed = AccessGrant.parse(a_grant())
+    grant = AccessGrant(refusing_bridge, parsed.api_key, parsed.encryption)
+    project = AsyncProject(grant)
+    with pytest.raises(BridgeUnavailable):
+        await project.list_buckets()
+    assert project._transfers is None and [type(o).__name__ for o in project._owned] == [
+        "BridgeAPI"
+    ]
+    both = await asyncio.gather(
+        project.begin_upload("photos", "a.jpg"),
+        project.begin_upload("photos", "b.jpg"),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, BridgeUnavailable) for result in both), both
+    transfers = project._transfers
+    assert transfers is not None
+    owned = project._owned
+    assert [type(o) for o in owned[1:]] == [HttpFarmerTransport, Offload]
+    await project.aclose()
+    assert owned[2]._closed  # the offload, closed with the project
+    with pytest.raises(RuntimeError, match="closed"):
+        await project.begin_upload("photos", "c.jpg")

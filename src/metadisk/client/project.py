@@ -43,7 +43,6 @@ from metadisk.client.segmenter import SourceReader, UploadSource
 from metadisk.core.errors import AccessError, CoreError, DecodeError, DecryptionError
 from metadisk.core.grant import AccessGrant, SharePrefix
 from metadisk.core.paths import PathKey, decrypt_path, encrypt_path, object_key
-from metadisk.wire.api.accounts import ProjectUsage
 
 if TYPE_CHECKING:
     # The transfer pipelines, imported when the first transfer needs them (`_pipelines`): a
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
     from metadisk.client.offload import Offload
     from metadisk.client.transfers import Opened, Transfers
     from metadisk.client.upload import ProgressCallback
+    from metadisk.wire.api.accounts import ProjectUsage
 
 
 class AsyncProject:
@@ -106,10 +106,10 @@ class AsyncProject:
         Synchronous, with no await between the check and the assignment: on one event loop no
         other coroutine runs in between, so two first transfers at once build one set.
         """
-        if self._transfers is not None:
-            return self._transfers
         if self._closed:
             raise RuntimeError("this project is closed")
+        if self._transfers is not None:
+            return self._transfers
         from metadisk.client.farmer_transport import HttpFarmerTransport, Suspects
         from metadisk.client.offload import Offload
         from metadisk.client.transfers import Transfers
