@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.harness import background_network
+from metadisk.client import Project
+from metadisk.gateway.web.paging import PAGE
+from tests.e2e.harness import SMALL, background_network
 from tests.gateway.harness import S3World, fresh_bucket_name, start_world
 
 Shot = Callable[[Any, str], Path]
@@ -164,6 +166,7 @@ def test_upload_preview_download_rename_delete(
     screenshot(page, "files-preview")
 
     page.get_by_role("link", name="Rename or move").click()
+    screenshot(page, "files-rename")
     page.get_by_label("New name or path").fill("renamed.txt")
     page.get_by_role("button", name="Rename").click()
     page.wait_for_selector('tr.file[data-key="renamed.txt"]')
@@ -219,3 +222,36 @@ def test_a_shared_folder_opens_with_its_grant_in_another_browser(
         other.close()
     page.goto(world.url + "/-/")
     assert page.get_by_role("link", name=bucket).count() == 1, "the owner's session is unchanged"
+    screenshot(page, "files-buckets")
+
+
+def test_a_big_folder_comes_a_page_at_a_time(
+    context: Any, world: S3World, screenshot: Shot
+) -> None:
+    page = signed_in(context, world)
+    bucket = new_bucket(page, world)
+    names = {f"n{number:04}.txt" for number in range(450)}
+    with Project.open(world.full.grant, config=SMALL) as project:
+        for name in sorted(names):
+            project.upload(bucket, f"big/{name}", name.encode())
+    page.goto(world.url + f"/-/browse?bucket={bucket}&prefix=big/")
+    seen: list[str] = []
+    pages = 0
+    while True:
+        pages += 1
+        keys = page.locator("tr.file").evaluate_all("rows => rows.map(r => r.dataset.key)")
+        assert keys == sorted(keys), "sorted within the page"
+        assert len(keys) <= PAGE
+        seen += keys
+        following = page.get_by_role("link", name="Next page")
+        if following.count() == 0:
+            break
+        with page.expect_navigation():
+            following.click()
+    assert pages == 3 and sorted(seen) == sorted(f"big/{n}" for n in names)
+    page.goto(world.url + f"/-/browse?bucket={bucket}&prefix=big/&q=N042")
+    keys = page.locator("tr.file").evaluate_all("rows => rows.map(r => r.dataset.key)")
+    assert keys == [f"big/n042{d}.txt" for d in range(10)]
+    answer = page.goto(world.url + f"/-/browse?bucket={bucket}&prefix=nowhere")
+    assert answer.status == 400
+    screenshot(page, "files-refused")

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("metadisk.gateway.web")
 STATIC = PATH + "static/"
 _OWN_STATIC = frozenset({"files.js"})
+STATIC_MAX_AGE = 300
 
 
 @dataclass(slots=True)
@@ -155,7 +156,8 @@ class FileManager:
             return self._refused(Refused(404, "no such file"))
         response = web.Response(body=body, content_type=kind)
         response.headers.update(shared.SECURITY_HEADERS)
-        response.headers["Cache-Control"] = "no-cache"
+        # A page's script and style are fetched once in a while, not with every page.
+        response.headers["Cache-Control"] = f"private, max-age={STATIC_MAX_AGE}"
         return response
 
     def _guard(self, handler: Handler, *, change: bool) -> Callable[..., Awaitable[Any]]:
