@@ -6,6 +6,7 @@ One network and one gateway serve the module. Screenshots: ``files-*.png``.
 from __future__ import annotations
 
 import re
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -212,6 +213,7 @@ def test_a_shared_folder_opens_with_its_grant_in_another_browser(
         friend.wait_for_selector('tr.file[data-key="trip/day1.txt"]')
         assert friend.locator("#uploader").count() == 0, "a read-only share offers no upload"
         screenshot(friend, "files-shared-folder")
+        assert friend.get_by_role("link", name=bucket, exact=True).count() == 0, "no way up"
         friend.get_by_role("link", name="day1.txt").click()
         expect(friend.locator("#preview-text")).to_have_text("the sea")
         answer = friend.goto(world.url + f"/-/browse?bucket={bucket}")
@@ -255,3 +257,27 @@ def test_a_big_folder_comes_a_page_at_a_time(
     answer = page.goto(world.url + f"/-/browse?bucket={bucket}&prefix=nowhere")
     assert answer.status == 400
     screenshot(page, "files-refused")
+
+
+def test_a_cancelled_upload_leaves_nothing_behind(
+    context: Any, world: S3World, tmp_path: Path
+) -> None:
+    page = signed_in(context, world)
+    bucket = new_bucket(page, world)
+    # A slow uplink, so the upload is still running when it is cancelled.
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    slow = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 1 << 20}
+    cdp.send("Network.emulateNetworkConditions", slow)
+    (tmp_path / "slow.bin").write_bytes(BIG * 2)
+    page.set_input_files("#files", [str(tmp_path / "slow.bin")])
+    expect(page.locator("#upload-list li .state")).not_to_have_text("0%")
+    page.get_by_role("button", name="Cancel uploads").click()
+    expect(page.locator("#upload-list li .state")).to_have_text("cancelled")
+    with Project.open(world.full.grant, config=SMALL) as project:
+        for _ in range(50):  # the gateway notices the cut connection, then aborts
+            if not project.list_uploads(bucket):
+                break
+            time.sleep(0.2)
+        assert project.list_uploads(bucket) == []
+        assert list(project.list_objects(bucket)) == []

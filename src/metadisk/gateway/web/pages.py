@@ -31,16 +31,18 @@ def link(path: str, **query: str | None) -> str:
     return PATH + path + ("?" + urllib.parse.urlencode(pairs) if pairs else "")
 
 
-def crumbs(bucket: str, prefix: str) -> list[tuple[str, str]]:
-    """(name, link) of the bucket and each folder down to `prefix`."""
-    found = [(bucket, link("browse", bucket=bucket))]
-    parts = [p for p in prefix.split("/")[:-1]]
-    for depth, part in enumerate(parts):
+def crumbs(ctx: Ctx, bucket: str, prefix: str) -> list[tuple[str, str | None]]:
+    """(name, link) of the bucket and each folder down to `prefix`; no link where an imported
+    grant does not reach (above its shared folders)."""
+    reach = [p for b, p in roots(ctx.project) if b == bucket] if ctx.shared else [""]
+    parts = prefix.split("/")[:-1]
+    folders = [""] + ["/".join(parts[: depth + 1]) + "/" for depth in range(len(parts))]
+    names = [bucket] + [part or "(empty)" for part in parts]
+    found: list[tuple[str, str | None]] = []
+    for name, folder in zip(names, folders, strict=True):
+        reached = any(folder.startswith(root) for root in reach)
         found.append(
-            (
-                part or "(empty)",
-                link("browse", bucket=bucket, prefix="/".join(parts[: depth + 1]) + "/"),
-            )
+            (name, link("browse", bucket=bucket, prefix=folder or None) if reached else None)
         )
     return found
 
@@ -68,7 +70,7 @@ async def home(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         places = [(b, p, link("browse", bucket=b, prefix=p)) for b, p in roots(ctx.project)]
         return ctx.manager.render(ctx, "home.html", buckets=[], places=places)
     buckets = await ctx.project.list_buckets()
-    listed = [(b.name, b.created_at, link("browse", bucket=b.name)) for b in buckets]
+    listed = [(b.name, _when(b.created_at), link("browse", bucket=b.name)) for b in buckets]
     return ctx.manager.render(ctx, "home.html", buckets=listed, places=[])
 
 
@@ -110,7 +112,7 @@ async def browse(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         "folder.html",
         bucket=bucket,
         prefix=prefix,
-        crumbs=crumbs(bucket, prefix),
+        crumbs=crumbs(ctx, bucket, prefix),
         folders=folders,
         files=files,
         more=more,
@@ -133,7 +135,7 @@ async def file_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         info=info,
         when=_when(info.created_at),
         kind=preview_kind(key, info.content_type),
-        crumbs=crumbs(bucket, folder),
+        crumbs=crumbs(ctx, bucket, folder),
         raw=link("raw", bucket=bucket, key=key),
         download=link("download", bucket=bucket, key=key),
         back=link("browse", bucket=bucket, prefix=folder),
