@@ -6,8 +6,10 @@ One network and one gateway serve the module. Screenshots: ``files-*.png``.
 from __future__ import annotations
 
 import re
+import struct
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3World]:
 def files_url(world: S3World) -> str:
     assert world.gateway.files_url is not None, "the file manager is on, on loopback"
     return world.gateway.files_url
+
+
+def png(width: int, height: int) -> bytes:
+    """A small grey PNG, made by hand."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\0" + b"\x80" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def signed_in(context: Any, world: S3World) -> Any:
@@ -133,17 +152,19 @@ def test_upload_preview_download_rename_delete(
     screenshot(page, "files-empty-bucket")
     (tmp_path / "big.bin").write_bytes(BIG)
     (tmp_path / "notes.txt").write_text("first line\nsecond line\n")
-    page.set_input_files("#files", [str(tmp_path / "big.bin"), str(tmp_path / "notes.txt")])
-    page.wait_for_selector("#upload-list li:nth-child(2)")
-    expect(page.locator("#upload-list li.ok")).to_have_count(2)
-    assert page.locator("#total").get_attribute("value") == str(len(BIG) + 23)
+    (tmp_path / "dot.png").write_bytes(png(3, 2))
+    chosen = [str(tmp_path / name) for name in ("big.bin", "notes.txt", "dot.png")]
+    page.set_input_files("#files", chosen)
+    expect(page.locator("#upload-list li.ok")).to_have_count(3)
+    total = len(BIG) + 23 + len(png(3, 2))
+    assert page.locator("#total").get_attribute("value") == str(total)
     screenshot(page, "files-upload-progress")
     page.wait_for_selector('tr.file[data-key="notes.txt"]')
     drop_files(page, {"dropped-a.txt": "alpha", "dropped-b.txt": "bravo " * 100})
     expect(page.locator("#upload-list li.ok")).to_have_count(2)
     page.wait_for_selector('tr.file[data-key="dropped-b.txt"]')
     keys = page.locator("tr.file").evaluate_all("rows => rows.map(r => r.dataset.key)")
-    assert keys == ["big.bin", "dropped-a.txt", "dropped-b.txt", "notes.txt"]
+    assert keys == ["big.bin", "dot.png", "dropped-a.txt", "dropped-b.txt", "notes.txt"]
     page.get_by_label("New folder").fill("docs")
     page.get_by_role("button", name="Create folder").click()
     page.wait_for_url(re.compile(r"prefix=docs(%2F|/)$"))
@@ -162,6 +183,15 @@ def test_upload_preview_download_rename_delete(
     assert download.suggested_filename == "big.bin"
     assert Path(download.path()).read_bytes() == BIG
 
+    page.get_by_role("link", name="dot.png").click()
+    image = page.locator("#preview-image")
+    expect(image).to_be_visible()
+    for _ in range(50):  # decoded from the range read of /-/raw
+        if image.evaluate("img => img.complete && img.naturalWidth") == 3:
+            break
+        time.sleep(0.1)
+    assert image.evaluate("img => img.naturalWidth") == 3
+    page.go_back()
     page.get_by_role("link", name="notes.txt").click()
     expect(page.locator("#preview-text")).to_contain_text("second line")
     screenshot(page, "files-preview")
