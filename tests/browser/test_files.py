@@ -186,7 +186,7 @@ def test_upload_preview_download_rename_delete(
     page.get_by_role("link", name="dot.png").click()
     image = page.locator("#preview-image")
     expect(image).to_be_visible()
-    for _ in range(50):  # decoded from the range read of /-/raw
+    for _ in range(50):  # fetched from /-/raw and decoded
         if image.evaluate("img => img.complete && img.naturalWidth") == 3:
             break
         time.sleep(0.1)

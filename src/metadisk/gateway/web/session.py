@@ -11,6 +11,7 @@ which defeats DNS rebinding: a page on another site cannot make its requests loo
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import secrets
@@ -67,6 +68,7 @@ class Sessions:
     def __init__(self) -> None:
         self.token = secrets.token_urlsafe(24)
         self._sessions: dict[str, Session] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def open(self, token: str) -> Session:
         """A new session for the right token; `Refused` for any other."""
@@ -75,6 +77,10 @@ class Sessions:
         while len(self._sessions) >= MAX_SESSIONS:
             oldest = min(self._sessions.values(), key=lambda s: s.created)
             self._sessions.pop(oldest.id)
+            if oldest.imported is not None:  # its grant's connections go with it
+                closing = asyncio.get_running_loop().create_task(oldest.imported.aclose())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
         made = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.monotonic())
         self._sessions[made.id] = made
         return made
