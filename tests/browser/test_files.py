@@ -18,6 +18,8 @@ import pytest
 from playwright.sync_api import expect
 
 from metadisk.client import Project
+from metadisk.gateway.config import GatewayConfig
+from metadisk.gateway.server import Gateway
 from metadisk.gateway.web.paging import PAGE
 from tests.e2e.harness import SMALL, background_network
 from tests.gateway.harness import S3World, fresh_bucket_name, start_world
@@ -311,3 +313,11 @@ def test_a_cancelled_upload_leaves_nothing_behind(
             time.sleep(0.2)
         assert project.list_uploads(bucket) == []
         assert list(project.list_objects(bucket)) == []
+
+
+def test_the_file_manager_is_off_unless_the_gateway_listens_on_loopback(world: S3World) -> None:
+    for host, on in (("0.0.0.0", False), ("192.0.2.7", False), ("127.0.0.1", True), ("::1", True)):
+        gateway = Gateway(GatewayConfig((world.full,), host=host, port=0))
+        paths = {route.resource.canonical for route in gateway.app().router.routes()}
+        assert (gateway.files.enabled, "/-/" in paths) == (on, on), host
+        assert "/{tail}" in paths, "the S3 side is always there"
