@@ -172,6 +172,14 @@ def test_upload_preview_download_rename_delete(
     page.wait_for_url(re.compile(r"prefix=docs(%2F|/)$"))
     assert "Nothing here" in page.content(), "an empty folder exists and shows as empty"
     page.goto(world.url + f"/-/browse?bucket={bucket}")
+    page.get_by_role("link", name="docs/").click()
+    page.get_by_role("button", name="Delete this empty folder").click()
+    page.wait_for_selector("text=Deleted docs/.")
+    assert page.locator("tr.folder").count() == 0
+    page.get_by_label("New folder").fill("docs")
+    page.get_by_role("button", name="Create folder").click()
+    page.wait_for_url(re.compile(r"prefix=docs(%2F|/)$"))
+    page.goto(world.url + f"/-/browse?bucket={bucket}")
     page.get_by_label("Filter by name").fill("dropped")
     page.get_by_role("button", name="Filter").click()
     assert page.locator("tr.file").count() == 2 and page.locator("tr.folder").count() == 0

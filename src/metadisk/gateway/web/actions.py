@@ -89,7 +89,9 @@ async def delete(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         if exc.code == "bucket-not-found":
             raise
     ctx.session.notes.append(f"Deleted {key}.")
-    raise web.HTTPSeeOther(pages.link("browse", bucket=bucket, prefix=_folder(key)))
+    # An empty folder's marker ("a/b/") goes back to the folder above it.
+    folder = _folder(key.removesuffix("/"))
+    raise web.HTTPSeeOther(pages.link("browse", bucket=bucket, prefix=folder or None))
 
 
 async def rename(request: web.Request, ctx: Ctx) -> web.StreamResponse:
