@@ -439,6 +439,8 @@ def _announce(
     s3 = gateway.credentials[0]
     out.print(f"s3 gateway  {gateway.url}  (region us-east-1, path-style)")
     out.print(f"s3 keys     access key {s3.access_key}  secret key {s3.secret_key}")
+    if gateway.files_url:
+        out.print(f"files       {gateway.files_url}", soft_wrap=True)
     default = cfg.config_dir(None, os.environ).expanduser().absolute()
     cli = "metadisk" if config_dir == default else f"metadisk --config-dir {_short(config_dir)}"
     out.print("\nTry, in another terminal:")
