@@ -101,6 +101,9 @@ class PartStore:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
+            # A crash may lose the last parts recorded, never corrupt the file; a client whose
+            # part is lost re-sends it (ListParts shows it missing), so no fsync per part.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
         if state_dir is not None:
