@@ -101,8 +101,8 @@ class PartStore:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            # A crash may lose the last parts recorded, never corrupt the file; a client whose
-            # part is lost re-sends it (ListParts shows it missing), so no fsync per part.
+            # No fsync per part: a process crash loses nothing, and a power cut at worst the last
+            # parts recorded (Complete then answers InvalidPart and the client sends them again).
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
