@@ -170,10 +170,13 @@ def client_main(args: argparse.Namespace) -> None:
 # -- the bench ---------------------------------------------------------------------------------
 
 
-async def run_client(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+async def run_client(
+    *args: str, env: dict[str, str] | None = None, script: str = __file__
+) -> dict[str, Any]:
+    """Run `script`'s client side with `args` in a process of its own; its last line, as JSON."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        __file__,
+        script,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -37,7 +37,7 @@ def _counts(database: Database) -> list[int]:
 def test_old_projects_are_kept_without_a_verifier(db: Database) -> None:  # noqa: F811
     upgrade(db, "0004")
     db.write(_seed)
-    upgrade(db)
+    upgrade(db, "0005")
     assert current_revision(db) == "0005"
     assert _counts(db) == [1, 1, 1, 1]
     query = text("SELECT passphrase_verifier FROM projects WHERE id = 'p'")

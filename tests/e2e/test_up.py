@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,12 @@ def test_up_serves_the_cli_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         assert run_cli("cat", "md://demo/note.txt", config_dir=config_dir).out == (
             "kept across runs"
         )
+        # Each farmer's dashboard answers on loopback; the bridge serves its console.
+        for farmer in info["farmers"]:
+            with urllib.request.urlopen(farmer["dashboard"], timeout=30) as page:
+                assert farmer["node_id"] in page.read().decode()
+        with urllib.request.urlopen(info["bridge"]["url"] + "/console/login", timeout=30) as page:
+            assert page.status == 200
         gateway = first.said(r"^s3 gateway\s+(\S+)").group(1)
         keys = first.said(r"^s3 keys\s+access key (\S+)\s+secret key (\S+)").groups()
         assert s3_read(gateway, keys, "demo", "note.txt") == b"kept across runs"

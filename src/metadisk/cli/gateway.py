@@ -59,12 +59,16 @@ def run(
         typer.Option(help="Also take virtual-host-style requests for BUCKET.DOMAIN."),
     ] = None,
 ) -> None:
-    """Serve S3 until interrupted. The first run makes credentials for the configured grant."""
+    """Serve S3 until interrupted. The first run makes credentials for the configured grant.
+
+    On a loopback address it also serves the web file manager under ``/-/``; it prints the
+    URL to open (with this run's secret token).
+    """
     import asyncio
     from dataclasses import replace
 
     from metadisk.gateway.config import ConfigError, load, new_credential, save, with_credential
-    from metadisk.gateway.server import serve
+    from metadisk.gateway.server import Gateway, serve
 
     context = current()
     path, state = _paths(config)
@@ -89,8 +93,16 @@ def run(
         settings = replace(settings, **changes)  # type: ignore[arg-type]
     except ConfigError as exc:
         raise UsageError(f"{path}: {exc}") from exc
+
+    def ready(gateway: Gateway) -> None:
+        stderr().print(f"S3 gateway    {gateway.url}")
+        if gateway.files_url is not None:
+            stderr().print(f"file manager  {gateway.files_url}", soft_wrap=True)
+        else:
+            stderr().print("file manager  off (served only when listening on a loopback address)")
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, client=context.config().client.client_config()))
+        asyncio.run(serve(settings, client=context.config().client.client_config(), on_ready=ready))
 
 
 @app.command()

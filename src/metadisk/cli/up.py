@@ -375,7 +375,7 @@ def _gateway(root: Path, state: UpState) -> GatewayProcess:
 def _write_running(root: Path, network: LocalNetwork, gateway: GatewayProcess) -> None:
     running = {
         "pid": os.getpid(),
-        "gateway": {"url": gateway.url, "pid": gateway.pid},
+        "gateway": {"url": gateway.url, "pid": gateway.pid, "files": gateway.files_url},
         "bridge": {
             "url": network.bridge.url,
             "pid": network.bridge.pid,
@@ -390,6 +390,7 @@ def _write_running(root: Path, network: LocalNetwork, gateway: GatewayProcess) -
                 "pid": farmer.pid,
                 "node_id": farmer.node_id,
                 "data_dir": str(farmer.data_dir),
+                "dashboard": farmer.dashboard_url,
             }
             for farmer in network.farmers
         ],
@@ -439,6 +440,16 @@ def _announce(
     s3 = gateway.credentials[0]
     out.print(f"s3 gateway  {gateway.url}  (region us-east-1, path-style)")
     out.print(f"s3 keys     access key {s3.access_key}  secret key {s3.secret_key}")
+    if gateway.files_url:
+        out.print(f"files       {gateway.files_url}", soft_wrap=True)
+    if network.farmers and network.farmers[0].dashboard_url:
+        first = network.farmers[0]
+        out.print(
+            f"dashboards  {first.dashboard_url} ({first.data_dir.name}; every farmer's is in "
+            f"{_short(root / RUNNING_FILE)})"
+        )
+    console = network.bridge.url.rstrip("/") + "/console/"
+    out.print(f"console     {console} (log in as {state.email})")
     default = cfg.config_dir(None, os.environ).expanduser().absolute()
     cli = "metadisk" if config_dir == default else f"metadisk --config-dir {_short(config_dir)}"
     out.print("\nTry, in another terminal:")

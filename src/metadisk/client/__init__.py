@@ -15,12 +15,19 @@ Example::
 """
 
 # Underscored: the package's public names are `__all__` and its modules, nothing else.
-import importlib as _importlib
 import typing as _typing
+
+from metadisk.core.lazy import lazy_names as _lazy_names
 
 if _typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time `__getattr__` imports these
     from metadisk.client.bridge_api import BridgeAccounts, BridgeAPI, BridgeNodes
-    from metadisk.client.download import DownloadConfig
+    from metadisk.client.config import (
+        ClientConfig,
+        DownloadConfig,
+        LongTail,
+        TransportConfig,
+        UploadConfig,
+    )
     from metadisk.client.errors import (
         AccessDenied,
         BridgeError,
@@ -38,14 +45,13 @@ if _typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time `__getattr__` i
         Unauthenticated,
         UploadFailed,
     )
-    from metadisk.client.farmer_transport import LongTail, TransportConfig
     from metadisk.client.passphrase import (
         Checked,
         WrongPassphrase,
         check_with_key,
         check_with_session,
     )
-    from metadisk.client.project import AsyncProject, ClientConfig
+    from metadisk.client.project import AsyncProject
     from metadisk.client.records import (
         Bucket,
         ObjectInfo,
@@ -56,7 +62,7 @@ if _typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time `__getattr__` i
     )
     from metadisk.client.segmenter import SegmentSizing, UploadSource
     from metadisk.client.sync import Project
-    from metadisk.client.upload import ProgressCallback, UploadConfig
+    from metadisk.client.upload import ProgressCallback
     from metadisk.core.grant import SharePrefix
 
 __all__ = [
@@ -106,7 +112,13 @@ __all__ += ["Checked", "WrongPassphrase", "check_with_key", "check_with_session"
 # names the same things for type checkers; tests/cli/test_lazy_imports.py keeps the three in step.
 _HOMES = {
     "metadisk.client.bridge_api": ("BridgeAccounts", "BridgeAPI", "BridgeNodes"),
-    "metadisk.client.download": ("DownloadConfig",),
+    "metadisk.client.config": (
+        "ClientConfig",
+        "DownloadConfig",
+        "LongTail",
+        "TransportConfig",
+        "UploadConfig",
+    ),
     "metadisk.client.errors": (
         "AccessDenied",
         "BridgeError",
@@ -124,14 +136,13 @@ _HOMES = {
         "Unauthenticated",
         "UploadFailed",
     ),
-    "metadisk.client.farmer_transport": ("LongTail", "TransportConfig"),
     "metadisk.client.passphrase": (
         "Checked",
         "WrongPassphrase",
         "check_with_key",
         "check_with_session",
     ),
-    "metadisk.client.project": ("AsyncProject", "ClientConfig"),
+    "metadisk.client.project": ("AsyncProject",),
     "metadisk.client.records": (
         "Bucket",
         "ObjectInfo",
@@ -142,20 +153,7 @@ _HOMES = {
     ),
     "metadisk.client.segmenter": ("SegmentSizing", "UploadSource"),
     "metadisk.client.sync": ("Project",),
-    "metadisk.client.upload": ("ProgressCallback", "UploadConfig"),
+    "metadisk.client.upload": ("ProgressCallback",),
     "metadisk.core.grant": ("SharePrefix",),
 }
-_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
-
-
-def __getattr__(name: str) -> _typing.Any:
-    module = _HOME_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup finds it without coming here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+_HOME_OF, __getattr__, __dir__ = _lazy_names(__name__, _HOMES)

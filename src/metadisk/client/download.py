@@ -26,11 +26,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Seq
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from metadisk.client.config import DownloadConfig as DownloadConfig  # its home before config
 from metadisk.client.errors import BridgeError, DownloadFailed, IntegrityFailure, PieceError
 from metadisk.client.farmer_transport import (
-    REPLACE_LAGGARDS,
     FarmerTransport,
-    LongTail,
     Outcomes,
     Suspects,
     routed_around,
@@ -92,31 +91,6 @@ MoreSources = Callable[[frozenset[int]], Awaitable[Sequence[PieceSource]]]
 
 
 HEDGE_GRACE = 0.05  # seconds: the least wait, after the first piece, before hedges start
-
-
-@dataclass(frozen=True, slots=True)
-class DownloadConfig:
-    """Tuning of downloads: hedged fetches per segment, and segments fetched ahead.
-
-    `extra_pieces` more than k pieces are fetched, the slowest cancelled once k are good, so a
-    hung or slow farmer among them costs little. They start when the other pieces are late:
-    as long after the first piece ended as that piece took (`_SegmentFetch.hedge_time`), or
-    `hedge_delay` seconds after the fetches began if none ended (None: with the others).
-    Started at once they halved loopback throughput on a busy machine (see docs/client.md).
-    A fetch lagging `hedge_laggards` behind the finished ones is no longer counted on: another
-    source starts (None: only the transport's timeouts end it).
-    """
-
-    extra_pieces: int = 2
-    read_ahead: int = 2
-    hedge_delay: float | None = 1.0
-    hedge_laggards: LongTail | None = REPLACE_LAGGARDS
-
-    def __post_init__(self) -> None:
-        if self.extra_pieces < 0 or self.read_ahead < 1:
-            raise ValueError("need extra_pieces >= 0 and read_ahead >= 1")
-        if self.hedge_delay is not None and self.hedge_delay < 0:
-            raise ValueError("need hedge_delay >= 0")
 
 
 @dataclass(frozen=True, slots=True)

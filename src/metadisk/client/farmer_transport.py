@@ -27,25 +27,27 @@ not one per segment.
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+# Their home before config; tests and callers still import them from here.
+from metadisk.client.config import ABANDON_LAGGARDS as ABANDON_LAGGARDS
+from metadisk.client.config import REPLACE_LAGGARDS as REPLACE_LAGGARDS
+from metadisk.client.config import LongTail as LongTail
+from metadisk.client.config import TransportConfig as TransportConfig
 from metadisk.client.errors import PieceError
 from metadisk.core.errors import CoreError, SignatureError
 from metadisk.core.identity import NodeId
 from metadisk.core.messages import OrderLimit, PieceReceipt
 from metadisk.runtime.logs import event
 from metadisk.wire.api.objects import MAX_LATENCY_MS, PieceOutcome, PieceOutcomeKind
-from metadisk.wire.dataplane import PieceClient, PieceClientConfig, PieceTransferError
+from metadisk.wire.dataplane import PieceClient, PieceTransferError
 
 # Pieces that failed at one farmer while the transfer went on elsewhere (`routed_around`).
 log = logging.getLogger("metadisk.client.transfers")
-
-TransportConfig = PieceClientConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,36 +247,6 @@ class Suspects:
 
     def __len__(self) -> int:
         return sum(1 for node in list(self._until) if self.why(node) is not None)
-
-
-@dataclass(frozen=True, slots=True)
-class LongTail:
-    """When a piece still in flight counts as far slower than its segment's finished pieces:
-    after `factor` times their median latency, and never before `floor` seconds.
-
-    Nothing is a laggard before some piece has finished: until then only the transport's
-    timeouts bound a transfer.
-    """
-
-    factor: float = 4.0
-    floor: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not (self.factor >= 1 and self.floor >= 0):
-            raise ValueError("need factor >= 1 and floor >= 0")
-
-    def after(self, finished: Sequence[float]) -> float | None:
-        """Seconds in flight from which a piece is a laggard; None while nothing finished."""
-        if not finished:
-            return None
-        return max(self.floor, self.factor * statistics.median(finished))
-
-
-# On loopback a piece takes 0.05-0.5 s. A second before replacing an upload's laggard (or
-# hedging a download's), and three before giving up on one no other farmer can take (failing
-# its segment), keep healthy farmers out of it; on slower links the factors set the pace.
-REPLACE_LAGGARDS = LongTail(factor=4.0, floor=1.0)
-ABANDON_LAGGARDS = LongTail(factor=10.0, floor=3.0)
 
 
 class Outcomes:

@@ -20,20 +20,12 @@ import contextlib
 import datetime
 import os
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from metadisk.client.bridge_api import BridgeAPI
-from metadisk.client.download import DownloadConfig
+from metadisk.client.config import ClientConfig
 from metadisk.client.errors import AccessDenied, InvalidArgument
-from metadisk.client.farmer_transport import (
-    FarmerTransport,
-    HttpFarmerTransport,
-    Suspects,
-    TransportConfig,
-)
 from metadisk.client.formats import ObjectMetadata
-from metadisk.client.offload import Offload
 from metadisk.client.records import (
     Bucket,
     ObjectInfo,
@@ -47,33 +39,19 @@ from metadisk.client.records import (
     open_metadata,
 )
 from metadisk.client.relocate import relocate
-from metadisk.client.segmenter import SegmentSizing, SourceReader, UploadSource
-from metadisk.client.transfers import Opened, Transfers
-from metadisk.client.upload import ProgressCallback, UploadConfig
+from metadisk.client.segmenter import SourceReader, UploadSource
 from metadisk.core.errors import AccessError, CoreError, DecodeError, DecryptionError
 from metadisk.core.grant import AccessGrant, SharePrefix
 from metadisk.core.paths import PathKey, decrypt_path, encrypt_path, object_key
-from metadisk.wire.api.accounts import ProjectUsage
 
-
-@dataclass(frozen=True, slots=True)
-class ClientConfig:
-    """Tuning of an `AsyncProject`; the defaults suit a laptop and `metadisk up`.
-
-    ``processes`` picks where encryption and erasure coding run: worker processes over shared
-    memory (True), threads (False) or by platform (None); ``workers`` how many. A farmer that
-    hangs, stalls or refuses connections is avoided by every transfer of the project for
-    ``suspect_for`` seconds after its last such failure (`farmer_transport.Suspects`).
-    """
-
-    sizing: SegmentSizing = field(default_factory=SegmentSizing)
-    upload: UploadConfig = field(default_factory=UploadConfig)
-    download: DownloadConfig = field(default_factory=DownloadConfig)
-    transport: TransportConfig = field(default_factory=TransportConfig)
-    processes: bool | None = None
-    workers: int | None = None
-    bridge_timeout: float = 60.0
-    suspect_for: float = 120.0
+if TYPE_CHECKING:
+    # The transfer pipelines, imported when the first transfer needs them (`_pipelines`): a
+    # listing, a stat or a move never does, and `metadisk ls` starts without them.
+    from metadisk.client.farmer_transport import FarmerTransport
+    from metadisk.client.offload import Offload
+    from metadisk.client.transfers import Opened, Transfers
+    from metadisk.client.upload import ProgressCallback
+    from metadisk.wire.api.accounts import ProjectUsage
 
 
 class AsyncProject:
@@ -116,23 +94,42 @@ class AsyncProject:
                 grant.bridge_url, grant.api_key.serialize(), timeout=self._config.bridge_timeout
             )
             self._owned.append(bridge)
-        if transport is None:
-            transport = HttpFarmerTransport(self._config.transport)
-            self._owned.append(transport)
-        if offload is None:
-            offload = Offload(processes=self._config.processes, workers=self._config.workers)
-            self._owned.append(offload)
         self._bridge = bridge
+        self._transport = transport
+        self._offload = offload
+        self._transfers: Transfers | None = None
+        self._closed = False
+
+    def _pipelines(self) -> Transfers:
+        """The transfer pipelines, built on first use with the transport and offload they need.
+
+        Synchronous, with no await between the check and the assignment: on one event loop no
+        other coroutine runs in between, so two first transfers at once build one set.
+        """
+        if self._closed:
+            raise RuntimeError("this project is closed")
+        if self._transfers is not None:
+            return self._transfers
+        from metadisk.client.farmer_transport import HttpFarmerTransport, Suspects
+        from metadisk.client.offload import Offload
+        from metadisk.client.transfers import Transfers
+
+        if self._transport is None:
+            self._transport = HttpFarmerTransport(self._config.transport)
+            self._owned.append(self._transport)
+        if self._offload is None:
+            self._offload = Offload(processes=self._config.processes, workers=self._config.workers)
+            self._owned.append(self._offload)
         self._transfers = Transfers(
-            bridge,
-            transport,
-            offload,
+            self._bridge,
+            self._transport,
+            self._offload,
             sizing=self._config.sizing,
             upload=self._config.upload,
             download=self._config.download,
             suspects=Suspects(self._config.suspect_for),
         )
-        self._closed = False
+        return self._transfers
 
     @classmethod
     async def open(cls, grant: str | AccessGrant, **kwargs: Any) -> AsyncProject:
@@ -155,7 +152,8 @@ class AsyncProject:
         if self._closed:
             return
         self._closed = True
-        await self._transfers.aclose()  # segment reports on their way, before the bridge closes
+        if self._transfers is not None:  # segment reports on their way, before the bridge closes
+            await self._transfers.aclose()
         for owned in reversed(self._owned):
             await owned.aclose()
 
@@ -242,7 +240,7 @@ class AsyncProject:
         info.encode()  # refuse oversized metadata before reading anything
         reader = SourceReader.open(source, size)
         try:
-            return await self._transfers.upload(
+            return await self._pipelines().upload(
                 bucket, path, encrypted_key, key, reader, info, progress, source, resume_dir
             )
         finally:
@@ -257,7 +255,7 @@ class AsyncProject:
         ones that make the object, or `abort_upload`.
         """
         encrypted_key, _ = self._locate(bucket, path)
-        return await self._transfers.begin_upload(bucket, encrypted_key)
+        return await self._pipelines().begin_upload(bucket, encrypted_key)
 
     async def upload_part(
         self,
@@ -279,7 +277,7 @@ class AsyncProject:
         encrypted_key, key = self._locate(bucket, path)
         reader = SourceReader.open(source, size)
         try:
-            return await self._transfers.upload_part(
+            return await self._pipelines().upload_part(
                 bucket, encrypted_key, key, upload_id, reader, first_index, progress
             )
         finally:
@@ -307,7 +305,7 @@ class AsyncProject:
         """
         encrypted_key, key = self._locate(bucket, path)
         info = _new_metadata(content_type, metadata or {}, checksum)
-        return await self._transfers.commit_upload(
+        return await self._pipelines().commit_upload(
             bucket, path, encrypted_key, key, upload_id, segments, info
         )
 
@@ -333,7 +331,7 @@ class AsyncProject:
         Close the iterator (``contextlib.aclosing``) if you stop early, so fetches stop at once.
         """
         opened = await self._open(bucket, path)
-        views = self._transfers.views(bucket, opened, offset, length, progress)
+        views = self._pipelines().views(bucket, opened, offset, length, progress)
         async with contextlib.aclosing(views):
             async for view in views:
                 yield bytes(view)
@@ -350,7 +348,7 @@ class AsyncProject:
     ) -> ObjectInfo:
         """Write the object (or a byte range of it) to a file path or a binary file object."""
         opened = await self._open(bucket, path)
-        views = self._transfers.views(bucket, opened, offset, length, progress)
+        views = self._pipelines().views(bucket, opened, offset, length, progress)
         owned = isinstance(destination, str | os.PathLike)
         if isinstance(destination, str | os.PathLike):
             out: BinaryIO = await asyncio.to_thread(open, destination, "wb")
@@ -366,6 +364,8 @@ class AsyncProject:
         return object_info(bucket, path, opened.record, opened.meta)
 
     async def _open(self, bucket: str, path: str) -> Opened:
+        from metadisk.client.transfers import Opened
+
         encrypted_key, key = self._locate(bucket, path)
         record = await self._bridge.get_object(bucket, encrypted_key)
         return Opened(encrypted_key, key, record, open_metadata(record, key))

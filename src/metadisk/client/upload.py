@@ -33,6 +33,8 @@ from typing import Protocol
 
 import blake3
 
+from metadisk.client.config import LongTail
+from metadisk.client.config import UploadConfig as UploadConfig  # its home before config
 from metadisk.client.errors import (
     ClientError,
     PieceError,
@@ -41,10 +43,7 @@ from metadisk.client.errors import (
     first_error,
 )
 from metadisk.client.farmer_transport import (
-    ABANDON_LAGGARDS,
-    REPLACE_LAGGARDS,
     FarmerTransport,
-    LongTail,
     Outcomes,
     PieceTarget,
     Suspects,
@@ -101,30 +100,6 @@ class UploadCoordinator(Protocol):
         ...
 
     async def commit_segment(self, segment: CommittedSegment) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class UploadConfig:
-    """Tuning of the upload pipeline.
-
-    `segments_in_flight` bounds the buffers held (being read, encoded or sent); at most
-    `segments_uploading` of them are on the wire at once, so a segment's slow tail overlaps the
-    next one's start. `max_replacements` caps the pieces replaced per segment (None: n). A piece
-    the segment needs that lags `replace_laggards` behind the pieces stored (or went to a
-    suspect farmer) gets a replacement farmer while it goes on; past `abandon_laggards`, with
-    no replacement to be had, it is given up, so that a segment the network cannot store fails
-    within seconds (None: wait for the transport's timeouts).
-    """
-
-    segments_in_flight: int = 3
-    segments_uploading: int = 2
-    max_replacements: int | None = None
-    replace_laggards: LongTail | None = REPLACE_LAGGARDS  # see farmer_transport.LongTail
-    abandon_laggards: LongTail | None = ABANDON_LAGGARDS
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.segments_uploading < self.segments_in_flight:
-            raise ValueError("need 1 <= segments_uploading < segments_in_flight")
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
-
-import reed_solomon_leopard as _rs
+from typing import Any, ClassVar
 
 from metadisk.core.encoding import Reader, Writer
 from metadisk.core.errors import DecodeError, ErasureError
@@ -221,13 +219,14 @@ class ErasureCodec:
         target = _writable(out, segment_size)
         count = self._decode_count(max(recovery)) if len(present) < self.k else 0
         stripe = self._stripe(size)
+        rs = _codec()
         for start in range(0, size, stripe):
             end = min(start + stripe, size)
             shards = {i: bytes(p[start:end]) for i, p in present.items()}
             if count:
                 extra = {i: bytes(p[start:end]) for i, p in recovery.items()}
                 try:
-                    shards |= _rs.decode(self.k, count, shards, extra)
+                    shards |= rs.decode(self.k, count, shards, extra)
                 except ValueError as exc:  # excluded by the checks in _select; never leak it raw
                     raise ErasureError(f"erasure backend refused the pieces: {exc}") from exc
             for i, shard in shards.items():
@@ -291,9 +290,10 @@ class ErasureCodec:
         if count == 0:
             return
         stripe = self._stripe(size)
+        rs = _codec()
         for start in range(0, size, stripe):
             shards = [bytes(o[start : start + stripe]) for o in originals]
-            yield start, _rs.encode(shards, count)
+            yield start, rs.encode(shards, count)
 
     def _decode_count(self, highest: int) -> int:
         """Recovery count to decode with when no recovery piece above `highest` is used.
@@ -338,3 +338,11 @@ def _writable(buffer: bytearray | memoryview, size: int) -> memoryview:
     if len(view) < size:
         raise ValueError(f"output buffer holds {len(view)} bytes, needs {size}")
     return view
+
+
+def _codec() -> Any:  # the codec has no type hints
+    """The Leopard codec, imported by the first segment coded: listing buckets and objects
+    (a `RedundancyScheme` is all they need) does without it."""
+    import reed_solomon_leopard
+
+    return reed_solomon_leopard

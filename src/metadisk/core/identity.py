@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import blake3
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from metadisk.core.errors import DecodeError, SignatureError
 
@@ -82,7 +81,7 @@ class Identity:
             raise DecodeError("an Ed25519 seed is exactly 32 bytes")
         self.seed = bytes(seed)
         self._private = Ed25519PrivateKey.from_private_bytes(self.seed)
-        self.public_key = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.public_key = self._private.public_key().public_bytes_raw()
         self.node_id = NodeId.from_public_key(self.public_key)
 
     @classmethod

@@ -23,8 +23,6 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from argon2.exceptions import HashingError
-from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -125,6 +123,11 @@ def derive_root_key(
         raise ValueError("the passphrase must not be empty")
     if len(salt) < MIN_SALT_SIZE:
         raise ValueError(f"the salt must be at least {MIN_SALT_SIZE} bytes")
+    # Here, not at the top: argon2 (and cffi) cost ~25 ms of every start-up, and only a
+    # passphrase needs them (a grant carries its keys).
+    from argon2.exceptions import HashingError
+    from argon2.low_level import Type, hash_secret_raw
+
     try:
         return bytes(
             hash_secret_raw(

@@ -55,6 +55,7 @@ class GatewayProcess:
         self.config = GatewayConfig(self.credentials, port=port, region=region)
         self.url = ""
         self.port = port
+        self.files_url: str | None = None  # the file manager's URL with the run's token
         private_dir(root)
         save(root / CONFIG_FILE, self.config)
         cli_dir = config_dir if config_dir is not None else private_dir(root / CLI_DIR)
@@ -78,6 +79,8 @@ class GatewayProcess:
 
     def _listening(self, info: Mapping[str, object]) -> None:
         self.url, self.port = str(info["url"]), int(str(info["port"]))
+        files = info.get("files")
+        self.files_url = str(files) if files else None
         if self.config.port != self.port:
             # Kept, so a restart (and the next run) serves clients on the same port.
             self.config = replace(self.config, port=self.port)

@@ -26,6 +26,7 @@ from metadisk.gateway.s3errors import S3Error
 from metadisk.gateway.sigv4 import Verified
 
 BLOCK = 1 << 20
+INLINE_HASHING = 64 << 10
 # S3's largest single PUT and largest part.
 MAX_PUT = 5 << 30
 
@@ -71,7 +72,10 @@ class RequestBody:
             if len(pending) >= BLOCK or (not data and pending):
                 block = bytes(pending)
                 pending.clear()
-                await asyncio.to_thread(self._digest, block)
+                if len(block) < INLINE_HASHING:
+                    self._digest(block)  # a thread hop costs more than hashing a small body
+                else:
+                    await asyncio.to_thread(self._digest, block)
                 yield block
             if not data:
                 break

@@ -105,9 +105,10 @@ async def _store_part(
     except KeyError:
         raise _no_upload(upload.upload_id) from None
     try:
-        written = await call.project.upload_part(
-            upload.bucket, upload.key, upload.upload_id, source, first_index=first, size=size
-        )
+        async with call.gateway.uploads:
+            written = await call.project.upload_part(
+                upload.bucket, upload.key, upload.upload_id, source, first_index=first, size=size
+            )
     except NotFound as exc:
         if exc.code != "upload-not-found":
             raise

@@ -49,7 +49,12 @@ async def put_object(call: Call) -> web.StreamResponse:
     s3xml.check_key(call.key)
     body = RequestBody(call.request, call.verified)
     stored = metadata.from_headers(call.headers)
-    info = await store(call.project, call.bucket, call.key, body, stored)
+    inline = body.size is not None and body.size <= INLINE
+    gate: contextlib.AbstractAsyncContextManager[None] = (
+        contextlib.nullcontext() if inline else call.gateway.uploads
+    )
+    async with gate:
+        info = await store(call.project, call.bucket, call.key, body, stored)
     return empty(ETag=f'"{metadata.etag_of(info)}"')
 
 

@@ -12,7 +12,21 @@ is `BridgeUnavailable` with code ``connection-failed`` (or ``timeout``); an answ
 parse is `BridgeError` with code ``bad-response``.
 """
 
-from metadisk.client.bridge_api.accounts import BridgeAccounts, BridgeNodes
-from metadisk.client.bridge_api.objects import BridgeAPI
+# Underscored: the package's public names are `__all__` and its modules, nothing else.
+import typing as _typing
+
+from metadisk.core.lazy import lazy_names as _lazy_names
+
+if _typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time `__getattr__` imports these
+    from metadisk.client.bridge_api.accounts import BridgeAccounts, BridgeNodes
+    from metadisk.client.bridge_api.objects import BridgeAPI
 
 __all__ = ["BridgeAPI", "BridgeAccounts", "BridgeNodes"]
+
+# Each client imported on first use: an API key's (`BridgeAPI`) needs neither the account
+# models nor the node directory's.
+_HOMES = {
+    "metadisk.client.bridge_api.accounts": ("BridgeAccounts", "BridgeNodes"),
+    "metadisk.client.bridge_api.objects": ("BridgeAPI",),
+}
+_HOME_OF, __getattr__, __dir__ = _lazy_names(__name__, _HOMES)

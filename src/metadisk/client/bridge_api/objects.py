@@ -4,7 +4,7 @@ downloads and revocations)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ValidationError
@@ -14,7 +14,7 @@ from metadisk.client.errors import InvalidArgument
 from metadisk.core.encoding import b64encode
 from metadisk.core.identity import NodeId
 from metadisk.core.messages import PieceReceipt
-from metadisk.wire.api import accounts, buckets, objects, routes
+from metadisk.wire.api import buckets, objects, routes
 from metadisk.wire.api.buckets import Bucket, BucketPage
 from metadisk.wire.api.objects import (
     BeganUpload,
@@ -29,6 +29,11 @@ from metadisk.wire.api.objects import (
     UploadSummary,
 )
 from metadisk.wire.errors import describe_invalid
+
+if TYPE_CHECKING:
+    # The account API's models, imported by the calls that use them: listing and transfers
+    # never do (each module of models costs start-up time).
+    from metadisk.wire.api import accounts
 
 B = TypeVar("B", bound=BaseModel)
 
@@ -65,23 +70,31 @@ class BridgeAPI:
     async def passphrase_verifier(self) -> bytes | None:
         """The key's project's passphrase verifier (`metadisk.core.keys.passphrase_verifier`);
         None if none is stored yet. Any key of the project may read it, even a restricted one."""
+        from metadisk.wire.api import accounts
+
         found = await self._http.parsed("GET", routes.VERIFIER, accounts.PassphraseVerifier)
         return found.verifier
 
     async def set_passphrase_verifier(self, verifier: bytes) -> None:
         """Store the verifier if none is yet (an unrestricted key only); `Conflict`
         (verifier-mismatch) if another is stored."""
+        from metadisk.wire.api import accounts
+
         body = _body(accounts.NewVerifier, verifier=verifier)
         await self._http.call("PUT", routes.VERIFIER, body=body)
 
     async def revoke(self, api_key: str) -> None:
         """Revoke `api_key` (serialized): this API key or one restricted from it, and every key
         made from that."""
+        from metadisk.wire.api import accounts
+
         body = _body(accounts.Revocation, api_key=api_key)
         await self._http.call("POST", routes.REVOCATIONS, body=body)
 
     async def usage(self) -> accounts.ProjectUsage:
         """The key's project: usage against its limits and what pending uploads reserve."""
+        from metadisk.wire.api import accounts
+
         return await self._http.parsed("GET", routes.USAGE, accounts.ProjectUsage)
 
     # -- buckets
