@@ -8,6 +8,7 @@ code and status, FastAPI's validation errors as 400 ``invalid-request``, unknown
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any, Protocol, TypeVar
 
@@ -15,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from pydantic.warnings import UnsupportedFieldAttributeWarning
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -199,7 +201,12 @@ def create_app(routers: Sequence[APIRouter], version: str, metrics: BridgeMetric
         # answers every validation error with 400 invalid-request (the envelope) instead.
         if app.openapi_schema is not None:
             return app.openapi_schema
-        document = generate()  # cached by FastAPI: edited once, in place
+        with warnings.catch_warnings():
+            # FastAPI names each route's body parameter with an alias on a field of its own
+            # making; with the wire models' validators built on first use (defer_build),
+            # pydantic warns that the alias does nothing there. The schema is unaffected.
+            warnings.filterwarnings("ignore", category=UnsupportedFieldAttributeWarning)
+            document = generate()  # cached by FastAPI: edited once, in place
         for operations in document["paths"].values():
             for operation in operations.values():
                 operation["responses"].pop("422", None)
