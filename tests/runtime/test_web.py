@@ -27,6 +27,16 @@ def test_static_files_are_only_the_shared_ones() -> None:
             web.static(name)
 
 
+def test_a_roles_own_static_files_come_first_then_the_shared_ones() -> None:
+    script, kind = web.static("files.js", "metadisk.gateway.web")
+    assert kind == "text/javascript" and script
+    assert web.static("metadisk.css", "metadisk.gateway.web") == web.static("metadisk.css")
+    with pytest.raises(KeyError):
+        web.static("files.js")  # not a shared file
+    with pytest.raises(KeyError):
+        web.static("../web/__init__.py", "metadisk.gateway.web")
+
+
 def test_templates_escape_what_they_show() -> None:
     env = web.environment("metadisk.runtime.web")
     page = env.from_string(

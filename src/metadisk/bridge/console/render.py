@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from fastapi.routing import APIRoute
 from metadisk.bridge import errors
 from metadisk.bridge.console.guard import PREFIX
 from metadisk.runtime.logs import event
-from metadisk.runtime.web import SECURITY_HEADERS, STATIC_TYPES, environment, static
+from metadisk.runtime.web import SECURITY_HEADERS, environment, static
 
 log = logging.getLogger(__name__)
 STATIC_URL = f"{PREFIX}/static/"
@@ -65,26 +64,12 @@ def error_page(status: int, message: str, retry_after: int = 0) -> Response:
     return page("error.html", {"status": status, "message": message}, status, headers)
 
 
-@functools.cache
-def _own_static(name: str) -> tuple[bytes, str]:
-    suffix = name[name.rfind(".") :] if "." in name else ""
-    if "/" in name or name.startswith(".") or suffix not in STATIC_TYPES:
-        raise KeyError(name)
-    resource = importlib.resources.files("metadisk.bridge.console") / "static" / name
-    if not resource.is_file():
-        raise KeyError(name)
-    return resource.read_bytes(), STATIC_TYPES[suffix]
-
-
 def static_file(name: str) -> Response:
     """The console's own static file `name`, else the shared one; 404 for any other name."""
     try:
-        content, kind = _own_static(name)
+        content, kind = static(name, "metadisk.bridge.console")
     except KeyError:
-        try:
-            content, kind = static(name)
-        except KeyError:
-            return error_page(404, "no such file")
+        return error_page(404, "no such file")
     response = Response(content, media_type=kind)
     response.headers.update(SECURITY_HEADERS)
     response.headers["Cache-Control"] = "public, max-age=3600"

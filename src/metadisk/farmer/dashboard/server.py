@@ -8,8 +8,6 @@ Every answer carries the shared security headers (strict CSP: no inline script o
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
 import ipaddress
 import logging
 import time
@@ -151,25 +149,10 @@ class Dashboard:
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         try:
-            body, kind = own_static(name)
+            body, kind = shared.static(name, "metadisk.farmer.dashboard")
         except KeyError:
-            try:
-                body, kind = shared.static(name)
-            except KeyError:
-                raise web.HTTPNotFound() from None
+            raise web.HTTPNotFound() from None
         return web.Response(body=body, content_type=kind)
-
-
-@functools.cache
-def own_static(name: str) -> tuple[bytes, str]:
-    """(content, content type) of a file of this package's ``static/``; KeyError otherwise."""
-    suffix = name[name.rfind(".") :] if "." in name else ""
-    if "/" in name or name.startswith(".") or suffix not in shared.STATIC_TYPES:
-        raise KeyError(name)
-    resource = importlib.resources.files("metadisk.farmer.dashboard") / "static" / name
-    if not resource.is_file():
-        raise KeyError(name)
-    return resource.read_bytes(), shared.STATIC_TYPES[suffix]
 
 
 async def _no_content(request: web.Request) -> web.Response:

@@ -16,7 +16,6 @@ run's token and a session cookie (`session`).
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("metadisk.gateway.web")
 STATIC = PATH + "static/"
-_OWN_STATIC = frozenset({"files.js"})
 STATIC_MAX_AGE = 300
 
 
@@ -147,11 +145,7 @@ class FileManager:
     async def _static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         try:
-            if name in _OWN_STATIC:
-                folder = importlib.resources.files("metadisk.gateway.web") / "static"
-                body, kind = (folder / name).read_bytes(), shared.STATIC_TYPES[".js"]
-            else:
-                body, kind = shared.static(name)
+            body, kind = shared.static(name, "metadisk.gateway.web")
         except KeyError:
             return self._refused(Refused(404, "no such file"))
         response = web.Response(body=body, content_type=kind)

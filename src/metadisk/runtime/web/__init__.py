@@ -8,7 +8,7 @@ offline, and every answer carries a strict Content-Security-Policy.
 - `environment(package)`: a Jinja2 environment over the role's ``templates/`` and the shared
   ones here (``base.html``, ``macros.html``), autoescaping on.
 - `SECURITY_HEADERS`, `csp()`: the headers every page is served with.
-- `static(name)`: the shared stylesheet and scripts, read from this package.
+- `static(name, package)`: a role's own static files, else the shared stylesheet.
 - `charts.line_chart`, `charts.bar_chart`: SVG charts rendered on the server.
 """
 
@@ -62,15 +62,18 @@ def environment(package: str) -> jinja2.Environment:
 
 
 @functools.cache
-def static(name: str) -> tuple[bytes, str]:
-    """(content, content type) of a shared static file; KeyError for any other name."""
+def static(name: str, package: str | None = None) -> tuple[bytes, str]:
+    """(content, content type) of static file `name`: from `package`'s ``static/`` folder if
+    it has one of that name, else the shared one; KeyError for any other name."""
     suffix = name[name.rfind(".") :] if "." in name else ""
     if "/" in name or name.startswith(".") or suffix not in STATIC_TYPES:
         raise KeyError(name)
-    resource = importlib.resources.files("metadisk.runtime.web") / "static" / name
-    if not resource.is_file():
-        raise KeyError(name)
-    return resource.read_bytes(), STATIC_TYPES[suffix]
+    for home in (package, "metadisk.runtime.web"):
+        if home is not None:
+            resource = importlib.resources.files(home) / "static" / name
+            if resource.is_file():
+                return resource.read_bytes(), STATIC_TYPES[suffix]
+    raise KeyError(name)
 
 
 def human_size(size: int | float | None) -> str:
