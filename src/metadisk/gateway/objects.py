@@ -112,8 +112,10 @@ async def get_object(call: Call) -> web.StreamResponse:
         await response.prepare(call.request)
         await response.write_eof()
         return response
+    # Small objects come inline with the object's record: only those on farmers wait their turn.
+    turn = call.gateway.downloads if info.segment_count else contextlib.nullcontext()
     chunks = call.project.stream(call.bucket, call.key, offset=offset, length=length)
-    async with contextlib.aclosing(chunks):
+    async with turn, contextlib.aclosing(chunks):
         first = await anext(chunks)  # errors before the answer starts are still S3 errors
         await response.prepare(call.request)
         await response.write(first)

@@ -44,6 +44,9 @@ _BUCKET_NAME = re.compile(BUCKET_PATTERN)
 # segment buffers of its own (~28 MiB for boto3's 8 MiB parts at 4/10), so boto3's ten parts at
 # once took the gateway to ~540 MiB; three at a time were as fast on 2 cores (bench/gateway.py).
 UPLOADS_AT_ONCE = 4
+# Downloads of objects stored on farmers streaming out at once, for the same reason: each holds
+# its read-ahead of segments, and boto3's ten ranged GETs at once took the gateway to ~500 MiB.
+DOWNLOADS_AT_ONCE = 4
 
 Handler = Callable[["Call"], Awaitable[web.StreamResponse]]
 
@@ -89,6 +92,7 @@ class Gateway:
         self.parts = PartStore(config.state_dir)
         self.listings = ListingCache()
         self.uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)  # the rest wait, unread
+        self.downloads = asyncio.Semaphore(DOWNLOADS_AT_ONCE)  # the rest wait, unanswered
         self._client = client
         self._projects: dict[str, AsyncProject] = {}
         self.files = FileManager(self)
