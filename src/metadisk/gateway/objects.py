@@ -49,26 +49,37 @@ async def put_object(call: Call) -> web.StreamResponse:
     s3xml.check_key(call.key)
     body = RequestBody(call.request, call.verified)
     stored = metadata.from_headers(call.headers)
-    inline = body.size is not None and body.size <= INLINE
-    gate: contextlib.AbstractAsyncContextManager[None] = (
-        contextlib.nullcontext() if inline else call.gateway.uploads
+    info = await store(
+        call.project, call.bucket, call.key, body, stored, uploads=call.gateway.uploads
     )
-    async with gate:
-        info = await store(call.project, call.bucket, call.key, body, stored)
     return empty(ETag=f'"{metadata.etag_of(info)}"')
 
 
 async def store(
-    project: AsyncProject, bucket: str, key: str, body: RequestBody, stored: metadata.Stored
+    project: AsyncProject,
+    bucket: str,
+    key: str,
+    body: RequestBody,
+    stored: metadata.Stored,
+    *,
+    uploads: asyncio.Semaphore,
 ) -> ObjectInfo:
     """Upload `body` as the object at `key`, its MD5 as the ETag; nothing is visible if any
-    check of the body fails."""
+    check of the body fails. An object past the inline size waits for a turn among `uploads`
+    (the gateway's cap) with its body unread."""
     if body.size is not None and body.size <= INLINE:
         data = b"".join([block async for block in body.chunks()])
         final = metadata.with_etag(stored, body.md5)
         return await project.upload(
             bucket, key, data, content_type=final.content_type, metadata=final.custom
         )
+    async with uploads:
+        return await _store_segments(project, bucket, key, body, stored)
+
+
+async def _store_segments(
+    project: AsyncProject, bucket: str, key: str, body: RequestBody, stored: metadata.Stored
+) -> ObjectInfo:
     upload_id = await project.begin_upload(bucket, key)
     try:
         part = await project.upload_part(
@@ -108,23 +119,44 @@ async def get_object(call: Call) -> web.StreamResponse:
     if span is not None:
         response.headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
     response.content_length = length
-    if call.request.method == "HEAD" or length == 0:
-        await response.prepare(call.request)
+    if call.request.method == "HEAD":
+        length = 0
+    return await send_body(
+        call.request, response, call.project, info, offset, length, downloads=call.gateway.downloads
+    )
+
+
+async def send_body(
+    request: web.Request,
+    response: web.StreamResponse,
+    project: AsyncProject,
+    info: ObjectInfo,
+    offset: int,
+    length: int,
+    *,
+    downloads: asyncio.Semaphore,
+) -> web.StreamResponse:
+    """Answer with bytes [offset, offset + length) of the object `info` describes, streamed.
+
+    An object on farmers waits for a turn among `downloads` (the gateway's cap). The first bytes
+    are read before the answer starts, so a failure then is still an error answer; a failure
+    after that cuts the answer short, which the client sees against its Content-Length.
+    """
+    if length == 0:
+        await response.prepare(request)
         await response.write_eof()
         return response
     # Small objects come inline with the object's record: only those on farmers wait their turn.
-    turn = call.gateway.downloads if info.segment_count else contextlib.nullcontext()
-    chunks = call.project.stream(call.bucket, call.key, offset=offset, length=length)
+    turn = downloads if info.segment_count else contextlib.nullcontext()
+    chunks = project.stream(info.bucket, info.key, offset=offset, length=length)
     async with turn, contextlib.aclosing(chunks):
-        first = await anext(chunks)  # errors before the answer starts are still S3 errors
-        await response.prepare(call.request)
+        first = await anext(chunks)
+        await response.prepare(request)
         await response.write(first)
         try:
             async for chunk in chunks:
                 await response.write(chunk)  # waits while the client's socket is full
         except ClientError as exc:
-            # Too late for an error document: the answer is cut short, which the client sees
-            # against Content-Length (and S3 clients retry the rest with a range).
             event(log, logging.WARNING, "download failed mid-answer", code=exc.code)
             raise ConnectionResetError(f"download failed: {exc.code}") from exc
     await response.write_eof()

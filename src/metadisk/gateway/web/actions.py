@@ -11,7 +11,6 @@ keep their type, anything else is plain text, under a sandboxing CSP.
 
 from __future__ import annotations
 
-import contextlib
 import urllib.parse
 
 from aiohttp import web
@@ -37,7 +36,9 @@ async def upload(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     body = RequestBody(request, _UNSIGNED)
     kind = request.headers.get("Content-Type", "") or metadata.DEFAULT_CONTENT_TYPE
     stored = metadata.Stored(kind.split(";")[0].strip(), {})
-    info = await objects.store(ctx.project, bucket, key, body, stored)
+    info = await objects.store(
+        ctx.project, bucket, key, body, stored, uploads=ctx.manager.gateway.uploads
+    )
     return _json({"bucket": bucket, "key": info.key, "size": info.size})
 
 
@@ -71,14 +72,10 @@ async def _send(request: web.Request, ctx: Ctx, *, attachment: bool) -> web.Stre
     if span is not None:
         response.headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
     response.content_length = length
-    await response.prepare(request)
-    if length:
-        chunks = ctx.project.stream(bucket, key, offset=offset, length=length)
-        async with contextlib.aclosing(chunks):
-            async for chunk in chunks:
-                await response.write(chunk)
-    await response.write_eof()
-    return response
+    downloads = ctx.manager.gateway.downloads
+    return await objects.send_body(
+        request, response, ctx.project, info, offset, length, downloads=downloads
+    )
 
 
 async def delete(request: web.Request, ctx: Ctx) -> web.StreamResponse:
