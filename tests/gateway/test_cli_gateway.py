@@ -92,3 +92,17 @@ def test_credentials_refuses_what_is_not_a_grant(tmp_path: Path) -> None:
     made = run_cli("gateway", "credentials", "--grant", "not-a-grant", config_dir=tmp_path)
     assert made.status == 2
     assert made.error_line.startswith("error: --grant: not an access grant")
+
+
+def test_a_port_in_use_is_one_line(s3_network: BackgroundNetwork, tmp_path: Path) -> None:
+    config_dir = write_config(tmp_path / "config", s3_network.tenant())
+    process, url = start_gateway(config_dir)
+    try:
+        port = url.rsplit(":", 1)[1]
+        taken = run_cli("gateway", "run", "--port", port, config_dir=config_dir)
+        assert taken.status == 1
+        assert taken.error_line == (
+            f"error: cannot listen: port {port} on 127.0.0.1 is in use (choose another with --port)"
+        )
+    finally:
+        stop(process)

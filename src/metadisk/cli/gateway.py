@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from metadisk.cli.context import current, stderr
-from metadisk.cli.errors import UsageError
+from metadisk.cli.errors import CliError, UsageError
 from metadisk.core.errors import DecodeError
 from metadisk.core.grant import AccessGrant
 
@@ -69,6 +69,7 @@ def run(
 
     from metadisk.gateway.config import ConfigError, load, new_credential, save, with_credential
     from metadisk.gateway.server import Gateway, serve
+    from metadisk.runtime.net import BindError
 
     context = current()
     path, state = _paths(config)
@@ -101,8 +102,12 @@ def run(
         else:
             stderr().print("file manager  off (served only when listening on a loopback address)")
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, client=context.config().client.client_config(), on_ready=ready))
+    client = context.config().client.client_config()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(settings, client=client, on_ready=ready))
+    except BindError as exc:
+        raise CliError(f"cannot listen: {exc.message} (choose another with --port)") from exc
 
 
 @app.command()

@@ -96,7 +96,8 @@ class PartStore:
             target = ":memory:"
         else:
             files.private_dir(state_dir)
-            target = str(state_dir / STATE_FILE)
+            # Made 0600 before SQLite opens it: the file and its WAL never exist looser.
+            target = str(files.private_file(state_dir / STATE_FILE))
         self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:
